@@ -1,0 +1,32 @@
+// Command-line and environment configuration helpers. Only main.cc files call these.
+#ifndef ETL_COMMON_FLAGS_H_
+#define ETL_COMMON_FLAGS_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+
+namespace etl {
+
+// Parses flags with absl::ParseCommandLine after turning "--some-flag" into "--some_flag" (absl flag
+// names are identifiers; users type hyphens). Returns the positional arguments, argv[0] first.
+std::vector<std::string> ParseFlags(int argc, char** argv, absl::string_view usage);
+
+// The environment variable `name`, or `fallback` when unset or empty.
+std::string EnvOr(const char* name, absl::string_view fallback);
+
+// Writes "<port>\n" to `path` atomically (rename; or straight into it when it is a FIFO), so a test
+// or script can learn the port of a port-0 bind.
+// Does nothing when `path` is empty.
+void WritePortFile(const std::string& path, int port);
+
+// Blocks SIGTERM and SIGINT in the calling thread (call first in main, before any thread starts, so
+// every thread inherits the mask) ...
+void BlockTerminationSignals();
+// ... then waits for one of them and returns its number.
+int WaitForTerminationSignal();
+
+}  // namespace etl
+
+#endif  // ETL_COMMON_FLAGS_H_

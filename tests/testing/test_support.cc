@@ -1,0 +1,212 @@
+#include "tests/testing/test_support.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+
+#include <gtest/gtest.h>
+#include <libpq-fe.h>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+extern char** environ;
+
+namespace etl::testing {
+namespace {
+
+struct PgConnDeleter {
+  void operator()(PGconn* c) const { PQfinish(c); }
+};
+struct PgResultDeleter {
+  void operator()(PGresult* r) const { PQclear(r); }
+};
+
+std::unique_ptr<PGconn, PgConnDeleter> Connect() {
+  std::string conninfo = PostgresConnString();
+  std::unique_ptr<PGconn, PgConnDeleter> conn(PQconnectdb(conninfo.c_str()));
+  if (PQstatus(conn.get()) != CONNECTION_OK) {
+    ADD_FAILURE() << "cannot connect to PostgreSQL: " << PQerrorMessage(conn.get());
+    return nullptr;
+  }
+  return conn;
+}
+
+}  // namespace
+
+std::string PostgresConnString() {
+  if (const char* url = std::getenv("DATABASE_URL"); url != nullptr && *url != '\0') return url;
+  if (const char* host = std::getenv("PGHOST"); host != nullptr && *host != '\0') {
+    // libpq reads the rest (PGPORT, PGUSER, PGDATABASE, PGPASSWORD) from the environment itself.
+    return absl::StrCat("host=", host);
+  }
+  return "";
+}
+
+std::vector<std::string> Query(const std::string& sql) {
+  std::vector<std::string> rows;
+  auto conn = Connect();
+  if (!conn) return rows;
+  std::unique_ptr<PGresult, PgResultDeleter> res(PQexec(conn.get(), sql.c_str()));
+  ExecStatusType st = PQresultStatus(res.get());
+  if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+    ADD_FAILURE() << "query failed: " << sql << ": " << PQresultErrorMessage(res.get());
+    return rows;
+  }
+  int n = PQntuples(res.get()), m = PQnfields(res.get());
+  rows.reserve(n);
+  for (int i = 0; i < n; ++i) {
+    std::vector<std::string> cols;
+    for (int j = 0; j < m; ++j) {
+      cols.push_back(PQgetisnull(res.get(), i, j) ? "\\N" : PQgetvalue(res.get(), i, j));
+    }
+    rows.push_back(absl::StrJoin(cols, "\t"));
+  }
+  return rows;
+}
+
+std::string QueryValue(const std::string& sql) {
+  std::vector<std::string> rows = Query(sql);
+  if (rows.size() != 1) {
+    ADD_FAILURE() << "expected one row from " << sql << ", got " << rows.size();
+    return "";
+  }
+  return rows[0];
+}
+
+std::string Exec(const std::string& sql) {
+  auto conn = Connect();
+  if (!conn) return "no connection";
+  std::unique_ptr<PGresult, PgResultDeleter> res(PQexec(conn.get(), sql.c_str()));
+  ExecStatusType st = PQresultStatus(res.get());
+  if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) return PQresultErrorMessage(res.get());
+  return "";
+}
+
+std::string BinaryPath(const std::string& name) { return absl::StrCat(ETL_BIN_DIR, "/", name); }
+
+std::string UniqueSuffix() {
+  static std::atomic<int> counter{0};
+  static const uint32_t seed = std::random_device{}();
+  return absl::StrCat("t", getpid(), "_", seed % 100000, "_", counter++);
+}
+
+absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(
+    const std::string& binary, const std::vector<std::string>& args,
+    const std::map<std::string, std::string>& extra_env, double timeout_s) {
+  char dir_template[] = "/tmp/etl-child.XXXXXX";
+  if (mkdtemp(dir_template) == nullptr) return absl::InternalError("mkdtemp failed");
+  std::string fifo = absl::StrCat(dir_template, "/port");
+  if (mkfifo(fifo.c_str(), 0600) != 0) return absl::InternalError("mkfifo failed");
+
+  std::vector<std::string> argv_s = {binary};
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  argv_s.push_back("--port_file=" + fifo);
+  std::vector<std::string> env_s;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string kv = *e;
+    std::string key = kv.substr(0, kv.find('='));
+    if (extra_env.count(key) == 0) env_s.push_back(kv);
+  }
+  for (const auto& [k, v] : extra_env) env_s.push_back(k + "=" + v);
+
+  std::vector<char*> argv, envp;
+  for (auto& s : argv_s) argv.push_back(s.data());
+  argv.push_back(nullptr);
+  for (auto& s : env_s) envp.push_back(s.data());
+  envp.push_back(nullptr);
+
+  pid_t pid = fork();
+  if (pid < 0) return absl::InternalError("fork failed");
+  if (pid == 0) {
+    execve(binary.c_str(), argv.data(), envp.data());
+    _exit(127);
+  }
+  std::unique_ptr<ChildProcess> child(new ChildProcess());
+  child->pid_ = pid;
+
+  // O_NONBLOCK open of a FIFO's read end succeeds at once; poll() then waits for the writer.
+  int fd = open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
+  std::string got;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(int64_t(timeout_s * 1000));
+  // A pidfd becomes readable when the child exits, so one poll() waits for "port written" or "child
+  // died" without any periodic wake-up.
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  while (got.find('\n') == std::string::npos) {
+    int left = int(std::chrono::duration_cast<std::chrono::milliseconds>(
+                       deadline - std::chrono::steady_clock::now()).count());
+    if (left <= 0) break;
+    pollfd p[2] = {{fd, POLLIN, 0}, {pidfd, POLLIN, 0}};
+    int r = poll(p, pidfd >= 0 ? 2 : 1, left);
+    if (r > 0 && (p[0].revents & POLLIN)) {
+      char buf[64];
+      ssize_t n = read(fd, buf, sizeof buf);
+      if (n > 0) got.append(buf, n);
+      continue;
+    }
+    int status = 0;
+    if ((r > 0 && (p[1].revents & POLLIN)) || waitpid(pid, &status, WNOHANG) == pid) {
+      if (!child->reaped_) waitpid(pid, &status, 0);
+      child->reaped_ = true;
+      if (pidfd >= 0) close(pidfd);
+      close(fd);
+      unlink(fifo.c_str());
+      rmdir(dir_template);
+      return absl::InternalError(absl::StrCat(binary, " exited before serving (status ", status, ")"));
+    }
+    if (r > 0 && (p[0].revents & POLLHUP)) {
+      // No writer holds the FIFO open (yet): reopen so poll() blocks instead of spinning on POLLHUP.
+      close(fd);
+      fd = open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
+    }
+  }
+  if (pidfd >= 0) close(pidfd);
+  close(fd);
+  unlink(fifo.c_str());
+  rmdir(dir_template);
+  int port = 0;
+  std::string line = got.substr(0, got.find('\n'));
+  if (!absl::SimpleAtoi(line, &port) || port <= 0) {
+    return absl::DeadlineExceededError(absl::StrCat(binary, " did not report a port within ", timeout_s, " s"));
+  }
+  child->port_ = port;
+  return child;
+}
+
+ChildProcess::~ChildProcess() {
+  if (!reaped_ && pid_ > 0) {
+    kill(pid_, SIGKILL);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+  }
+}
+
+std::string ChildProcess::address() const { return absl::StrCat("127.0.0.1:", port_); }
+
+int ChildProcess::Signal(int sig) {
+  if (reaped_) return -1;
+  kill(pid_, sig);
+  return Wait();
+}
+
+int ChildProcess::Wait() {
+  if (reaped_) return -1;
+  int status = 0;
+  if (waitpid(pid_, &status, 0) != pid_) return -1;
+  reaped_ = true;
+  return status;
+}
+
+}  // namespace etl::testing
