@@ -1,0 +1,240 @@
+#include "cli/commands.h"
+
+#include <chrono>
+#include <memory>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/str_cat.h"
+#include "cli/progress_format.h"
+#include "etl.grpc.pb.h"
+#include "google/protobuf/util/json_util.h"
+
+namespace etl::cli {
+namespace {
+
+using etl::v1::CollectorService;
+using etl::v1::Job;
+using etl::v1::JobProgress;
+using etl::v1::JobRef;
+using etl::v1::WriterService;
+
+const char* CodeName(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK: return "OK";
+    case grpc::StatusCode::CANCELLED: return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN: return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED: return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL: return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
+    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
+    default: return "UNKNOWN";
+  }
+}
+
+std::shared_ptr<grpc::Channel> Channel(const std::string& address) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(64 << 20);
+  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+}
+
+void Prepare(const CommandContext& ctx, grpc::ClientContext* cc, bool deadline) {
+  if (deadline && ctx.rpc_timeout_seconds > 0) {
+    cc->set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::microseconds(static_cast<int64_t>(ctx.rpc_timeout_seconds * 1e6)));
+  }
+  if (!ctx.request_id.empty()) cc->AddMetadata("x-request-id", ctx.request_id);
+}
+
+int RpcError(const CommandContext& ctx, const char* rpc, const std::string& service, const std::string& address,
+             const grpc::Status& st) {
+  *ctx.err << "etlctl: " << rpc << " failed: " << CodeName(st.error_code()) << ": " << st.error_message();
+  if (st.error_code() == grpc::StatusCode::UNAVAILABLE || st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    *ctx.err << "\n  (is " << service << " running at " << address << "? set "
+             << (service == "writer_server" ? "--writer or ETL_WRITER" : "--collector or ETL_COLLECTOR") << ")";
+  }
+  *ctx.err << std::endl;
+  return 1;
+}
+
+std::string ToJson(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions opts;
+  opts.add_whitespace = true;
+  opts.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, opts);
+  return out;
+}
+
+// Prints progress lines until the job ends; returns false (after printing why) when the collector
+// cannot be followed any more.
+bool Follow(const CommandContext& ctx, CollectorService::Stub* stub, const std::string& job_id) {
+  JobRef ref;
+  ref.set_job_id(job_id);
+  int reconnects = 0;
+  bool drew_live_line = false;
+  auto end_live_line = [&] {
+    if (drew_live_line) *ctx.err << "\n" << std::flush;
+    drew_live_line = false;
+  };
+  for (;;) {
+    grpc::ClientContext cc;
+    Prepare(ctx, &cc, /*deadline=*/false);
+    std::unique_ptr<grpc::ClientReader<JobProgress>> reader = stub->WatchJob(&cc, ref);
+    JobProgress p;
+    bool terminal = false;
+    while (reader->Read(&p)) {
+      reconnects = 0;
+      std::string line = FormatProgressLine(p);
+      if (ctx.live) {
+        *ctx.err << "\r" << line << "\033[K" << std::flush;
+        drew_live_line = true;
+      } else {
+        *ctx.err << line << std::endl;
+      }
+      if (IsTerminal(p.state())) {
+        terminal = true;
+        cc.TryCancel();
+        break;
+      }
+    }
+    grpc::Status st = reader->Finish();
+    if (terminal) break;
+    if (st.ok()) {
+      // The stream ended without a final state (e.g. the collector is shutting down): ask directly.
+      grpc::ClientContext gc;
+      Prepare(ctx, &gc, true);
+      Job job;
+      if (stub->GetJob(&gc, ref, &job).ok() && IsTerminal(job.state())) break;
+    } else if (st.error_code() != grpc::StatusCode::UNAVAILABLE) {
+      end_live_line();
+      RpcError(ctx, "WatchJob", "collector_server", ctx.collector, st);
+      return false;
+    }
+    if (++reconnects > ctx.watch_reconnects) {
+      end_live_line();
+      *ctx.err << "etlctl: lost the progress stream of job " << job_id << " (" << CodeName(st.error_code()) << ": "
+               << st.error_message() << "); the job may still be running: etlctl status " << job_id << std::endl;
+      return false;
+    }
+    end_live_line();
+    *ctx.err << "etlctl: progress stream interrupted (" << CodeName(st.error_code()) << ": " << st.error_message()
+             << "); reconnecting..." << std::endl;
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+  end_live_line();
+  return true;
+}
+
+int FollowAndReport(const CommandContext& ctx, CollectorService::Stub* stub, const std::string& job_id) {
+  if (!Follow(ctx, stub, job_id)) return 1;
+  grpc::ClientContext cc;
+  Prepare(ctx, &cc, true);
+  JobRef ref;
+  ref.set_job_id(job_id);
+  Job job;
+  grpc::Status st = stub->GetJob(&cc, ref, &job);
+  if (!st.ok()) return RpcError(ctx, "GetJob", "collector_server", ctx.collector, st);
+  if (ctx.json) {
+    *ctx.out << ToJson(job) << std::flush;
+  } else {
+    *ctx.out << FormatJobOutcome(job) << std::endl;
+  }
+  return ExitCodeForState(job.state());
+}
+
+}  // namespace
+
+int RunJob(const CommandContext& ctx, const etl::v1::JobSpec& spec, bool detach) {
+  auto stub = CollectorService::NewStub(Channel(ctx.collector));
+  grpc::ClientContext cc;
+  Prepare(ctx, &cc, true);
+  Job job;
+  grpc::Status st = stub->StartJob(&cc, spec, &job);
+  if (!st.ok()) return RpcError(ctx, "StartJob", "collector_server", ctx.collector, st);
+  if (detach) {
+    if (ctx.json) {
+      *ctx.out << ToJson(job) << std::flush;
+    } else {
+      *ctx.out << job.job_id() << std::endl;
+    }
+    return 0;
+  }
+  *ctx.err << "job " << job.job_id() << " started: " << spec.url() << " -> " << job.table_name()
+           << "\n  (Ctrl-C stops watching, not the job: etlctl cancel " << job.job_id() << ")" << std::endl;
+  return FollowAndReport(ctx, stub.get(), job.job_id());
+}
+
+int WatchJob(const CommandContext& ctx, const std::string& job_id) {
+  auto stub = CollectorService::NewStub(Channel(ctx.collector));
+  return FollowAndReport(ctx, stub.get(), job_id);
+}
+
+int ShowJob(const CommandContext& ctx, const std::string& job_id) {
+  auto stub = CollectorService::NewStub(Channel(ctx.collector));
+  grpc::ClientContext cc;
+  Prepare(ctx, &cc, true);
+  JobRef ref;
+  ref.set_job_id(job_id);
+  Job job;
+  grpc::Status st = stub->GetJob(&cc, ref, &job);
+  if (!st.ok()) return RpcError(ctx, "GetJob", "collector_server", ctx.collector, st);
+  *ctx.out << (ctx.json ? ToJson(job) : FormatJobDetails(job)) << std::flush;
+  return 0;
+}
+
+int ListJobs(const CommandContext& ctx, bool unfinished_only, int limit) {
+  auto stub = CollectorService::NewStub(Channel(ctx.collector));
+  grpc::ClientContext cc;
+  Prepare(ctx, &cc, true);
+  etl::v1::ListJobsRequest req;
+  req.set_unfinished_only(unfinished_only);
+  req.set_limit(limit);
+  etl::v1::ListJobsResponse resp;
+  grpc::Status st = stub->ListJobs(&cc, req, &resp);
+  if (!st.ok()) return RpcError(ctx, "ListJobs", "collector_server", ctx.collector, st);
+  *ctx.out << (ctx.json ? ToJson(resp) : FormatJobTable(resp)) << std::flush;
+  return 0;
+}
+
+int CancelJob(const CommandContext& ctx, const std::string& job_id) {
+  auto stub = CollectorService::NewStub(Channel(ctx.collector));
+  grpc::ClientContext cc;
+  Prepare(ctx, &cc, true);
+  JobRef ref;
+  ref.set_job_id(job_id);
+  Job job;
+  grpc::Status st = stub->CancelJob(&cc, ref, &job);
+  if (!st.ok()) return RpcError(ctx, "CancelJob", "collector_server", ctx.collector, st);
+  if (ctx.json) {
+    *ctx.out << ToJson(job) << std::flush;
+  } else {
+    *ctx.out << "job " << job.job_id() << ": " << etl::v1::JobState_Name(job.state())
+             << (IsTerminal(job.state()) ? "" : " (cancelling; pages already sent are committed)") << std::endl;
+  }
+  return 0;
+}
+
+int WriterStatus(const CommandContext& ctx) {
+  auto stub = WriterService::NewStub(Channel(ctx.writer));
+  grpc::ClientContext cc;
+  Prepare(ctx, &cc, true);
+  etl::v1::WriterStatus status;
+  grpc::Status st = stub->GetStatus(&cc, etl::v1::GetStatusRequest(), &status);
+  if (!st.ok()) return RpcError(ctx, "GetStatus", "writer_server", ctx.writer, st);
+  *ctx.out << (ctx.json ? ToJson(status) : FormatWriterStatus(status)) << std::flush;
+  return 0;
+}
+
+}  // namespace etl::cli

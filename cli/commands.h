@@ -1,0 +1,43 @@
+// etlctl's subcommands as functions: each talks to the collector or writer over gRPC, prints to the
+// given streams and returns the process exit status. main.cc only parses flags and dispatches here.
+//
+// Exit status: 0 success (run/watch: the job SUCCEEDED), 2 the job ended PARTIAL, 1 the job FAILED or
+// was CANCELLED, or an RPC failed, 64 a usage error.
+//
+// Thread-safety: each call is independent; a CommandContext is used by one thread.
+#ifndef ETL_CLI_COMMANDS_H_
+#define ETL_CLI_COMMANDS_H_
+
+#include <ostream>
+#include <string>
+
+#include "etl.pb.h"
+
+namespace etl::cli {
+
+inline constexpr int kExitUsage = 64;
+
+struct CommandContext {
+  std::string collector = "localhost:50051";  // CollectorService address.
+  std::string writer = "localhost:50052";     // WriterService address (writer-status).
+  double rpc_timeout_seconds = 30;            // Deadline of each unary RPC.
+  bool json = false;                          // Print results as proto3 JSON instead of text.
+  bool live = false;                          // Redraw one progress line with \r (stderr is a TTY).
+  std::string request_id;                     // Sent as x-request-id metadata; empty = none.
+  int watch_reconnects = 30;                  // Times a broken WatchJob stream is re-opened.
+  std::ostream* out = nullptr;                // Results.
+  std::ostream* err = nullptr;                // Progress and errors.
+};
+
+// Starts the job; with `detach` prints its id and returns 0, else follows it like Watch.
+int RunJob(const CommandContext& ctx, const etl::v1::JobSpec& spec, bool detach);
+// Follows a job's progress until it ends; exit status from its final state.
+int WatchJob(const CommandContext& ctx, const std::string& job_id);
+int ShowJob(const CommandContext& ctx, const std::string& job_id);
+int ListJobs(const CommandContext& ctx, bool unfinished_only, int limit);
+int CancelJob(const CommandContext& ctx, const std::string& job_id);
+int WriterStatus(const CommandContext& ctx);
+
+}  // namespace etl::cli
+
+#endif  // ETL_CLI_COMMANDS_H_

@@ -1,0 +1,192 @@
+// etlctl: command-line client of the collector (start, follow, inspect and cancel jobs) and the writer.
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <set>
+#include <sstream>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
+#include "absl/flags/reflection.h"
+#include "absl/strings/str_cat.h"
+#include "cli/commands.h"
+#include "cli/job_spec_builder.h"
+#include "common/flags.h"
+
+// Connection and output.
+ABSL_FLAG(std::string, collector, "", "collector address host:port (default: $ETL_COLLECTOR or localhost:50051)");
+ABSL_FLAG(std::string, writer, "", "writer address host:port for writer-status (default: $ETL_WRITER or localhost:50052)");
+ABSL_FLAG(double, rpc_timeout, 30, "deadline in seconds of each unary RPC");
+ABSL_FLAG(bool, json, false, "print results as proto3 JSON");
+ABSL_FLAG(bool, plain, false, "one progress line per update even on a terminal (default: redraw with \\r on a TTY)");
+ABSL_FLAG(std::string, request_id, "", "x-request-id sent with every RPC (default: a random id)");
+// run
+ABSL_FLAG(std::string, spec, "", "run: JobSpec file in proto3 JSON; flags given on the command line override it");
+ABSL_FLAG(bool, detach, false, "run: print the job id and return at once instead of following the job");
+// list
+ABSL_FLAG(bool, unfinished, false, "list: only PENDING and RUNNING jobs");
+ABSL_FLAG(int32_t, limit, 100, "list: at most this many jobs");
+// Job specification (run). Strings so that etlctl can say which flag is wrong and tell given from unset.
+ABSL_FLAG(std::string, cliente, "", "run: client id, [a-z0-9_]+ (table dados_raw_cliente_{cliente}_{rota})");
+ABSL_FLAG(std::string, rota, "", "run: route name, [a-z0-9_]+");
+ABSL_FLAG(std::string, url, "", "run: http(s) URL of the API endpoint");
+ABSL_FLAG(std::string, pagination, "", "run: page | offset | cursor | link | next_url | none");
+ABSL_FLAG(std::string, page_param, "", "run: page-number query parameter (default page)");
+ABSL_FLAG(std::string, size_param, "", "run: page-size query parameter (default page_size)");
+ABSL_FLAG(std::string, page_size, "", "run: records per page (page/offset/cursor); 0 = the API's default");
+ABSL_FLAG(std::string, start_page, "", "run: first page number (default 1) or first offset (default 0)");
+ABSL_FLAG(std::string, offset_param, "", "run: offset query parameter (default offset)");
+ABSL_FLAG(std::string, limit_param, "", "run: limit query parameter (default limit)");
+ABSL_FLAG(std::string, cursor_param, "", "run: cursor query parameter (default cursor)");
+ABSL_FLAG(std::string, cursor_path, "", "run: JSON pointer to the next cursor in the body, e.g. /next_cursor");
+ABSL_FLAG(std::string, next_url_path, "", "run: JSON pointer to the next page's URL, e.g. /next");
+ABSL_FLAG(std::string, total_pages_path, "", "run: JSON pointer to the total page count, e.g. /total_pages");
+ABSL_FLAG(std::string, total_count_path, "", "run: JSON pointer to the total record count, e.g. /total");
+ABSL_FLAG(std::string, records_path, "", "run: JSON pointer to the records array, e.g. /data (default: the body is the array)");
+ABSL_FLAG(std::string, max_pages, "", "run: loop guard, the job fails beyond this many pages (default 1000000)");
+ABSL_FLAG(std::string, start_date, "", "run: first date YYYY-MM-DD of the date filter");
+ABSL_FLAG(std::string, end_date, "", "run: last date YYYY-MM-DD of the date filter");
+ABSL_FLAG(std::string, start_param, "", "run: query parameter of the start date (default start_date), e.g. data_inicio");
+ABSL_FLAG(std::string, end_param, "", "run: query parameter of the end date (default end_date), e.g. data_fim");
+ABSL_FLAG(std::string, date_format, "", "run: strftime format of the dates sent (default %Y-%m-%d)");
+ABSL_FLAG(std::string, param, "", "run: key=value query parameter sent with every request; repeat for more "
+                                  "(values may contain ',' and '=')");
+ABSL_FLAG(std::string, header, "", "run: 'Name: value' request header; repeat for more (no credentials: use the auth flags)");
+ABSL_FLAG(std::string, id_path, "", "run: JSON pointer to each record's natural key, e.g. /id");
+ABSL_FLAG(std::string, max_attempts, "", "run: attempts per page, the first included (default 3)");
+ABSL_FLAG(std::string, backoff_scale, "", "run: retry n waits scale*(2^n+0.5) s (default 1)");
+ABSL_FLAG(std::string, max_backoff, "", "run: cap in seconds of one retry delay, Retry-After included (default 60)");
+ABSL_FLAG(std::string, fetch_concurrency, "", "run: pages fetched in parallel when the page count is known (default 1)");
+ABSL_FLAG(std::string, timeout, "", "run: seconds allowed for one HTTP request (default 60)");
+ABSL_FLAG(std::string, connect_timeout, "", "run: seconds allowed to connect (default 10)");
+ABSL_FLAG(std::string, bearer_token_env, "", "run: NAME of the collector's environment variable holding a bearer token");
+ABSL_FLAG(std::string, bearer_token_file, "", "run: file on the collector's host holding a bearer token");
+ABSL_FLAG(std::string, api_key_env, "", "run: NAME of the collector's environment variable holding an API key");
+ABSL_FLAG(std::string, api_key_file, "", "run: file on the collector's host holding an API key");
+ABSL_FLAG(std::string, api_key_header, "", "run: header carrying the API key (default X-API-Key)");
+ABSL_FLAG(std::string, api_key_param, "", "run: send the API key as this query parameter instead of a header");
+ABSL_FLAG(std::string, basic_user, "", "run: user name for HTTP basic authentication");
+ABSL_FLAG(std::string, basic_password_env, "", "run: NAME of the collector's environment variable holding the basic-auth password");
+ABSL_FLAG(std::string, basic_password_file, "", "run: file on the collector's host holding the basic-auth password");
+
+namespace {
+
+constexpr char kUsage[] =
+    "start and follow ETL jobs on the collector.\n"
+    "\n"
+    "  etlctl run --cliente=2151 --rota=pedidos --url=URL --pagination=page [flags]   start a job and follow it\n"
+    "  etlctl run --spec=job.json [flags]       the same from a JobSpec in proto3 JSON (flags override it)\n"
+    "  etlctl status JOB                        a job's state, progress, error and failed pages\n"
+    "  etlctl list [--unfinished] [--limit=N]   recent jobs\n"
+    "  etlctl cancel JOB                        stop a job (what was sent is committed)\n"
+    "  etlctl watch JOB                         follow a job's progress until it ends\n"
+    "  etlctl writer-status                     the writer's counters\n"
+    "\n"
+    "Exit status: 0 = success (run/watch: the job SUCCEEDED), 2 = the job ended PARTIAL, 1 = the job\n"
+    "FAILED or was CANCELLED, or an RPC failed, 64 = usage error.\n"
+    "Flags may be spelled with '-' or '_' (--page-size = --page_size); --param and --header repeat.\n"
+    "Example: etlctl run --cliente=2151 --rota=pedidos --url=http://127.0.0.1:8080/v1/clientes/2151/pedidos/page \\\n"
+    "           --pagination=page --page-size=1000 --records-path=/data --total-pages-path=/total_pages \\\n"
+    "           --param=fields=id,status --header='Accept-Language: pt-BR' --bearer-token-env=API_TOKEN";
+
+std::string RandomRequestId() {
+  std::random_device rd;
+  std::mt19937_64 gen((static_cast<uint64_t>(rd()) << 32) ^ rd());
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(gen()));
+  return std::string("etlctl-") + buf;
+}
+
+int Usage(const std::string& message) {
+  std::cerr << "etlctl: " << message << "\nRun 'etlctl --help' for the commands and flags." << std::endl;
+  return etl::cli::kExitUsage;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // --help lists the flags of this file (absl's default looks for <program>.cc / <program>_main.cc).
+  absl::FlagsUsageConfig usage_config;
+  usage_config.contains_help_flags = [](absl::string_view file) { return absl::EndsWith(file, "cli/main.cc"); };
+  usage_config.contains_helpshort_flags = usage_config.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage_config);
+  // --param/--header may repeat and their values may contain commas: take them out before absl parses.
+  std::vector<std::string> args(argv, argv + argc);
+  auto repeated = etl::cli::ExtractRepeatedFlags(&args, {"param", "header"});
+  if (!repeated.ok()) return Usage(std::string(repeated.status().message()));
+  std::vector<char*> cargs;
+  for (std::string& a : args) cargs.push_back(a.data());
+  std::vector<std::string> positional =
+      etl::ParseFlags(static_cast<int>(cargs.size()), cargs.data(), kUsage);
+
+  if (positional.size() < 2) return Usage("missing command (run, status, list, cancel, watch, writer-status)");
+  const std::string command = positional[1];
+
+  etl::cli::CommandContext ctx;
+  ctx.collector = absl::GetFlag(FLAGS_collector);
+  if (ctx.collector.empty()) ctx.collector = etl::EnvOr("ETL_COLLECTOR", "localhost:50051");
+  ctx.writer = absl::GetFlag(FLAGS_writer);
+  if (ctx.writer.empty()) ctx.writer = etl::EnvOr("ETL_WRITER", "localhost:50052");
+  ctx.rpc_timeout_seconds = absl::GetFlag(FLAGS_rpc_timeout);
+  ctx.json = absl::GetFlag(FLAGS_json);
+  ctx.live = !absl::GetFlag(FLAGS_plain) && isatty(STDERR_FILENO);
+  ctx.request_id = absl::GetFlag(FLAGS_request_id);
+  if (ctx.request_id.empty()) ctx.request_id = RandomRequestId();
+  ctx.out = &std::cout;
+  ctx.err = &std::cerr;
+
+  auto job_arg = [&](std::string* id) {
+    if (positional.size() != 3) return false;
+    *id = positional[2];
+    return !id->empty();
+  };
+  std::string job_id;
+  if (command == "run") {
+    if (positional.size() > 2) return Usage("run takes flags only, got \"" + positional[2] + "\"");
+    etl::cli::SpecInputs in;
+    const std::string spec_path = absl::GetFlag(FLAGS_spec);
+    if (!spec_path.empty()) {
+      std::ifstream f(spec_path);
+      if (!f) return Usage("--spec: cannot read " + spec_path);
+      std::stringstream ss;
+      ss << f.rdbuf();
+      in.spec_json = ss.str();
+      in.spec_origin = "--spec " + spec_path;
+    }
+    const std::set<std::string> given = etl::cli::FlagsNamedIn(args);
+    for (const std::string& name : etl::cli::JobSpecFlagNames()) {
+      absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+      if (flag != nullptr && given.count(name) > 0) in.flags[name] = flag->CurrentValue();
+    }
+    in.params = (*repeated)["param"];
+    in.headers = (*repeated)["header"];
+    auto spec = etl::cli::BuildJobSpec(in);
+    if (!spec.ok()) return Usage(std::string(spec.status().message()));
+    return etl::cli::RunJob(ctx, *spec, absl::GetFlag(FLAGS_detach));
+  }
+  if (command == "status") {
+    if (!job_arg(&job_id)) return Usage("usage: etlctl status JOB");
+    return etl::cli::ShowJob(ctx, job_id);
+  }
+  if (command == "watch") {
+    if (!job_arg(&job_id)) return Usage("usage: etlctl watch JOB");
+    return etl::cli::WatchJob(ctx, job_id);
+  }
+  if (command == "cancel") {
+    if (!job_arg(&job_id)) return Usage("usage: etlctl cancel JOB");
+    return etl::cli::CancelJob(ctx, job_id);
+  }
+  if (command == "list") {
+    if (positional.size() != 2) return Usage("usage: etlctl list [--unfinished] [--limit=N]");
+    return etl::cli::ListJobs(ctx, absl::GetFlag(FLAGS_unfinished), absl::GetFlag(FLAGS_limit));
+  }
+  if (command == "writer-status" || command == "writer_status") {
+    if (positional.size() != 2) return Usage("usage: etlctl writer-status [--writer=host:port]");
+    return etl::cli::WriterStatus(ctx);
+  }
+  return Usage("unknown command \"" + command + "\"");
+}

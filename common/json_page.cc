@@ -1,0 +1,729 @@
+#include "common/json_page.h"
+
+#include <cmath>
+#include <cstring>
+#include <utility>
+
+#include <simdjson.h>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace etl {
+
+absl::StatusOr<std::vector<std::string>> ParseJsonPointer(absl::string_view pointer) {
+  std::vector<std::string> tokens;
+  if (pointer.empty()) return tokens;
+  if (pointer[0] != '/') {
+    return absl::InvalidArgumentError(
+        absl::StrCat("JSON pointer \"", pointer, "\" must be empty or start with '/' (RFC 6901)"));
+  }
+  std::string current;
+  for (size_t i = 1; i <= pointer.size(); ++i) {
+    if (i == pointer.size() || pointer[i] == '/') {
+      tokens.push_back(std::move(current));
+      current.clear();
+      continue;
+    }
+    char c = pointer[i];
+    if (c == '~') {
+      if (i + 1 < pointer.size() && (pointer[i + 1] == '0' || pointer[i + 1] == '1')) {
+        current.push_back(pointer[i + 1] == '0' ? '~' : '/');
+        ++i;
+        continue;
+      }
+      return absl::InvalidArgumentError(absl::StrCat(
+          "JSON pointer \"", pointer, "\" has a '~' not followed by '0' or '1' (RFC 6901)"));
+    }
+    current.push_back(c);
+  }
+  return tokens;
+}
+
+std::optional<int64_t> JsonScalarToInt(const JsonScalar& s) {
+  if (s.kind != JsonScalar::Kind::kNumber && s.kind != JsonScalar::Kind::kString) return std::nullopt;
+  int64_t v = 0;
+  absl::string_view text = absl::StripAsciiWhitespace(s.text);
+  if (absl::SimpleAtoi(text, &v)) {
+    if (v < 0) return std::nullopt;
+    return v;
+  }
+  double d = 0;
+  if (absl::SimpleAtod(text, &d) && d >= 0 && d < 9.0e18 && std::floor(d) == d) return int64_t(d);
+  return std::nullopt;
+}
+
+namespace {
+
+// RFC 8259 number grammar; validated on the raw text so integers of any size pass unchanged.
+bool IsJsonNumber(absl::string_view s) {
+  size_t i = 0, n = s.size();
+  if (i < n && s[i] == '-') ++i;
+  if (i >= n) return false;
+  if (s[i] == '0') {
+    ++i;
+  } else if (s[i] >= '1' && s[i] <= '9') {
+    while (i < n && absl::ascii_isdigit(s[i])) ++i;
+  } else {
+    return false;
+  }
+  if (i < n && s[i] == '.') {
+    ++i;
+    size_t start = i;
+    while (i < n && absl::ascii_isdigit(s[i])) ++i;
+    if (i == start) return false;
+  }
+  if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+    ++i;
+    if (i < n && (s[i] == '+' || s[i] == '-')) ++i;
+    size_t start = i;
+    while (i < n && absl::ascii_isdigit(s[i])) ++i;
+    if (i == start) return false;
+  }
+  return i == n;
+}
+
+bool IsJsonWhitespace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+absl::string_view TrimRight(const char* begin, const char* end) {
+  while (end > begin && IsJsonWhitespace(end[-1])) --end;
+  return absl::string_view(begin, size_t(end - begin));
+}
+
+bool IsArrayIndex(const std::string& token, size_t index) {
+  // RFC 6901: decimal without leading zeros.
+  if (token.empty() || (token.size() > 1 && token[0] == '0')) return false;
+  size_t v = 0;
+  for (char c : token) {
+    if (!absl::ascii_isdigit(c)) return false;
+    v = v * 10 + size_t(c - '0');
+    if (v > (size_t(1) << 40)) return false;
+  }
+  return v == index;
+}
+
+enum Target : int { kRecords = 0, kCursor, kNextUrl, kTotalPages, kTotalCount, kId, kTargetCount };
+constexpr uint32_t Bit(int t) { return 1u << t; }
+constexpr uint32_t kAllRootTargets =
+    Bit(kRecords) | Bit(kCursor) | Bit(kNextUrl) | Bit(kTotalPages) | Bit(kTotalCount);
+
+// The pointers being looked for and where each one is anchored (the id pointer is relative to the
+// record being walked). Shared by the simdjson walker and the fallback scanner.
+struct Targets {
+  std::vector<std::string> tokens[kTargetCount];
+  uint32_t enabled = 0;
+  size_t base[kTargetCount] = {0, 0, 0, 0, 0, 0};
+
+  bool EndsHere(int t, size_t depth) const { return depth == base[t] + tokens[t].size(); }
+
+  // Split `mask` into targets whose pointer ends at this node and those that continue below it.
+  void Split(uint32_t mask, size_t depth, uint32_t* here, uint32_t* deeper) const {
+    *here = *deeper = 0;
+    for (int t = 0; t < kTargetCount; ++t) {
+      if (!(mask & Bit(t))) continue;
+      if (EndsHere(t, depth)) {
+        *here |= Bit(t);
+      } else {
+        *deeper |= Bit(t);
+      }
+    }
+  }
+  uint32_t ChildByKey(uint32_t deeper, size_t depth, absl::string_view key) const {
+    uint32_t out = 0;
+    for (int t = 0; t < kTargetCount; ++t) {
+      if ((deeper & Bit(t)) && tokens[t][depth - base[t]] == key) out |= Bit(t);
+    }
+    return out;
+  }
+  uint32_t ChildByIndex(uint32_t deeper, size_t depth, size_t index) const {
+    uint32_t out = 0;
+    for (int t = 0; t < kTargetCount; ++t) {
+      if ((deeper & Bit(t)) && IsArrayIndex(tokens[t][depth - base[t]], index)) out |= Bit(t);
+    }
+    return out;
+  }
+};
+
+// Per-Parse state shared by both walkers: where captured values go.
+struct Captures {
+  ParsedPage* page = nullptr;
+  bool records_found = false;
+  JsonScalar current_id;
+  bool captured[kTargetCount] = {false, false, false, false, false, false};
+  absl::Status status;  // Non-JSON problems found while walking (e.g. records not an array).
+
+  JsonScalar* Slot(int t) {
+    switch (t) {
+      case kCursor: return &page->cursor;
+      case kNextUrl: return &page->next_url;
+      case kTotalPages: return &page->total_pages;
+      case kTotalCount: return &page->total_count;
+      case kId: return &current_id;
+      default: return nullptr;
+    }
+  }
+  // Stores `value` for every target in `here` (first occurrence wins for duplicate keys).
+  void Store(uint32_t here, const JsonScalar& value) {
+    for (int t = kCursor; t < kTargetCount; ++t) {
+      if (!(here & Bit(t)) || captured[t]) continue;
+      *Slot(t) = value;
+      captured[t] = true;
+    }
+  }
+};
+
+// ---------------------------------------------------------------------------------------------------
+// simdjson On-Demand walker. Every value is visited, so syntax errors anywhere are reported; records
+// are delimited by the iterator's position before and after the walk of each one.
+// ---------------------------------------------------------------------------------------------------
+namespace od = simdjson::ondemand;
+using simdjson::error_code;
+
+#define SJ_TRY(expr)                                   \
+  do {                                                 \
+    error_code sj_err_ = (expr);                       \
+    if (sj_err_ != simdjson::SUCCESS) return sj_err_;  \
+  } while (0)
+
+class SimdWalker {
+ public:
+  SimdWalker(Targets* targets, Captures* captures, od::document* doc, const char* body_end)
+      : targets_(targets), captures_(captures), doc_(doc), body_end_(body_end) {}
+
+  error_code WalkValue(od::value& v, size_t depth, uint32_t mask) {
+    uint32_t here = 0, deeper = 0;
+    targets_->Split(mask, depth, &here, &deeper);
+    if (here & Bit(kRecords)) {
+      return WalkRecords(v, depth, mask & ~Bit(kRecords));
+    }
+    od::json_type type;
+    SJ_TRY(v.type().get(type));
+    switch (type) {
+      case od::json_type::object: {
+        const char* start = v.raw_json_token().data();
+        od::object obj;
+        SJ_TRY(v.get_object().get(obj));
+        for (auto field_result : obj) {
+          od::field field;
+          SJ_TRY(std::move(field_result).get(field));
+          std::string_view key;
+          SJ_TRY(field.unescaped_key().get(key));
+          uint32_t child =
+              deeper ? targets_->ChildByKey(deeper, depth, absl::string_view(key.data(), key.size())) : 0;
+          od::value child_value = field.value();
+          SJ_TRY(WalkValue(child_value, depth + 1, child));
+        }
+        if (here) StoreComposite(here, start);
+        return simdjson::SUCCESS;
+      }
+      case od::json_type::array: {
+        const char* start = v.raw_json_token().data();
+        od::array arr;
+        SJ_TRY(v.get_array().get(arr));
+        size_t index = 0;
+        for (auto element_result : arr) {
+          od::value element;
+          SJ_TRY(std::move(element_result).get(element));
+          uint32_t child = deeper ? targets_->ChildByIndex(deeper, depth, index) : 0;
+          SJ_TRY(WalkValue(element, depth + 1, child));
+          ++index;
+        }
+        if (here) StoreComposite(here, start);
+        return simdjson::SUCCESS;
+      }
+      case od::json_type::string: {
+        std::string_view s;
+        SJ_TRY(v.get_string().get(s));
+        if (here) captures_->Store(here, JsonScalar{JsonScalar::Kind::kString, std::string(s)});
+        return simdjson::SUCCESS;
+      }
+      case od::json_type::number: {
+        // Not consumed (the iterator skips it); validated on its raw text so any size is accepted.
+        std::string_view raw = v.raw_json_token();
+        absl::string_view text = TrimRight(raw.data(), raw.data() + raw.size());
+        if (!IsJsonNumber(text)) return simdjson::NUMBER_ERROR;
+        if (here) captures_->Store(here, JsonScalar{JsonScalar::Kind::kNumber, std::string(text)});
+        return simdjson::SUCCESS;
+      }
+      case od::json_type::boolean: {
+        bool b = false;
+        SJ_TRY(v.get_bool().get(b));
+        if (here) captures_->Store(here, JsonScalar{JsonScalar::Kind::kBool, b ? "true" : "false"});
+        return simdjson::SUCCESS;
+      }
+      case od::json_type::null: {
+        bool is_null = false;
+        SJ_TRY(v.is_null().get(is_null));
+        if (!is_null) return simdjson::N_ATOM_ERROR;
+        if (here) captures_->Store(here, JsonScalar{JsonScalar::Kind::kNull, ""});
+        return simdjson::SUCCESS;
+      }
+    }
+    return simdjson::TAPE_ERROR;
+  }
+
+ private:
+  error_code WalkRecords(od::value& v, size_t depth, uint32_t mask) {
+    captures_->records_found = true;
+    od::json_type type;
+    SJ_TRY(v.type().get(type));
+    if (type == od::json_type::null) return WalkValue(v, depth, mask);
+    if (type == od::json_type::object) return WalkRecord(v, depth, mask);
+    if (type != od::json_type::array) {
+      captures_->status = absl::InvalidArgumentError(
+          "the value at records_path is neither an array, an object nor null");
+      return WalkValue(v, depth, mask);
+    }
+    uint32_t here = 0, deeper = 0;
+    targets_->Split(mask, depth, &here, &deeper);
+    od::array arr;
+    SJ_TRY(v.get_array().get(arr));
+    size_t index = 0;
+    for (auto element_result : arr) {
+      od::value element;
+      SJ_TRY(std::move(element_result).get(element));
+      uint32_t child = deeper ? targets_->ChildByIndex(deeper, depth, index) : 0;
+      SJ_TRY(WalkRecord(element, depth + 1, child));
+      ++index;
+    }
+    return simdjson::SUCCESS;
+  }
+
+  error_code WalkRecord(od::value& v, size_t depth, uint32_t mask) {
+    const bool want_id = targets_->enabled & Bit(kId);
+    if (want_id) {
+      targets_->base[kId] = depth;
+      captures_->captured[kId] = false;
+      captures_->current_id = JsonScalar{};
+      mask |= Bit(kId);
+    }
+    std::string_view token = v.raw_json_token();
+    const char* start = token.data();
+    od::json_type type;
+    SJ_TRY(v.type().get(type));
+    absl::string_view record;
+    if (type == od::json_type::object || type == od::json_type::array) {
+      SJ_TRY(WalkValue(v, depth, mask));
+      record = TrimRight(start, CurrentLocation());
+    } else {
+      record = TrimRight(start, start + token.size());
+      SJ_TRY(WalkValue(v, depth, mask));
+    }
+    captures_->page->records.push_back(record);
+    if (want_id) {
+      const JsonScalar& id = captures_->current_id;
+      captures_->page->natural_keys.push_back(id.present() ? id.text : std::string());
+    }
+    return simdjson::SUCCESS;
+  }
+
+  const char* CurrentLocation() {
+    const char* p = nullptr;
+    if (doc_->current_location().get(p) != simdjson::SUCCESS) p = body_end_;
+    return p;
+  }
+
+  void StoreComposite(uint32_t here, const char* start) {
+    here &= ~Bit(kRecords);
+    if (!here) return;
+    absl::string_view raw = TrimRight(start, CurrentLocation());
+    captures_->Store(here, JsonScalar{JsonScalar::Kind::kComposite, std::string(raw)});
+  }
+
+  Targets* targets_;
+  Captures* captures_;
+  od::document* doc_;
+  const char* body_end_;
+};
+
+// ---------------------------------------------------------------------------------------------------
+// Fallback scanner: the same walk over raw bytes, used only for bodies that are not valid UTF-8.
+// It checks the JSON grammar but passes bytes >= 0x80 through unchecked.
+// ---------------------------------------------------------------------------------------------------
+class FallbackScanner {
+ public:
+  FallbackScanner(Targets* targets, Captures* captures, absl::string_view body)
+      : targets_(targets), captures_(captures), p_(body.data()), end_(body.data() + body.size()) {}
+
+  absl::Status ScanDocument() {
+    SkipWs();
+    if (!WalkValue(0, targets_->enabled & kAllRootTargets)) return Error();
+    SkipWs();
+    if (p_ != end_) {
+      error_ = "trailing content after the JSON document";
+      return Error();
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  static constexpr size_t kMaxDepth = 1024;
+
+  absl::Status Error() const {
+    return absl::DataLossError(absl::StrCat("malformed JSON: ", error_.empty() ? "syntax error" : error_));
+  }
+  bool Fail(const char* what) {
+    if (error_.empty()) error_ = what;
+    return false;
+  }
+  void SkipWs() {
+    while (p_ < end_ && IsJsonWhitespace(*p_)) ++p_;
+  }
+
+  bool WalkValue(size_t depth, uint32_t mask) {
+    if (depth > kMaxDepth) return Fail("nesting too deep");
+    uint32_t here = 0, deeper = 0;
+    targets_->Split(mask, depth, &here, &deeper);
+    if (here & Bit(kRecords)) return WalkRecords(depth, mask & ~Bit(kRecords));
+    if (p_ >= end_) return Fail("unexpected end of input");
+    const char* start = p_;
+    switch (*p_) {
+      case '{': {
+        ++p_;
+        SkipWs();
+        if (p_ < end_ && *p_ == '}') {
+          ++p_;
+        } else {
+          while (true) {
+            SkipWs();
+            std::string key;
+            if (p_ >= end_ || *p_ != '"') return Fail("expected an object key");
+            if (!ParseString(&key)) return false;
+            SkipWs();
+            if (p_ >= end_ || *p_ != ':') return Fail("expected ':'");
+            ++p_;
+            SkipWs();
+            uint32_t child = deeper ? targets_->ChildByKey(deeper, depth, key) : 0;
+            if (!WalkValue(depth + 1, child)) return false;
+            SkipWs();
+            if (p_ < end_ && *p_ == ',') {
+              ++p_;
+              continue;
+            }
+            if (p_ < end_ && *p_ == '}') {
+              ++p_;
+              break;
+            }
+            return Fail("expected ',' or '}'");
+          }
+        }
+        if (here) StoreComposite(here, start);
+        return true;
+      }
+      case '[': {
+        ++p_;
+        SkipWs();
+        if (p_ < end_ && *p_ == ']') {
+          ++p_;
+        } else {
+          size_t index = 0;
+          while (true) {
+            SkipWs();
+            uint32_t child = deeper ? targets_->ChildByIndex(deeper, depth, index) : 0;
+            if (!WalkValue(depth + 1, child)) return false;
+            ++index;
+            SkipWs();
+            if (p_ < end_ && *p_ == ',') {
+              ++p_;
+              continue;
+            }
+            if (p_ < end_ && *p_ == ']') {
+              ++p_;
+              break;
+            }
+            return Fail("expected ',' or ']'");
+          }
+        }
+        if (here) StoreComposite(here, start);
+        return true;
+      }
+      case '"': {
+        std::string s;
+        if (!ParseString(here ? &s : nullptr)) return false;
+        if (here) captures_->Store(here, JsonScalar{JsonScalar::Kind::kString, std::move(s)});
+        return true;
+      }
+      case 't':
+      case 'f':
+      case 'n': {
+        for (const char* lit : {"true", "false", "null"}) {
+          size_t n = strlen(lit);
+          if (size_t(end_ - p_) >= n && memcmp(p_, lit, n) == 0) {
+            p_ += n;
+            if (here) {
+              JsonScalar::Kind kind = lit[0] == 'n' ? JsonScalar::Kind::kNull : JsonScalar::Kind::kBool;
+              captures_->Store(here, JsonScalar{kind, kind == JsonScalar::Kind::kNull ? "" : lit});
+            }
+            return true;
+          }
+        }
+        return Fail("invalid literal");
+      }
+      default: {
+        while (p_ < end_ && (absl::ascii_isdigit(*p_) || *p_ == '-' || *p_ == '+' || *p_ == '.' ||
+                             *p_ == 'e' || *p_ == 'E')) {
+          ++p_;
+        }
+        absl::string_view text(start, size_t(p_ - start));
+        if (!IsJsonNumber(text)) return Fail("invalid number or unexpected character");
+        if (here) captures_->Store(here, JsonScalar{JsonScalar::Kind::kNumber, std::string(text)});
+        return true;
+      }
+    }
+  }
+
+  bool WalkRecords(size_t depth, uint32_t mask) {
+    captures_->records_found = true;
+    if (p_ >= end_) return Fail("unexpected end of input");
+    if (*p_ == '{') return WalkRecord(depth, mask);
+    if (*p_ != '[') {
+      if (*p_ != 'n') {
+        captures_->status = absl::InvalidArgumentError(
+            "the value at records_path is neither an array, an object nor null");
+      }
+      return WalkValue(depth, mask);
+    }
+    uint32_t here = 0, deeper = 0;
+    targets_->Split(mask, depth, &here, &deeper);
+    ++p_;
+    SkipWs();
+    if (p_ < end_ && *p_ == ']') {
+      ++p_;
+      return true;
+    }
+    size_t index = 0;
+    while (true) {
+      SkipWs();
+      uint32_t child = deeper ? targets_->ChildByIndex(deeper, depth, index) : 0;
+      if (!WalkRecord(depth + 1, child)) return false;
+      ++index;
+      SkipWs();
+      if (p_ < end_ && *p_ == ',') {
+        ++p_;
+        continue;
+      }
+      if (p_ < end_ && *p_ == ']') {
+        ++p_;
+        return true;
+      }
+      return Fail("expected ',' or ']' in the records array");
+    }
+  }
+
+  bool WalkRecord(size_t depth, uint32_t mask) {
+    const bool want_id = targets_->enabled & Bit(kId);
+    if (want_id) {
+      targets_->base[kId] = depth;
+      captures_->captured[kId] = false;
+      captures_->current_id = JsonScalar{};
+      mask |= Bit(kId);
+    }
+    const char* start = p_;
+    if (!WalkValue(depth, mask)) return false;
+    captures_->page->records.push_back(absl::string_view(start, size_t(p_ - start)));
+    if (want_id) {
+      const JsonScalar& id = captures_->current_id;
+      captures_->page->natural_keys.push_back(id.present() ? id.text : std::string());
+    }
+    return true;
+  }
+
+  void StoreComposite(uint32_t here, const char* start) {
+    here &= ~Bit(kRecords);
+    if (!here) return;
+    captures_->Store(here, JsonScalar{JsonScalar::Kind::kComposite, std::string(start, size_t(p_ - start))});
+  }
+
+  static int HexValue(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  }
+  bool ParseHex4(uint32_t* out) {
+    if (end_ - p_ < 4) return Fail("truncated \\u escape");
+    uint32_t v = 0;
+    for (int i = 0; i < 4; ++i) {
+      int h = HexValue(p_[i]);
+      if (h < 0) return Fail("invalid \\u escape");
+      v = v * 16 + uint32_t(h);
+    }
+    p_ += 4;
+    *out = v;
+    return true;
+  }
+  static void AppendUtf8(uint32_t cp, std::string* out) {
+    if (cp < 0x80) {
+      out->push_back(char(cp));
+    } else if (cp < 0x800) {
+      out->push_back(char(0xC0 | (cp >> 6)));
+      out->push_back(char(0x80 | (cp & 0x3F)));
+    } else if (cp < 0x10000) {
+      out->push_back(char(0xE0 | (cp >> 12)));
+      out->push_back(char(0x80 | ((cp >> 6) & 0x3F)));
+      out->push_back(char(0x80 | (cp & 0x3F)));
+    } else {
+      out->push_back(char(0xF0 | (cp >> 18)));
+      out->push_back(char(0x80 | ((cp >> 12) & 0x3F)));
+      out->push_back(char(0x80 | ((cp >> 6) & 0x3F)));
+      out->push_back(char(0x80 | (cp & 0x3F)));
+    }
+  }
+
+  // At an opening quote; consumes the string, unescaping into `out` when given.
+  bool ParseString(std::string* out) {
+    ++p_;
+    while (true) {
+      if (p_ >= end_) return Fail("unterminated string");
+      char c = *p_;
+      if (c == '"') {
+        ++p_;
+        return true;
+      }
+      if (static_cast<unsigned char>(c) < 0x20) return Fail("control character in a string");
+      if (c != '\\') {
+        if (out) out->push_back(c);
+        ++p_;
+        continue;
+      }
+      ++p_;
+      if (p_ >= end_) return Fail("unterminated string");
+      char e = *p_++;
+      char plain = 0;
+      switch (e) {
+        case '"': plain = '"'; break;
+        case '\\': plain = '\\'; break;
+        case '/': plain = '/'; break;
+        case 'b': plain = '\b'; break;
+        case 'f': plain = '\f'; break;
+        case 'n': plain = '\n'; break;
+        case 'r': plain = '\r'; break;
+        case 't': plain = '\t'; break;
+        case 'u': {
+          uint32_t cp = 0;
+          if (!ParseHex4(&cp)) return false;
+          if (cp >= 0xD800 && cp <= 0xDBFF && end_ - p_ >= 6 && p_[0] == '\\' && p_[1] == 'u') {
+            const char* save = p_;
+            p_ += 2;
+            uint32_t low = 0;
+            if (!ParseHex4(&low)) return false;
+            if (low >= 0xDC00 && low <= 0xDFFF) {
+              cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
+            } else {
+              p_ = save;
+            }
+          }
+          if (out) AppendUtf8(cp, out);
+          continue;
+        }
+        default:
+          return Fail("invalid escape in a string");
+      }
+      if (out) out->push_back(plain);
+    }
+  }
+
+  Targets* targets_;
+  Captures* captures_;
+  const char* p_;
+  const char* end_;
+  std::string error_;
+};
+
+}  // namespace
+
+struct JsonPageParser::Impl {
+  Targets targets;
+  std::string records_path;
+  od::parser parser;
+};
+
+JsonPageParser::JsonPageParser(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+JsonPageParser::~JsonPageParser() = default;
+
+absl::StatusOr<std::unique_ptr<JsonPageParser>> JsonPageParser::Create(const PageParseOptions& options) {
+  auto impl = std::make_unique<Impl>();
+  impl->records_path = options.records_path;
+  struct {
+    int target;
+    const std::string* pointer;
+    const char* name;
+    bool always;
+  } specs[] = {
+      {kRecords, &options.records_path, "records_path", true},
+      {kCursor, &options.cursor_path, "cursor_path", false},
+      {kNextUrl, &options.next_url_path, "next_url_path", false},
+      {kTotalPages, &options.total_pages_path, "total_pages_path", false},
+      {kTotalCount, &options.total_count_path, "total_count_path", false},
+      {kId, &options.id_path, "id_path", false},
+  };
+  for (const auto& s : specs) {
+    if (!s.always && s.pointer->empty()) continue;
+    auto tokens = ParseJsonPointer(*s.pointer);
+    if (!tokens.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(s.name, ": ", tokens.status().message()));
+    }
+    impl->targets.tokens[s.target] = std::move(*tokens);
+    impl->targets.enabled |= Bit(s.target);
+  }
+  return std::unique_ptr<JsonPageParser>(new JsonPageParser(std::move(impl)));
+}
+
+absl::StatusOr<ParsedPage> JsonPageParser::Parse(std::string* body) {
+  ParsedPage page;
+  Captures captures;
+  captures.page = &page;
+  Targets& targets = impl_->targets;
+  const size_t len = body->size();
+  if (body->capacity() < len + simdjson::SIMDJSON_PADDING) body->reserve(len + simdjson::SIMDJSON_PADDING);
+  const char* data = body->data();
+
+  od::document doc;
+  error_code err = impl_->parser.iterate(data, len, body->capacity()).get(doc);
+  if (err == simdjson::SUCCESS) {
+    od::json_type root_type;
+    err = doc.type().get(root_type);
+    if (err == simdjson::SUCCESS) {
+      if (root_type == od::json_type::object || root_type == od::json_type::array) {
+        od::value root;
+        err = doc.get_value().get(root);
+        if (err == simdjson::SUCCESS) {
+          SimdWalker walker(&targets, &captures, &doc, data + len);
+          err = walker.WalkValue(root, 0, targets.enabled & kAllRootTargets);
+        }
+        if (err == simdjson::SUCCESS) {
+          const char* rest = nullptr;
+          if (doc.current_location().get(rest) == simdjson::SUCCESS) {
+            return absl::DataLossError("malformed JSON: trailing content after the JSON document");
+          }
+        }
+      } else {
+        // A bare scalar body: only useful for scalar pagination values, never for records.
+        std::string_view raw;
+        err = doc.raw_json_token().get(raw);
+      }
+    }
+  }
+  if (err == simdjson::UTF8_ERROR) {
+    // Invalid UTF-8 somewhere in the body: extract the records anyway so only the bad ones are lost.
+    page = ParsedPage();
+    captures = Captures();
+    captures.page = &page;
+    FallbackScanner scanner(&targets, &captures, absl::string_view(data, len));
+    absl::Status s = scanner.ScanDocument();
+    if (!s.ok()) return s;
+    page.used_utf8_fallback = true;
+  } else if (err != simdjson::SUCCESS) {
+    if (len == 0) return absl::DataLossError("malformed JSON: empty body");
+    return absl::DataLossError(absl::StrCat("malformed JSON: ", simdjson::error_message(err)));
+  }
+  if (!captures.status.ok()) return captures.status;
+  if (!captures.records_found) {
+    return absl::NotFoundError(
+        absl::StrCat("records_path \"", impl_->records_path, "\" not found in the response"));
+  }
+  return page;
+}
+
+}  // namespace etl

@@ -1,0 +1,97 @@
+// JSON page parsing: finds the records of one API response page and the few values that drive
+// pagination (next cursor, next URL, totals), without ever re-serialising a record.
+//
+// Each record is returned as the exact bytes the API sent (a view into the body), so huge integers
+// (123456789012345678901234567890), escapes and Unicode reach PostgreSQL unchanged. Values are located
+// with RFC 6901 JSON pointers ("" = the whole document, "/data/0/id", "~1" = '/', "~0" = '~'); object
+// keys are compared after unescaping, so "da\u0074a" matches "/data".
+//
+// The parser is simdjson On-Demand. The whole document is walked and validated, so a truncated or
+// otherwise malformed body is an error (callers retry it). One exception keeps bad data from costing a
+// whole page: when simdjson rejects a body only because it is not valid UTF-8, a small hand-written
+// scanner (same grammar, no UTF-8 check) extracts the records anyway and ParsedPage::used_utf8_fallback
+// is set; the writer then dead-letters just the records PostgreSQL cannot store.
+//
+// Thread-safety: JsonPageParser holds a reusable simdjson parser: one instance per thread.
+// The free functions are thread-safe.
+#ifndef ETL_COMMON_JSON_PAGE_H_
+#define ETL_COMMON_JSON_PAGE_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace etl {
+
+// Splits an RFC 6901 pointer into unescaped reference tokens. "" -> {} (the whole document).
+// INVALID_ARGUMENT when it does not start with '/' or has a '~' not followed by '0' or '1'.
+absl::StatusOr<std::vector<std::string>> ParseJsonPointer(absl::string_view pointer);
+
+// The value found at a pointer, for pagination fields and natural keys.
+struct JsonScalar {
+  enum class Kind { kAbsent, kNull, kString, kNumber, kBool, kComposite };
+  Kind kind = Kind::kAbsent;
+  // kString: the unescaped string; kNumber: the number's raw text (exact, any size); kBool: "true"/
+  // "false"; kComposite: the raw JSON of the object/array; otherwise empty.
+  std::string text;
+
+  bool present() const { return kind != Kind::kAbsent && kind != Kind::kNull; }
+};
+
+// What to extract from a page. Empty optional pointers are not looked up.
+struct PageParseOptions {
+  std::string records_path;                  // JSON pointer to the records array ("" = whole body).
+  std::string id_path;                       // Per record, relative pointer to the natural key; "" = none.
+  std::string cursor_path;                   // Next cursor.
+  std::string next_url_path;                 // Next page URL.
+  std::string total_pages_path;              // Total number of pages.
+  std::string total_count_path;              // Total number of records.
+};
+
+struct ParsedPage {
+  // Exact raw text of each record: views into the body passed to Parse (valid while it lives and is
+  // not modified).
+  std::vector<absl::string_view> records;
+  // One per record when id_path is set: string values unescaped, numbers as raw text, absent/null "".
+  std::vector<std::string> natural_keys;
+  JsonScalar cursor;
+  JsonScalar next_url;
+  JsonScalar total_pages;
+  JsonScalar total_count;
+  // True when the body is not valid UTF-8 and the fallback scanner extracted the records.
+  bool used_utf8_fallback = false;
+};
+
+// Reads a JsonScalar as a non-negative integer ("42", 42, 42.0 are accepted); nullopt otherwise.
+std::optional<int64_t> JsonScalarToInt(const JsonScalar& s);
+
+class JsonPageParser {
+ public:
+  // INVALID_ARGUMENT when one of the pointers in `options` is malformed.
+  static absl::StatusOr<std::unique_ptr<JsonPageParser>> Create(const PageParseOptions& options);
+  ~JsonPageParser();
+  JsonPageParser(const JsonPageParser&) = delete;
+  JsonPageParser& operator=(const JsonPageParser&) = delete;
+
+  // Parses `body` (its capacity may be grown for simdjson's padding, so views taken before the call
+  // are invalidated; the returned views stay valid until `body` is modified again).
+  // DATA_LOSS for a malformed/truncated body, NOT_FOUND when records_path is absent, INVALID_ARGUMENT
+  // when it points at something other than an array, an object (one record) or null (no records).
+  absl::StatusOr<ParsedPage> Parse(std::string* body);
+
+  struct Impl;
+
+ private:
+  explicit JsonPageParser(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace etl
+
+#endif  // ETL_COMMON_JSON_PAGE_H_

@@ -1,0 +1,562 @@
+// End-to-end: a scripted HTTP API on loopback -> in-process CollectorServer (real gRPC channel)
+// -> writer_server child process -> real PostgreSQL. "Exact" = every API record exactly once.
+#include <signal.h>
+
+#include <algorithm>
+#include <iostream>
+#include <future>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <libpq-fe.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/notification.h"
+#include "collector_service/collector.h"
+#include "etl.grpc.pb.h"
+#include "tests/collector_service/test_api.h"
+#include "tests/testing/test_support.h"
+
+namespace etl {
+namespace {
+
+using ::etl::testing::ApiRequest;
+using ::etl::testing::ChildProcess;
+using ::etl::testing::TestApi;
+
+class CollectorIntegrationTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (etl::testing::PostgresConnString().empty()) GTEST_SKIP() << "no PostgreSQL configured";
+    StartWriter("127.0.0.1:0");
+    StartCollector();
+  }
+
+  void TearDown() override {
+    // The collector first: it closes its keep-alive connections, so the APIs stop at once.
+    collector_.reset();
+    apis_.clear();
+    writer_.reset();
+  }
+
+  // An API that lives until TearDown (after the collector is gone).
+  TestApi& NewApi(int total, int page_size, int pad_bytes = 0) {
+    apis_.push_back(std::make_unique<TestApi>(total, page_size, pad_bytes));
+    return *apis_.back();
+  }
+
+  void StartWriter(const std::string& listen, std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"--listen=" + listen, "--flush_interval_ms=20"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    auto child = ChildProcess::Start(etl::testing::BinaryPath("writer_server"), args);
+    ASSERT_TRUE(child.ok()) << child.status();
+    writer_ = std::move(*child);
+  }
+
+  void StartCollector(bool resume = false) {
+    CollectorOptions options;
+    options.listen = "127.0.0.1:0";
+    options.writer_address = writer_->address();
+    options.resume_unfinished = resume;
+    options.status_poll_interval = absl::Milliseconds(200);
+    auto server = CollectorServer::Start(options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    collector_ = std::move(*server);
+    auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", collector_->port()),
+                                       grpc::InsecureChannelCredentials());
+    stub_ = v1::CollectorService::NewStub(channel);
+  }
+
+  v1::JobSpec BaseSpec(const std::string& url, v1::PaginationStyle style) {
+    v1::JobSpec spec;
+    spec.set_cliente_id("c" + etl::testing::UniqueSuffix());
+    spec.set_rota("pedidos");
+    spec.set_url(url);
+    spec.mutable_pagination()->set_style(style);
+    spec.mutable_retry()->set_backoff_scale(0.01);
+    spec.set_id_path("/id");
+    return spec;
+  }
+
+  grpc::Status Start(const v1::JobSpec& spec, v1::Job* job) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("x-request-id", "req-123");
+    ctx.AddMetadata("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+    return stub_->StartJob(&ctx, spec, job);
+  }
+
+  // Follows the job with WatchJob until it ends, then returns GetJob.
+  v1::Job RunToEnd(const v1::JobSpec& spec, std::vector<v1::JobProgress>* progress = nullptr) {
+    v1::Job job;
+    grpc::Status s = Start(spec, &job);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return WaitJob(job.job_id(), progress);
+  }
+
+  v1::Job WaitJob(const std::string& id, std::vector<v1::JobProgress>* progress = nullptr) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+    v1::JobRef ref;
+    ref.set_job_id(id);
+    auto reader = stub_->WatchJob(&ctx, ref);
+    v1::JobProgress p;
+    while (reader->Read(&p)) {
+      if (progress) progress->push_back(p);
+    }
+    EXPECT_TRUE(reader->Finish().ok());
+    return GetJob(id);
+  }
+
+  v1::Job GetJob(const std::string& id) {
+    grpc::ClientContext ctx;
+    v1::JobRef ref;
+    ref.set_job_id(id);
+    v1::Job job;
+    grpc::Status s = stub_->GetJob(&ctx, ref, &job);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return job;
+  }
+
+  // Every expected record exactly once (compared as jsonb, record by record), nothing else.
+  void ExpectTableExact(const std::string& table, const std::vector<std::string>& expected) {
+    std::vector<std::string> got = etl::testing::Query(
+        absl::StrCat("SELECT payload::text FROM ", table, " ORDER BY (payload->>'id')::bigint"));
+    std::vector<std::string> want;
+    if (!expected.empty()) {
+      std::vector<std::string> values;
+      for (const auto& r : expected) values.push_back(absl::StrCat("($rec$", r, "$rec$)"));
+      want = etl::testing::Query(absl::StrCat("SELECT x::jsonb::text FROM (VALUES ", absl::StrJoin(values, ","),
+                                              ") v(x) ORDER BY (x::jsonb->>'id')::bigint"));
+    }
+    ASSERT_EQ(got.size(), want.size()) << "row count of " << table;
+    for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], want[i]) << "row " << i << " of " << table;
+  }
+
+  static std::vector<std::string> Prefix(const TestApi& api, size_t n) {
+    return std::vector<std::string>(api.records().begin(), api.records().begin() + long(n));
+  }
+
+  std::vector<std::unique_ptr<TestApi>> apis_;
+  std::unique_ptr<ChildProcess> writer_;
+  std::unique_ptr<CollectorServer> collector_;
+  std::unique_ptr<v1::CollectorService::Stub> stub_;
+};
+
+struct StyleCase {
+  const char* name;
+  v1::PaginationStyle style;
+  const char* path;
+  const char* records_path;
+};
+
+void PrintTo(const StyleCase& c, std::ostream* os) { *os << c.name; }
+
+class PaginationStyleTest : public CollectorIntegrationTest, public ::testing::WithParamInterface<StyleCase> {};
+
+TEST_P(PaginationStyleTest, LoadsEveryRecordExactlyOnce) {
+  const StyleCase& c = GetParam();
+  TestApi& api = NewApi(/*total=*/1003, /*page_size=*/50);
+  v1::JobSpec spec = BaseSpec(api.Url(c.path), c.style);
+  v1::Pagination* p = spec.mutable_pagination();
+  p->set_records_path(c.records_path);
+  if (c.style == v1::PAGE) {
+    p->set_page_size(50);
+    p->set_total_pages_path("/meta/total_pages");
+    spec.set_fetch_concurrency(4);
+  }
+  if (c.style == v1::OFFSET) {
+    p->set_page_size(50);
+    p->set_total_count_path("/count");
+    spec.set_fetch_concurrency(3);
+  }
+  if (c.style == v1::CURSOR) p->set_cursor_path("/next");
+  if (c.style == v1::NEXT_URL) p->set_next_url_path("/links/next");
+  v1::Job job = RunToEnd(spec);
+  EXPECT_EQ(job.state(), v1::SUCCEEDED) << job.error();
+  ExpectTableExact(job.table_name(), api.records());
+  // Natural keys: the id of each record.
+  EXPECT_EQ(etl::testing::QueryValue(absl::StrCat("SELECT count(*) FROM ", job.table_name(),
+                                                  " WHERE natural_key = payload->>'id'")),
+            "1003");
+  // Trace headers reached the API.
+  for (const ApiRequest& r : api.requests()) {
+    auto it = r.headers.find("X-Request-Id");
+    ASSERT_NE(it, r.headers.end());
+    EXPECT_EQ(it->second, "req-123");
+  }
+  EXPECT_EQ(job.progress().records_committed(), 1003);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Styles, PaginationStyleTest,
+    ::testing::Values(StyleCase{"page", v1::PAGE, "/page", "/data"},
+                      StyleCase{"offset", v1::OFFSET, "/offset", "/results"},
+                      StyleCase{"cursor", v1::CURSOR, "/cursor", "/items"},
+                      StyleCase{"link", v1::LINK, "/link", ""},
+                      StyleCase{"next_url", v1::NEXT_URL, "/next", "/data"},
+                      StyleCase{"none", v1::NONE, "/none", ""}),
+    [](const ::testing::TestParamInfo<StyleCase>& info) { return std::string(info.param.name); });
+
+TEST_F(CollectorIntegrationTest, PageStyleWithoutTotalStopsOnShortPage) {
+  TestApi& api = NewApi(120, 50);
+  v1::JobSpec spec = BaseSpec(api.Url("/page"), v1::PAGE);
+  spec.mutable_pagination()->set_records_path("/data");
+  spec.mutable_pagination()->set_page_size(50);
+  v1::Job job = RunToEnd(spec);
+  EXPECT_EQ(job.state(), v1::SUCCEEDED) << job.error();
+  EXPECT_EQ(api.requests().size(), 3u);  // 50 + 50 + 20 (short page) and no more.
+  ExpectTableExact(job.table_name(), api.records());
+}
+
+TEST_F(CollectorIntegrationTest, StartJobRejectsInvalidSpecs) {
+  TestApi& api = NewApi(1, 1);
+  auto expect_invalid = [&](const v1::JobSpec& spec, const std::string& needle) {
+    v1::Job job;
+    grpc::Status s = Start(spec, &job);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << needle;
+    EXPECT_NE(s.error_message().find(needle), std::string::npos) << s.error_message();
+  };
+  v1::JobSpec spec = BaseSpec(api.Url("/page"), v1::PAGE);
+  v1::JobSpec bad = spec;
+  bad.set_url("ftp://127.0.0.1/x");
+  expect_invalid(bad, "scheme");
+  bad = spec;
+  bad.mutable_pagination()->set_style(v1::PAGINATION_STYLE_UNSPECIFIED);
+  expect_invalid(bad, "pagination style");
+  bad = spec;
+  bad.mutable_pagination()->set_records_path("data");
+  expect_invalid(bad, "records_path");
+  bad = spec;
+  bad.mutable_date_filter()->set_start_date("2024-02-30");
+  expect_invalid(bad, "start_date");
+  bad = spec;
+  bad.set_rota("Pedidos!");
+  expect_invalid(bad, "rota");
+  bad = spec;
+  bad.mutable_pagination()->set_style(v1::CURSOR);
+  expect_invalid(bad, "cursor_path");
+  EXPECT_TRUE(api.requests().empty());
+}
+
+TEST_F(CollectorIntegrationTest, DateFilterParamsArrive) {
+  TestApi& api = NewApi(30, 50);
+  v1::JobSpec spec = BaseSpec(api.Url("/page"), v1::PAGE);
+  spec.mutable_pagination()->set_records_path("/data");
+  spec.mutable_pagination()->set_page_size(50);
+  spec.mutable_date_filter()->set_start_param("data_inicio");
+  spec.mutable_date_filter()->set_end_param("data_fim");
+  spec.mutable_date_filter()->set_start_date("2024-01-01");
+  spec.mutable_date_filter()->set_end_date("2024-01-31");
+  auto* kv = spec.add_query_params();
+  kv->set_key("filtro");
+  kv->set_value("a b&c=d/é");
+  v1::Job job = RunToEnd(spec);
+  EXPECT_EQ(job.state(), v1::SUCCEEDED) << job.error();
+  auto reqs = api.requests();
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(reqs[0].params.find("data_inicio")->second, "2024-01-01");
+  EXPECT_EQ(reqs[0].params.find("data_fim")->second, "2024-01-31");
+  EXPECT_EQ(reqs[0].params.find("filtro")->second, "a b&c=d/é");
+  ExpectTableExact(job.table_name(), api.records());
+}
+
+TEST_F(CollectorIntegrationTest, BearerAuthRequiredAndSent) {
+  TestApi& api = NewApi(120, 50);
+  api.SetHook([](const ApiRequest& r, httplib::Response& res) {
+    auto it = r.headers.find("Authorization");
+    if (it != r.headers.end() && it->second == "Bearer s3cret-token") return false;
+    res.status = 401;
+    res.set_content(R"({"error":"unauthorized"})", "application/json");
+    return true;
+  });
+  setenv("COLLECTOR_TEST_TOKEN", "s3cret-token", 1);
+  setenv("COLLECTOR_TEST_WRONG_TOKEN", "nope", 1);
+  v1::JobSpec spec = BaseSpec(api.Url("/cursor"), v1::CURSOR);
+  spec.mutable_pagination()->set_records_path("/items");
+  spec.mutable_pagination()->set_cursor_path("/next");
+  spec.mutable_auth()->set_type(v1::BEARER);
+  spec.mutable_auth()->set_secret_env("COLLECTOR_TEST_WRONG_TOKEN");
+  v1::Job failed = RunToEnd(spec);
+  EXPECT_EQ(failed.state(), v1::FAILED);
+  EXPECT_NE(failed.error().find("401"), std::string::npos) << failed.error();
+  EXPECT_NE(failed.error().find("auth"), std::string::npos) << failed.error();
+  EXPECT_EQ(failed.error().find("nope"), std::string::npos);
+
+  spec.mutable_auth()->set_secret_env("COLLECTOR_TEST_TOKEN");
+  v1::Job ok = RunToEnd(spec);
+  EXPECT_EQ(ok.state(), v1::SUCCEEDED) << ok.error();
+  ExpectTableExact(ok.table_name(), api.records());
+
+  // A missing secret is refused up front.
+  spec.mutable_auth()->set_secret_env("COLLECTOR_TEST_UNSET_VARIABLE");
+  v1::Job job;
+  EXPECT_EQ(Start(spec, &job).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+TEST_F(CollectorIntegrationTest, FlakyPagesSucceedOnThirdAttempt) {
+  TestApi& api = NewApi(500, 50);
+  absl::Mutex mu;
+  std::map<int, int> attempts;
+  api.SetHook([&](const ApiRequest& r, httplib::Response& res) {
+    absl::MutexLock l(&mu);
+    if (r.page_index % 3 != 1 || ++attempts[r.page_index] > 2) return false;
+    res.status = attempts[r.page_index] == 1 ? 503 : 500;
+    res.set_content("oops", "text/plain");
+    return true;
+  });
+  v1::JobSpec spec = BaseSpec(api.Url("/page"), v1::PAGE);
+  spec.mutable_pagination()->set_records_path("/data");
+  spec.mutable_pagination()->set_page_size(50);
+  spec.mutable_pagination()->set_total_pages_path("/meta/total_pages");
+  spec.set_fetch_concurrency(3);
+  v1::Job job = RunToEnd(spec);
+  EXPECT_EQ(job.state(), v1::SUCCEEDED) << job.error();
+  EXPECT_EQ(job.progress().retries(), 2 * 3);  // Pages 1, 4, 7: two retries each.
+  ExpectTableExact(job.table_name(), api.records());
+}
+
+TEST_F(CollectorIntegrationTest, TooManyRequestsHonoursRetryAfter) {
+  TestApi& api = NewApi(100, 50);
+  std::atomic<bool> throttled{false};
+  api.SetHook([&](const ApiRequest& r, httplib::Response& res) {
+    if (r.page_index != 1 || throttled.exchange(true)) return false;
+    res.status = 429;
+    res.set_header("Retry-After", "1");
+    return true;
+  });
+  v1::JobSpec spec = BaseSpec(api.Url("/cursor"), v1::CURSOR);
+  spec.mutable_pagination()->set_records_path("/items");
+  spec.mutable_pagination()->set_cursor_path("/next");
+  v1::Job job = RunToEnd(spec);
+  EXPECT_EQ(job.state(), v1::SUCCEEDED) << job.error();
+  std::vector<absl::Time> page1;
+  for (const auto& r : api.requests()) {
+    if (r.page_index == 1) page1.push_back(r.at);
+  }
+  ASSERT_EQ(page1.size(), 2u);
+  EXPECT_GE(page1[1] - page1[0], absl::Milliseconds(950));  // Backoff alone would be ~25 ms.
+  ExpectTableExact(job.table_name(), api.records());
+}
+
+TEST_F(CollectorIntegrationTest, TruncatedJsonIsRetried) {
+  TestApi& api = NewApi(150, 50);
+  std::atomic<int> truncated{0};
+  api.SetHook([&](const ApiRequest& r, httplib::Response& res) {
+    if (r.page_index != 2 || truncated.fetch_add(1) > 0) return false;
+    res.set_content(R"({"data":[{"id":100,"x":1},{"id":101,)", "application/json");
+    return true;
+  });
+  v1::JobSpec spec = BaseSpec(api.Url("/next"), v1::NEXT_URL);
+  spec.mutable_pagination()->set_records_path("/data");
+  spec.mutable_pagination()->set_next_url_path("/links/next");
+  v1::Job job = RunToEnd(spec);
+  EXPECT_EQ(job.state(), v1::SUCCEEDED) << job.error();
+  EXPECT_EQ(truncated.load(), 2);
+  EXPECT_EQ(job.progress().retries(), 1);
+  ExpectTableExact(job.table_name(), api.records());
+}
+
+TEST_F(CollectorIntegrationTest, PageThatAlwaysFailsEndsPartialWithOthersLoaded) {
+  TestApi& api = NewApi(400, 50);
+  api.SetHook([&](const ApiRequest& r, httplib::Response& res) {
+    if (r.page_index != 3) return false;
+    res.status = 502;
+    return true;
+  });
+  v1::JobSpec spec = BaseSpec(api.Url("/page"), v1::PAGE);
+  spec.mutable_pagination()->set_records_path("/data");
+  spec.mutable_pagination()->set_page_size(50);
+  spec.mutable_pagination()->set_total_pages_path("/meta/total_pages");
+  spec.set_fetch_concurrency(2);
+  v1::Job job = RunToEnd(spec);
+  EXPECT_EQ(job.state(), v1::PARTIAL) << job.error();
+  ASSERT_EQ(job.failed_pages_size(), 1);
+  EXPECT_EQ(job.failed_pages(0).page_number(), 3);
+  EXPECT_EQ(job.failed_pages(0).page_token(), "4");
+  EXPECT_EQ(job.failed_pages(0).attempts(), 3);
+  EXPECT_NE(job.failed_pages(0).error().find("HTTP 502"), std::string::npos);
+  std::vector<std::string> expected;
+  for (int i = 0; i < 400; ++i) {
+    if (i / 50 != 3) expected.push_back(api.records()[size_t(i)]);
+  }
+  ExpectTableExact(job.table_name(), expected);
+}
+
+TEST_F(CollectorIntegrationTest, CancelStopsFetchingAndKeepsWhatWasSent) {
+  TestApi& api = NewApi(2000, 20);
+  absl::Notification release;
+  api.SetHook([&](const ApiRequest& r, httplib::Response&) {
+    if (r.page_index == 10) release.WaitForNotificationWithTimeout(absl::Seconds(30));
+    return false;
+  });
+  v1::JobSpec spec = BaseSpec(api.Url("/cursor"), v1::CURSOR);
+  spec.mutable_pagination()->set_records_path("/items");
+  spec.mutable_pagination()->set_cursor_path("/next");
+  v1::Job job;
+  ASSERT_TRUE(Start(spec, &job).ok());
+  ASSERT_TRUE(api.WaitFor([](const std::vector<ApiRequest>& rs) { return !rs.empty() && rs.back().page_index == 10; },
+                          absl::Seconds(30)));
+  grpc::ClientContext ctx;
+  v1::JobRef ref;
+  ref.set_job_id(job.job_id());
+  v1::Job cancelled;
+  grpc::Status s = stub_->CancelJob(&ctx, ref, &cancelled);
+  release.Notify();
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  v1::Job final_job = WaitJob(job.job_id());
+  EXPECT_EQ(final_job.state(), v1::CANCELLED);
+  // What was committed is a prefix of whole pages, each record once; page 10 and later never arrived.
+  int64_t rows = std::stoll(etl::testing::QueryValue(absl::StrCat("SELECT count(*) FROM ", final_job.table_name())));
+  EXPECT_LE(rows, 200);
+  EXPECT_EQ(rows % 20, 0);
+  ExpectTableExact(final_job.table_name(), Prefix(api, size_t(rows)));
+  EXPECT_EQ(api.requests().size(), 11u);
+}
+
+TEST_F(CollectorIntegrationTest, TwoJobsAtOnceIntoDifferentTables) {
+  TestApi& api_a = NewApi(800, 40);
+  TestApi& api_b = NewApi(600, 30);
+  v1::JobSpec a = BaseSpec(api_a.Url("/offset"), v1::OFFSET);
+  a.mutable_pagination()->set_records_path("/results");
+  a.mutable_pagination()->set_page_size(40);
+  a.mutable_pagination()->set_total_count_path("/count");
+  a.set_fetch_concurrency(2);
+  v1::JobSpec b = BaseSpec(api_b.Url("/link"), v1::LINK);
+  v1::Job ja, jb;
+  ASSERT_TRUE(Start(a, &ja).ok());
+  ASSERT_TRUE(Start(b, &jb).ok());
+  EXPECT_NE(ja.table_name(), jb.table_name());
+  v1::Job ra = WaitJob(ja.job_id());
+  v1::Job rb = WaitJob(jb.job_id());
+  EXPECT_EQ(ra.state(), v1::SUCCEEDED) << ra.error();
+  EXPECT_EQ(rb.state(), v1::SUCCEEDED) << rb.error();
+  ExpectTableExact(ra.table_name(), api_a.records());
+  ExpectTableExact(rb.table_name(), api_b.records());
+
+  grpc::ClientContext ctx;
+  v1::ListJobsRequest req;
+  v1::ListJobsResponse resp;
+  ASSERT_TRUE(stub_->ListJobs(&ctx, req, &resp).ok());
+  int found = 0;
+  for (const auto& j : resp.jobs()) found += (j.job_id() == ja.job_id() || j.job_id() == jb.job_id());
+  EXPECT_EQ(found, 2);
+}
+
+TEST_F(CollectorIntegrationTest, WriterRestartMidJobResumesExactly) {
+  TestApi& api = NewApi(3000, 50);
+  absl::Notification release;
+  api.SetHook([&](const ApiRequest& r, httplib::Response&) {
+    if (r.page_index == 20) release.WaitForNotificationWithTimeout(absl::Seconds(60));
+    return false;
+  });
+  v1::JobSpec spec = BaseSpec(api.Url("/cursor"), v1::CURSOR);
+  spec.mutable_pagination()->set_records_path("/items");
+  spec.mutable_pagination()->set_cursor_path("/next");
+  v1::Job job;
+  ASSERT_TRUE(Start(spec, &job).ok());
+  ASSERT_TRUE(api.WaitFor([](const std::vector<ApiRequest>& rs) { return !rs.empty() && rs.back().page_index == 20; },
+                          absl::Seconds(30)));
+  // Kill the writer hard (no drain) and start a new one on the same port.
+  const int port = writer_->port();
+  writer_->Signal(SIGKILL);
+  writer_.reset();
+  StartWriter(absl::StrCat("127.0.0.1:", port));
+  release.Notify();
+  v1::Job final_job = WaitJob(job.job_id());
+  EXPECT_EQ(final_job.state(), v1::SUCCEEDED) << final_job.error();
+  ExpectTableExact(final_job.table_name(), api.records());
+  EXPECT_GE(collector_->collector()->counters().writer_reconnects.load(), 1);
+}
+
+TEST_F(CollectorIntegrationTest, RestartedCollectorResumesUnfinishedJobFromTheLedger) {
+  TestApi& api = NewApi(2000, 50);
+  absl::Notification release;
+  api.SetHook([&](const ApiRequest& r, httplib::Response&) {
+    if (r.page_index == 15) release.WaitForNotificationWithTimeout(absl::Seconds(60));
+    return false;
+  });
+  v1::JobSpec spec = BaseSpec(api.Url("/next"), v1::NEXT_URL);
+  spec.mutable_pagination()->set_records_path("/data");
+  spec.mutable_pagination()->set_next_url_path("/links/next");
+  v1::Job job;
+  ASSERT_TRUE(Start(spec, &job).ok());
+  ASSERT_TRUE(api.WaitFor([](const std::vector<ApiRequest>& rs) { return !rs.empty() && rs.back().page_index == 15; },
+                          absl::Seconds(30)));
+  // Shutting down leaves the job unfinished in the ledger (its in-flight request is aborted).
+  std::thread stopper([&] { collector_.reset(); });
+  stopper.join();
+  release.Notify();
+  StartCollector(/*resume=*/true);
+  // The new collector finds the job through the writer and continues after the last committed page.
+  ASSERT_TRUE(api.WaitFor([](const std::vector<ApiRequest>& rs) { return rs.size() > 16; }, absl::Seconds(30)));
+  v1::Job final_job = WaitJob(job.job_id());
+  EXPECT_EQ(final_job.state(), v1::SUCCEEDED) << final_job.error();
+  ExpectTableExact(final_job.table_name(), api.records());
+  // (Other unfinished jobs in a shared test database may be resumed too.)
+  EXPECT_GE(collector_->collector()->counters().jobs_resumed.load(), 1);
+  EXPECT_NE(collector_->collector()->FindJob(job.job_id()), nullptr);
+  // Pages committed before the restart were not fetched again.
+  int first_page_requests = 0;
+  for (const auto& r : api.requests()) first_page_requests += r.page_index == 0;
+  EXPECT_EQ(first_page_requests, 1);
+}
+
+TEST_F(CollectorIntegrationTest, SlowWriterKeepsCollectorMemoryBounded) {
+  // A writer with a small queue, and the job's table locked: commits stall, so the writer stops
+  // reading, Write blocks and the collector must stop fetching.
+  collector_.reset();
+  writer_.reset();
+  StartWriter("127.0.0.1:0", {"--queue_records=200", "--batch_records=100"});
+  StartCollector();
+  TestApi& api = NewApi(20000, 50, /*pad_bytes=*/2000);  // 400 pages, ~44 MB.
+  v1::JobSpec spec = BaseSpec(api.Url("/page"), v1::PAGE);
+  spec.mutable_pagination()->set_records_path("/data");
+  spec.mutable_pagination()->set_page_size(50);
+  spec.mutable_pagination()->set_total_pages_path("/meta/total_pages");
+  spec.set_fetch_concurrency(4);
+  const std::string table = absl::StrCat("dados_raw_cliente_", spec.cliente_id(), "_", spec.rota());
+  ASSERT_EQ(etl::testing::Exec(absl::StrCat(
+                "CREATE TABLE ", table,
+                " (id bigserial PRIMARY KEY, payload jsonb NOT NULL, natural_key text, job_id text NOT NULL,"
+                " page_number bigint NOT NULL, collected_at timestamptz NOT NULL DEFAULT now())")),
+            "");
+  PGconn* lock = PQconnectdb(etl::testing::PostgresConnString().c_str());
+  ASSERT_EQ(PQstatus(lock), CONNECTION_OK);
+  PQclear(PQexec(lock, absl::StrCat("BEGIN; LOCK TABLE ", table, " IN ACCESS EXCLUSIVE MODE").c_str()));
+  v1::Job job;
+  ASSERT_TRUE(Start(spec, &job).ok());
+  size_t served = api.WaitQuiet(absl::Seconds(2), absl::Seconds(60));
+  std::cerr << "pages served while the table was locked: " << served << " of 400\n";
+  // 400 pages in total; with the writer stalled only the writer's queue, the gRPC flow-control
+  // windows and the collector's window (fetch_concurrency + 2) can hold pages.
+  EXPECT_LT(served, 80u);
+  auto live = collector_->collector()->FindJob(job.job_id());
+  ASSERT_NE(live, nullptr);
+  EXPECT_LE(live->max_pages_buffered(), spec.fetch_concurrency() + 3);
+  EXPECT_FALSE(live->done());
+  PQclear(PQexec(lock, "COMMIT"));
+  PQfinish(lock);
+  v1::Job final_job = WaitJob(job.job_id());
+  EXPECT_EQ(final_job.state(), v1::SUCCEEDED) << final_job.error();
+  ExpectTableExact(final_job.table_name(), api.records());
+  EXPECT_LE(live->max_pages_buffered(), spec.fetch_concurrency() + 3);
+}
+
+TEST_F(CollectorIntegrationTest, WatchJobStreamsProgressUntilTheEnd) {
+  TestApi& api = NewApi(300, 50);
+  v1::JobSpec spec = BaseSpec(api.Url("/link"), v1::LINK);
+  std::vector<v1::JobProgress> progress;
+  v1::Job job = RunToEnd(spec, &progress);
+  ASSERT_FALSE(progress.empty());
+  EXPECT_EQ(progress.back().state(), v1::SUCCEEDED);
+  EXPECT_EQ(progress.back().records_committed(), 300);
+  EXPECT_EQ(progress.back().pages_committed(), 6);
+  EXPECT_EQ(job.progress().records_committed(), 300);
+}
+
+}  // namespace
+}  // namespace etl

@@ -1,0 +1,238 @@
+#include "writer_service/ledger_store.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/names.h"
+#include "common/status_macros.h"
+#include "writer_service/pg_schema.h"
+
+namespace etl {
+namespace {
+
+bool IsTerminal(v1::JobState s) {
+  return s == v1::SUCCEEDED || s == v1::PARTIAL || s == v1::FAILED || s == v1::CANCELLED;
+}
+
+absl::Status ValidateJobId(const std::string& job_id) {
+  if (job_id.empty()) return absl::InvalidArgumentError("job_id is empty");
+  if (job_id.size() > 200) return absl::InvalidArgumentError("job_id is longer than 200 bytes");
+  if (job_id.find('\0') != std::string::npos) {
+    return absl::InvalidArgumentError("job_id contains a NUL character");
+  }
+  return absl::OkStatus();
+}
+
+std::string StripNul(std::string s) {
+  s.erase(std::remove(s.begin(), s.end(), '\0'), s.end());
+  return s;
+}
+
+constexpr const char* kJobColumns =
+    "j.job_id, j.spec::text, j.state, j.error, j.pages_total, j.records_total, "
+    "(extract(epoch from j.created_at) * 1000)::bigint, "
+    "(extract(epoch from j.updated_at) * 1000)::bigint, "
+    "coalesce((extract(epoch from j.finished_at) * 1000)::bigint, 0), "
+    "(SELECT count(*) FROM etl_pages p WHERE p.job_id = j.job_id AND p.state = 'committed'), "
+    "(SELECT coalesce(sum(records), 0) FROM etl_pages p WHERE p.job_id = j.job_id AND p.state = 'committed'), "
+    "(SELECT coalesce(sum(rejected), 0) FROM etl_pages p WHERE p.job_id = j.job_id AND p.state = 'committed')";
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<PgConnection>> LedgerStore::Acquire() {
+  bool need_schema;
+  {
+    absl::MutexLock l(&mu_);
+    while (!idle_.empty()) {
+      std::unique_ptr<PgConnection> c = std::move(idle_.back());
+      idle_.pop_back();
+      if (c->healthy()) return c;
+    }
+    need_schema = !schema_ready_;
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> c,
+                   PgConnection::Connect(options_.conninfo, "etl-writer-ledger"));
+  if (need_schema) {
+    RETURN_IF_ERROR(EnsureLedgerSchema(c.get()));
+    absl::MutexLock l(&mu_);
+    schema_ready_ = true;
+  }
+  return c;
+}
+
+void LedgerStore::Release(std::unique_ptr<PgConnection> conn) {
+  if (conn == nullptr || !conn->healthy()) return;
+  absl::MutexLock l(&mu_);
+  if (idle_.size() < options_.max_idle_connections) idle_.push_back(std::move(conn));
+}
+
+// Returns the connection to the pool when the call is done.
+class LedgerStore::Lease {
+ public:
+  Lease(LedgerStore* store, std::unique_ptr<PgConnection> c) : store_(store), c_(std::move(c)) {}
+  ~Lease() { store_->Release(std::move(c_)); }
+  PgConnection* operator->() { return c_.get(); }
+  PgConnection* get() { return c_.get(); }
+
+ private:
+  LedgerStore* store_;
+  std::unique_ptr<PgConnection> c_;
+};
+
+absl::StatusOr<std::vector<v1::JobRecord>> LedgerStore::LoadJobs(PgConnection* conn,
+                                                                 const std::string& where,
+                                                                 const std::vector<PgParam>& params,
+                                                                 int limit) {
+  ASSIGN_OR_RETURN(PgResult res,
+                   conn->Query(absl::StrCat("SELECT ", kJobColumns, " FROM etl_jobs j WHERE ",
+                                            where, " ORDER BY j.created_at, j.job_id LIMIT ",
+                                            limit),
+                               params));
+  std::vector<v1::JobRecord> jobs(static_cast<size_t>(res.rows()));
+  for (int r = 0; r < res.rows(); ++r) {
+    v1::JobRecord& j = jobs[static_cast<size_t>(r)];
+    j.set_job_id(res.Get(r, 0));
+    google::protobuf::util::JsonParseOptions opts;
+    opts.ignore_unknown_fields = true;
+    (void)google::protobuf::util::JsonStringToMessage(res.Get(r, 1), j.mutable_spec(), opts);
+    v1::JobState state = v1::JOB_STATE_UNSPECIFIED;
+    v1::JobState_Parse(res.Get(r, 2), &state);
+    j.set_state(state);
+    j.set_error(res.Get(r, 3));
+    j.set_pages_total(res.GetInt(r, 4));
+    j.set_records_total(res.GetInt(r, 5));
+    j.set_created_at_unix_ms(res.GetInt(r, 6));
+    j.set_updated_at_unix_ms(res.GetInt(r, 7));
+    j.set_finished_at_unix_ms(res.GetInt(r, 8));
+    j.set_pages_committed(res.GetInt(r, 9));
+    j.set_records_committed(res.GetInt(r, 10));
+    j.set_records_rejected(res.GetInt(r, 11));
+    ASSIGN_OR_RETURN(PgResult failed,
+                     conn->Query("SELECT page_number, page_token, error, attempts FROM etl_pages "
+                                 "WHERE job_id = $1 AND state = 'failed' ORDER BY page_number",
+                                 {PgParam::Text(j.job_id())}));
+    for (int f = 0; f < failed.rows(); ++f) {
+      v1::FailedPage* fp = j.add_failed_pages();
+      fp->set_page_number(failed.GetInt(f, 0));
+      fp->set_page_token(failed.Get(f, 1));
+      fp->set_error(failed.Get(f, 2));
+      fp->set_attempts(static_cast<int32_t>(failed.GetInt(f, 3)));
+    }
+  }
+  return jobs;
+}
+
+absl::StatusOr<v1::JobRecord> LedgerStore::RegisterJob(const v1::RegisterJobRequest& req) {
+  RETURN_IF_ERROR(ValidateJobId(req.job_id()));
+  ASSIGN_OR_RETURN(std::string table, RawTableName(req.spec().cliente_id(), req.spec().rota()));
+  std::string spec_json;
+  google::protobuf::util::JsonPrintOptions opts;
+  opts.preserve_proto_field_names = true;
+  if (!google::protobuf::util::MessageToJsonString(req.spec(), &spec_json, opts).ok()) {
+    return absl::InvalidArgumentError("spec cannot be encoded as JSON");
+  }
+  ASSIGN_OR_RETURN(auto c, Acquire());
+  Lease conn(this, std::move(c));
+  RETURN_IF_ERROR(conn->Query("INSERT INTO etl_jobs (job_id, cliente_id, rota, table_name, spec, "
+                              "state) VALUES ($1, $2, $3, $4, $5::jsonb, 'PENDING') "
+                              "ON CONFLICT (job_id) DO NOTHING",
+                              {PgParam::Text(req.job_id()), PgParam::Text(req.spec().cliente_id()),
+                               PgParam::Text(req.spec().rota()), PgParam::Text(table),
+                               PgParam::Text(StripNul(spec_json))})
+                      .status());
+  ASSIGN_OR_RETURN(auto jobs, LoadJobs(conn.get(), "j.job_id = $1", {PgParam::Text(req.job_id())}, 1));
+  if (jobs.empty()) return absl::InternalError("registered job vanished");
+  return jobs[0];
+}
+
+absl::StatusOr<v1::JobRecord> LedgerStore::UpdateJob(const v1::UpdateJobRequest& req) {
+  RETURN_IF_ERROR(ValidateJobId(req.job_id()));
+  ASSIGN_OR_RETURN(auto c, Acquire());
+  Lease conn(this, std::move(c));
+  std::string state = req.state() == v1::JOB_STATE_UNSPECIFIED ? "" : v1::JobState_Name(req.state());
+  // Terminal states stamp finished_at; going back to PENDING/RUNNING (a re-run) clears it and the error.
+  std::string finished = req.state() == v1::JOB_STATE_UNSPECIFIED ? "finished_at"
+                         : IsTerminal(req.state())                ? "now()"
+                                                                  : "NULL";
+  // $3 is always referenced (with its type) so PostgreSQL can type every parameter: a non-empty
+  // error replaces the stored one; an empty one keeps it, or clears it on a re-run.
+  std::string error = (req.state() != v1::JOB_STATE_UNSPECIFIED && !IsTerminal(req.state()))
+                          ? "COALESCE(NULLIF($3::text, ''), '')"
+                          : "COALESCE(NULLIF($3::text, ''), error)";
+  ASSIGN_OR_RETURN(
+      PgResult res,
+      conn->Query(absl::StrCat("UPDATE etl_jobs SET state = CASE WHEN $2::text = '' THEN state ELSE $2::text END, "
+                               "error = ", error, ", ",
+                               "pages_total = CASE WHEN $4::bigint > 0 THEN $4::bigint ELSE pages_total END, "
+                               "records_total = CASE WHEN $5::bigint > 0 THEN $5::bigint ELSE records_total END, "
+                               "finished_at = ", finished, ", updated_at = now() "
+                               "WHERE job_id = $1 RETURNING job_id"),
+                  {PgParam::Text(req.job_id()), PgParam::Text(state),
+                   PgParam::Text(StripNul(req.error())), PgParam::Text(absl::StrCat(req.pages_total())),
+                   PgParam::Text(absl::StrCat(req.records_total()))}));
+  if (res.rows() == 0) return absl::NotFoundError(absl::StrCat("no job ", req.job_id()));
+  ASSIGN_OR_RETURN(auto jobs, LoadJobs(conn.get(), "j.job_id = $1", {PgParam::Text(req.job_id())}, 1));
+  if (jobs.empty()) return absl::NotFoundError(absl::StrCat("no job ", req.job_id()));
+  return jobs[0];
+}
+
+absl::Status LedgerStore::RecordPageFailure(const v1::PageFailure& req) {
+  RETURN_IF_ERROR(ValidateJobId(req.job_id()));
+  ASSIGN_OR_RETURN(auto c, Acquire());
+  Lease conn(this, std::move(c));
+  return conn
+      ->Query("INSERT INTO etl_pages (job_id, page_number, state, page_token, error, attempts) "
+              "VALUES ($1, $2::bigint, 'failed', $3, $4, $5::integer) "
+              "ON CONFLICT (job_id, page_number) DO UPDATE SET state = 'failed', "
+              "page_token = EXCLUDED.page_token, error = EXCLUDED.error, "
+              "attempts = EXCLUDED.attempts, updated_at = now() "
+              "WHERE etl_pages.state <> 'committed'",
+              {PgParam::Text(req.job_id()), PgParam::Text(absl::StrCat(req.page().page_number())),
+               PgParam::Text(StripNul(req.page().page_token())),
+               PgParam::Text(StripNul(req.page().error())),
+               PgParam::Text(absl::StrCat(req.page().attempts()))})
+      .status();
+}
+
+absl::StatusOr<v1::JobLedger> LedgerStore::GetJobLedger(const std::string& job_id) {
+  RETURN_IF_ERROR(ValidateJobId(job_id));
+  ASSIGN_OR_RETURN(auto c, Acquire());
+  Lease conn(this, std::move(c));
+  ASSIGN_OR_RETURN(auto jobs, LoadJobs(conn.get(), "j.job_id = $1", {PgParam::Text(job_id)}, 1));
+  if (jobs.empty()) return absl::NotFoundError(absl::StrCat("no job ", job_id));
+  v1::JobLedger ledger;
+  *ledger.mutable_job() = std::move(jobs[0]);
+  ASSIGN_OR_RETURN(PgResult res,
+                   conn->Query("SELECT page_number, page_token, next_page_token, records "
+                               "FROM etl_pages WHERE job_id = $1 AND state = 'committed' "
+                               "ORDER BY page_number",
+                               {PgParam::Text(job_id)}));
+  for (int r = 0; r < res.rows(); ++r) {
+    v1::CommittedPage* p = ledger.add_pages();
+    p->set_page_number(res.GetInt(r, 0));
+    p->set_page_token(res.Get(r, 1));
+    p->set_next_page_token(res.Get(r, 2));
+    p->set_records(res.GetInt(r, 3));
+  }
+  return ledger;
+}
+
+absl::StatusOr<v1::ListJobRecordsResponse> LedgerStore::ListJobRecords(
+    const v1::ListJobRecordsRequest& req) {
+  std::string where = "true";
+  std::vector<PgParam> params;
+  if (req.unfinished_only()) where = "j.state IN ('PENDING', 'RUNNING')";
+  if (!req.job_id().empty()) {
+    params.push_back(PgParam::Text(StripNul(req.job_id())));
+    absl::StrAppend(&where, " AND j.job_id = $1");
+  }
+  int limit = req.limit() <= 0 ? 100 : std::min(req.limit(), 10000);
+  ASSIGN_OR_RETURN(auto c, Acquire());
+  Lease conn(this, std::move(c));
+  ASSIGN_OR_RETURN(auto jobs, LoadJobs(conn.get(), where, params, limit));
+  v1::ListJobRecordsResponse resp;
+  for (auto& j : jobs) *resp.add_jobs() = std::move(j);
+  return resp;
+}
+
+}  // namespace etl

@@ -1,0 +1,58 @@
+// LedgerStore: the job ledger in PostgreSQL (etl_jobs, etl_pages), as the collector sees it through
+// the writer's ledger RPCs: register a job (idempotent), update its state, record failed pages, read
+// the committed pages (the resume point) and list jobs.
+//
+// Thread-safe: each call borrows a connection from a small pool (no lock is held during I/O).
+#ifndef ETL_WRITER_SERVICE_LEDGER_STORE_H_
+#define ETL_WRITER_SERVICE_LEDGER_STORE_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "etl.pb.h"
+#include "writer_service/pg_conn.h"
+
+namespace etl {
+
+class LedgerStore {
+ public:
+  struct Options {
+    std::string conninfo;      // libpq connection string; "" = libpq's environment.
+    size_t max_idle_connections = 4;  // Connections kept open between calls.
+  };
+  explicit LedgerStore(Options options) : options_(std::move(options)) {}
+  LedgerStore(const LedgerStore&) = delete;
+  LedgerStore& operator=(const LedgerStore&) = delete;
+
+  // INVALID_ARGUMENT for a missing job id or invalid cliente_id/rota. Returns the stored job (the
+  // existing one when job_id is already registered).
+  absl::StatusOr<v1::JobRecord> RegisterJob(const v1::RegisterJobRequest& req);
+  // NOT_FOUND for an unknown job.
+  absl::StatusOr<v1::JobRecord> UpdateJob(const v1::UpdateJobRequest& req);
+  // Records a page that could not be fetched; a committed page is never turned back into failed.
+  absl::Status RecordPageFailure(const v1::PageFailure& req);
+  absl::StatusOr<v1::JobLedger> GetJobLedger(const std::string& job_id);
+  absl::StatusOr<v1::ListJobRecordsResponse> ListJobRecords(const v1::ListJobRecordsRequest& req);
+
+ private:
+  class Lease;
+  absl::StatusOr<std::unique_ptr<PgConnection>> Acquire();
+  void Release(std::unique_ptr<PgConnection> conn);
+  // Loads jobs matching `where` (SQL over etl_jobs j, parameters $1...) with their page summaries.
+  absl::StatusOr<std::vector<v1::JobRecord>> LoadJobs(PgConnection* conn, const std::string& where,
+                                                      const std::vector<PgParam>& params,
+                                                      int limit);
+
+  const Options options_;
+  absl::Mutex mu_;
+  std::vector<std::unique_ptr<PgConnection>> idle_ ABSL_GUARDED_BY(mu_);
+  bool schema_ready_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace etl
+
+#endif  // ETL_WRITER_SERVICE_LEDGER_STORE_H_

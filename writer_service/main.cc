@@ -1,0 +1,65 @@
+// writer_server: receives pages of records over gRPC and commits them into PostgreSQL.
+#include <cstdlib>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/time/time.h"
+#include "common/flags.h"
+#include "common/logging.h"
+#include "writer_service/writer_server.h"
+
+ABSL_FLAG(std::string, listen, "0.0.0.0:50052", "gRPC listen address (port 0 = any free port)");
+ABSL_FLAG(std::string, database_url, "",
+          "PostgreSQL connection URL or conninfo; default $DATABASE_URL, else libpq's PG* environment");
+ABSL_FLAG(int64_t, queue_records, 100000, "queue bound in records (whole pages)");
+ABSL_FLAG(int64_t, queue_bytes, 16 << 20, "queue bound in record bytes");
+ABSL_FLAG(int64_t, batch_records, 20000, "records per transaction at most (whole pages)");
+ABSL_FLAG(int64_t, batch_bytes, 8 << 20, "record bytes per transaction at most (whole pages)");
+ABSL_FLAG(int64_t, flush_interval_ms, 200, "a partial batch is committed after this many ms");
+ABSL_FLAG(int32_t, writer_threads, 1, "threads (connections) committing batches");
+ABSL_FLAG(int32_t, max_message_bytes, 64 << 20, "largest gRPC message accepted");
+ABSL_FLAG(int64_t, max_page_bytes, 256 << 20, "largest page (all its chunks) accepted");
+ABSL_FLAG(std::string, metrics_listen, "", "Prometheus /metrics address (host:port); empty = off");
+ABSL_FLAG(std::string, port_file, "", "write the bound gRPC port here once serving");
+ABSL_FLAG(int64_t, shutdown_grace_ms, 10000, "on SIGTERM, open streams get this long to end");
+ABSL_FLAG(int64_t, drain_timeout_ms, 60000, "on SIGTERM, queued pages get this long to commit");
+
+int main(int argc, char** argv) {
+  etl::BlockTerminationSignals();
+  etl::ParseFlags(argc, argv,
+                  "writer_server: commits records streamed over gRPC (etl.v1.WriterService) into "
+                  "PostgreSQL");
+  etl::SetThreadComponent("writer/main");
+
+  etl::WriterServerOptions o;
+  o.listen = absl::GetFlag(FLAGS_listen);
+  o.database_url = absl::GetFlag(FLAGS_database_url);
+  if (o.database_url.empty()) o.database_url = etl::EnvOr("DATABASE_URL", "");
+  o.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  o.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  o.max_page_bytes = absl::GetFlag(FLAGS_max_page_bytes);
+  o.shutdown_grace = absl::Milliseconds(absl::GetFlag(FLAGS_shutdown_grace_ms));
+  o.drain_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_drain_timeout_ms));
+  o.writer.queue_records = absl::GetFlag(FLAGS_queue_records);
+  o.writer.queue_bytes = absl::GetFlag(FLAGS_queue_bytes);
+  o.writer.batch_records = absl::GetFlag(FLAGS_batch_records);
+  o.writer.batch_bytes = absl::GetFlag(FLAGS_batch_bytes);
+  o.writer.flush_interval = absl::Milliseconds(absl::GetFlag(FLAGS_flush_interval_ms));
+  o.writer.writer_threads = absl::GetFlag(FLAGS_writer_threads);
+  if (o.writer.queue_records <= 0 || o.writer.queue_bytes <= 0 || o.writer.batch_records <= 0 ||
+      o.writer.batch_bytes <= 0 || o.writer.writer_threads <= 0 || o.max_message_bytes <= 0) {
+    etl::LogError("queue, batch, thread and message sizes must be positive");
+    return 2;
+  }
+
+  auto server = etl::WriterServer::Start(o);
+  if (!server.ok()) {
+    etl::LogError("cannot start: ", server.status().ToString());
+    return 1;
+  }
+  etl::WritePortFile(absl::GetFlag(FLAGS_port_file), (*server)->port());
+  int sig = etl::WaitForTerminationSignal();
+  etl::LogInfo("signal ", sig, " received");
+  (*server)->Shutdown();
+  return 0;
+}

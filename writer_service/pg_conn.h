@@ -1,0 +1,87 @@
+// PgConnection: a thin owner of one libpq connection that turns libpq errors into absl::Status.
+//
+// Error codes (conventions #5): UNAVAILABLE when the connection is gone or the server is shutting
+// down (retry on a new connection); INVALID_ARGUMENT for data errors (SQLSTATE classes 22 and 54: the
+// values are at fault); ABORTED for serialization failures and deadlocks; NOT_FOUND for an undefined
+// table; INTERNAL otherwise. The SQLSTATE of the last error is kept in sqlstate().
+//
+// Thread-compatible: one thread at a time. Error messages never contain the connection string.
+#ifndef ETL_WRITER_SERVICE_PG_CONN_H_
+#define ETL_WRITER_SERVICE_PG_CONN_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+struct pg_conn;
+struct pg_result;
+
+namespace etl {
+
+// An owned PGresult with convenient accessors.
+class PgResult {
+ public:
+  PgResult() = default;
+  explicit PgResult(pg_result* r);
+  PgResult(PgResult&& o) noexcept;
+  PgResult& operator=(PgResult&& o) noexcept;
+  ~PgResult();
+
+  int rows() const;
+  bool IsNull(int row, int col) const;
+  std::string Get(int row, int col) const;
+  int64_t GetInt(int row, int col) const;
+
+ private:
+  pg_result* res_ = nullptr;
+};
+
+// One statement parameter: text, or binary bytes (for bytea), or NULL.
+struct PgParam {
+  std::string value;
+  bool is_null = false;
+  bool binary = false;
+  static PgParam Text(std::string v) { return PgParam{std::move(v), false, false}; }
+  static PgParam Bytes(std::string v) { return PgParam{std::move(v), false, true}; }
+  static PgParam Null() { return PgParam{"", true, false}; }
+};
+
+class PgConnection {
+ public:
+  // `conninfo` as for PQconnectdb ("" = libpq's environment: PGHOST, PGPORT, ...).
+  static absl::StatusOr<std::unique_ptr<PgConnection>> Connect(const std::string& conninfo,
+                                                               absl::string_view application);
+  ~PgConnection();
+  PgConnection(const PgConnection&) = delete;
+  PgConnection& operator=(const PgConnection&) = delete;
+
+  // Runs one or more statements without parameters.
+  absl::Status Exec(const std::string& sql);
+  // Runs one statement with parameters; returns its rows (if any).
+  absl::StatusOr<PgResult> Query(const std::string& sql, const std::vector<PgParam>& params = {});
+
+  // COPY ... FROM STDIN: Begin, then Put any number of chunks, then End (returns the COPY's status).
+  absl::Status CopyBegin(const std::string& copy_sql);
+  absl::Status CopyPut(absl::string_view data);
+  absl::Status CopyEnd();
+
+  bool healthy() const;
+  int backend_pid() const;
+  const std::string& sqlstate() const { return sqlstate_; }
+
+ private:
+  explicit PgConnection(pg_conn* conn) : conn_(conn) {}
+  absl::Status ResultStatus(pg_result* r, absl::string_view what);
+  absl::Status ConnectionError(absl::string_view what);
+
+  pg_conn* conn_;
+  std::string sqlstate_;
+};
+
+}  // namespace etl
+
+#endif  // ETL_WRITER_SERVICE_PG_CONN_H_

@@ -1,0 +1,84 @@
+#include "writer_service/pg_schema.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/names.h"
+#include "common/status_macros.h"
+
+namespace etl {
+namespace {
+
+// Key of the advisory lock that serializes all of the writer's DDL ("ETLDDL" in ASCII).
+constexpr const char* kDdlLock = "SELECT pg_advisory_xact_lock(76989560669260)";
+
+absl::Status RunDdl(PgConnection* conn, const std::string& ddl) {
+  RETURN_IF_ERROR(conn->Exec("BEGIN"));
+  absl::Status s = conn->Exec(kDdlLock);
+  if (s.ok()) s = conn->Exec(ddl);
+  if (s.ok()) s = conn->Exec("COMMIT");
+  if (!s.ok()) conn->Exec("ROLLBACK").IgnoreError();
+  return s;
+}
+
+}  // namespace
+
+absl::Status EnsureLedgerSchema(PgConnection* conn) {
+  return RunDdl(conn, R"sql(
+CREATE TABLE IF NOT EXISTS etl_jobs (
+  job_id        text PRIMARY KEY,
+  cliente_id    text NOT NULL,
+  rota          text NOT NULL,
+  table_name    text NOT NULL,
+  spec          jsonb NOT NULL,
+  state         text NOT NULL DEFAULT 'PENDING',
+  error         text NOT NULL DEFAULT '',
+  pages_total   bigint NOT NULL DEFAULT 0,
+  records_total bigint NOT NULL DEFAULT 0,
+  created_at    timestamptz NOT NULL DEFAULT now(),
+  updated_at    timestamptz NOT NULL DEFAULT now(),
+  finished_at   timestamptz
+);
+CREATE INDEX IF NOT EXISTS etl_jobs_state_idx ON etl_jobs (state);
+CREATE TABLE IF NOT EXISTS etl_pages (
+  job_id          text NOT NULL,
+  page_number     bigint NOT NULL,
+  state           text NOT NULL CHECK (state IN ('committed', 'failed')),
+  page_token      text NOT NULL DEFAULT '',
+  next_page_token text NOT NULL DEFAULT '',
+  records         bigint NOT NULL DEFAULT 0,
+  rejected        bigint NOT NULL DEFAULT 0,
+  error           text NOT NULL DEFAULT '',
+  attempts        integer NOT NULL DEFAULT 0,
+  batch_id        text,
+  committed_at    timestamptz,
+  updated_at      timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (job_id, page_number)
+);
+CREATE TABLE IF NOT EXISTS etl_dead_letters (
+  id           bigserial PRIMARY KEY,
+  job_id       text NOT NULL,
+  page_number  bigint NOT NULL,
+  record_index integer NOT NULL,
+  table_name   text NOT NULL,
+  raw          bytea NOT NULL,
+  raw_text     text NOT NULL,
+  natural_key  text,
+  reason       text NOT NULL,
+  created_at   timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS etl_dead_letters_job_idx ON etl_dead_letters (job_id, page_number);
+)sql");
+}
+
+absl::Status EnsureRawTable(PgConnection* conn, const std::string& table) {
+  std::string q = QuoteIdentifier(table);
+  return RunDdl(conn, absl::StrCat("CREATE TABLE IF NOT EXISTS ", q, R"sql( (
+  id           bigserial PRIMARY KEY,
+  payload      jsonb NOT NULL,
+  natural_key  text,
+  job_id       text NOT NULL,
+  page_number  bigint NOT NULL,
+  collected_at timestamptz NOT NULL DEFAULT now()
+))sql"));
+}
+
+}  // namespace etl

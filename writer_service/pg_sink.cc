@@ -1,0 +1,330 @@
+#include "writer_service/pg_sink.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/names.h"
+#include "common/status_macros.h"
+#include "writer_service/copy_text.h"
+#include "writer_service/pg_schema.h"
+
+namespace etl {
+
+// Pages per ledger upsert statement (6 parameters each; PostgreSQL allows 65535 parameters).
+constexpr size_t kLedgerRowsPerStatement = 1000;
+// Dead-letter reasons are cut to this many bytes (PostgreSQL's messages quote the record).
+constexpr size_t kMaxReasonBytes = 1000;
+
+struct PgRecordSink::DeadLetter {
+  size_t page_index;
+  uint32_t record_index;
+  std::string reason;
+};
+
+// The state of one batch while it is being committed (rebuilt on every attempt).
+struct PgRecordSink::Work {
+  struct Record {
+    absl::string_view json;
+    const std::string* key;  // Natural key or null.
+  };
+  struct Page {
+    const QueuedPage* page;
+    std::vector<Record> records;
+    std::vector<uint8_t> rejected;  // 1 = goes to the dead-letter table.
+    int64_t rejected_count = 0;
+    bool duplicate_in_batch = false;
+    bool is_new = false;            // The ledger upsert returned it: its records are written now.
+    bool rejects_changed = false;   // Isolation found more bad records after the ledger upsert.
+  };
+  std::vector<Page> pages;
+  std::vector<DeadLetter> dead;
+
+  void Reject(size_t page_index, uint32_t record_index, std::string reason) {
+    Page& p = pages[page_index];
+    if (p.rejected[record_index]) return;
+    p.rejected[record_index] = 1;
+    ++p.rejected_count;
+    if (reason.size() > kMaxReasonBytes) reason.resize(kMaxReasonBytes);
+    dead.push_back(DeadLetter{page_index, record_index, LossyUtf8(reason)});
+  }
+};
+
+absl::Status PgRecordSink::Connect() {
+  conn_.reset();
+  ASSIGN_OR_RETURN(conn_, PgConnection::Connect(options_.conninfo, "etl-writer"));
+  RETURN_IF_ERROR(conn_->Exec("SET synchronous_commit = on"));
+  known_tables_.clear();
+  return EnsureLedgerSchema(conn_.get());
+}
+
+absl::StatusOr<std::vector<PageResult>> PgRecordSink::CommitPages(
+    const std::vector<const QueuedPage*>& pages, const std::string& batch_id) {
+  if (conn_ == nullptr || !conn_->healthy()) {
+    return absl::UnavailableError("not connected to PostgreSQL");
+  }
+  Work w;
+  w.pages.resize(pages.size());
+  absl::flat_hash_map<std::pair<absl::string_view, int64_t>, size_t> seen;
+  for (size_t i = 0; i < pages.size(); ++i) {
+    Work::Page& p = w.pages[i];
+    p.page = pages[i];
+    p.records.reserve(static_cast<size_t>(p.page->records));
+    p.page->ForEachRecord([&](absl::string_view json, const std::string* key) {
+      p.records.push_back(Work::Record{json, key});
+    });
+    p.rejected.assign(p.records.size(), 0);
+    // The same page twice in one batch (a quick re-send): only the first one counts.
+    if (!seen.emplace(std::make_pair(absl::string_view(p.page->job_id), p.page->page_number), i)
+             .second) {
+      p.duplicate_in_batch = true;
+      continue;
+    }
+    for (uint32_t r = 0; r < p.records.size(); ++r) {
+      absl::Status s = PrecheckRecord(p.records[r].json);
+      if (s.ok() && p.records[r].key != nullptr &&
+          p.records[r].key->find('\0') != std::string::npos) {
+        s = absl::InvalidArgumentError("NUL character in natural key");
+      }
+      if (!s.ok()) w.Reject(i, r, std::string(s.message()));
+    }
+  }
+  for (const Work::Page& p : w.pages) {
+    if (known_tables_.contains(p.page->table)) continue;
+    absl::Status s = EnsureRawTable(conn_.get(), p.page->table);
+    if (!s.ok()) {
+      if (!conn_->healthy()) return absl::UnavailableError(s.message());
+      return s;
+    }
+    known_tables_.insert(p.page->table);
+  }
+
+  absl::Status s = CommitInTransaction(w, batch_id);
+  if (!s.ok()) {
+    if (conn_->healthy()) conn_->Exec("ROLLBACK").IgnoreError();
+    if (absl::IsNotFound(s)) known_tables_.clear();  // A raw table was dropped under us.
+    if (!conn_->healthy()) return absl::UnavailableError(s.message());
+    return s;
+  }
+
+  std::vector<PageResult> results(w.pages.size());
+  for (size_t i = 0; i < w.pages.size(); ++i) {
+    const Work::Page& p = w.pages[i];
+    PageResult& r = results[i];
+    if (!p.is_new) {
+      r.kind = PageResult::Kind::kSkipped;
+      r.records_skipped = p.page->records;
+      continue;
+    }
+    r.kind = PageResult::Kind::kCommitted;
+    r.records_rejected = p.rejected_count;
+    r.records_committed = static_cast<int64_t>(p.records.size()) - p.rejected_count;
+    for (size_t k = 0; k < p.records.size(); ++k) {
+      if (!p.rejected[k]) r.bytes_committed += static_cast<int64_t>(p.records[k].json.size());
+    }
+  }
+  return results;
+}
+
+absl::Status PgRecordSink::CommitInTransaction(Work& w, const std::string& batch_id) {
+  RETURN_IF_ERROR(conn_->Exec("BEGIN"));
+
+  // 1. Ledger rows. Pages the upsert does not return were committed before.
+  std::vector<size_t> candidates;
+  for (size_t i = 0; i < w.pages.size(); ++i) {
+    if (!w.pages[i].duplicate_in_batch) candidates.push_back(i);
+  }
+  absl::flat_hash_map<std::pair<std::string, int64_t>, size_t> index;
+  for (size_t i : candidates) index[{w.pages[i].page->job_id, w.pages[i].page->page_number}] = i;
+  for (size_t start = 0; start < candidates.size(); start += kLedgerRowsPerStatement) {
+    size_t end = std::min(candidates.size(), start + kLedgerRowsPerStatement);
+    std::string sql =
+        "INSERT INTO etl_pages (job_id, page_number, state, page_token, next_page_token, records, "
+        "rejected, error, attempts, batch_id, committed_at, updated_at) VALUES ";
+    std::vector<PgParam> params;
+    params.push_back(PgParam::Text(batch_id));
+    for (size_t k = start; k < end; ++k) {
+      const Work::Page& p = w.pages[candidates[k]];
+      size_t b = params.size();
+      absl::StrAppend(&sql, k == start ? "" : ",", "($", b + 1, ",$", b + 2, "::bigint,'committed',$",
+                      b + 3, ",$", b + 4, ",$", b + 5, "::bigint,$", b + 6,
+                      "::bigint,'',1,$1,now(),now())");
+      params.push_back(PgParam::Text(p.page->job_id));
+      params.push_back(PgParam::Text(absl::StrCat(p.page->page_number)));
+      params.push_back(PgParam::Text(p.page->page_token));
+      params.push_back(PgParam::Text(p.page->next_page_token));
+      params.push_back(
+          PgParam::Text(absl::StrCat(static_cast<int64_t>(p.records.size()) - p.rejected_count)));
+      params.push_back(PgParam::Text(absl::StrCat(p.rejected_count)));
+    }
+    absl::StrAppend(&sql,
+                    " ON CONFLICT (job_id, page_number) DO UPDATE SET state = 'committed', "
+                    "page_token = EXCLUDED.page_token, next_page_token = EXCLUDED.next_page_token, "
+                    "records = EXCLUDED.records, rejected = EXCLUDED.rejected, error = '', "
+                    "attempts = etl_pages.attempts + 1, batch_id = EXCLUDED.batch_id, "
+                    "committed_at = now(), updated_at = now() "
+                    "WHERE etl_pages.state <> 'committed' RETURNING job_id, page_number");
+    ASSIGN_OR_RETURN(PgResult res, conn_->Query(sql, params));
+    for (int r = 0; r < res.rows(); ++r) {
+      auto it = index.find(std::make_pair(res.Get(r, 0), res.GetInt(r, 1)));
+      if (it != index.end()) w.pages[it->second].is_new = true;
+    }
+  }
+  bool retrying = batch_id == last_failed_batch_id_;
+  if (retrying) {
+    // The previous attempt of this batch may have committed before the connection broke: its pages
+    // carry our batch id. They are ours, not duplicates, and their rows are already in the table.
+    ASSIGN_OR_RETURN(PgResult res,
+                     conn_->Query("SELECT job_id, page_number FROM etl_pages WHERE batch_id = $1",
+                                  {PgParam::Text(batch_id)}));
+    for (int r = 0; r < res.rows(); ++r) {
+      auto it = index.find(std::make_pair(res.Get(r, 0), res.GetInt(r, 1)));
+      if (it != index.end() && !w.pages[it->second].is_new) {
+        w.pages[it->second].is_new = true;
+        w.pages[it->second].duplicate_in_batch = true;  // Marker: committed earlier, write nothing.
+      }
+    }
+  }
+
+  // 2. Records of the new pages, one COPY per raw table, each under a savepoint so a data error
+  // can be isolated without losing the ledger rows.
+  std::vector<std::string> tables;
+  absl::flat_hash_map<std::string, std::vector<size_t>> by_table;
+  for (size_t i = 0; i < w.pages.size(); ++i) {
+    const Work::Page& p = w.pages[i];
+    if (!p.is_new || p.duplicate_in_batch) continue;
+    auto [it, inserted] = by_table.try_emplace(p.page->table);
+    if (inserted) tables.push_back(p.page->table);
+    it->second.push_back(i);
+  }
+  for (const std::string& table : tables) {
+    const std::vector<size_t>& idx = by_table[table];
+    RETURN_IF_ERROR(conn_->Exec("SAVEPOINT etl_table"));
+    absl::Status s = CopyRecords(table, w, idx);
+    if (s.ok()) {
+      RETURN_IF_ERROR(conn_->Exec("RELEASE SAVEPOINT etl_table"));
+      continue;
+    }
+    if (!absl::IsInvalidArgument(s)) return s;
+    LogWarning("COPY into ", table, " refused a record (", s.message().substr(0, 200),
+               "); isolating the bad records");
+    RETURN_IF_ERROR(conn_->Exec("ROLLBACK TO SAVEPOINT etl_table"));
+    RETURN_IF_ERROR(conn_->Exec("RELEASE SAVEPOINT etl_table"));
+    for (size_t i : idx) {
+      std::vector<uint32_t> good;
+      for (uint32_t r = 0; r < w.pages[i].records.size(); ++r) {
+        if (!w.pages[i].rejected[r]) good.push_back(r);
+      }
+      size_t before = w.dead.size();
+      RETURN_IF_ERROR(CopyIsolating(table, w, i, std::move(good)));
+      if (w.dead.size() != before) w.pages[i].rejects_changed = true;
+    }
+  }
+
+  // 3. Dead letters: exact bytes (bytea) plus a readable text copy.
+  for (const DeadLetter& d : w.dead) {
+    const Work::Page& p = w.pages[d.page_index];
+    if (!p.is_new || p.duplicate_in_batch) continue;
+    const Work::Record& rec = p.records[d.record_index];
+    RETURN_IF_ERROR(
+        conn_
+            ->Query("INSERT INTO etl_dead_letters (job_id, page_number, record_index, table_name, "
+                    "raw, raw_text, natural_key, reason) VALUES ($1, $2::bigint, $3::integer, $4, "
+                    "$5, $6, $7, $8)",
+                    {PgParam::Text(p.page->job_id), PgParam::Text(absl::StrCat(p.page->page_number)),
+                     PgParam::Text(absl::StrCat(d.record_index)), PgParam::Text(p.page->table),
+                     PgParam::Bytes(std::string(rec.json)), PgParam::Text(LossyUtf8(rec.json)),
+                     rec.key == nullptr ? PgParam::Null() : PgParam::Text(LossyUtf8(*rec.key)),
+                     PgParam::Text(d.reason)})
+            .status());
+  }
+  for (const Work::Page& p : w.pages) {
+    if (!p.rejects_changed) continue;
+    RETURN_IF_ERROR(
+        conn_
+            ->Query("UPDATE etl_pages SET records = $3::bigint, rejected = $4::bigint "
+                    "WHERE job_id = $1 AND page_number = $2::bigint",
+                    {PgParam::Text(p.page->job_id), PgParam::Text(absl::StrCat(p.page->page_number)),
+                     PgParam::Text(absl::StrCat(static_cast<int64_t>(p.records.size()) -
+                                                p.rejected_count)),
+                     PgParam::Text(absl::StrCat(p.rejected_count))})
+            .status());
+  }
+  absl::Status commit = conn_->Exec("COMMIT");
+  if (!commit.ok()) {
+    // The outcome is unknown when the connection broke during COMMIT: remember the batch so the
+    // retry can recognise pages this attempt committed.
+    last_failed_batch_id_ = batch_id;
+    return commit;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PgRecordSink::CopyRecords(const std::string& table, Work& w,
+                                       const std::vector<size_t>& page_indexes) {
+  RETURN_IF_ERROR(conn_->CopyBegin(absl::StrCat("COPY ", QuoteIdentifier(table),
+                                                " (payload, natural_key, job_id, page_number) "
+                                                "FROM STDIN")));
+  buffer_.clear();
+  for (size_t i : page_indexes) {
+    const Work::Page& p = w.pages[i];
+    std::string suffix;
+    suffix.push_back('\t');
+    AppendCopyText(&suffix, p.page->job_id);
+    absl::StrAppend(&suffix, "\t", p.page->page_number, "\n");
+    for (size_t r = 0; r < p.records.size(); ++r) {
+      if (p.rejected[r]) continue;
+      AppendCopyText(&buffer_, p.records[r].json);
+      buffer_.push_back('\t');
+      if (p.records[r].key == nullptr) {
+        buffer_.append("\\N");
+      } else {
+        AppendCopyText(&buffer_, *p.records[r].key);
+      }
+      buffer_.append(suffix);
+      if (buffer_.size() >= options_.copy_chunk_bytes) {
+        RETURN_IF_ERROR(conn_->CopyPut(buffer_));
+        buffer_.clear();
+      }
+    }
+  }
+  RETURN_IF_ERROR(conn_->CopyPut(buffer_));
+  buffer_.clear();
+  return conn_->CopyEnd();
+}
+
+absl::Status PgRecordSink::CopySubset(const std::string& table, Work& w, size_t page_index,
+                                      const std::vector<uint32_t>& records) {
+  // Temporarily mark everything outside `records` as rejected so CopyRecords skips it.
+  Work::Page& p = w.pages[page_index];
+  std::vector<uint8_t> saved = p.rejected;
+  std::fill(p.rejected.begin(), p.rejected.end(), 1);
+  for (uint32_t r : records) p.rejected[r] = 0;
+  absl::Status s = CopyRecords(table, w, {page_index});
+  p.rejected = std::move(saved);
+  return s;
+}
+
+absl::Status PgRecordSink::CopyIsolating(const std::string& table, Work& w, size_t page_index,
+                                         std::vector<uint32_t> records) {
+  if (records.empty()) return absl::OkStatus();
+  RETURN_IF_ERROR(conn_->Exec("SAVEPOINT etl_isolate"));
+  absl::Status s = CopySubset(table, w, page_index, records);
+  if (s.ok()) return conn_->Exec("RELEASE SAVEPOINT etl_isolate");
+  if (!absl::IsInvalidArgument(s)) return s;
+  RETURN_IF_ERROR(conn_->Exec("ROLLBACK TO SAVEPOINT etl_isolate"));
+  RETURN_IF_ERROR(conn_->Exec("RELEASE SAVEPOINT etl_isolate"));
+  if (records.size() == 1) {
+    w.Reject(page_index, records[0], std::string(s.message()));
+    return absl::OkStatus();
+  }
+  size_t half = records.size() / 2;
+  std::vector<uint32_t> second(records.begin() + static_cast<std::ptrdiff_t>(half), records.end());
+  records.resize(half);
+  RETURN_IF_ERROR(CopyIsolating(table, w, page_index, std::move(records)));
+  return CopyIsolating(table, w, page_index, std::move(second));
+}
+
+}  // namespace etl

@@ -1,0 +1,40 @@
+// RecordSink: where the writer threads commit batches of pages. The seam between the queue/batching
+// logic (tested with a fake) and PostgreSQL (PgRecordSink, tested against a real server).
+//
+// Thread-compatible: each writer thread owns its own sink.
+#ifndef ETL_WRITER_SERVICE_RECORD_SINK_H_
+#define ETL_WRITER_SERVICE_RECORD_SINK_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "writer_service/page.h"
+
+namespace etl {
+
+class RecordSink {
+ public:
+  virtual ~RecordSink() = default;
+
+  // Makes the sink usable (connect, create the ledger tables). Called again after UNAVAILABLE.
+  virtual absl::Status Connect() = 0;
+
+  // Commits whole pages in ONE transaction, each page with its ledger row; pages already committed
+  // are skipped; records the database refuses go to the dead-letter table. Returns one result per
+  // page, in order. `batch_id` is the same on every attempt of the same batch, so a retry after an
+  // unknown COMMIT outcome recognises its own pages.
+  // Errors: UNAVAILABLE = connection lost, retry the same batch after Connect(); anything else =
+  // this batch cannot be committed as it is.
+  virtual absl::StatusOr<std::vector<PageResult>> CommitPages(
+      const std::vector<const QueuedPage*>& pages, const std::string& batch_id) = 0;
+};
+
+using RecordSinkFactory = std::function<std::unique_ptr<RecordSink>()>;
+
+}  // namespace etl
+
+#endif  // ETL_WRITER_SERVICE_RECORD_SINK_H_

@@ -1,0 +1,101 @@
+// WriteQueue: the bounded in-memory queue between Write streams and the writer threads.
+//
+// Bounded in records AND bytes. Producers never block a gRPC thread: PushOrPark() either admits the
+// page or keeps it with the caller and registers a callback that runs (on a consumer thread, with
+// no lock held) once room may have freed, so a stream simply stops reading until then and HTTP/2 flow
+// control stalls its sender. A page is admitted when it fits, or when the queue is empty (a page
+// bigger than the whole bound must still get through). Push() is the blocking form for ordinary
+// threads.
+//
+// Consumers take whole pages with PopBatch(), which waits until a batch is full, the oldest page has
+// waited `flush_interval`, a flush was requested, or the queue is draining/closed.
+//
+// Drain: after BeginDrain() pages are admitted regardless of the bound (they are already in memory)
+// and PopBatch() stops waiting for a full batch. Close(): no more pages; blocked producers get false;
+// PopBatch() returns what is left, then empty batches.
+//
+// Thread-safe.
+#ifndef ETL_WRITER_SERVICE_WRITE_QUEUE_H_
+#define ETL_WRITER_SERVICE_WRITE_QUEUE_H_
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "writer_service/page.h"
+
+namespace etl {
+
+class WriteQueue {
+ public:
+  struct Options {
+    int64_t max_records = 100000;     // Records held at most (a lone bigger page is still admitted).
+    int64_t max_bytes = 16 << 20;     // Record bytes held at most (same exception).
+  };
+  struct Depth {
+    int64_t records = 0;
+    int64_t bytes = 0;
+    int64_t pages = 0;
+    int64_t parked = 0;  // Producers waiting for room.
+  };
+
+  explicit WriteQueue(Options options);
+  WriteQueue(const WriteQueue&) = delete;
+  WriteQueue& operator=(const WriteQueue&) = delete;
+
+  enum class Admission { kAdmitted, kParked, kClosed };
+
+  // Admits *page (moving it in: kAdmitted) or leaves it with the caller and registers `on_room`
+  // (kParked); `on_room` runs once, later, from a consumer thread (or BeginDrain/Close) with no lock
+  // held, and the caller then tries again. kClosed: the queue takes nothing more; on_room is dropped.
+  Admission PushOrPark(std::unique_ptr<QueuedPage>* page, std::function<void()> on_room);
+
+  // kAdmitted when `records`/`bytes` more would be admitted now; otherwise as above. Used by a
+  // stream still assembling a page from several chunks, before it reads the next chunk.
+  Admission HasRoomOrPark(int64_t records, int64_t bytes, std::function<void()> on_room);
+
+  // Blocking push for ordinary threads. Returns false (page dropped) when the queue is closed.
+  bool Push(std::unique_ptr<QueuedPage> page);
+
+  // Admits regardless of the bound. For pages already in memory when the service drains.
+  // Returns false when closed.
+  bool PushForce(std::unique_ptr<QueuedPage> page);
+
+  // Takes whole pages, oldest first, up to max_records/max_bytes (at least one page). Waits as
+  // described above. Returns an empty vector only when the queue is closed and empty.
+  std::vector<std::unique_ptr<QueuedPage>> PopBatch(int64_t max_records, int64_t max_bytes,
+                                                    absl::Duration flush_interval);
+
+  // The next PopBatch() returns at once with what is queued (a stream waits for its acknowledgement).
+  void RequestFlush();
+  void BeginDrain();
+  void Close();
+
+  Depth depth() const;
+  const Options& options() const { return options_; }
+
+ private:
+  bool FitsLocked(int64_t records, int64_t bytes) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AddLocked(std::unique_ptr<QueuedPage> page) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::vector<std::function<void()>> TakeWaitersLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static void RunAll(std::vector<std::function<void()>> callbacks);
+
+  const Options options_;
+  mutable absl::Mutex mu_;
+  std::deque<std::unique_ptr<QueuedPage>> pages_ ABSL_GUARDED_BY(mu_);
+  int64_t records_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<std::function<void()>> waiters_ ABSL_GUARDED_BY(mu_);
+  bool flush_requested_ ABSL_GUARDED_BY(mu_) = false;
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace etl
+
+#endif  // ETL_WRITER_SERVICE_WRITE_QUEUE_H_

@@ -1,0 +1,108 @@
+#include "writer_service/writer_server.h"
+
+#include <thread>
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server_builder.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "writer_service/pg_sink.h"
+
+namespace etl {
+
+absl::StatusOr<std::unique_ptr<WriterServer>> WriterServer::Start(WriterServerOptions options,
+                                                                  RecordSinkFactory sink_factory) {
+  std::unique_ptr<WriterServer> s(new WriterServer(options));
+  if (!sink_factory) {
+    std::string conninfo = options.database_url;
+    sink_factory = [conninfo]() -> std::unique_ptr<RecordSink> {
+      PgRecordSink::Options o;
+      o.conninfo = conninfo;
+      return std::make_unique<PgRecordSink>(o);
+    };
+  }
+  s->writer_ = std::make_unique<Writer>(options.writer, std::move(sink_factory));
+  s->ledger_ = std::make_unique<LedgerStore>(LedgerStore::Options{options.database_url});
+  WriterServiceImpl::Options so;
+  so.max_page_bytes = options.max_page_bytes;
+  s->service_ = std::make_unique<WriterServiceImpl>(s->writer_.get(), s->ledger_.get(), so);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &s->port_);
+  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  builder.RegisterService(s->service_.get());
+  s->server_ = builder.BuildAndStart();
+  if (s->server_ == nullptr || s->port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
+  }
+  WriterServer* raw = s.get();
+  s->SetHealth(false);
+  s->writer_->SetServingListener([raw](bool serving) { raw->SetHealth(serving); });
+  s->writer_->Start();
+  s->SetHealth(s->writer_->serving());
+  if (!options.metrics_listen.empty()) {
+    Writer* w = s->writer_.get();
+    auto m = MetricsServer::Start(options.metrics_listen, [w] { return w->RenderMetrics(); });
+    if (!m.ok()) return m.status();
+    s->metrics_ = *std::move(m);
+  }
+  LogInfo("writer listening on port ", s->port_, " (queue ", options.writer.queue_records,
+          " records / ", options.writer.queue_bytes, " bytes, batch ", options.writer.batch_records,
+          " records / ", options.writer.batch_bytes, " bytes, ", options.writer.writer_threads,
+          " writer threads)");
+  return s;
+}
+
+WriterServer::~WriterServer() { Shutdown(); }
+
+void WriterServer::SetHealth(bool serving) {
+  if (server_ == nullptr) return;
+  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+  if (health == nullptr) return;
+  health->SetServingStatus(serving);
+  health->SetServingStatus("etl.v1.WriterService", serving);
+}
+
+void WriterServer::Shutdown() {
+  {
+    absl::MutexLock l(&mu_);
+    if (shut_down_) return;
+    shut_down_ = true;
+  }
+  LogInfo("shutting down: draining");
+  writer_->BeginDrain();
+  SetHealth(false);
+  // Open streams end when their pages are committed; idle ones are cancelled after the grace
+  // period. If PostgreSQL stays away, the writer gives up after drain_timeout so this returns.
+  absl::Mutex done_mu;
+  bool done = false;
+  std::thread stopper([&] {
+    server_->Shutdown(std::chrono::system_clock::now() +
+                      absl::ToChronoSeconds(options_.shutdown_grace));
+    absl::MutexLock l(&done_mu);
+    done = true;
+  });
+  {
+    absl::MutexLock l(&done_mu);
+    auto finished = [&done] { return done; };
+    if (!done_mu.AwaitWithTimeout(absl::Condition(&finished),
+                                  options_.shutdown_grace + options_.drain_timeout)) {
+      done_mu.Unlock();
+      LogWarning("pages still uncommitted after the drain timeout; giving up on them");
+      writer_->Stop(absl::ZeroDuration());
+      done_mu.Lock();
+    }
+  }
+  stopper.join();
+  writer_->Stop(options_.drain_timeout);
+  metrics_.reset();
+  server_->Wait();
+  LogInfo("writer stopped: ", writer_->counters().records_committed.load(), " records committed");
+}
+
+}  // namespace etl

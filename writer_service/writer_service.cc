@@ -1,0 +1,321 @@
+#include "writer_service/writer_service.h"
+
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
+#include "common/logging.h"
+#include "common/names.h"
+
+namespace etl {
+namespace {
+
+constexpr size_t kMaxJobIdBytes = 200;
+
+// One Write stream. Lives until OnDone. The right to call StartRead passes between gRPC (a read is
+// in flight), the reactor's callbacks and the queue (parked): only its current holder calls
+// StartRead, and Finish happens only once reading stopped and no page is outstanding, so the two
+// never race. No lock is held while calling StartRead/Finish (they may run reactions inline).
+class WriteReactor final : public grpc::ServerReadReactor<v1::RecordBatch>, public PageOwner {
+ public:
+  WriteReactor(Writer* writer, v1::WriteSummary* summary, int64_t max_page_bytes)
+      : writer_(writer), response_(summary), max_page_bytes_(max_page_bytes) {
+    if (!writer_->StreamStarted()) {
+      refused_ = true;
+      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "writer is shutting down"));
+      return;
+    }
+    StartRead(&msg_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      EndInput(absl::OkStatus(), /*eof=*/true);
+      return;
+    }
+    absl::Status s = Accept();
+    if (!s.ok()) {
+      LogWarning("Write stream refused: ", s.message());
+      EndInput(s, /*eof=*/false);
+      return;
+    }
+    Continue();
+  }
+
+  void OnDone() override {
+    if (!refused_) writer_->StreamEnded(final_ok_);
+    delete this;
+  }
+
+  void OnPageDone(const PageResult& r) override {
+    bool finish = false;
+    {
+      absl::MutexLock l(&mu_);
+      switch (r.kind) {
+        case PageResult::Kind::kCommitted:
+          summary_.set_pages_committed(summary_.pages_committed() + 1);
+          summary_.set_records_committed(summary_.records_committed() + r.records_committed);
+          summary_.set_records_rejected(summary_.records_rejected() + r.records_rejected);
+          break;
+        case PageResult::Kind::kSkipped:
+          summary_.set_pages_skipped(summary_.pages_skipped() + 1);
+          summary_.set_records_skipped(summary_.records_skipped() + r.records_skipped);
+          break;
+        case PageResult::Kind::kFailed:
+          if (error_.ok()) error_ = r.error;
+          break;
+      }
+      --outstanding_;
+      finish = read_done_ && outstanding_ == 0 && !finished_;
+      if (finish) finished_ = true;
+    }
+    if (finish) DoFinish();
+  }
+
+ private:
+  // Takes msg_ into the page being assembled; validates it.
+  absl::Status Accept() {
+    v1::RecordBatch& m = msg_;
+    if (page_ == nullptr) {
+      if (m.job_id().empty()) return absl::InvalidArgumentError("job_id is empty");
+      if (m.job_id().size() > kMaxJobIdBytes || m.job_id().find('\0') != std::string::npos) {
+        return absl::InvalidArgumentError("job_id is longer than 200 bytes or contains NUL");
+      }
+      if (m.cliente_id() != last_cliente_ || m.rota() != last_rota_ || last_table_.empty()) {
+        absl::StatusOr<std::string> table = RawTableName(m.cliente_id(), m.rota());
+        if (!table.ok()) return table.status();
+        last_table_ = *std::move(table);
+        last_cliente_ = m.cliente_id();
+        last_rota_ = m.rota();
+      }
+      if (m.chunk_index() != 0) {
+        return absl::InvalidArgumentError(absl::StrCat("page ", m.page_number(), " starts with chunk ",
+                                                       m.chunk_index(), " instead of 0"));
+      }
+      if (m.page_token().find('\0') != std::string::npos) {
+        return absl::InvalidArgumentError("page_token contains a NUL character");
+      }
+      page_ = std::make_unique<QueuedPage>();
+      page_->table = last_table_;
+      page_->job_id = m.job_id();
+      page_->page_number = m.page_number();
+      page_->page_token = m.page_token();
+      page_->owner = this;
+    } else if (m.job_id() != page_->job_id || m.page_number() != page_->page_number ||
+               m.chunk_index() != static_cast<int32_t>(page_->chunks.size())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("expected chunk ", page_->chunks.size(), " of page ", page_->page_number,
+                       " of job ", page_->job_id, ", got chunk ", m.chunk_index(), " of page ",
+                       m.page_number()));
+    }
+    if (m.natural_keys_size() != 0 && m.natural_keys_size() != m.records_size()) {
+      return absl::InvalidArgumentError(absl::StrCat("page ", m.page_number(), " has ",
+                                                     m.records_size(), " records but ",
+                                                     m.natural_keys_size(), " natural keys"));
+    }
+    if (m.next_page_token().find('\0') != std::string::npos) {
+      return absl::InvalidArgumentError("next_page_token contains a NUL character");
+    }
+    int64_t bytes = 0;
+    for (const std::string& r : m.records()) bytes += static_cast<int64_t>(r.size());
+    page_->records += m.records_size();
+    page_->bytes += bytes;
+    if (page_->bytes > max_page_bytes_) {
+      return absl::InvalidArgumentError(absl::StrCat("page ", page_->page_number, " exceeds ",
+                                                     max_page_bytes_, " bytes"));
+    }
+    page_->next_page_token = m.next_page_token();
+    const bool last = m.last_chunk();
+    page_->chunks.push_back(std::move(m));
+    msg_.Clear();
+    if (last) {
+      writer_->NoteReceived(*page_);
+      summary_records_received_ += page_->records;
+      absl::MutexLock l(&mu_);
+      ++outstanding_;
+      pending_ = std::move(page_);
+    }
+    return absl::OkStatus();
+  }
+
+  // Holder of the read right: queue the complete page, then read on when there is room.
+  void Continue() {
+    WriteQueue& q = writer_->queue();
+    if (writer_->draining()) {
+      if (pending_ != nullptr && !q.PushForce(std::move(pending_))) FailPending();
+      EndInput(absl::UnavailableError("writer is shutting down; the pages received are committed, "
+                                      "send the rest again"),
+               /*eof=*/false);
+      return;
+    }
+    WriteQueue::Admission a = WriteQueue::Admission::kAdmitted;
+    if (pending_ != nullptr) {
+      a = q.PushOrPark(&pending_, [this] { Continue(); });
+    } else if (page_ != nullptr) {
+      // More chunks of this page to come: only read them when the queue could take it.
+      a = q.HasRoomOrPark(page_->records, page_->bytes, [this] { Continue(); });
+    }
+    switch (a) {
+      case WriteQueue::Admission::kParked:
+        return;  // The queue calls Continue() again when room frees.
+      case WriteQueue::Admission::kClosed:
+        if (pending_ != nullptr) FailPending();
+        EndInput(absl::UnavailableError("writer is shutting down"), /*eof=*/false);
+        return;
+      case WriteQueue::Admission::kAdmitted:
+        StartRead(&msg_);
+        return;
+    }
+  }
+
+  void FailPending() {
+    pending_.reset();
+    PageResult r;
+    r.kind = PageResult::Kind::kFailed;
+    r.error = absl::UnavailableError("writer is shutting down");
+    OnPageDone(r);
+  }
+
+  // Reading is over (end of stream, error, or drain). Finishes now if nothing is outstanding.
+  void EndInput(absl::Status status, bool eof) {
+    if (eof && page_ != nullptr) {
+      status = absl::InvalidArgumentError(
+          absl::StrCat("stream ended inside page ", page_->page_number, " of job ", page_->job_id,
+                       " (chunk ", page_->chunks.size() - 1, " without last_chunk)"));
+      page_.reset();
+    } else if (page_ != nullptr) {
+      page_.reset();  // An incomplete page is never committed.
+    }
+    bool finish = false;
+    {
+      absl::MutexLock l(&mu_);
+      read_done_ = true;
+      if (!status.ok() && error_.ok()) error_ = status;
+      finish = outstanding_ == 0 && !finished_;
+      if (finish) finished_ = true;
+    }
+    writer_->queue().RequestFlush();  // The sender waits for its acknowledgement now.
+    if (finish) DoFinish();
+  }
+
+  void DoFinish() {
+    absl::Status status;
+    {
+      absl::MutexLock l(&mu_);
+      status = error_;
+      *response_ = summary_;
+    }
+    response_->set_records_received(summary_records_received_);
+    final_ok_ = status.ok();
+    Finish(ToGrpcStatus(status));
+  }
+
+  Writer* const writer_;
+  v1::WriteSummary* const response_;
+  const int64_t max_page_bytes_;
+  bool refused_ = false;
+  bool final_ok_ = false;
+
+  // Owned by the holder of the read right.
+  v1::RecordBatch msg_;
+  std::unique_ptr<QueuedPage> page_;     // Being assembled (chunks so far).
+  std::unique_ptr<QueuedPage> pending_;  // Complete, not yet admitted by the queue.
+  std::string last_cliente_, last_rota_, last_table_;
+  int64_t summary_records_received_ = 0;
+
+  absl::Mutex mu_;
+  int64_t outstanding_ ABSL_GUARDED_BY(mu_) = 0;  // Complete pages not yet committed/skipped/failed.
+  bool read_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status error_ ABSL_GUARDED_BY(mu_);
+  v1::WriteSummary summary_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+WriterServiceImpl::WriterServiceImpl(Writer* writer, LedgerStore* ledger, Options options)
+    : writer_(writer),
+      ledger_(ledger),
+      options_(options),
+      ledger_runner_(options.ledger_threads, 10000, "writer/ledger") {}
+
+grpc::ServerReadReactor<v1::RecordBatch>* WriterServiceImpl::Write(
+    grpc::CallbackServerContext* context, v1::WriteSummary* summary) {
+  return new WriteReactor(writer_, summary, options_.max_page_bytes);
+}
+
+grpc::ServerUnaryReactor* WriterServiceImpl::GetStatus(grpc::CallbackServerContext* context,
+                                                       const v1::GetStatusRequest* request,
+                                                       v1::WriterStatus* response) {
+  *response = writer_->Status();
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+template <typename Fn>
+grpc::ServerUnaryReactor* WriterServiceImpl::RunLedger(grpc::CallbackServerContext* context, Fn fn) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  bool scheduled = ledger_runner_.Schedule([reactor, fn = std::move(fn)]() mutable {
+    absl::Status s = fn();
+    reactor->Finish(ToGrpcStatus(s));
+  });
+  if (!scheduled) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "too many ledger calls waiting"));
+  }
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* WriterServiceImpl::RegisterJob(grpc::CallbackServerContext* context,
+                                                         const v1::RegisterJobRequest* request,
+                                                         v1::JobRecord* response) {
+  return RunLedger(context, [this, request, response]() -> absl::Status {
+    absl::StatusOr<v1::JobRecord> r = ledger_->RegisterJob(*request);
+    if (!r.ok()) return r.status();
+    *response = *std::move(r);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* WriterServiceImpl::UpdateJob(grpc::CallbackServerContext* context,
+                                                       const v1::UpdateJobRequest* request,
+                                                       v1::JobRecord* response) {
+  return RunLedger(context, [this, request, response]() -> absl::Status {
+    absl::StatusOr<v1::JobRecord> r = ledger_->UpdateJob(*request);
+    if (!r.ok()) return r.status();
+    *response = *std::move(r);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* WriterServiceImpl::RecordPageFailure(grpc::CallbackServerContext* context,
+                                                               const v1::PageFailure* request,
+                                                               v1::PageFailureAck* response) {
+  return RunLedger(context, [this, request]() { return ledger_->RecordPageFailure(*request); });
+}
+
+grpc::ServerUnaryReactor* WriterServiceImpl::GetJobLedger(grpc::CallbackServerContext* context,
+                                                          const v1::JobRef* request,
+                                                          v1::JobLedger* response) {
+  return RunLedger(context, [this, request, response]() -> absl::Status {
+    absl::StatusOr<v1::JobLedger> r = ledger_->GetJobLedger(request->job_id());
+    if (!r.ok()) return r.status();
+    *response = *std::move(r);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* WriterServiceImpl::ListJobRecords(
+    grpc::CallbackServerContext* context, const v1::ListJobRecordsRequest* request,
+    v1::ListJobRecordsResponse* response) {
+  return RunLedger(context, [this, request, response]() -> absl::Status {
+    absl::StatusOr<v1::ListJobRecordsResponse> r = ledger_->ListJobRecords(*request);
+    if (!r.ok()) return r.status();
+    *response = *std::move(r);
+    return absl::OkStatus();
+  });
+}
+
+}  // namespace etl
