@@ -39,6 +39,9 @@ struct CollectorOptions {
   int fetch_concurrency = 4;                     // Default per job when its spec says 0.
   size_t max_message_bytes = size_t(1) << 20;    // Record bytes per RecordBatch before a page is chunked.
   size_t max_response_bytes = size_t(256) << 20;  // Largest API response body accepted.
+  // Fetched record bytes a job holds before its fetchers wait (one page is always admitted, so a
+  // single page larger than this still goes through).
+  size_t max_buffered_bytes = size_t(16) << 20;
   bool resume_unfinished = true;                 // Resume the writer's unfinished jobs at start-up.
   absl::Duration status_poll_interval = absl::Seconds(1);  // Writer counters for live progress.
   absl::Duration shutdown_grace = absl::Seconds(10);       // For open RPCs (e.g. WatchJob) on shutdown.

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <functional>
 #include <map>
+#include <set>
 
 #include <grpcpp/grpcpp.h>
 
@@ -48,6 +49,9 @@ void JobSlots::Wake() { absl::MutexLock l(&mu_); }
 
 namespace {
 
+// Pages at least this large free the JSON parser's buffers once parsed (see FetchPage).
+constexpr size_t kReleaseParserBuffersAbove = size_t(1) << 20;
+
 int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
 
 bool IsTerminal(v1::JobState s) {
@@ -64,7 +68,7 @@ bool IsChainStyle(const v1::JobSpec& spec) {
 
 }  // namespace
 
-// One page as fetched: its records (views into body) or why it failed.
+// One page as fetched: its records, already cut into the messages that carry them, or why it failed.
 struct Job::FetchedPage {
   int64_t page_number = 0;
   std::string token;       // What was requested.
@@ -74,34 +78,50 @@ struct Job::FetchedPage {
   bool cancelled = false;
   std::string error;
   int attempts = 0;
-  // The body's buffer is heap-allocated (Parse reserves padding), so moving the page keeps the
-  // record views valid.
-  std::string body;
-  ParsedPage parsed;
+  // The RecordBatch messages of the page (chunked at max_message_bytes; next_page_token is set when
+  // sent). The response body is freed as soon as these are built, so a buffered page costs its
+  // records once, not body + copies.
+  std::vector<v1::RecordBatch> batches;
+  int64_t records = 0;
+  size_t bytes = 0;   // Memory held by the batches (approximate), for the window's byte bound.
+  ParsedPage parsed;  // Pagination values only: records and natural_keys are dropped after batching.
   // Pagination values from the response.
   std::string link_next;  // LINK: target of rel="next".
   std::string request_url;
 };
 
 // Pages in flight between the producers and the sender, ordered by slot (the order in which pages
-// must be sent). A producer may start fetching slot s only when s < next slot to send + capacity:
-// that, plus one write in flight, bounds the memory of a job.
+// must be sent). A producer may start fetching slot s only when s < next slot to send + capacity
+// and the bytes held (pages ready, the page being sent, pages being fetched counted at the largest
+// page size seen) stay under max_bytes. The next slot to send is always admitted, so the sender
+// never waits on the byte bound and a page larger than max_bytes still goes through. That, plus one
+// write in flight, bounds the memory of a job.
 class Job::PageWindow {
  public:
-  PageWindow(int64_t capacity, Job* job) : capacity_(capacity), job_(job) {}
+  PageWindow(int64_t capacity, size_t max_bytes, Job* job) : capacity_(capacity), max_bytes_(max_bytes), job_(job) {}
 
   bool WaitForRoom(int64_t slot) {
     absl::MutexLock l(&mu_);
     auto room = [this, slot]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return aborted_ || slot < next_take_ + capacity_;
+      if (aborted_ || slot <= next_take_) return true;
+      if (slot >= next_take_ + capacity_) return false;
+      size_t fetching = 0;
+      for (int64_t s : fetching_) {
+        if (s != slot && s >= next_take_) fetching += largest_page_;
+      }
+      return ready_bytes_ + sending_bytes_ + fetching + largest_page_ <= max_bytes_;
     };
     mu_.Await(absl::Condition(&room));
+    if (!aborted_) fetching_.insert(slot);
     return !aborted_;
   }
 
   void Put(int64_t slot, FetchedPage page) {
     absl::MutexLock l(&mu_);
+    fetching_.erase(slot);
     if (aborted_) return;
+    largest_page_ = std::max(largest_page_, page.bytes);
+    ready_bytes_ += page.bytes;
     ready_.emplace(slot, std::move(page));
     int64_t n = int64_t(ready_.size()) + 1;  // + the page being sent.
     job_->env_.counters->pages_buffered.fetch_add(1);
@@ -128,6 +148,8 @@ class Job::PageWindow {
     if (it == ready_.end()) return false;
     *out = std::move(it->second);
     ready_.erase(it);
+    ready_bytes_ -= out->bytes;
+    sending_bytes_ = out->bytes;  // The previous page (if any) was sent and released.
     job_->env_.counters->pages_buffered.fetch_sub(1);
     ++next_take_;
     return true;
@@ -138,13 +160,19 @@ class Job::PageWindow {
     aborted_ = true;
     job_->env_.counters->pages_buffered.fetch_sub(int64_t(ready_.size()));
     ready_.clear();
+    ready_bytes_ = 0;
   }
 
  private:
   absl::Mutex mu_;
   const int64_t capacity_;
+  const size_t max_bytes_;
   Job* const job_;
   std::map<int64_t, FetchedPage> ready_ ABSL_GUARDED_BY(mu_);
+  std::set<int64_t> fetching_ ABSL_GUARDED_BY(mu_);  // Slots admitted and not yet Put.
+  size_t ready_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t sending_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t largest_page_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t next_take_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t end_ ABSL_GUARDED_BY(mu_) = -1;
   bool aborted_ ABSL_GUARDED_BY(mu_) = false;
@@ -374,7 +402,7 @@ Job::RunOutcome Job::RunOnce() {
   v1::WriteSummary summary;
   std::unique_ptr<grpc::ClientWriterInterface<v1::RecordBatch>> stream = env_.writer->Write(ctx.get(), &summary);
 
-  PageWindow window(spec_.fetch_concurrency() + env_.extra_window_pages, this);
+  PageWindow window(spec_.fetch_concurrency() + env_.extra_window_pages, env_.max_buffered_bytes, this);
   std::thread producer([&] {
     SetThreadComponent(absl::StrCat("collector/job-", id_.substr(0, 8), "/fetch"));
     if (IsChainStyle(spec_)) {
@@ -392,7 +420,7 @@ Job::RunOutcome Job::RunOnce() {
       if (!page.cancelled) RecordFailure(page);
       continue;
     }
-    if (!SendPage(stream.get(), page)) {
+    if (!SendPage(stream.get(), &page)) {
       broken = true;
       break;
     }
@@ -503,7 +531,7 @@ void Job::ProduceIndexed(PageWindow* window, const std::vector<v1::CommittedPage
     if (page.ok) {
       consecutive_failures = 0;
       learn_totals(page.parsed);
-      int64_t records = int64_t(page.parsed.records.size());
+      int64_t records = page.records;
       int64_t total = pages_total_.load();
       last = records == 0 || (p.page_size() > 0 && records < p.page_size()) || (total > 0 && n + 1 >= total);
       if (p.style() == v1::OFFSET && records_total_.load() > 0 &&
@@ -667,7 +695,7 @@ void Job::ProduceChain(PageWindow* window, const std::vector<v1::CommittedPage>&
       case v1::OFFSET: {
         int64_t offset = 0;
         absl::SimpleAtoi(token, &offset);
-        int64_t records = int64_t(parsed.records.size());
+        int64_t records = page.records;
         auto total = JsonScalarToInt(parsed.total_count);
         if (total.has_value() && *total > records_total_.load()) records_total_.store(*total);
         bool last = records == 0 || (total.has_value() && offset + records >= *total);
@@ -812,10 +840,16 @@ Job::FetchedPage Job::FetchPage(int64_t page_number, const std::string& token, J
       if (retriable) retry_after = ParseRetryAfter(resp->Header("retry-after"), absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()));
     } else {
       env_.counters->bytes_fetched.fetch_add(int64_t(resp->body.size()));
-      page.body = std::move(resp->body);
-      absl::StatusOr<ParsedPage> parsed = parser->Parse(&page.body);
+      std::string body = std::move(resp->body);
+      absl::StatusOr<ParsedPage> parsed = parser->Parse(&body);
       if (parsed.ok()) {
         page.parsed = std::move(*parsed);
+        // The parsed page only points into the body, never into the parser: after a large page
+        // free the parser's buffers (sized ~5x the body) before the records are copied out, and
+        // the body once they are, rather than while the page waits and the next one is fetched.
+        if (body.size() >= kReleaseParserBuffersAbove) parser->ReleaseBuffers();
+        BuildBatches(&page);
+        std::string().swap(body);
         if (spec_.pagination().style() == v1::LINK) page.link_next = FindNextLink(resp->HeaderValues("link"));
         if (page.parsed.used_utf8_fallback) {
           env_.counters->pages_utf8_fallback.fetch_add(1);
@@ -824,12 +858,10 @@ Job::FetchedPage Job::FetchPage(int64_t page_number, const std::string& token, J
         page.ok = true;
         page.error.clear();
         env_.counters->pages_fetched.fetch_add(1);
-        env_.counters->records_fetched.fetch_add(int64_t(page.parsed.records.size()));
+        env_.counters->records_fetched.fetch_add(page.records);
         return page;
       }
       reason = std::string(parsed.status().message());
-      page.body.clear();
-      page.body.shrink_to_fit();
     }
     env_.counters->http_errors.fetch_add(1);
     page.error = attempt > 1 ? absl::StrCat(reason, " after ", attempt, " attempts") : reason;
@@ -851,45 +883,55 @@ Job::FetchedPage Job::FetchPage(int64_t page_number, const std::string& token, J
   return page;
 }
 
-bool Job::SendPage(grpc::ClientWriterInterface<v1::RecordBatch>* stream, const FetchedPage& page) {
-  v1::RecordBatch& batch = batch_;
-  batch.set_job_id(id_);
-  batch.set_cliente_id(spec_.cliente_id());
-  batch.set_rota(spec_.rota());
-  batch.set_page_number(page.page_number);
-  batch.set_page_token(page.token);
-  batch.set_next_page_token(page.next_token);
-  const auto& records = page.parsed.records;
-  const auto& keys = page.parsed.natural_keys;
+void Job::BuildBatches(FetchedPage* page) const {
+  std::vector<absl::string_view>& records = page->parsed.records;
+  std::vector<std::string>& keys = page->parsed.natural_keys;
   const bool with_keys = !keys.empty() && keys.size() == records.size();
-  int chunk = 0;
-  size_t bytes = 0;
-  // Clear() keeps the allocated strings of RepeatedPtrField for reuse: no per-record allocation.
-  batch.mutable_records()->Clear();
-  batch.mutable_natural_keys()->Clear();
-  auto flush = [&](bool last) {
-    batch.set_chunk_index(chunk);
-    batch.set_last_chunk(last);
+  // Per record: the string object and its heap block header, besides the bytes.
+  constexpr size_t kPerRecordOverhead = sizeof(std::string) + 16;
+  auto start_batch = [&] {
+    v1::RecordBatch& batch = page->batches.emplace_back();
+    batch.set_job_id(id_);
+    batch.set_cliente_id(spec_.cliente_id());
+    batch.set_rota(spec_.rota());
+    batch.set_page_number(page->page_number);
+    batch.set_page_token(page->token);
+    batch.set_chunk_index(int32_t(page->batches.size() - 1));
+    return &batch;
+  };
+  page->batches.clear();
+  v1::RecordBatch* batch = start_batch();
+  size_t chunk_bytes = 0;
+  page->bytes = 0;
+  for (size_t i = 0; i < records.size(); ++i) {
+    if (chunk_bytes > 0 && chunk_bytes + records[i].size() > env_.max_message_bytes) {
+      batch = start_batch();
+      chunk_bytes = 0;
+    }
+    page->bytes += records[i].size() + kPerRecordOverhead + (with_keys ? keys[i].size() + kPerRecordOverhead : 0);
+    chunk_bytes += records[i].size();
+    batch->add_records(std::string(records[i]));
+    if (with_keys) batch->add_natural_keys(std::move(keys[i]));
+  }
+  batch->set_last_chunk(true);
+  page->records = int64_t(records.size());
+  // The views point into the body the caller frees next.
+  std::vector<absl::string_view>().swap(records);
+  std::vector<std::string>().swap(keys);
+}
+
+bool Job::SendPage(grpc::ClientWriterInterface<v1::RecordBatch>* stream, FetchedPage* page) {
+  for (v1::RecordBatch& batch : page->batches) {
+    batch.set_next_page_token(page->next_token);
+    int64_t bytes = 0;
+    for (const std::string& r : batch.records()) bytes += int64_t(r.size());
     if (!stream->Write(batch)) return false;
     env_.counters->batches_sent.fetch_add(1);
-    env_.counters->bytes_sent.fetch_add(int64_t(bytes));
-    ++chunk;
-    bytes = 0;
-    batch.mutable_records()->Clear();
-    batch.mutable_natural_keys()->Clear();
-    return true;
-  };
-  for (size_t i = 0; i < records.size(); ++i) {
-    if (bytes > 0 && bytes + records[i].size() > env_.max_message_bytes) {
-      if (!flush(false)) return false;
-    }
-    batch.add_records()->assign(records[i].data(), records[i].size());
-    if (with_keys) batch.add_natural_keys()->assign(keys[i]);
-    bytes += records[i].size();
+    env_.counters->bytes_sent.fetch_add(bytes);
+    batch = v1::RecordBatch();  // Written (serialised by gRPC): release its records now.
   }
-  if (!flush(true)) return false;
   pages_sent_run_.fetch_add(1);
-  records_sent_run_.fetch_add(int64_t(records.size()));
+  records_sent_run_.fetch_add(page->records);
   env_.counters->pages_sent.fetch_add(1);
   return true;
 }

@@ -69,6 +69,9 @@ struct JobEnv {
   size_t max_message_bytes = size_t(1) << 20;     // Record bytes per RecordBatch before chunking.
   size_t max_response_bytes = size_t(256) << 20;  // Larger API responses fail the attempt.
   int extra_window_pages = 2;                      // Window = fetch_concurrency + this.
+  // The window is bounded by bytes too: pages past the next one to send wait while the pages held
+  // (fetched, being fetched at the largest page size seen, being sent) reach this.
+  size_t max_buffered_bytes = size_t(16) << 20;
   absl::Duration writer_rpc_timeout = absl::Seconds(30);
   absl::Duration max_reconnect_backoff = absl::Seconds(5);
   int max_consecutive_failed_pages = 5;  // PAGE/OFFSET without a known total give up after this many.
@@ -115,7 +118,9 @@ class Job {
   void ProduceChain(PageWindow* window, const std::vector<v1::CommittedPage>& committed);
   FetchedPage FetchPage(int64_t page_number, const std::string& token, class JsonPageParser* parser);
   absl::StatusOr<std::string> RequestUrl(const std::string& token) const;
-  bool SendPage(grpc::ClientWriterInterface<v1::RecordBatch>* stream, const FetchedPage& page);
+  // Moves the page's records (views into the response body) into its RecordBatch messages.
+  void BuildBatches(FetchedPage* page) const;
+  bool SendPage(grpc::ClientWriterInterface<v1::RecordBatch>* stream, FetchedPage* page);
   void RecordFailure(const FetchedPage& page);
   void Finalize();
   void SetFatal(const std::string& error);
@@ -174,7 +179,6 @@ class Job {
   int64_t finished_ms_ ABSL_GUARDED_BY(mu_) = 0;
   mutable std::deque<std::pair<absl::Time, int64_t>> rate_samples_ ABSL_GUARDED_BY(mu_);
 
-  v1::RecordBatch batch_;  // Reused for every message (job thread only).
 };
 
 }  // namespace etl

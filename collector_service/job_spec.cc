@@ -67,6 +67,49 @@ bool HasControl(absl::string_view s) {
   return false;
 }
 
+// Checks a DateFilter.format before any request is made: every conversion must be one strftime
+// defines (an unknown one such as "%q" is copied through or undefined, depending on the C library),
+// at least one must encode the date (a format like "%H:%M" or plain text would send the same value
+// for every date), and the result for a sample date must be non-empty and fit the output buffer.
+absl::Status ValidateDateFormat(const std::string& format) {
+  // Conversions that depend on the date (the time fields of a date are always midnight).
+  constexpr absl::string_view kDate = "aAbBcCdDeFgGhjmsuUVwWxyY";
+  // Allowed but date-independent. %Z is left out: the broken-down time carries no zone name.
+  constexpr absl::string_view kOther = "HIklMnpPrRStTz%";
+  bool has_date = false;
+  for (size_t i = 0; i < format.size(); ++i) {
+    const char c = format[i];
+    if (c == '\0') return absl::InvalidArgumentError("date_filter.format contains a NUL byte");
+    if (c != '%') continue;
+    size_t j = i + 1;
+    while (j < format.size() && absl::StrContains("_-0^#", format[j])) ++j;  // glibc flags.
+    while (j < format.size() && absl::ascii_isdigit(format[j])) ++j;           // Field width.
+    if (j < format.size() && (format[j] == 'E' || format[j] == 'O')) ++j;       // Alternative forms.
+    if (j >= format.size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("date_filter.format \"", format, "\" ends with an incomplete % conversion"));
+    }
+    const char conv = format[j];
+    if (absl::StrContains(kDate, conv)) {
+      has_date = true;
+    } else if (!absl::StrContains(kOther, conv)) {
+      return absl::InvalidArgumentError(absl::StrCat("date_filter.format \"", format, "\" has the unknown conversion %",
+                                                     format.substr(j, 1), ": use strftime conversions such as %Y, %m, %d"));
+    }
+    i = j;
+  }
+  if (!has_date) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "date_filter.format \"", format, "\" has no date conversion (e.g. %Y-%m-%d or %d/%m/%Y)"));
+  }
+  // The widest sample: a two-digit day and month, a long month and weekday name.
+  for (const char* sample : {"2024-12-25", "2024-09-30"}) {
+    auto formatted = FormatDate(sample, format);
+    if (!formatted.ok()) return absl::InvalidArgumentError(absl::StrCat("date_filter.format: ", formatted.status().message()));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status NonNegative(absl::string_view field, double v) {
   if (v < 0) return absl::InvalidArgumentError(absl::StrCat(field, " must not be negative (got ", v, ")"));
   return absl::OkStatus();
@@ -102,7 +145,10 @@ absl::StatusOr<std::string> FormatDate(absl::string_view date, const std::string
   tm.tm_yday = absl::GetYearDay(day) - 1;
   char buf[256];
   size_t n = std::strftime(buf, sizeof buf, format.c_str(), &tm);
-  if (n == 0) return absl::InvalidArgumentError(absl::StrCat("date format \"", format, "\" produced nothing"));
+  if (n == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("date format \"", format, "\" produces an empty string or more than 255 characters"));
+  }
   return std::string(buf, n);
 }
 
@@ -146,8 +192,11 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
     return absl::InvalidArgumentError(
         absl::StrCat("end_date ", d.end_date(), " precedes start_date ", d.start_date()));
   }
-  if (!d.format().empty() && (!d.start_date().empty() || !d.end_date().empty())) {
-    auto formatted = FormatDate(d.start_date().empty() ? d.end_date() : d.start_date(), d.format());
+  // Checked even without dates: a spec that cannot run with dates is wrong either way.
+  if (!d.format().empty()) RETURN_IF_ERROR(ValidateDateFormat(d.format()));
+  for (const std::string* date : {&d.start_date(), &d.end_date()}) {
+    if (date->empty() || d.format().empty()) continue;
+    auto formatted = FormatDate(*date, d.format());
     if (!formatted.ok()) return absl::InvalidArgumentError(absl::StrCat("date_filter.format: ", formatted.status().message()));
   }
 

@@ -1,6 +1,9 @@
 #include "common/flags.h"
 
 #include <signal.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <sys/stat.h>
 
 #include <cstdio>
@@ -66,6 +69,13 @@ sigset_t TerminationSet() {
   return set;
 }
 }  // namespace
+
+void TuneAllocatorForFlatMemory() {
+#ifdef __GLIBC__
+  mallopt(M_MMAP_THRESHOLD, 256 << 10);
+  mallopt(M_ARENA_MAX, 2);
+#endif
+}
 
 void BlockTerminationSignals() {
   sigset_t set = TerminationSet();

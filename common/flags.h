@@ -21,6 +21,13 @@ std::string EnvOr(const char* name, absl::string_view fallback);
 // Does nothing when `path` is empty.
 void WritePortFile(const std::string& path, int port);
 
+// Tunes glibc's allocator for services that must keep a flat footprint: pages, parser buffers and
+// gRPC message slices are MiB-sized and short-lived. With glibc's adaptive mmap threshold they soon
+// land in per-thread arenas, whose freed space stays resident and fragments; a fixed threshold keeps
+// them in their own mappings, returned to the OS on free, and few arenas bound what stays resident.
+// Call first thing in main. No-op on other C libraries.
+void TuneAllocatorForFlatMemory();
+
 // Blocks SIGTERM and SIGINT in the calling thread (call first in main, before any thread starts, so
 // every thread inherits the mask) ...
 void BlockTerminationSignals();

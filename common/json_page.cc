@@ -670,6 +670,8 @@ absl::StatusOr<std::unique_ptr<JsonPageParser>> JsonPageParser::Create(const Pag
   return std::unique_ptr<JsonPageParser>(new JsonPageParser(std::move(impl)));
 }
 
+void JsonPageParser::ReleaseBuffers() { impl_->parser = od::parser(); }
+
 absl::StatusOr<ParsedPage> JsonPageParser::Parse(std::string* body) {
   ParsedPage page;
   Captures captures;

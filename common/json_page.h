@@ -85,6 +85,11 @@ class JsonPageParser {
   // when it points at something other than an array, an object (one record) or null (no records).
   absl::StatusOr<ParsedPage> Parse(std::string* body);
 
+  // Frees the parser's internal buffers, which stay sized for the largest document parsed so far
+  // (about five bytes per byte of it); the next Parse allocates them again. For callers that keep a
+  // parser between large documents and care about memory more than a reallocation per document.
+  void ReleaseBuffers();
+
   struct Impl;
 
  private:

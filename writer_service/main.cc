@@ -12,9 +12,9 @@ ABSL_FLAG(std::string, listen, "0.0.0.0:50052", "gRPC listen address (port 0 = a
 ABSL_FLAG(std::string, database_url, "",
           "PostgreSQL connection URL or conninfo; default $DATABASE_URL, else libpq's PG* environment");
 ABSL_FLAG(int64_t, queue_records, 100000, "queue bound in records (whole pages)");
-ABSL_FLAG(int64_t, queue_bytes, 16 << 20, "queue bound in record bytes");
+ABSL_FLAG(int64_t, queue_bytes, 2 << 20, "queue bound in record bytes");
 ABSL_FLAG(int64_t, batch_records, 20000, "records per transaction at most (whole pages)");
-ABSL_FLAG(int64_t, batch_bytes, 8 << 20, "record bytes per transaction at most (whole pages)");
+ABSL_FLAG(int64_t, batch_bytes, 1 << 20, "record bytes per transaction at most (whole pages)");
 ABSL_FLAG(int64_t, flush_interval_ms, 200, "a partial batch is committed after this many ms");
 ABSL_FLAG(int32_t, writer_threads, 1, "threads (connections) committing batches");
 ABSL_FLAG(int32_t, max_message_bytes, 64 << 20, "largest gRPC message accepted");
@@ -25,6 +25,7 @@ ABSL_FLAG(int64_t, shutdown_grace_ms, 10000, "on SIGTERM, open streams get this 
 ABSL_FLAG(int64_t, drain_timeout_ms, 60000, "on SIGTERM, queued pages get this long to commit");
 
 int main(int argc, char** argv) {
+  etl::TuneAllocatorForFlatMemory();
   etl::BlockTerminationSignals();
   etl::ParseFlags(argc, argv,
                   "writer_server: commits records streamed over gRPC (etl.v1.WriterService) into "

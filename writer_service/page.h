@@ -25,6 +25,9 @@ struct PageResult {
   int64_t records_rejected = 0;   // Rows written into etl_dead_letters instead.
   int64_t records_skipped = 0;    // Records of a page that was already in the ledger.
   int64_t bytes_committed = 0;
+  // kCommitted: true on exactly one page per owner per transaction, so an owner counts the
+  // transactions that committed its pages by counting these.
+  bool first_in_batch_for_owner = false;
   absl::Status error;             // kFailed: why the page was not committed.
 };
 

@@ -55,7 +55,9 @@ bool WriteQueue::Push(std::unique_ptr<QueuedPage> page) {
   auto can_push = [this, r, b]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     return closed_ || FitsLocked(r, b);
   };
+  ++blocked_pushers_;
   mu_.Await(absl::Condition(&can_push));
+  --blocked_pushers_;
   if (closed_) return false;
   AddLocked(std::move(page));
   return true;
@@ -77,6 +79,9 @@ std::vector<std::unique_ptr<QueuedPage>> WriteQueue::PopBatch(int64_t max_record
     absl::MutexLock l(&mu_);
     auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       if (closed_ || draining_ || flush_requested_) return !pages_.empty() || closed_;
+      // A producer waiting for room means the queue is full: waiting for more cannot fill the
+      // batch further, it would only stall the sender until flush_interval.
+      if (!pages_.empty() && (!waiters_.empty() || blocked_pushers_ > 0)) return true;
       return records_ >= max_records || bytes_ >= max_bytes;
     };
     while (true) {
@@ -88,9 +93,12 @@ std::vector<std::unique_ptr<QueuedPage>> WriteQueue::PopBatch(int64_t max_record
       const int64_t seen_records = records_;
       const size_t seen_pages = pages_.size();
       const bool seen_closed = closed_, seen_draining = draining_, seen_flush = flush_requested_;
+      const size_t seen_waiters = waiters_.size();
+      const int seen_blocked = blocked_pushers_;
       auto changed = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
         return records_ != seen_records || pages_.size() != seen_pages || closed_ != seen_closed ||
-               draining_ != seen_draining || flush_requested_ != seen_flush;
+               draining_ != seen_draining || flush_requested_ != seen_flush ||
+               waiters_.size() != seen_waiters || blocked_pushers_ != seen_blocked;
       };
       mu_.AwaitWithDeadline(absl::Condition(&changed), deadline);
     }

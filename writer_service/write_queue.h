@@ -7,8 +7,9 @@
 // bigger than the whole bound must still get through). Push() is the blocking form for ordinary
 // threads.
 //
-// Consumers take whole pages with PopBatch(), which waits until a batch is full, the oldest page has
-// waited `flush_interval`, a flush was requested, or the queue is draining/closed.
+// Consumers take whole pages with PopBatch(), which waits until a batch is full, the queue is full
+// (a producer waits for room), the oldest page has waited `flush_interval`, a flush was requested,
+// or the queue is draining/closed.
 //
 // Drain: after BeginDrain() pages are admitted regardless of the bound (they are already in memory)
 // and PopBatch() stops waiting for a full batch. Close(): no more pages; blocked producers get false;
@@ -35,7 +36,7 @@ class WriteQueue {
  public:
   struct Options {
     int64_t max_records = 100000;     // Records held at most (a lone bigger page is still admitted).
-    int64_t max_bytes = 16 << 20;     // Record bytes held at most (same exception).
+    int64_t max_bytes = 2 << 20;      // Record bytes held at most (same exception).
   };
   struct Depth {
     int64_t records = 0;
@@ -91,6 +92,7 @@ class WriteQueue {
   int64_t records_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::function<void()>> waiters_ ABSL_GUARDED_BY(mu_);
+  int blocked_pushers_ ABSL_GUARDED_BY(mu_) = 0;  // Threads blocked in Push().
   bool flush_requested_ ABSL_GUARDED_BY(mu_) = false;
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;

@@ -307,8 +307,19 @@ void Writer::ApplyResults(std::vector<std::unique_ptr<QueuedPage>>& batch,
   }
   counters_.batches_committed.fetch_add(1);
   rate_->Add(committed, absl::Now());
+  // Owners (streams) count the transactions that committed their pages: mark the first committed
+  // page of each owner in this batch.
+  std::vector<const PageOwner*> owners_seen;
   for (size_t i = 0; i < batch.size(); ++i) {
-    if (batch[i]->owner != nullptr) batch[i]->owner->OnPageDone(results[i]);
+    PageOwner* owner = batch[i]->owner;
+    if (owner == nullptr) continue;
+    PageResult r = results[i];
+    if (r.kind == PageResult::Kind::kCommitted &&
+        std::find(owners_seen.begin(), owners_seen.end(), owner) == owners_seen.end()) {
+      owners_seen.push_back(owner);
+      r.first_in_batch_for_owner = true;
+    }
+    owner->OnPageDone(r);
   }
 }
 

@@ -33,9 +33,9 @@ namespace etl {
 
 struct WriterOptions {
   int64_t queue_records = 100000;          // Queue bound in records (whole pages; see WriteQueue).
-  int64_t queue_bytes = 16 << 20;          // Queue bound in record bytes.
+  int64_t queue_bytes = 2 << 20;           // Queue bound in record bytes (peak RSS; see design).
   int64_t batch_records = 20000;           // A transaction holds at most this many records ...
-  int64_t batch_bytes = 8 << 20;           // ... and this many record bytes (whole pages; >= 1 page).
+  int64_t batch_bytes = 1 << 20;           // ... and this many record bytes (whole pages; >= 1 page).
   absl::Duration flush_interval = absl::Milliseconds(200);  // A partial batch waits at most this.
   int writer_threads = 1;                  // Connections committing in parallel.
   int max_commit_attempts = 5;             // For errors other than a lost connection.

@@ -35,6 +35,9 @@ absl::StatusOr<std::unique_ptr<WriterServer>> WriterServer::Start(WriterServerOp
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &s->port_);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  // A fixed HTTP/2 window (no BDP probing) keeps each stream's receive buffers small: the queue, not
+  // the transport, is where pages wait.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
   builder.RegisterService(s->service_.get());
   s->server_ = builder.BuildAndStart();
   if (s->server_ == nullptr || s->port_ == 0) {

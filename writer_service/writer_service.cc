@@ -58,6 +58,9 @@ class WriteReactor final : public grpc::ServerReadReactor<v1::RecordBatch>, publ
           summary_.set_pages_committed(summary_.pages_committed() + 1);
           summary_.set_records_committed(summary_.records_committed() + r.records_committed);
           summary_.set_records_rejected(summary_.records_rejected() + r.records_rejected);
+          if (r.first_in_batch_for_owner) {
+            summary_.set_batches_committed(summary_.batches_committed() + 1);
+          }
           break;
         case PageResult::Kind::kSkipped:
           summary_.set_pages_skipped(summary_.pages_skipped() + 1);

@@ -57,8 +57,9 @@ class CollectorIntegrationTest : public ::testing::Test {
     writer_ = std::move(*child);
   }
 
-  void StartCollector(bool resume = false) {
+  void StartCollector(bool resume = false, size_t max_buffered_bytes = 0) {
     CollectorOptions options;
+    if (max_buffered_bytes > 0) options.max_buffered_bytes = max_buffered_bytes;
     options.listen = "127.0.0.1:0";
     options.writer_address = writer_->address();
     options.resume_unfinished = resume;
@@ -544,6 +545,46 @@ TEST_F(CollectorIntegrationTest, SlowWriterKeepsCollectorMemoryBounded) {
   EXPECT_EQ(final_job.state(), v1::SUCCEEDED) << final_job.error();
   ExpectTableExact(final_job.table_name(), api.records());
   EXPECT_LE(live->max_pages_buffered(), spec.fetch_concurrency() + 3);
+}
+
+TEST_F(CollectorIntegrationTest, BufferedBytesBoundLimitsPagesHeldEvenWithRoomInTheWindow) {
+  // Pages of ~110 kB and a 200 kB byte bound: with the writer stalled, the page being sent plus the
+  // next one (always admitted, so the sender never waits on the bound) is all a job may hold,
+  // although fetch_concurrency 4 leaves room for 6 pages in the window.
+  collector_.reset();
+  writer_.reset();
+  StartWriter("127.0.0.1:0", {"--queue_records=50", "--batch_records=50"});
+  StartCollector(/*resume=*/false, /*max_buffered_bytes=*/200 * 1000);
+  TestApi& api = NewApi(3000, 50, /*pad_bytes=*/2000);  // 60 pages.
+  v1::JobSpec spec = BaseSpec(api.Url("/page"), v1::PAGE);
+  spec.mutable_pagination()->set_records_path("/data");
+  spec.mutable_pagination()->set_page_size(50);
+  spec.mutable_pagination()->set_total_pages_path("/meta/total_pages");
+  spec.set_fetch_concurrency(4);
+  const std::string table = absl::StrCat("dados_raw_cliente_", spec.cliente_id(), "_", spec.rota());
+  ASSERT_EQ(etl::testing::Exec(absl::StrCat(
+                "CREATE TABLE ", table,
+                " (id bigserial PRIMARY KEY, payload jsonb NOT NULL, natural_key text, job_id text NOT NULL,"
+                " page_number bigint NOT NULL, collected_at timestamptz NOT NULL DEFAULT now())")),
+            "");
+  PGconn* lock = PQconnectdb(etl::testing::PostgresConnString().c_str());
+  ASSERT_EQ(PQstatus(lock), CONNECTION_OK);
+  PQclear(PQexec(lock, absl::StrCat("BEGIN; LOCK TABLE ", table, " IN ACCESS EXCLUSIVE MODE").c_str()));
+  v1::Job job;
+  ASSERT_TRUE(Start(spec, &job).ok());
+  size_t served = api.WaitQuiet(absl::Seconds(2), absl::Seconds(60));
+  EXPECT_LT(served, 60u);
+  auto live = collector_->collector()->FindJob(job.job_id());
+  ASSERT_NE(live, nullptr);
+  EXPECT_GE(live->max_pages_buffered(), 1);
+  EXPECT_LE(live->max_pages_buffered(), 2);
+  EXPECT_FALSE(live->done());
+  PQclear(PQexec(lock, "COMMIT"));
+  PQfinish(lock);
+  v1::Job final_job = WaitJob(job.job_id());
+  EXPECT_EQ(final_job.state(), v1::SUCCEEDED) << final_job.error();
+  ExpectTableExact(final_job.table_name(), api.records());
+  EXPECT_LE(live->max_pages_buffered(), 2);
 }
 
 TEST_F(CollectorIntegrationTest, WatchJobStreamsProgressUntilTheEnd) {

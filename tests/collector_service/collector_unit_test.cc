@@ -144,6 +144,45 @@ TEST(JobSpecTest, FormatsDatesWithTheApiFormat) {
   EXPECT_FALSE(ValidateDate("d", "2024-13-01").ok());
 }
 
+TEST(JobSpecTest, RejectsDateFormatsThatCannotEncodeADate) {
+  struct Case {
+    const char* format;
+    const char* needle;
+  } cases[] = {
+      {"%q", "unknown conversion %q"},
+      {"%Y-%m-%d%q", "unknown conversion %q"},
+      {"%Y-%m-%", "incomplete"},
+      {"%H:%M", "no date conversion"},
+      {"since-today", "no date conversion"},
+      {"%%", "no date conversion"},
+      {"%Z%Y", "unknown conversion %Z"},
+      {"%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d"
+       "%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d",
+       "more than 255"},
+  };
+  for (const Case& c : cases) {
+    // Refused with and without dates to format: the spec is wrong either way.
+    for (bool with_dates : {false, true}) {
+      v1::JobSpec spec = ValidSpec();
+      spec.mutable_date_filter()->set_format(c.format);
+      if (with_dates) {
+        spec.mutable_date_filter()->set_start_date("2024-01-01");
+        spec.mutable_date_filter()->set_end_date("2024-01-31");
+      }
+      absl::Status s = ValidateJobSpec(spec);
+      EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << c.format;
+      EXPECT_THAT(std::string(s.message()), HasSubstr(c.needle)) << c.format;
+    }
+  }
+  for (const char* good : {"%Y-%m-%d", "%d/%m/%Y", "%Y%m%d", "%s", "%Y-%m-%dT%H:%M:%S%z", "%-d.%-m.%Y", "%b %e %Y"}) {
+    v1::JobSpec spec = ValidSpec();
+    spec.mutable_date_filter()->set_format(good);
+    spec.mutable_date_filter()->set_start_date("2024-01-01");
+    EXPECT_TRUE(ValidateJobSpec(spec).ok()) << good << ": " << ValidateJobSpec(spec);
+  }
+  EXPECT_EQ(*FormatDate("2024-03-05", "%Y-%m-%dT%H:%M:%S"), "2024-03-05T00:00:00");
+}
+
 TEST(JobSpecTest, ReadsSecretFromEnvOrFileWithoutNamingTheValue) {
   v1::Auth auth;
   auth.set_secret_env("UNIT_TEST_SECRET_VAR");

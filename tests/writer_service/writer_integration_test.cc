@@ -2,6 +2,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <atomic>
 #include <future>
 #include <memory>
@@ -117,12 +118,18 @@ TEST_F(WriterIntegrationTest, ConcurrentStreamsCommitEveryRecordExactlyOnceAsSen
       return Send(pages);
     }));
   }
+  int64_t stream_batches = 0;
+  int64_t max_stream_batches = 0;
   for (auto& f : results) {
     SendResult r = f.get();
     ASSERT_TRUE(r.status.ok()) << r.status.error_message();
     EXPECT_EQ(r.summary.records_committed(), kPages * kRecords);
     EXPECT_EQ(r.summary.pages_committed(), kPages);
     EXPECT_EQ(r.summary.records_received(), kPages * kRecords);
+    EXPECT_GE(r.summary.batches_committed(), 1);
+    EXPECT_LE(r.summary.batches_committed(), kPages);
+    stream_batches += r.summary.batches_committed();
+    max_stream_batches = std::max<int64_t>(max_stream_batches, r.summary.batches_committed());
   }
   // Record by record, in order of arrival within each page.
   auto rows = ::etl::testing::Query(absl::StrCat(  // job ids "job<s>_<suffix>" sort by s
@@ -147,6 +154,31 @@ TEST_F(WriterIntegrationTest, ConcurrentStreamsCommitEveryRecordExactlyOnceAsSen
   EXPECT_EQ(st.records_committed(), kStreams * kPages * kRecords);
   EXPECT_EQ(st.records_received(), st.records_committed() + st.records_rejected());
   EXPECT_LE(st.batches_committed(), kStreams * kPages);
+  // Every transaction committed pages of at least one stream; a stream's pages are in no more
+  // transactions than there were.
+  EXPECT_GE(stream_batches, st.batches_committed());
+  EXPECT_LE(max_stream_batches, st.batches_committed());
+}
+
+TEST_F(WriterIntegrationTest, SummaryCountsTheTransactionsThatCommittedTheStreamsPages) {
+  WriterOptions w;
+  w.batch_records = 10;  // Pages of 10 records: one page per transaction.
+  StartWriter(w);
+  std::string job = "batches" + suffix_;
+  std::vector<v1::RecordBatch> pages;
+  for (int p = 0; p < 5; ++p) pages.push_back(MakePage(job, p, 10));
+  SendResult a = Send(pages);
+  ASSERT_TRUE(a.status.ok()) << a.status.error_message();
+  EXPECT_EQ(a.summary.pages_committed(), 5);
+  EXPECT_EQ(a.summary.batches_committed(), 5);
+  // Pages already committed take part in no transaction of the second stream.
+  pages.push_back(MakePage(job, 5, 10));
+  SendResult b = Send(pages);
+  ASSERT_TRUE(b.status.ok()) << b.status.error_message();
+  EXPECT_EQ(b.summary.pages_skipped(), 5);
+  EXPECT_EQ(b.summary.pages_committed(), 1);
+  EXPECT_EQ(b.summary.batches_committed(), 1);
+  EXPECT_EQ(server_->writer()->Status().batches_committed(), 5 + 6);
 }
 
 TEST_F(WriterIntegrationTest, ResentPagesAreSkippedNotDuplicated) {
