@@ -633,16 +633,21 @@ void Job::ProduceChain(PageWindow* window, const std::vector<v1::CommittedPage>&
   } else if (style == v1::OFFSET) {
     token = absl::StrCat(p.start_page());
   }
-  // Sequential: continue after the last committed page, from its stored next-page token.
+  // Sequential: continue after the contiguous prefix of committed pages (ascending), from the last
+  // one's stored next-page token. Writer threads commit concurrently, so after a crash a later page
+  // may be committed while an earlier one is not: resuming after the highest page would skip the gap.
+  // Pages past the gap are fetched again and skipped by the writer's ledger; only the prefix's tokens
+  // count for the loop guard, since those later tokens will legitimately be requested again.
+  bool all_fetched = false;
   for (const auto& c : committed) {
+    if (c.page_number() != n) break;
     seen[absl::HashOf(c.page_token())] = c.page_number();
-    if (c.page_number() + 1 > n) {
-      n = c.page_number() + 1;
-      token = c.next_page_token();
-    }
+    n = c.page_number() + 1;
+    token = c.next_page_token();
+    all_fetched = token.empty();
   }
   int64_t slot = 0;
-  if (!committed.empty() && token.empty()) {
+  if (all_fetched) {
     window->FinishProducing(0);  // The last page is committed: nothing left to fetch.
     return;
   }

@@ -16,7 +16,7 @@ ABSL_FLAG(int64_t, queue_bytes, 2 << 20, "queue bound in record bytes");
 ABSL_FLAG(int64_t, batch_records, 20000, "records per transaction at most (whole pages)");
 ABSL_FLAG(int64_t, batch_bytes, 1 << 20, "record bytes per transaction at most (whole pages)");
 ABSL_FLAG(int64_t, flush_interval_ms, 200, "a partial batch is committed after this many ms");
-ABSL_FLAG(int32_t, writer_threads, 1, "threads (connections) committing batches");
+ABSL_FLAG(int32_t, writer_threads, 2, "threads (connections) committing batches; with 2, one COPYs while the other waits for its commit to flush");
 ABSL_FLAG(int32_t, max_message_bytes, 64 << 20, "largest gRPC message accepted");
 ABSL_FLAG(int64_t, max_page_bytes, 256 << 20, "largest page (all its chunks) accepted");
 ABSL_FLAG(std::string, metrics_listen, "", "Prometheus /metrics address (host:port); empty = off");

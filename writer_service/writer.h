@@ -37,7 +37,8 @@ struct WriterOptions {
   int64_t batch_records = 20000;           // A transaction holds at most this many records ...
   int64_t batch_bytes = 1 << 20;           // ... and this many record bytes (whole pages; >= 1 page).
   absl::Duration flush_interval = absl::Milliseconds(200);  // A partial batch waits at most this.
-  int writer_threads = 1;                  // Connections committing in parallel.
+  int writer_threads = 2;                  // Connections committing in parallel: one COPYs while
+                                           // the other waits for its commit to reach disk.
   int max_commit_attempts = 5;             // For errors other than a lost connection.
   absl::Duration initial_backoff = absl::Milliseconds(100);  // Doubles per retry ...
   absl::Duration max_backoff = absl::Seconds(5);              // ... up to this.

@@ -38,7 +38,7 @@ wait_port() {  # wait_port FILE -> prints port once the file exists (the process
 
 "$bin/sample_api" --listen=127.0.0.1:0 --port_file="$work/api.port" --records="$N" --max_page_size="$PAGE" \
   >"$work/api.log" 2>&1 & pids+=($!)
-"$bin/writer_server" --listen=127.0.0.1:0 --port_file="$work/writer.port" >"$work/writer.log" 2>&1 &
+"$bin/writer_server" --listen=127.0.0.1:0 --port_file="$work/writer.port" ${WRITER_FLAGS:-} >"$work/writer.log" 2>&1 &
 writer_pid=$!; pids+=($writer_pid)
 api_port=$(wait_port "$work/api.port"); writer_port=$(wait_port "$work/writer.port")
 "$bin/collector_server" --listen=127.0.0.1:0 --port_file="$work/collector.port" \
@@ -67,11 +67,12 @@ e2e_rate=$(python3 -c "print(round($N/($t1-$t0)))")
 rows=$(psql -tAc "SELECT count(*) FROM dados_raw_cliente_bench_pedidos")
 distinct=$(psql -tAc "SELECT count(DISTINCT payload->>'id') FROM dados_raw_cliente_bench_pedidos")
 hwm() { awk '/VmHWM/ {print int($2/1024)}' "/proc/$1/status"; }
+cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14+$15)/hz}' "/proc/$1/stat"; }
 
 echo "records                 : $N (page size $PAGE, fetch concurrency $CONC)"
 echo "psql \\copy baseline     : $copy_rate rows/s"
 echo "pipeline end to end     : $e2e_rate rows/s ($(python3 -c "print(round($e2e_rate/$copy_rate,2))") x \\copy)"
 echo "rows in table / distinct: $rows / $distinct"
-echo "peak RSS writer         : $(hwm "$writer_pid") MiB"
-echo "peak RSS collector      : $(hwm "$collector_pid") MiB"
+echo "peak RSS writer         : $(hwm "$writer_pid") MiB (CPU $(cpu "$writer_pid") s)"
+echo "peak RSS collector      : $(hwm "$collector_pid") MiB (CPU $(cpu "$collector_pid") s)"
 [ "$rows" = "$N" ] && [ "$distinct" = "$N" ] || { echo "MISMATCH"; exit 1; }
