@@ -77,6 +77,31 @@ std::string ToJson(const google::protobuf::Message& m) {
   return out;
 }
 
+// The collector RPCs that take a JobRef and answer with the Job.
+using JobRpc = grpc::Status (CollectorService::Stub::*)(grpc::ClientContext*, const JobRef&, Job*);
+
+// Calls `rpc` for job_id with the usual deadline and request id; on failure prints why and returns false.
+bool CallJobRpc(const CommandContext& ctx, CollectorService::Stub* stub, JobRpc rpc, const char* rpc_name,
+                const std::string& job_id, Job* job) {
+  grpc::ClientContext cc;
+  Prepare(ctx, &cc, true);
+  JobRef ref;
+  ref.set_job_id(job_id);
+  grpc::Status st = (stub->*rpc)(&cc, ref, job);
+  if (st.ok()) return true;
+  RpcError(ctx, rpc_name, "collector_server", ctx.collector, st);
+  return false;
+}
+
+// Prints the job as JSON with --json, else the given one-line text.
+void PrintJob(const CommandContext& ctx, const Job& job, const std::string& text) {
+  if (ctx.json) {
+    *ctx.out << ToJson(job) << std::flush;
+  } else {
+    *ctx.out << text << std::endl;
+  }
+}
+
 // Prints progress lines until the job ends; returns false (after printing why) when the collector
 // cannot be followed any more.
 bool Follow(const CommandContext& ctx, CollectorService::Stub* stub, const std::string& job_id) {
@@ -139,18 +164,9 @@ bool Follow(const CommandContext& ctx, CollectorService::Stub* stub, const std::
 
 int FollowAndReport(const CommandContext& ctx, CollectorService::Stub* stub, const std::string& job_id) {
   if (!Follow(ctx, stub, job_id)) return 1;
-  grpc::ClientContext cc;
-  Prepare(ctx, &cc, true);
-  JobRef ref;
-  ref.set_job_id(job_id);
   Job job;
-  grpc::Status st = stub->GetJob(&cc, ref, &job);
-  if (!st.ok()) return RpcError(ctx, "GetJob", "collector_server", ctx.collector, st);
-  if (ctx.json) {
-    *ctx.out << ToJson(job) << std::flush;
-  } else {
-    *ctx.out << FormatJobOutcome(job) << std::endl;
-  }
+  if (!CallJobRpc(ctx, stub, &CollectorService::Stub::GetJob, "GetJob", job_id, &job)) return 1;
+  PrintJob(ctx, job, FormatJobOutcome(job));
   return ExitCodeForState(job.state());
 }
 
@@ -164,11 +180,7 @@ int RunJob(const CommandContext& ctx, const etl::v1::JobSpec& spec, bool detach)
   grpc::Status st = stub->StartJob(&cc, spec, &job);
   if (!st.ok()) return RpcError(ctx, "StartJob", "collector_server", ctx.collector, st);
   if (detach) {
-    if (ctx.json) {
-      *ctx.out << ToJson(job) << std::flush;
-    } else {
-      *ctx.out << job.job_id() << std::endl;
-    }
+    PrintJob(ctx, job, job.job_id());
     return 0;
   }
   *ctx.err << "job " << job.job_id() << " started: " << spec.url() << " -> " << job.table_name()
@@ -183,13 +195,8 @@ int WatchJob(const CommandContext& ctx, const std::string& job_id) {
 
 int ShowJob(const CommandContext& ctx, const std::string& job_id) {
   auto stub = CollectorService::NewStub(Channel(ctx.collector));
-  grpc::ClientContext cc;
-  Prepare(ctx, &cc, true);
-  JobRef ref;
-  ref.set_job_id(job_id);
   Job job;
-  grpc::Status st = stub->GetJob(&cc, ref, &job);
-  if (!st.ok()) return RpcError(ctx, "GetJob", "collector_server", ctx.collector, st);
+  if (!CallJobRpc(ctx, stub.get(), &CollectorService::Stub::GetJob, "GetJob", job_id, &job)) return 1;
   *ctx.out << (ctx.json ? ToJson(job) : FormatJobDetails(job)) << std::flush;
   return 0;
 }
@@ -210,19 +217,11 @@ int ListJobs(const CommandContext& ctx, bool unfinished_only, int limit) {
 
 int CancelJob(const CommandContext& ctx, const std::string& job_id) {
   auto stub = CollectorService::NewStub(Channel(ctx.collector));
-  grpc::ClientContext cc;
-  Prepare(ctx, &cc, true);
-  JobRef ref;
-  ref.set_job_id(job_id);
   Job job;
-  grpc::Status st = stub->CancelJob(&cc, ref, &job);
-  if (!st.ok()) return RpcError(ctx, "CancelJob", "collector_server", ctx.collector, st);
-  if (ctx.json) {
-    *ctx.out << ToJson(job) << std::flush;
-  } else {
-    *ctx.out << "job " << job.job_id() << ": " << etl::v1::JobState_Name(job.state())
-             << (IsTerminal(job.state()) ? "" : " (cancelling; pages already sent are committed)") << std::endl;
-  }
+  if (!CallJobRpc(ctx, stub.get(), &CollectorService::Stub::CancelJob, "CancelJob", job_id, &job)) return 1;
+  PrintJob(ctx, job,
+           absl::StrCat("job ", job.job_id(), ": ", etl::v1::JobState_Name(job.state()),
+                        IsTerminal(job.state()) ? "" : " (cancelling; pages already sent are committed)"));
   return 0;
 }
 

@@ -368,35 +368,31 @@ TraceContext TraceFrom(const grpc::ServerContext* ctx) {
   return t;
 }
 
-}  // namespace
-
-grpc::Status CollectorServiceImpl::StartJob(grpc::ServerContext* ctx, const v1::JobSpec* spec, v1::Job* job) {
-  auto result = collector_->StartJob(*spec, TraceFrom(ctx));
+// The unary RPCs all answer the same way: the result on success, else the status mapped to gRPC.
+template <typename T>
+grpc::Status Reply(absl::StatusOr<T> result, T* response) {
   if (!result.ok()) return ToGrpcStatus(result.status());
-  *job = std::move(*result);
+  *response = std::move(*result);
   return grpc::Status::OK;
 }
 
+}  // namespace
+
+grpc::Status CollectorServiceImpl::StartJob(grpc::ServerContext* ctx, const v1::JobSpec* spec, v1::Job* job) {
+  return Reply(collector_->StartJob(*spec, TraceFrom(ctx)), job);
+}
+
 grpc::Status CollectorServiceImpl::GetJob(grpc::ServerContext*, const v1::JobRef* ref, v1::Job* job) {
-  auto result = collector_->GetJob(ref->job_id());
-  if (!result.ok()) return ToGrpcStatus(result.status());
-  *job = std::move(*result);
-  return grpc::Status::OK;
+  return Reply(collector_->GetJob(ref->job_id()), job);
 }
 
 grpc::Status CollectorServiceImpl::ListJobs(grpc::ServerContext*, const v1::ListJobsRequest* req,
                                             v1::ListJobsResponse* resp) {
-  auto result = collector_->ListJobs(*req);
-  if (!result.ok()) return ToGrpcStatus(result.status());
-  *resp = std::move(*result);
-  return grpc::Status::OK;
+  return Reply(collector_->ListJobs(*req), resp);
 }
 
 grpc::Status CollectorServiceImpl::CancelJob(grpc::ServerContext*, const v1::JobRef* ref, v1::Job* job) {
-  auto result = collector_->CancelJob(ref->job_id());
-  if (!result.ok()) return ToGrpcStatus(result.status());
-  *job = std::move(*result);
-  return grpc::Status::OK;
+  return Reply(collector_->CancelJob(ref->job_id()), job);
 }
 
 grpc::Status CollectorServiceImpl::WatchJob(grpc::ServerContext* ctx, const v1::JobRef* ref,

@@ -28,6 +28,32 @@ using ::etl::testing::ApiRequest;
 using ::etl::testing::ChildProcess;
 using ::etl::testing::TestApi;
 
+// Holds ACCESS EXCLUSIVE on a table in an open transaction, so commits into it stall until
+// Release() (or destruction, so a failed assertion never leaves the lock behind).
+class TableLock {
+ public:
+  explicit TableLock(const std::string& table)
+      : conn_(PQconnectdb(etl::testing::PostgresConnString().c_str())) {
+    if (ok()) PQclear(PQexec(conn_, absl::StrCat("BEGIN; LOCK TABLE ", table, " IN ACCESS EXCLUSIVE MODE").c_str()));
+  }
+  TableLock(const TableLock&) = delete;
+  TableLock& operator=(const TableLock&) = delete;
+  ~TableLock() { Release(); }
+
+  ConnStatusType status() const { return PQstatus(conn_); }
+  bool ok() const { return status() == CONNECTION_OK; }
+
+  void Release() {
+    if (conn_ == nullptr) return;
+    if (ok()) PQclear(PQexec(conn_, "COMMIT"));
+    PQfinish(conn_);
+    conn_ = nullptr;
+  }
+
+ private:
+  PGconn* conn_;
+};
+
 class CollectorIntegrationTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -81,6 +107,65 @@ class CollectorIntegrationTest : public ::testing::Test {
     spec.mutable_retry()->set_backoff_scale(0.01);
     spec.set_id_path("/id");
     return spec;
+  }
+
+  // PAGE style on the API's /page endpoint; the total page count and concurrency only when given.
+  v1::JobSpec PageSpec(const TestApi& api, int page_size, bool with_total_pages = false, int fetch_concurrency = 0) {
+    v1::JobSpec spec = BaseSpec(api.Url("/page"), v1::PAGE);
+    spec.mutable_pagination()->set_records_path("/data");
+    spec.mutable_pagination()->set_page_size(page_size);
+    if (with_total_pages) spec.mutable_pagination()->set_total_pages_path("/meta/total_pages");
+    if (fetch_concurrency > 0) spec.set_fetch_concurrency(fetch_concurrency);
+    return spec;
+  }
+
+  v1::JobSpec CursorSpec(const TestApi& api) {
+    v1::JobSpec spec = BaseSpec(api.Url("/cursor"), v1::CURSOR);
+    spec.mutable_pagination()->set_records_path("/items");
+    spec.mutable_pagination()->set_cursor_path("/next");
+    return spec;
+  }
+
+  v1::JobSpec NextUrlSpec(const TestApi& api) {
+    v1::JobSpec spec = BaseSpec(api.Url("/next"), v1::NEXT_URL);
+    spec.mutable_pagination()->set_records_path("/data");
+    spec.mutable_pagination()->set_next_url_path("/links/next");
+    return spec;
+  }
+
+  // Replaces the writer and the collector started by SetUp with ones configured for one test.
+  void RestartServices(std::vector<std::string> writer_args, size_t max_buffered_bytes = 0) {
+    collector_.reset();
+    writer_.reset();
+    StartWriter("127.0.0.1:0", std::move(writer_args));
+    StartCollector(/*resume=*/false, max_buffered_bytes);
+  }
+
+  // Creates the job's raw table ahead of the writer (same layout); returns Exec's error, "" on success.
+  static std::string CreateRawTable(const std::string& table) {
+    return etl::testing::Exec(absl::StrCat(
+        "CREATE TABLE ", table,
+        " (id bigserial PRIMARY KEY, payload jsonb NOT NULL, natural_key text, job_id text NOT NULL,"
+        " page_number bigint NOT NULL, collected_at timestamptz NOT NULL DEFAULT now())"));
+  }
+
+  static std::string RawTableOf(const v1::JobSpec& spec) {
+    return absl::StrCat("dados_raw_cliente_", spec.cliente_id(), "_", spec.rota());
+  }
+
+  // Makes the API hold its answer to page `page_index` until `release` is notified (or `limit` passes).
+  static void HoldPage(TestApi& api, int page_index, absl::Notification& release, absl::Duration limit) {
+    api.SetHook([&release, page_index, limit](const ApiRequest& r, httplib::Response&) {
+      if (r.page_index == page_index) release.WaitForNotificationWithTimeout(limit);
+      return false;
+    });
+  }
+
+  // True once the latest request the API received is for page `page_index`.
+  static bool WaitForPageRequest(TestApi& api, int page_index) {
+    return api.WaitFor(
+        [page_index](const std::vector<ApiRequest>& rs) { return !rs.empty() && rs.back().page_index == page_index; },
+        absl::Seconds(30));
   }
 
   grpc::Status Start(const v1::JobSpec& spec, v1::Job* job) {
@@ -204,10 +289,7 @@ INSTANTIATE_TEST_SUITE_P(
 
 TEST_F(CollectorIntegrationTest, PageStyleWithoutTotalStopsOnShortPage) {
   TestApi& api = NewApi(120, 50);
-  v1::JobSpec spec = BaseSpec(api.Url("/page"), v1::PAGE);
-  spec.mutable_pagination()->set_records_path("/data");
-  spec.mutable_pagination()->set_page_size(50);
-  v1::Job job = RunToEnd(spec);
+  v1::Job job = RunToEnd(PageSpec(api, 50));
   EXPECT_EQ(job.state(), v1::SUCCEEDED) << job.error();
   EXPECT_EQ(api.requests().size(), 3u);  // 50 + 50 + 20 (short page) and no more.
   ExpectTableExact(job.table_name(), api.records());
@@ -245,9 +327,7 @@ TEST_F(CollectorIntegrationTest, StartJobRejectsInvalidSpecs) {
 
 TEST_F(CollectorIntegrationTest, DateFilterParamsArrive) {
   TestApi& api = NewApi(30, 50);
-  v1::JobSpec spec = BaseSpec(api.Url("/page"), v1::PAGE);
-  spec.mutable_pagination()->set_records_path("/data");
-  spec.mutable_pagination()->set_page_size(50);
+  v1::JobSpec spec = PageSpec(api, 50);
   spec.mutable_date_filter()->set_start_param("data_inicio");
   spec.mutable_date_filter()->set_end_param("data_fim");
   spec.mutable_date_filter()->set_start_date("2024-01-01");
@@ -276,9 +356,7 @@ TEST_F(CollectorIntegrationTest, BearerAuthRequiredAndSent) {
   });
   setenv("COLLECTOR_TEST_TOKEN", "s3cret-token", 1);
   setenv("COLLECTOR_TEST_WRONG_TOKEN", "nope", 1);
-  v1::JobSpec spec = BaseSpec(api.Url("/cursor"), v1::CURSOR);
-  spec.mutable_pagination()->set_records_path("/items");
-  spec.mutable_pagination()->set_cursor_path("/next");
+  v1::JobSpec spec = CursorSpec(api);
   spec.mutable_auth()->set_type(v1::BEARER);
   spec.mutable_auth()->set_secret_env("COLLECTOR_TEST_WRONG_TOKEN");
   v1::Job failed = RunToEnd(spec);
@@ -309,11 +387,7 @@ TEST_F(CollectorIntegrationTest, FlakyPagesSucceedOnThirdAttempt) {
     res.set_content("oops", "text/plain");
     return true;
   });
-  v1::JobSpec spec = BaseSpec(api.Url("/page"), v1::PAGE);
-  spec.mutable_pagination()->set_records_path("/data");
-  spec.mutable_pagination()->set_page_size(50);
-  spec.mutable_pagination()->set_total_pages_path("/meta/total_pages");
-  spec.set_fetch_concurrency(3);
+  v1::JobSpec spec = PageSpec(api, 50, /*with_total_pages=*/true, /*fetch_concurrency=*/3);
   v1::Job job = RunToEnd(spec);
   EXPECT_EQ(job.state(), v1::SUCCEEDED) << job.error();
   EXPECT_EQ(job.progress().retries(), 2 * 3);  // Pages 1, 4, 7: two retries each.
@@ -329,9 +403,7 @@ TEST_F(CollectorIntegrationTest, TooManyRequestsHonoursRetryAfter) {
     res.set_header("Retry-After", "1");
     return true;
   });
-  v1::JobSpec spec = BaseSpec(api.Url("/cursor"), v1::CURSOR);
-  spec.mutable_pagination()->set_records_path("/items");
-  spec.mutable_pagination()->set_cursor_path("/next");
+  v1::JobSpec spec = CursorSpec(api);
   v1::Job job = RunToEnd(spec);
   EXPECT_EQ(job.state(), v1::SUCCEEDED) << job.error();
   std::vector<absl::Time> page1;
@@ -351,9 +423,7 @@ TEST_F(CollectorIntegrationTest, TruncatedJsonIsRetried) {
     res.set_content(R"({"data":[{"id":100,"x":1},{"id":101,)", "application/json");
     return true;
   });
-  v1::JobSpec spec = BaseSpec(api.Url("/next"), v1::NEXT_URL);
-  spec.mutable_pagination()->set_records_path("/data");
-  spec.mutable_pagination()->set_next_url_path("/links/next");
+  v1::JobSpec spec = NextUrlSpec(api);
   v1::Job job = RunToEnd(spec);
   EXPECT_EQ(job.state(), v1::SUCCEEDED) << job.error();
   EXPECT_EQ(truncated.load(), 2);
@@ -368,11 +438,7 @@ TEST_F(CollectorIntegrationTest, PageThatAlwaysFailsEndsPartialWithOthersLoaded)
     res.status = 502;
     return true;
   });
-  v1::JobSpec spec = BaseSpec(api.Url("/page"), v1::PAGE);
-  spec.mutable_pagination()->set_records_path("/data");
-  spec.mutable_pagination()->set_page_size(50);
-  spec.mutable_pagination()->set_total_pages_path("/meta/total_pages");
-  spec.set_fetch_concurrency(2);
+  v1::JobSpec spec = PageSpec(api, 50, /*with_total_pages=*/true, /*fetch_concurrency=*/2);
   v1::Job job = RunToEnd(spec);
   EXPECT_EQ(job.state(), v1::PARTIAL) << job.error();
   ASSERT_EQ(job.failed_pages_size(), 1);
@@ -390,17 +456,11 @@ TEST_F(CollectorIntegrationTest, PageThatAlwaysFailsEndsPartialWithOthersLoaded)
 TEST_F(CollectorIntegrationTest, CancelStopsFetchingAndKeepsWhatWasSent) {
   TestApi& api = NewApi(2000, 20);
   absl::Notification release;
-  api.SetHook([&](const ApiRequest& r, httplib::Response&) {
-    if (r.page_index == 10) release.WaitForNotificationWithTimeout(absl::Seconds(30));
-    return false;
-  });
-  v1::JobSpec spec = BaseSpec(api.Url("/cursor"), v1::CURSOR);
-  spec.mutable_pagination()->set_records_path("/items");
-  spec.mutable_pagination()->set_cursor_path("/next");
+  HoldPage(api, 10, release, absl::Seconds(30));
+  v1::JobSpec spec = CursorSpec(api);
   v1::Job job;
   ASSERT_TRUE(Start(spec, &job).ok());
-  ASSERT_TRUE(api.WaitFor([](const std::vector<ApiRequest>& rs) { return !rs.empty() && rs.back().page_index == 10; },
-                          absl::Seconds(30)));
+  ASSERT_TRUE(WaitForPageRequest(api, 10));
   grpc::ClientContext ctx;
   v1::JobRef ref;
   ref.set_job_id(job.job_id());
@@ -450,17 +510,11 @@ TEST_F(CollectorIntegrationTest, TwoJobsAtOnceIntoDifferentTables) {
 TEST_F(CollectorIntegrationTest, WriterRestartMidJobResumesExactly) {
   TestApi& api = NewApi(3000, 50);
   absl::Notification release;
-  api.SetHook([&](const ApiRequest& r, httplib::Response&) {
-    if (r.page_index == 20) release.WaitForNotificationWithTimeout(absl::Seconds(60));
-    return false;
-  });
-  v1::JobSpec spec = BaseSpec(api.Url("/cursor"), v1::CURSOR);
-  spec.mutable_pagination()->set_records_path("/items");
-  spec.mutable_pagination()->set_cursor_path("/next");
+  HoldPage(api, 20, release, absl::Seconds(60));
+  v1::JobSpec spec = CursorSpec(api);
   v1::Job job;
   ASSERT_TRUE(Start(spec, &job).ok());
-  ASSERT_TRUE(api.WaitFor([](const std::vector<ApiRequest>& rs) { return !rs.empty() && rs.back().page_index == 20; },
-                          absl::Seconds(30)));
+  ASSERT_TRUE(WaitForPageRequest(api, 20));
   // Kill the writer hard (no drain) and start a new one on the same port.
   const int port = writer_->port();
   writer_->Signal(SIGKILL);
@@ -476,17 +530,11 @@ TEST_F(CollectorIntegrationTest, WriterRestartMidJobResumesExactly) {
 TEST_F(CollectorIntegrationTest, RestartedCollectorResumesUnfinishedJobFromTheLedger) {
   TestApi& api = NewApi(2000, 50);
   absl::Notification release;
-  api.SetHook([&](const ApiRequest& r, httplib::Response&) {
-    if (r.page_index == 15) release.WaitForNotificationWithTimeout(absl::Seconds(60));
-    return false;
-  });
-  v1::JobSpec spec = BaseSpec(api.Url("/next"), v1::NEXT_URL);
-  spec.mutable_pagination()->set_records_path("/data");
-  spec.mutable_pagination()->set_next_url_path("/links/next");
+  HoldPage(api, 15, release, absl::Seconds(60));
+  v1::JobSpec spec = NextUrlSpec(api);
   v1::Job job;
   ASSERT_TRUE(Start(spec, &job).ok());
-  ASSERT_TRUE(api.WaitFor([](const std::vector<ApiRequest>& rs) { return !rs.empty() && rs.back().page_index == 15; },
-                          absl::Seconds(30)));
+  ASSERT_TRUE(WaitForPageRequest(api, 15));
   // Shutting down leaves the job unfinished in the ledger (its in-flight request is aborted).
   std::thread stopper([&] { collector_.reset(); });
   stopper.join();
@@ -506,28 +554,48 @@ TEST_F(CollectorIntegrationTest, RestartedCollectorResumesUnfinishedJobFromTheLe
   EXPECT_EQ(first_page_requests, 1);
 }
 
+TEST_F(CollectorIntegrationTest, ResumeRefetchesAGapLeftByConcurrentCommits) {
+  // Writer connections commit concurrently, so a crash can leave page 5 uncommitted while later pages
+  // are committed. A sequential job must resume after the contiguous prefix, not after the last page.
+  TestApi& api = NewApi(2000, 50);
+  absl::Notification release;
+  HoldPage(api, 15, release, absl::Seconds(60));
+  v1::JobSpec spec = NextUrlSpec(api);
+  v1::Job job;
+  ASSERT_TRUE(Start(spec, &job).ok());
+  ASSERT_TRUE(WaitForPageRequest(api, 15));
+  std::thread stopper([&] { collector_.reset(); });
+  stopper.join();
+  release.Notify();
+  // Page 5 (0-based sequence number) as if its transaction had never committed.
+  const std::string table = RawTableOf(spec);
+  const std::string job_filter = absl::StrCat("job_id = '", job.job_id(), "'");
+  ASSERT_EQ(etl::testing::Exec(absl::StrCat("DELETE FROM etl_pages WHERE ", job_filter, " AND page_number = 5")), "");
+  ASSERT_EQ(etl::testing::Exec(absl::StrCat("DELETE FROM ", table, " WHERE ", job_filter, " AND page_number = 5")), "");
+  ASSERT_EQ(etl::testing::QueryValue(
+                absl::StrCat("SELECT count(*) > 0 FROM etl_pages WHERE ", job_filter, " AND page_number > 5")),
+            "t");
+  const size_t requests_before = api.requests().size();
+  StartCollector(/*resume=*/true);
+  // The resumed job asks for page 5 again (the first page after the committed prefix).
+  ASSERT_TRUE(api.WaitFor([&](const std::vector<ApiRequest>& rs) { return rs.size() > requests_before; },
+                          absl::Seconds(30)));
+  v1::Job final_job = WaitJob(job.job_id());
+  EXPECT_EQ(final_job.state(), v1::SUCCEEDED) << final_job.error();
+  ExpectTableExact(final_job.table_name(), api.records());
+  EXPECT_EQ(api.requests()[requests_before].page_index, 5);
+}
+
 TEST_F(CollectorIntegrationTest, SlowWriterKeepsCollectorMemoryBounded) {
   // A writer with a small queue, and the job's table locked: commits stall, so the writer stops
   // reading, Write blocks and the collector must stop fetching.
-  collector_.reset();
-  writer_.reset();
-  StartWriter("127.0.0.1:0", {"--queue_records=200", "--batch_records=100"});
-  StartCollector();
+  RestartServices({"--queue_records=200", "--batch_records=100"});
   TestApi& api = NewApi(20000, 50, /*pad_bytes=*/2000);  // 400 pages, ~44 MB.
-  v1::JobSpec spec = BaseSpec(api.Url("/page"), v1::PAGE);
-  spec.mutable_pagination()->set_records_path("/data");
-  spec.mutable_pagination()->set_page_size(50);
-  spec.mutable_pagination()->set_total_pages_path("/meta/total_pages");
-  spec.set_fetch_concurrency(4);
-  const std::string table = absl::StrCat("dados_raw_cliente_", spec.cliente_id(), "_", spec.rota());
-  ASSERT_EQ(etl::testing::Exec(absl::StrCat(
-                "CREATE TABLE ", table,
-                " (id bigserial PRIMARY KEY, payload jsonb NOT NULL, natural_key text, job_id text NOT NULL,"
-                " page_number bigint NOT NULL, collected_at timestamptz NOT NULL DEFAULT now())")),
-            "");
-  PGconn* lock = PQconnectdb(etl::testing::PostgresConnString().c_str());
-  ASSERT_EQ(PQstatus(lock), CONNECTION_OK);
-  PQclear(PQexec(lock, absl::StrCat("BEGIN; LOCK TABLE ", table, " IN ACCESS EXCLUSIVE MODE").c_str()));
+  v1::JobSpec spec = PageSpec(api, 50, /*with_total_pages=*/true, /*fetch_concurrency=*/4);
+  const std::string table = RawTableOf(spec);
+  ASSERT_EQ(CreateRawTable(table), "");
+  TableLock lock(table);
+  ASSERT_EQ(lock.status(), CONNECTION_OK);
   v1::Job job;
   ASSERT_TRUE(Start(spec, &job).ok());
   size_t served = api.WaitQuiet(absl::Seconds(2), absl::Seconds(60));
@@ -539,8 +607,7 @@ TEST_F(CollectorIntegrationTest, SlowWriterKeepsCollectorMemoryBounded) {
   ASSERT_NE(live, nullptr);
   EXPECT_LE(live->max_pages_buffered(), spec.fetch_concurrency() + 3);
   EXPECT_FALSE(live->done());
-  PQclear(PQexec(lock, "COMMIT"));
-  PQfinish(lock);
+  lock.Release();
   v1::Job final_job = WaitJob(job.job_id());
   EXPECT_EQ(final_job.state(), v1::SUCCEEDED) << final_job.error();
   ExpectTableExact(final_job.table_name(), api.records());
@@ -551,25 +618,13 @@ TEST_F(CollectorIntegrationTest, BufferedBytesBoundLimitsPagesHeldEvenWithRoomIn
   // Pages of ~110 kB and a 200 kB byte bound: with the writer stalled, the page being sent plus the
   // next one (always admitted, so the sender never waits on the bound) is all a job may hold,
   // although fetch_concurrency 4 leaves room for 6 pages in the window.
-  collector_.reset();
-  writer_.reset();
-  StartWriter("127.0.0.1:0", {"--queue_records=50", "--batch_records=50"});
-  StartCollector(/*resume=*/false, /*max_buffered_bytes=*/200 * 1000);
+  RestartServices({"--queue_records=50", "--batch_records=50"}, /*max_buffered_bytes=*/200 * 1000);
   TestApi& api = NewApi(3000, 50, /*pad_bytes=*/2000);  // 60 pages.
-  v1::JobSpec spec = BaseSpec(api.Url("/page"), v1::PAGE);
-  spec.mutable_pagination()->set_records_path("/data");
-  spec.mutable_pagination()->set_page_size(50);
-  spec.mutable_pagination()->set_total_pages_path("/meta/total_pages");
-  spec.set_fetch_concurrency(4);
-  const std::string table = absl::StrCat("dados_raw_cliente_", spec.cliente_id(), "_", spec.rota());
-  ASSERT_EQ(etl::testing::Exec(absl::StrCat(
-                "CREATE TABLE ", table,
-                " (id bigserial PRIMARY KEY, payload jsonb NOT NULL, natural_key text, job_id text NOT NULL,"
-                " page_number bigint NOT NULL, collected_at timestamptz NOT NULL DEFAULT now())")),
-            "");
-  PGconn* lock = PQconnectdb(etl::testing::PostgresConnString().c_str());
-  ASSERT_EQ(PQstatus(lock), CONNECTION_OK);
-  PQclear(PQexec(lock, absl::StrCat("BEGIN; LOCK TABLE ", table, " IN ACCESS EXCLUSIVE MODE").c_str()));
+  v1::JobSpec spec = PageSpec(api, 50, /*with_total_pages=*/true, /*fetch_concurrency=*/4);
+  const std::string table = RawTableOf(spec);
+  ASSERT_EQ(CreateRawTable(table), "");
+  TableLock lock(table);
+  ASSERT_EQ(lock.status(), CONNECTION_OK);
   v1::Job job;
   ASSERT_TRUE(Start(spec, &job).ok());
   size_t served = api.WaitQuiet(absl::Seconds(2), absl::Seconds(60));
@@ -579,8 +634,7 @@ TEST_F(CollectorIntegrationTest, BufferedBytesBoundLimitsPagesHeldEvenWithRoomIn
   EXPECT_GE(live->max_pages_buffered(), 1);
   EXPECT_LE(live->max_pages_buffered(), 2);
   EXPECT_FALSE(live->done());
-  PQclear(PQexec(lock, "COMMIT"));
-  PQfinish(lock);
+  lock.Release();
   v1::Job final_job = WaitJob(job.job_id());
   EXPECT_EQ(final_job.state(), v1::SUCCEEDED) << final_job.error();
   ExpectTableExact(final_job.table_name(), api.records());
