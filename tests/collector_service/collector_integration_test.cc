@@ -161,6 +161,19 @@ class CollectorIntegrationTest : public ::testing::Test {
     });
   }
 
+  // Starts `spec` with page `page_index` held, then shuts the collector down: the job stays unfinished
+  // in the ledger with the pages before `page_index` committed. `release` must outlive the API.
+  void StartThenStopCollectorAt(TestApi& api, const v1::JobSpec& spec, int page_index,
+                                absl::Notification& release, v1::Job* job) {
+    HoldPage(api, page_index, release, absl::Seconds(60));
+    ASSERT_TRUE(Start(spec, job).ok());
+    ASSERT_TRUE(WaitForPageRequest(api, page_index));
+    // Shutting down leaves the job unfinished in the ledger (its in-flight request is aborted).
+    std::thread stopper([&] { collector_.reset(); });
+    stopper.join();
+    release.Notify();
+  }
+
   // True once the latest request the API received is for page `page_index`.
   static bool WaitForPageRequest(TestApi& api, int page_index) {
     return api.WaitFor(
@@ -535,15 +548,9 @@ TEST_F(CollectorIntegrationTest, WriterRestartMidJobResumesExactly) {
 TEST_F(CollectorIntegrationTest, RestartedCollectorResumesUnfinishedJobFromTheLedger) {
   TestApi& api = NewApi(2000, 50);
   absl::Notification release;
-  HoldPage(api, 15, release, absl::Seconds(60));
   v1::JobSpec spec = NextUrlSpec(api);
   v1::Job job;
-  ASSERT_TRUE(Start(spec, &job).ok());
-  ASSERT_TRUE(WaitForPageRequest(api, 15));
-  // Shutting down leaves the job unfinished in the ledger (its in-flight request is aborted).
-  std::thread stopper([&] { collector_.reset(); });
-  stopper.join();
-  release.Notify();
+  ASSERT_NO_FATAL_FAILURE(StartThenStopCollectorAt(api, spec, 15, release, &job));
   StartCollector(/*resume=*/true);
   // The new collector finds the job through the writer and continues after the last committed page.
   ASSERT_TRUE(api.WaitFor([](const std::vector<ApiRequest>& rs) { return rs.size() > 16; }, absl::Seconds(30)));
@@ -564,14 +571,9 @@ TEST_F(CollectorIntegrationTest, ResumeRefetchesAGapLeftByConcurrentCommits) {
   // are committed. A sequential job must resume after the contiguous prefix, not after the last page.
   TestApi& api = NewApi(2000, 50);
   absl::Notification release;
-  HoldPage(api, 15, release, absl::Seconds(60));
   v1::JobSpec spec = NextUrlSpec(api);
   v1::Job job;
-  ASSERT_TRUE(Start(spec, &job).ok());
-  ASSERT_TRUE(WaitForPageRequest(api, 15));
-  std::thread stopper([&] { collector_.reset(); });
-  stopper.join();
-  release.Notify();
+  ASSERT_NO_FATAL_FAILURE(StartThenStopCollectorAt(api, spec, 15, release, &job));
   // Page 5 (0-based sequence number) as if its transaction had never committed.
   const std::string table = RawTableOf(spec);
   const std::string job_filter = absl::StrCat("job_id = '", job.job_id(), "'");
