@@ -173,6 +173,9 @@ struct Captures {
   }
 };
 
+constexpr char kTooDeep[] = "nesting deeper than 512 levels";
+static_assert(kMaxJsonNestingDepth == 512, "update kTooDeep");
+
 // ---------------------------------------------------------------------------------------------------
 // simdjson On-Demand walker. Every value is visited, so syntax errors anywhere are reported; records
 // are delimited by the iterator's position before and after the walk of each one.
@@ -191,7 +194,10 @@ class SimdWalker {
   SimdWalker(Targets* targets, Captures* captures, od::document* doc, const char* body_end)
       : targets_(targets), captures_(captures), doc_(doc), body_end_(body_end) {}
 
+  // `depth` is the nesting level of `v`; the recursion stops at kMaxJsonNestingDepth so a hostile
+  // page cannot overflow the stack.
   error_code WalkValue(od::value& v, size_t depth, uint32_t mask) {
+    if (depth > kMaxJsonNestingDepth) return simdjson::DEPTH_ERROR;
     uint32_t here = 0, deeper = 0;
     targets_->Split(mask, depth, &here, &deeper);
     if (here & Bit(kRecords)) {
@@ -358,8 +364,6 @@ class FallbackScanner {
   }
 
  private:
-  static constexpr size_t kMaxDepth = 1024;
-
   absl::Status Error() const {
     return absl::DataLossError(absl::StrCat("malformed JSON: ", error_.empty() ? "syntax error" : error_));
   }
@@ -372,7 +376,7 @@ class FallbackScanner {
   }
 
   bool WalkValue(size_t depth, uint32_t mask) {
-    if (depth > kMaxDepth) return Fail("nesting too deep");
+    if (depth > kMaxJsonNestingDepth) return Fail(kTooDeep);
     uint32_t here = 0, deeper = 0;
     targets_->Split(mask, depth, &here, &deeper);
     if (here & Bit(kRecords)) return WalkRecords(depth, mask & ~Bit(kRecords));
@@ -718,6 +722,7 @@ absl::StatusOr<ParsedPage> JsonPageParser::Parse(std::string* body) {
     page.used_utf8_fallback = true;
   } else if (err != simdjson::SUCCESS) {
     if (len == 0) return absl::DataLossError("malformed JSON: empty body");
+    if (err == simdjson::DEPTH_ERROR) return absl::DataLossError(absl::StrCat("malformed JSON: ", kTooDeep));
     return absl::DataLossError(absl::StrCat("malformed JSON: ", simdjson::error_message(err)));
   }
   if (!captures.status.ok()) return captures.status;

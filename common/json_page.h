@@ -29,6 +29,10 @@
 
 namespace etl {
 
+// Deepest nesting of arrays/objects accepted in a page (every parser path, the UTF-8 fallback
+// included); deeper pages are DATA_LOSS errors, never a stack overflow.
+inline constexpr size_t kMaxJsonNestingDepth = 512;
+
 // Splits an RFC 6901 pointer into unescaped reference tokens. "" -> {} (the whole document).
 // INVALID_ARGUMENT when it does not start with '/' or has a '~' not followed by '0' or '1'.
 absl::StatusOr<std::vector<std::string>> ParseJsonPointer(absl::string_view pointer);
@@ -81,7 +85,7 @@ class JsonPageParser {
 
   // Parses `body` (its capacity may be grown for simdjson's padding, so views taken before the call
   // are invalidated; the returned views stay valid until `body` is modified again).
-  // DATA_LOSS for a malformed/truncated body, NOT_FOUND when records_path is absent, INVALID_ARGUMENT
+  // DATA_LOSS for a malformed/truncated body or one nested deeper than kMaxJsonNestingDepth, NOT_FOUND when records_path is absent, INVALID_ARGUMENT
   // when it points at something other than an array, an object (one record) or null (no records).
   absl::StatusOr<ParsedPage> Parse(std::string* body);
 

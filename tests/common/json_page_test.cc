@@ -182,5 +182,60 @@ TEST(JsonScalarTest, ToInt) {
   EXPECT_EQ(JsonScalarToInt({JsonScalar::Kind::kNull, ""}), std::nullopt);
 }
 
+// A page nested 100,000 deep used to overflow the walker's stack (and crash the collector again on
+// every restart, because the job resumes at start-up): it is now a page error on every path.
+std::string Nested(size_t depth, absl::string_view leaf) {
+  return std::string(depth, '[') + std::string(leaf) + std::string(depth, ']');
+}
+
+TEST(JsonPageDepthTest, HundredThousandDeepIsAPageErrorNotACrash) {
+  for (const std::string& records_path : {std::string(""), std::string("/data")}) {
+    auto parser = JsonPageParser::Create(RecordsAt(records_path));
+    ASSERT_TRUE(parser.ok());
+    std::string body = Nested(100000, "1");
+    if (!records_path.empty()) body = "{\"data\":" + body + "}";
+    auto page = (*parser)->Parse(&body);
+    ASSERT_FALSE(page.ok());
+    EXPECT_EQ(page.status().code(), absl::StatusCode::kDataLoss);
+    EXPECT_THAT(std::string(page.status().message()), ::testing::HasSubstr("nesting deeper than 512"));
+  }
+}
+
+TEST(JsonPageDepthTest, DeepObjectsAndInvalidUtf8FallbackAreRefusedToo) {
+  auto parser = JsonPageParser::Create(RecordsAt("/data"));
+  ASSERT_TRUE(parser.ok());
+  std::string objects = "{\"data\":[";
+  for (int i = 0; i < 100000; ++i) objects += "{\"a\":";
+  objects += "1";
+  for (int i = 0; i < 100000; ++i) objects += "}";
+  objects += "]}";
+  auto page = (*parser)->Parse(&objects);
+  ASSERT_FALSE(page.ok());
+  EXPECT_EQ(page.status().code(), absl::StatusCode::kDataLoss);
+
+  // Invalid UTF-8 sends the body to the fallback scanner, which has the same limit.
+  std::string bad = "{\"data\":[\"\xff\"," + Nested(100000, "1") + "]}";
+  page = (*parser)->Parse(&bad);
+  ASSERT_FALSE(page.ok());
+  EXPECT_EQ(page.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(page.status().message()), ::testing::HasSubstr("nesting deeper than 512"));
+}
+
+TEST(JsonPageDepthTest, NestingUpToTheLimitIsAccepted) {
+  auto parser = JsonPageParser::Create(RecordsAt(""));
+  ASSERT_TRUE(parser.ok());
+  // The records array is level 0, so a record may nest kMaxJsonNestingDepth - 1 more levels.
+  std::string body = "[" + Nested(kMaxJsonNestingDepth - 1, "1") + "]";
+  auto page = (*parser)->Parse(&body);
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_EQ(page->records.size(), 1u);
+  std::string bad = "[\"\xff\"," + Nested(kMaxJsonNestingDepth - 1, "1") + "]";
+  page = (*parser)->Parse(&bad);
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_TRUE(page->used_utf8_fallback);
+  std::string deeper = "[" + Nested(kMaxJsonNestingDepth + 1, "1") + "]";
+  EXPECT_FALSE((*parser)->Parse(&deeper).ok());
+}
+
 }  // namespace
 }  // namespace etl
