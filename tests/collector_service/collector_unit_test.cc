@@ -201,6 +201,13 @@ TEST(JobSpecTest, ReadsSecretFromEnvOrFileWithoutNamingTheValue) {
   EXPECT_EQ(*ReadSecret(file_auth), "file-secret");
 }
 
+// The servers of these tests are on loopback, which the SSRF guard refuses by default.
+HttpFetcherOptions LoopbackOptions() {
+  HttpFetcherOptions options;
+  options.allow_private_networks = true;
+  return options;
+}
+
 class FetcherTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -233,7 +240,7 @@ class FetcherTest : public ::testing::Test {
 };
 
 TEST_F(FetcherTest, FetchesBodyAndHeadersWithGzip) {
-  CurlHttpFetcher fetcher;
+  CurlHttpFetcher fetcher(LoopbackOptions());
   HttpRequest req;
   req.url = Url("/json");
   for (int i = 0; i < 3; ++i) {  // Handles and connections are reused across calls.
@@ -246,7 +253,7 @@ TEST_F(FetcherTest, FetchesBodyAndHeadersWithGzip) {
 }
 
 TEST_F(FetcherTest, SendsHeadersAndBasicAuth) {
-  CurlHttpFetcher fetcher;
+  CurlHttpFetcher fetcher(LoopbackOptions());
   HttpRequest req;
   req.url = Url("/headers");
   req.headers = {{"X-Custom", "v1"}};
@@ -259,7 +266,7 @@ TEST_F(FetcherTest, SendsHeadersAndBasicAuth) {
 }
 
 TEST_F(FetcherTest, OversizedBodyIsRefused) {
-  CurlHttpFetcher fetcher;
+  CurlHttpFetcher fetcher(LoopbackOptions());
   HttpRequest req;
   req.url = Url("/big");
   req.max_response_bytes = 1 << 20;
@@ -268,7 +275,7 @@ TEST_F(FetcherTest, OversizedBodyIsRefused) {
 }
 
 TEST_F(FetcherTest, ConnectionRefusedIsUnavailable) {
-  CurlHttpFetcher fetcher;
+  CurlHttpFetcher fetcher(LoopbackOptions());
   HttpRequest req;
   req.url = "http://127.0.0.1:1/x";
   EXPECT_EQ(fetcher.Fetch(req).status().code(), absl::StatusCode::kUnavailable);
