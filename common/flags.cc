@@ -12,6 +12,8 @@
 
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_split.h"
 
 namespace etl {
 
@@ -35,6 +37,23 @@ std::vector<std::string> ParseFlags(int argc, char** argv, absl::string_view usa
   for (std::string& s : storage) args.push_back(s.data());
   std::vector<char*> rest = absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
   return std::vector<std::string>(rest.begin(), rest.end());
+}
+
+std::string LoopbackByDefault(const std::string& listen) {
+  if (listen.empty()) return listen;
+  size_t colon = listen.rfind(':');
+  if (colon == std::string::npos) return "127.0.0.1:" + listen;
+  if (colon == 0) return "127.0.0.1" + listen;
+  return listen;
+}
+
+std::vector<std::string> SplitList(absl::string_view list) {
+  std::vector<std::string> out;
+  for (absl::string_view part : absl::StrSplit(list, ',')) {
+    part = absl::StripAsciiWhitespace(part);
+    if (!part.empty()) out.emplace_back(part);
+  }
+  return out;
 }
 
 std::string EnvOr(const char* name, absl::string_view fallback) {

@@ -16,6 +16,13 @@ std::vector<std::string> ParseFlags(int argc, char** argv, absl::string_view usa
 // The environment variable `name`, or `fallback` when unset or empty.
 std::string EnvOr(const char* name, absl::string_view fallback);
 
+// A listen address for a local-only endpoint (/metrics): ":9090" or "9090" become "127.0.0.1:9090";
+// an explicit host (e.g. "0.0.0.0:9090") is kept. "" stays "" (off).
+std::string LoopbackByDefault(const std::string& listen);
+
+// "a, b,,c" -> {"a", "b", "c"}: comma-separated flag values, blanks dropped.
+std::vector<std::string> SplitList(absl::string_view list);
+
 // Writes "<port>\n" to `path` atomically (rename; or straight into it when it is a FIFO), so a test
 // or script can learn the port of a port-0 bind.
 // Does nothing when `path` is empty.

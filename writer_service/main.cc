@@ -19,7 +19,16 @@ ABSL_FLAG(int64_t, flush_interval_ms, 200, "a partial batch is committed after t
 ABSL_FLAG(int32_t, writer_threads, 2, "threads (connections) committing batches; with 2, one COPYs while the other waits for its commit to flush");
 ABSL_FLAG(int32_t, max_message_bytes, 64 << 20, "largest gRPC message accepted");
 ABSL_FLAG(int64_t, max_page_bytes, 256 << 20, "largest page (all its chunks) accepted");
-ABSL_FLAG(std::string, metrics_listen, "", "Prometheus /metrics address (host:port); empty = off");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "Prometheus /metrics address: \":port\" binds loopback, host:port binds that host; empty = off");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain for gRPC TLS (with --tls-key); empty = plaintext");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert");
+ABSL_FLAG(std::string, tls_client_ca, "", "require client certificates signed by this CA (mutual TLS)");
+ABSL_FLAG(std::string, auth_token_file, "", "file with the bearer token every caller must send (needs TLS)");
+ABSL_FLAG(std::string, collector_token_file, "",
+          "file with the token identifying the collector: Write and the ledger RPCs need it (or --collector-identity)");
+ABSL_FLAG(std::string, collector_identity, "",
+          "comma-separated client-certificate names (CN/SAN) identifying the collector (needs --tls-client-ca)");
 ABSL_FLAG(std::string, port_file, "", "write the bound gRPC port here once serving");
 ABSL_FLAG(int64_t, shutdown_grace_ms, 10000, "on SIGTERM, open streams get this long to end");
 ABSL_FLAG(int64_t, drain_timeout_ms, 60000, "on SIGTERM, queued pages get this long to commit");
@@ -36,7 +45,13 @@ int main(int argc, char** argv) {
   o.listen = absl::GetFlag(FLAGS_listen);
   o.database_url = absl::GetFlag(FLAGS_database_url);
   if (o.database_url.empty()) o.database_url = etl::EnvOr("DATABASE_URL", "");
-  o.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  o.metrics_listen = etl::LoopbackByDefault(absl::GetFlag(FLAGS_metrics_listen));
+  o.security.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
+  o.security.tls_key_file = absl::GetFlag(FLAGS_tls_key);
+  o.security.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
+  o.security.auth_token_file = absl::GetFlag(FLAGS_auth_token_file);
+  o.security.peer_token_file = absl::GetFlag(FLAGS_collector_token_file);
+  o.security.peer_names = etl::SplitList(absl::GetFlag(FLAGS_collector_identity));
   o.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   o.max_page_bytes = absl::GetFlag(FLAGS_max_page_bytes);
   o.shutdown_grace = absl::Milliseconds(absl::GetFlag(FLAGS_shutdown_grace_ms));

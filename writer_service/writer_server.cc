@@ -32,8 +32,14 @@ absl::StatusOr<std::unique_ptr<WriterServer>> WriterServer::Start(WriterServerOp
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  ServerSecurityOptions security = options.security;
+  security.peer_methods = {"/etl.v1.WriterService/Write", "/etl.v1.WriterService/RegisterJob",
+                           "/etl.v1.WriterService/UpdateJob", "/etl.v1.WriterService/RecordPageFailure",
+                           "/etl.v1.WriterService/GetJobLedger", "/etl.v1.WriterService/ListJobRecords"};
+  auto credentials = BuildServerCredentials(security);
+  if (!credentials.ok()) return credentials.status();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &s->port_);
+  builder.AddListeningPort(options.listen, *credentials, &s->port_);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   // A fixed HTTP/2 window (no BDP probing) keeps each stream's receive buffers small: the queue, not
   // the transport, is where pages wait.

@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/grpc_security.h"
 #include "common/metrics_server.h"
 #include "writer_service/ledger_store.h"
 #include "writer_service/writer.h"
@@ -31,6 +32,9 @@ struct WriterServerOptions {
   absl::Duration shutdown_grace = absl::Seconds(10);  // Open streams get this long to end.
   absl::Duration drain_timeout = absl::Seconds(60);   // Then queued pages get this long to commit.
   WriterOptions writer;
+  // TLS/mTLS and caller authorization; Write and the ledger RPCs are reserved to the collector's
+  // identity whenever one is configured (see common/grpc_security.h). Default: plaintext, open.
+  ServerSecurityOptions security;
 };
 
 class WriterServer {
