@@ -90,7 +90,8 @@ const std::vector<std::string>& JobSpecFlagNames() {
       "total_count_path", "records_path", "max_pages", "start_date", "end_date", "start_param", "end_param",
       "date_format", "id_path", "max_attempts", "backoff_scale", "max_backoff", "fetch_concurrency", "timeout",
       "connect_timeout", "bearer_token_env", "bearer_token_file", "api_key_env", "api_key_file",
-      "api_key_header", "api_key_param", "basic_user", "basic_password_env", "basic_password_file"};
+      "api_key_header", "api_key_param", "basic_user", "basic_password_env", "basic_password_file",
+      "credential"};
   return *names;
 }
 
@@ -232,6 +233,9 @@ absl::StatusOr<JobSpec> BuildJobSpec(const SpecInputs& in) {
     spec.set_connect_timeout_seconds(v);
   }
 
+  // A credential declared by the operator on the collector (the way to authenticate).
+  if (has("credential")) spec.set_credential(get("credential"));
+
   // Auth: one method; the secret stays where it is, only its location travels.
   struct AuthFlags {
     const char* env;
@@ -337,6 +341,9 @@ absl::StatusOr<JobSpec> BuildJobSpec(const SpecInputs& in) {
   if (!d->start_date().empty() && !d->end_date().empty() && d->end_date() < d->start_date()) {
     return absl::InvalidArgumentError(
         absl::StrCat("--end-date ", d->end_date(), " precedes --start-date ", d->start_date()));
+  }
+  if (!spec.credential().empty() && spec.auth().type() != etl::v1::AUTH_NONE) {
+    return absl::InvalidArgumentError("--credential replaces the --bearer-token/--api-key/--basic flags: give one");
   }
   if (spec.auth().type() != etl::v1::AUTH_NONE && spec.auth().secret_env().empty() &&
       spec.auth().secret_file().empty()) {

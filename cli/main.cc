@@ -63,6 +63,8 @@ ABSL_FLAG(std::string, max_backoff, "", "run: cap in seconds of one retry delay,
 ABSL_FLAG(std::string, fetch_concurrency, "", "run: pages fetched in parallel when the page count is known (default 1)");
 ABSL_FLAG(std::string, timeout, "", "run: seconds allowed for one HTTP request (default 60)");
 ABSL_FLAG(std::string, connect_timeout, "", "run: seconds allowed to connect (default 10)");
+ABSL_FLAG(std::string, credential, "",
+          "run: NAME of a credential declared in the collector's credentials file (bound to its hosts)");
 ABSL_FLAG(std::string, bearer_token_env, "", "run: NAME of the collector's environment variable holding a bearer token");
 ABSL_FLAG(std::string, bearer_token_file, "", "run: file on the collector's host holding a bearer token");
 ABSL_FLAG(std::string, api_key_env, "", "run: NAME of the collector's environment variable holding an API key");

@@ -253,6 +253,16 @@ void CurlHttpFetcher::ReturnHandle(void* handle) {
 absl::StatusOr<HttpResponse> CurlHttpFetcher::Fetch(const HttpRequest& request) {
   const absl::Time deadline = absl::Now() + absl::Seconds(std::max(0.001, request.timeout_seconds));
   const std::string origin = Origin(request.url);
+  const bool has_credentials = !request.credential_headers.empty() || !request.basic_username.empty() ||
+                               !request.credential_query_param.empty();
+  if (has_credentials && !request.credential_hosts.empty()) {
+    auto host = UrlHost(request.url);
+    if (!host.ok() || !HostMatchesAny(*host, request.credential_hosts)) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "the job's credential may not be sent to host \"", host.ok() ? *host : std::string("?"),
+          "\" (allowed: ", absl::StrJoin(request.credential_hosts, ", "), ")"));
+    }
+  }
   std::string url = request.url;
   for (int hop = 0;; ++hop) {
     if (url.size() > options_.max_url_bytes) {

@@ -42,6 +42,10 @@ struct HttpRequest {
   std::string credential_query_param;
   std::string basic_username;  // Non-empty: HTTP basic auth with basic_password (origin only).
   std::string basic_password;
+  // Host patterns the credentials above are bound to: when set and `url`'s host matches none, the
+  // fetch fails with PERMISSION_DENIED before connecting (a next-page URL from the API pointing
+  // elsewhere cannot take the credential along).
+  std::vector<std::string> credential_hosts;
   double timeout_seconds = 60;          // Whole transfer.
   double connect_timeout_seconds = 10;  // TCP + TLS handshake.
   size_t max_response_bytes = size_t(256) << 20;  // Larger bodies fail with RESOURCE_EXHAUSTED.

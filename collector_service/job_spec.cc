@@ -216,6 +216,14 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
       return absl::InvalidArgumentError(absl::StrCat("auth header_name \"", a.header_name(), "\" is not a valid header name"));
     }
   }
+  if (!spec.credential().empty()) {
+    if (a.type() != v1::AUTH_NONE) {
+      return absl::InvalidArgumentError("credential and auth are exclusive: name the credential only");
+    }
+    if (spec.credential().size() > 128 || !IsHeaderToken(spec.credential())) {
+      return absl::InvalidArgumentError("credential must be the name of a credential of the collector");
+    }
+  }
   for (const auto& kv : spec.headers()) {
     if (!IsHeaderToken(kv.key())) {
       return absl::InvalidArgumentError(absl::StrCat("header name \"", kv.key(), "\" is not a valid header name"));
@@ -269,6 +277,22 @@ v1::JobSpec WithDefaults(const v1::JobSpec& in, int default_fetch_concurrency) {
     a->set_header_name("X-API-Key");
   }
   return spec;
+}
+
+absl::Status CheckJobCredential(const v1::JobSpec& spec, const CredentialStore* store,
+                                bool allow_spec_secret_paths) {
+  if (spec.auth().type() != v1::AUTH_NONE && !allow_spec_secret_paths) {
+    return absl::InvalidArgumentError(
+        "auth.secret_env / auth.secret_file are refused by this collector: name a credential declared "
+        "by the operator (JobSpec.credential, etlctl --credential=NAME); single-user setups can allow "
+        "them with collector_server --allow-spec-secret-paths");
+  }
+  if (spec.credential().empty()) return absl::OkStatus();
+  if (store == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("credential \"", spec.credential(),
+                                                   "\": this collector has no credentials file (--credentials)"));
+  }
+  return store->CheckAllowed(spec.credential(), spec.url());
 }
 
 absl::StatusOr<std::string> ReadSecret(const v1::Auth& auth) {

@@ -13,6 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "collector_service/credentials.h"
 #include "etl.pb.h"
 
 namespace etl {
@@ -37,6 +38,12 @@ absl::StatusOr<std::string> FormatDate(absl::string_view date, const std::string
 // The credential named by `auth` (environment variable or file, trailing newline stripped).
 // FAILED_PRECONDITION when it is missing or empty; the message names the source, never the value.
 absl::StatusOr<std::string> ReadSecret(const v1::Auth& auth);
+
+// Who may supply the job's secret: INVALID_ARGUMENT when the spec names secret paths (auth) and
+// `allow_spec_secret_paths` is false, names a credential unknown to `store` (null = no credentials
+// file) or one not bound to the url's host. Reads no secret.
+absl::Status CheckJobCredential(const v1::JobSpec& spec, const CredentialStore* store,
+                                bool allow_spec_secret_paths);
 
 // "PAGE", "CURSOR", ...
 std::string StyleName(v1::PaginationStyle style);

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "collector_service/credentials.h"
 #include "collector_service/http_fetcher.h"
+#include "collector_service/job_spec.h"
 
 namespace etl {
 namespace {
@@ -151,6 +152,58 @@ TEST_F(CredentialStoreTest, ReloadSwapsEntriesAndKeepsThemOnABadFile) {
   EXPECT_THAT((*store)->Names(), ElementsAre("b"));
   EXPECT_EQ(CredentialStore::Load("/nonexistent/credentials.json").status().code(),
             absl::StatusCode::kFailedPrecondition);
+}
+
+// ---- Job specs name credentials, not paths ----
+
+v1::JobSpec SpecFor(const std::string& url) {
+  v1::JobSpec spec;
+  spec.set_cliente_id("c1");
+  spec.set_rota("r1");
+  spec.set_url(url);
+  spec.mutable_pagination()->set_style(v1::NONE);
+  return spec;
+}
+
+TEST(JobCredentialTest, SpecSecretPathsAreRefusedUnlessAllowed) {
+  // The attack of the report: any caller pointing the collector's environment at its own listener.
+  v1::JobSpec spec = SpecFor("https://attacker.example.net/collect");
+  spec.mutable_auth()->set_type(v1::BEARER);
+  spec.mutable_auth()->set_secret_env("PGUSER");
+  ASSERT_TRUE(ValidateJobSpec(spec).ok());
+  absl::Status s = CheckJobCredential(spec, nullptr, /*allow_spec_secret_paths=*/false);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("--allow-spec-secret-paths"));
+  spec.mutable_auth()->clear_secret_env();
+  spec.mutable_auth()->set_secret_file("/var/run/secrets/kubernetes.io/serviceaccount/token");
+  EXPECT_EQ(CheckJobCredential(spec, nullptr, false).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(CheckJobCredential(spec, nullptr, true).ok());  // Explicit single-user opt-in.
+}
+
+TEST(JobCredentialTest, NamedCredentialMustBeDeclaredAndBoundToTheUrlHost) {
+  std::map<std::string, CredentialDef> defs;
+  CredentialDef def;
+  def.env = "SECURITY_TEST_TOKEN";
+  def.hosts = {"api.example.com"};
+  defs["pedidos_api"] = def;
+  auto store = CredentialStore::FromDefs(defs);
+  v1::JobSpec spec = SpecFor("https://api.example.com/v1/pedidos");
+  spec.set_credential("pedidos_api");
+  ASSERT_TRUE(ValidateJobSpec(spec).ok());
+  EXPECT_TRUE(CheckJobCredential(spec, store.get(), false).ok());
+  spec.set_url("https://attacker.example.net/collect");
+  absl::Status s = CheckJobCredential(spec, store.get(), false);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("may not be sent to host \"attacker.example.net\""));
+  spec.set_credential("unknown");
+  EXPECT_EQ(CheckJobCredential(spec, store.get(), false).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(CheckJobCredential(spec, nullptr, false).code(), absl::StatusCode::kInvalidArgument);
+  spec.set_credential("a b\n");
+  EXPECT_EQ(ValidateJobSpec(spec).code(), absl::StatusCode::kInvalidArgument);
+  spec.set_credential("pedidos_api");
+  spec.mutable_auth()->set_type(v1::BEARER);
+  spec.mutable_auth()->set_secret_env("X");
+  EXPECT_EQ(ValidateJobSpec(spec).code(), absl::StatusCode::kInvalidArgument);
 }
 
 // ---- SSRF guard ----
@@ -334,6 +387,22 @@ TEST_F(GuardedFetchTest, RedirectsCarryCredentialsOnlyToTheSameOrigin) {
   auto resp = fetcher.Fetch(basic);
   ASSERT_TRUE(resp.ok());
   EXPECT_THAT(resp->body, HasSubstr("auth=|"));
+}
+
+TEST_F(GuardedFetchTest, CredentialsBoundToHostsAreNeverSentElsewhere) {
+  CurlHttpFetcher fetcher(Open());
+  HttpRequest req;
+  req.url = Url("localhost", "/headers");  // E.g. a next-page URL taken from the API's body.
+  req.credential_headers = {{"Authorization", "Bearer s3cr3t-token"}};
+  req.credential_hosts = {"127.0.0.1"};
+  auto resp = fetcher.Fetch(req);
+  EXPECT_EQ(resp.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(std::string(resp.status().message()), HasSubstr("may not be sent to host \"localhost\""));
+  EXPECT_EQ(hits_.load(), 0);
+  req.url = Url("127.0.0.1", "/headers");
+  resp = fetcher.Fetch(req);
+  ASSERT_TRUE(resp.ok());
+  EXPECT_THAT(resp->body, HasSubstr("auth=Bearer s3cr3t-token"));
 }
 
 TEST_F(GuardedFetchTest, RedirectLoopsAreBounded) {
