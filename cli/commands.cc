@@ -43,10 +43,13 @@ const char* CodeName(grpc::StatusCode code) {
   }
 }
 
-std::shared_ptr<grpc::Channel> Channel(const std::string& address) {
+// main checked ctx.security (CheckChannelSecurity) before any command runs.
+std::shared_ptr<grpc::Channel> Channel(const CommandContext& ctx, const std::string& address) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  auto channel = CreateSecureChannel(address, ctx.security, args);
+  if (!channel.ok()) return grpc::CreateCustomChannel("unix:/nonexistent", grpc::InsecureChannelCredentials(), args);
+  return *channel;
 }
 
 void Prepare(const CommandContext& ctx, grpc::ClientContext* cc, bool deadline) {
@@ -173,7 +176,7 @@ int FollowAndReport(const CommandContext& ctx, CollectorService::Stub* stub, con
 }  // namespace
 
 int RunJob(const CommandContext& ctx, const etl::v1::JobSpec& spec, bool detach) {
-  auto stub = CollectorService::NewStub(Channel(ctx.collector));
+  auto stub = CollectorService::NewStub(Channel(ctx, ctx.collector));
   grpc::ClientContext cc;
   Prepare(ctx, &cc, true);
   Job job;
@@ -189,12 +192,12 @@ int RunJob(const CommandContext& ctx, const etl::v1::JobSpec& spec, bool detach)
 }
 
 int WatchJob(const CommandContext& ctx, const std::string& job_id) {
-  auto stub = CollectorService::NewStub(Channel(ctx.collector));
+  auto stub = CollectorService::NewStub(Channel(ctx, ctx.collector));
   return FollowAndReport(ctx, stub.get(), job_id);
 }
 
 int ShowJob(const CommandContext& ctx, const std::string& job_id) {
-  auto stub = CollectorService::NewStub(Channel(ctx.collector));
+  auto stub = CollectorService::NewStub(Channel(ctx, ctx.collector));
   Job job;
   if (!CallJobRpc(ctx, stub.get(), &CollectorService::Stub::GetJob, "GetJob", job_id, &job)) return 1;
   *ctx.out << (ctx.json ? ToJson(job) : FormatJobDetails(job)) << std::flush;
@@ -202,7 +205,7 @@ int ShowJob(const CommandContext& ctx, const std::string& job_id) {
 }
 
 int ListJobs(const CommandContext& ctx, bool unfinished_only, int limit) {
-  auto stub = CollectorService::NewStub(Channel(ctx.collector));
+  auto stub = CollectorService::NewStub(Channel(ctx, ctx.collector));
   grpc::ClientContext cc;
   Prepare(ctx, &cc, true);
   etl::v1::ListJobsRequest req;
@@ -216,7 +219,7 @@ int ListJobs(const CommandContext& ctx, bool unfinished_only, int limit) {
 }
 
 int CancelJob(const CommandContext& ctx, const std::string& job_id) {
-  auto stub = CollectorService::NewStub(Channel(ctx.collector));
+  auto stub = CollectorService::NewStub(Channel(ctx, ctx.collector));
   Job job;
   if (!CallJobRpc(ctx, stub.get(), &CollectorService::Stub::CancelJob, "CancelJob", job_id, &job)) return 1;
   PrintJob(ctx, job,
@@ -226,7 +229,7 @@ int CancelJob(const CommandContext& ctx, const std::string& job_id) {
 }
 
 int WriterStatus(const CommandContext& ctx) {
-  auto stub = WriterService::NewStub(Channel(ctx.writer));
+  auto stub = WriterService::NewStub(Channel(ctx, ctx.writer));
   grpc::ClientContext cc;
   Prepare(ctx, &cc, true);
   etl::v1::WriterStatus status;

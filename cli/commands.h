@@ -11,6 +11,7 @@
 #include <ostream>
 #include <string>
 
+#include "common/grpc_security.h"
 #include "etl.pb.h"
 
 namespace etl::cli {
@@ -25,6 +26,7 @@ struct CommandContext {
   bool live = false;                          // Redraw one progress line with \r (stderr is a TTY).
   std::string request_id;                     // Sent as x-request-id metadata; empty = none.
   int watch_reconnects = 30;                  // Times a broken WatchJob stream is re-opened.
+  ChannelSecurityOptions security;            // TLS, client certificate, token (default plaintext).
   std::ostream* out = nullptr;                // Results.
   std::ostream* err = nullptr;                // Progress and errors.
 };

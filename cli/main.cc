@@ -24,6 +24,11 @@ ABSL_FLAG(double, rpc_timeout, 30, "deadline in seconds of each unary RPC");
 ABSL_FLAG(bool, json, false, "print results as proto3 JSON");
 ABSL_FLAG(bool, plain, false, "one progress line per update even on a terminal (default: redraw with \\r on a TTY)");
 ABSL_FLAG(std::string, request_id, "", "x-request-id sent with every RPC (default: a random id)");
+ABSL_FLAG(std::string, tls_ca, "", "TLS: CA certificate (PEM) the servers' certificates must chain to; empty = plaintext");
+ABSL_FLAG(std::string, tls_cert, "", "TLS: client certificate (PEM) for servers that require one");
+ABSL_FLAG(std::string, tls_key, "", "TLS: private key of --tls-cert");
+ABSL_FLAG(std::string, tls_server_name, "", "TLS: name expected in the server certificate when the address differs");
+ABSL_FLAG(std::string, token_file, "", "file with the bearer token the servers require (env ETL_TOKEN_FILE)");
 // run
 ABSL_FLAG(std::string, spec, "", "run: JobSpec file in proto3 JSON; flags given on the command line override it");
 ABSL_FLAG(bool, detach, false, "run: print the job id and return at once instead of following the job");
@@ -140,6 +145,15 @@ int main(int argc, char** argv) {
   if (ctx.request_id.empty()) ctx.request_id = RandomRequestId();
   ctx.out = &std::cout;
   ctx.err = &std::cerr;
+  ctx.security.tls_ca_file = absl::GetFlag(FLAGS_tls_ca);
+  ctx.security.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
+  ctx.security.tls_key_file = absl::GetFlag(FLAGS_tls_key);
+  ctx.security.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
+  ctx.security.token_file = absl::GetFlag(FLAGS_token_file);
+  if (ctx.security.token_file.empty()) ctx.security.token_file = etl::EnvOr("ETL_TOKEN_FILE", "");
+  if (auto checked = etl::CreateSecureChannel("localhost:1", ctx.security); !checked.ok()) {
+    return Usage(std::string(checked.status().message()));
+  }
 
   auto job_arg = [&](std::string* id) {
     if (positional.size() != 3) return false;
