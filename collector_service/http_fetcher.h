@@ -48,7 +48,7 @@ struct HttpRequest {
   std::vector<std::string> credential_hosts;
   double timeout_seconds = 60;          // Whole transfer.
   double connect_timeout_seconds = 10;  // TCP + TLS handshake.
-  size_t max_response_bytes = size_t(256) << 20;  // Larger bodies fail with RESOURCE_EXHAUSTED.
+  size_t max_response_bytes = size_t(8) << 20;  // Decompressed; larger bodies: RESOURCE_EXHAUSTED.
   // When set and true, an ongoing transfer is aborted (CANCELLED).
   const std::atomic<bool>* cancelled = nullptr;
 };

@@ -12,7 +12,8 @@ ABSL_FLAG(std::string, writer, "", "writer_service address (env ETL_WRITER; defa
 ABSL_FLAG(int32_t, max_concurrent_jobs, 8, "jobs fetching at once; others wait PENDING");
 ABSL_FLAG(int32_t, fetch_concurrency, 4, "default parallel page fetches per job when the page count is known");
 ABSL_FLAG(int64_t, max_message_bytes, 1 << 20, "record bytes per RecordBatch message before a page is chunked");
-ABSL_FLAG(int64_t, max_response_bytes, int64_t(256) << 20, "largest API response body accepted");
+ABSL_FLAG(int64_t, max_response_bytes, int64_t(8) << 20,
+          "largest API response body accepted, counted after decompression (a page being parsed takes about 6x this)");
 ABSL_FLAG(int64_t, max_buffered_bytes, int64_t(16) << 20,
           "fetched record bytes per job held before fetchers wait (at least one page is always admitted)");
 ABSL_FLAG(bool, resume, true, "resume the writer's unfinished jobs at start-up");

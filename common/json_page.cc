@@ -152,6 +152,15 @@ struct Captures {
   JsonScalar current_id;
   bool captured[kTargetCount] = {false, false, false, false, false, false};
   absl::Status status;  // Non-JSON problems found while walking (e.g. records not an array).
+  size_t max_records = 0;
+  bool too_many_records = false;  // Stops both walkers; reported before any JSON error.
+
+  // False (and the walk stops) once the page holds max_records records.
+  bool Admit() {
+    if (page->records.size() < max_records) return true;
+    too_many_records = true;
+    return false;
+  }
 
   JsonScalar* Slot(int t) {
     switch (t) {
@@ -316,6 +325,7 @@ class SimdWalker {
       record = TrimRight(start, start + token.size());
       SJ_TRY(WalkValue(v, depth, mask));
     }
+    if (!captures_->Admit()) return simdjson::CAPACITY;
     captures_->page->records.push_back(record);
     if (want_id) {
       const JsonScalar& id = captures_->current_id;
@@ -525,6 +535,7 @@ class FallbackScanner {
     }
     const char* start = p_;
     if (!WalkValue(depth, mask)) return false;
+    if (!captures_->Admit()) return Fail("too many records");
     captures_->page->records.push_back(absl::string_view(start, size_t(p_ - start)));
     if (want_id) {
       const JsonScalar& id = captures_->current_id;
@@ -640,6 +651,7 @@ class FallbackScanner {
 struct JsonPageParser::Impl {
   Targets targets;
   std::string records_path;
+  size_t max_records = 0;
   od::parser parser;
 };
 
@@ -649,6 +661,7 @@ JsonPageParser::~JsonPageParser() = default;
 absl::StatusOr<std::unique_ptr<JsonPageParser>> JsonPageParser::Create(const PageParseOptions& options) {
   auto impl = std::make_unique<Impl>();
   impl->records_path = options.records_path;
+  impl->max_records = options.max_records;
   struct {
     int target;
     const std::string* pointer;
@@ -680,7 +693,12 @@ absl::StatusOr<ParsedPage> JsonPageParser::Parse(std::string* body) {
   ParsedPage page;
   Captures captures;
   captures.page = &page;
+  captures.max_records = impl_->max_records;
   Targets& targets = impl_->targets;
+  auto too_many = [&] {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the page has more than ", impl_->max_records, " records (the per-page limit)"));
+  };
   const size_t len = body->size();
   if (body->capacity() < len + simdjson::SIMDJSON_PADDING) body->reserve(len + simdjson::SIMDJSON_PADDING);
   const char* data = body->data();
@@ -711,13 +729,16 @@ absl::StatusOr<ParsedPage> JsonPageParser::Parse(std::string* body) {
       }
     }
   }
+  if (captures.too_many_records) return too_many();
   if (err == simdjson::UTF8_ERROR) {
     // Invalid UTF-8 somewhere in the body: extract the records anyway so only the bad ones are lost.
     page = ParsedPage();
     captures = Captures();
     captures.page = &page;
+    captures.max_records = impl_->max_records;
     FallbackScanner scanner(&targets, &captures, absl::string_view(data, len));
     absl::Status s = scanner.ScanDocument();
+    if (captures.too_many_records) return too_many();
     if (!s.ok()) return s;
     page.used_utf8_fallback = true;
   } else if (err != simdjson::SUCCESS) {

@@ -56,6 +56,9 @@ struct PageParseOptions {
   std::string next_url_path;                 // Next page URL.
   std::string total_pages_path;              // Total number of pages.
   std::string total_count_path;              // Total number of records.
+  // Most records accepted in one page: each costs a view (16 bytes) besides its text, so a body of
+  // "[1,1,1,...]" must not turn into gigabytes. More is RESOURCE_EXHAUSTED.
+  size_t max_records = 1000000;
 };
 
 struct ParsedPage {
@@ -85,7 +88,8 @@ class JsonPageParser {
 
   // Parses `body` (its capacity may be grown for simdjson's padding, so views taken before the call
   // are invalidated; the returned views stay valid until `body` is modified again).
-  // DATA_LOSS for a malformed/truncated body or one nested deeper than kMaxJsonNestingDepth, NOT_FOUND when records_path is absent, INVALID_ARGUMENT
+  // DATA_LOSS for a malformed/truncated body or one nested deeper than kMaxJsonNestingDepth,
+  // RESOURCE_EXHAUSTED for more than max_records records, NOT_FOUND when records_path is absent, INVALID_ARGUMENT
   // when it points at something other than an array, an object (one record) or null (no records).
   absl::StatusOr<ParsedPage> Parse(std::string* body);
 

@@ -237,5 +237,27 @@ TEST(JsonPageDepthTest, NestingUpToTheLimitIsAccepted) {
   EXPECT_FALSE((*parser)->Parse(&deeper).ok());
 }
 
+TEST(JsonPageLimitsTest, RecordsPerPageAreCapped) {
+  PageParseOptions options = RecordsAt("");
+  options.max_records = 1000;
+  auto parser = JsonPageParser::Create(options);
+  ASSERT_TRUE(parser.ok());
+  std::string at_limit = "[";
+  for (int i = 0; i < 1000; ++i) at_limit += i ? ",1" : "1";
+  at_limit += "]";
+  auto page = (*parser)->Parse(&at_limit);
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_EQ(page->records.size(), 1000u);
+  for (const std::string& bad_byte : {std::string(""), std::string("\"\xff\",")}) {
+    std::string over = "[" + bad_byte + "1";
+    for (int i = 0; i < 5000; ++i) over += ",1";
+    over += "]";
+    page = (*parser)->Parse(&over);
+    ASSERT_FALSE(page.ok());
+    EXPECT_EQ(page.status().code(), absl::StatusCode::kResourceExhausted) << page.status();
+    EXPECT_THAT(std::string(page.status().message()), ::testing::HasSubstr("more than 1000 records"));
+  }
+}
+
 }  // namespace
 }  // namespace etl
