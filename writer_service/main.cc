@@ -1,4 +1,5 @@
 // writer_server: receives pages of records over gRPC and commits them into PostgreSQL.
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 
@@ -21,6 +22,7 @@ ABSL_FLAG(int32_t, max_message_bytes, 64 << 20, "largest gRPC message accepted")
 ABSL_FLAG(int64_t, max_page_bytes, 256 << 20, "largest page (all its chunks) accepted");
 ABSL_FLAG(std::string, metrics_listen, "",
           "Prometheus /metrics address: \":port\" binds loopback, host:port binds that host; empty = off");
+ABSL_FLAG(int32_t, max_streams_per_connection, 64, "concurrent RPC streams one client connection may open");
 ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain for gRPC TLS (with --tls-key); empty = plaintext");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert");
 ABSL_FLAG(std::string, tls_client_ca, "", "require client certificates signed by this CA (mutual TLS)");
@@ -46,6 +48,7 @@ int main(int argc, char** argv) {
   o.database_url = absl::GetFlag(FLAGS_database_url);
   if (o.database_url.empty()) o.database_url = etl::EnvOr("DATABASE_URL", "");
   o.metrics_listen = etl::LoopbackByDefault(absl::GetFlag(FLAGS_metrics_listen));
+  o.max_streams_per_connection = std::max(1, absl::GetFlag(FLAGS_max_streams_per_connection));
   o.security.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
   o.security.tls_key_file = absl::GetFlag(FLAGS_tls_key);
   o.security.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);

@@ -41,6 +41,7 @@ absl::StatusOr<std::unique_ptr<WriterServer>> WriterServer::Start(WriterServerOp
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen, *credentials, &s->port_);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, options.max_streams_per_connection);
   // A fixed HTTP/2 window (no BDP probing) keeps each stream's receive buffers small: the queue, not
   // the transport, is where pages wait.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);

@@ -35,6 +35,7 @@ struct WriterServerOptions {
   // TLS/mTLS and caller authorization; Write and the ledger RPCs are reserved to the collector's
   // identity whenever one is configured (see common/grpc_security.h). Default: plaintext, open.
   ServerSecurityOptions security;
+  int max_streams_per_connection = 64;  // HTTP/2 concurrent streams one client connection may open.
 };
 
 class WriterServer {
