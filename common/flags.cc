@@ -98,11 +98,20 @@ void TuneAllocatorForFlatMemory() {
 
 void BlockTerminationSignals() {
   sigset_t set = TerminationSet();
+  sigaddset(&set, SIGHUP);  // Never kills a service; the collector waits for it to reload.
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
 int WaitForTerminationSignal() {
   sigset_t set = TerminationSet();
+  int sig = 0;
+  sigwait(&set, &sig);
+  return sig;
+}
+
+int WaitForTerminationOrReloadSignal() {
+  sigset_t set = TerminationSet();
+  sigaddset(&set, SIGHUP);
   int sig = 0;
   sigwait(&set, &sig);
   return sig;

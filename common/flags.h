@@ -35,11 +35,13 @@ void WritePortFile(const std::string& path, int port);
 // Call first thing in main. No-op on other C libraries.
 void TuneAllocatorForFlatMemory();
 
-// Blocks SIGTERM and SIGINT in the calling thread (call first in main, before any thread starts, so
-// every thread inherits the mask) ...
+// Blocks SIGTERM, SIGINT and SIGHUP in the calling thread (call first in main, before any thread
+// starts, so every thread inherits the mask) ...
 void BlockTerminationSignals();
-// ... then waits for one of them and returns its number.
+// ... then waits for SIGTERM or SIGINT and returns its number (SIGHUP stays pending, harmless) ...
 int WaitForTerminationSignal();
+// ... or for SIGTERM, SIGINT or SIGHUP (reload), returning which.
+int WaitForTerminationOrReloadSignal();
 
 }  // namespace etl
 
