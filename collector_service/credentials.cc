@@ -1,13 +1,12 @@
 #include "collector_service/credentials.h"
 
 #include <curl/curl.h>
+#include <simdjson.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
-
-#include <simdjson.h>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -48,8 +47,8 @@ bool IsHeaderToken(absl::string_view s) {
   return true;
 }
 
-// Host names: labels of [a-z0-9-_]; IPv4 literals fit; IPv6 literals are hex digits and ':' ('.' for
-// an embedded IPv4).
+// Host names: labels of [a-z0-9-_]; IPv4 literals fit; IPv6 literals are hex digits and ':' ('.'
+// for an embedded IPv4).
 bool IsHostText(absl::string_view s) {
   if (s.empty() || s.size() > 253) return false;
   for (char c : s) {
@@ -76,14 +75,15 @@ absl::Status ValidateHostPattern(absl::string_view pattern) {
   if (absl::StartsWith(p, "*.")) {
     absl::string_view domain = absl::string_view(p).substr(2);
     if (!IsHostText(domain) || !absl::StrContains(domain, '.')) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "host pattern \"", pattern, "\" is too broad or malformed: use *.example.com (two labels or more)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("host pattern \"", pattern,
+                       "\" is too broad or malformed: use *.example.com (two labels or more)"));
     }
     return absl::OkStatus();
   }
   if (!IsHostText(p)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("host pattern \"", pattern, "\" must be a host name, an IP address or *.domain"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "host pattern \"", pattern, "\" must be a host name, an IP address or *.domain"));
   }
   return absl::OkStatus();
 }
@@ -131,11 +131,13 @@ absl::StatusOr<std::map<std::string, CredentialDef>> ParseCredentialsFile(absl::
   simdjson::dom::element root;
   simdjson::padded_string padded(json.data(), json.size());
   if (auto err = parser.parse(padded).get(root); err) {
-    return absl::InvalidArgumentError(absl::StrCat("credentials: not valid JSON: ", simdjson::error_message(err)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("credentials: not valid JSON: ", simdjson::error_message(err)));
   }
   simdjson::dom::object entries;
   if (root.get_object().get(entries)) {
-    return absl::InvalidArgumentError("credentials: the file must be a JSON object of name -> credential");
+    return absl::InvalidArgumentError(
+        "credentials: the file must be a JSON object of name -> credential");
   }
   std::map<std::string, CredentialDef> out;
   for (auto [key, value] : entries) {
@@ -209,12 +211,14 @@ absl::StatusOr<std::map<std::string, CredentialDef>> ParseCredentialsFile(absl::
       return Field(name, "hosts must list the hosts it may be sent to");
     }
     if (def.kind == CredentialKind::kApiKey) {
-      if (!def.header.empty() && !def.param.empty()) return Field(name, "api_key takes header or param, not both");
+      if (!def.header.empty() && !def.param.empty())
+        return Field(name, "api_key takes header or param, not both");
       if (def.header.empty() && def.param.empty()) def.header = "X-API-Key";
     } else if (!def.header.empty() || !def.param.empty()) {
       return Field(name, "header and param are for type api_key");
     }
-    if (def.kind == CredentialKind::kBasic && def.username.empty()) return Field(name, "basic needs a username");
+    if (def.kind == CredentialKind::kBasic && def.username.empty())
+      return Field(name, "basic needs a username");
     if (def.kind != CredentialKind::kBasic && !def.username.empty()) {
       return Field(name, "username is for type basic");
     }
@@ -229,21 +233,25 @@ absl::StatusOr<std::string> ReadSecretFrom(absl::string_view what, const std::st
   if (!env.empty()) {
     const char* v = std::getenv(env.c_str());
     if (v == nullptr || *v == '\0') {
-      return absl::FailedPreconditionError(
-          absl::StrCat(what, ": environment variable ", env, " is not set (or empty) in the collector"));
+      return absl::FailedPreconditionError(absl::StrCat(what, ": environment variable ", env,
+                                                        " is not set (or empty) in the collector"));
     }
     secret = v;
   } else {
     std::ifstream in(file, std::ios::binary);
-    if (!in) return absl::FailedPreconditionError(absl::StrCat(what, ": cannot read its secret file ", file));
+    if (!in)
+      return absl::FailedPreconditionError(
+          absl::StrCat(what, ": cannot read its secret file ", file));
     std::ostringstream ss;
     ss << in.rdbuf();
     secret = ss.str();
     while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
-    if (secret.empty()) return absl::FailedPreconditionError(absl::StrCat(what, ": secret file ", file, " is empty"));
+    if (secret.empty())
+      return absl::FailedPreconditionError(absl::StrCat(what, ": secret file ", file, " is empty"));
   }
   if (secret.find_first_of(std::string("\r\n\0", 3)) != std::string::npos) {
-    return absl::FailedPreconditionError(absl::StrCat(what, ": the secret contains a line break or NUL byte"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(what, ": the secret contains a line break or NUL byte"));
   }
   return secret;
 }
@@ -254,7 +262,8 @@ absl::StatusOr<std::unique_ptr<CredentialStore>> CredentialStore::Load(const std
   return store;
 }
 
-std::unique_ptr<CredentialStore> CredentialStore::FromDefs(std::map<std::string, CredentialDef> defs) {
+std::unique_ptr<CredentialStore> CredentialStore::FromDefs(
+    std::map<std::string, CredentialDef> defs) {
   return std::unique_ptr<CredentialStore>(new CredentialStore("", std::move(defs)));
 }
 
@@ -279,22 +288,24 @@ std::vector<std::string> CredentialStore::Names() const {
   return names;
 }
 
-absl::StatusOr<CredentialDef> CredentialStore::Find(const std::string& name, const std::string& url) const {
+absl::StatusOr<CredentialDef> CredentialStore::Find(const std::string& name,
+                                                    const std::string& url) const {
   CredentialDef def;
   {
     absl::MutexLock l(&mu_);
     auto it = defs_.find(name);
     if (it == defs_.end()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "credential \"", absl::CHexEscape(name.substr(0, kMaxNameBytes)),
-          "\" is not declared in the collector's credentials file"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("credential \"", absl::CHexEscape(name.substr(0, kMaxNameBytes)),
+                       "\" is not declared in the collector's credentials file"));
     }
     def = it->second;
   }
   ASSIGN_OR_RETURN(std::string host, UrlHost(url));
   if (!HostMatchesAny(host, def.hosts)) {
-    return absl::InvalidArgumentError(absl::StrCat("credential \"", name, "\" may not be sent to host \"", host,
-                                                   "\" (allowed: ", absl::StrJoin(def.hosts, ", "), ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("credential \"", name, "\" may not be sent to host \"", host,
+                     "\" (allowed: ", absl::StrJoin(def.hosts, ", "), ")"));
   }
   return def;
 }
@@ -303,9 +314,11 @@ absl::Status CredentialStore::CheckAllowed(const std::string& name, const std::s
   return Find(name, url).status();
 }
 
-absl::StatusOr<ResolvedCredential> CredentialStore::Resolve(const std::string& name, const std::string& url) const {
+absl::StatusOr<ResolvedCredential> CredentialStore::Resolve(const std::string& name,
+                                                            const std::string& url) const {
   ASSIGN_OR_RETURN(CredentialDef def, Find(name, url));
-  ASSIGN_OR_RETURN(std::string secret, ReadSecretFrom(absl::StrCat("credential \"", name, "\""), def.env, def.file));
+  ASSIGN_OR_RETURN(std::string secret,
+                   ReadSecretFrom(absl::StrCat("credential \"", name, "\""), def.env, def.file));
   ResolvedCredential out;
   out.hosts = def.hosts;
   switch (def.kind) {

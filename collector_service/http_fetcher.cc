@@ -70,8 +70,10 @@ size_t WriteBody(char* data, size_t size, size_t nmemb, void* user) {
     // instead of letting append double it, which leaves up to half of it unused while the page
     // waits to be sent.
     curl_off_t length = -1;
-    if (t->curl != nullptr && curl_easy_getinfo(t->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length) == CURLE_OK &&
-        length > 0 && size_t(length) <= t->max_bytes && size_t(length) + kParsePadding > body.capacity()) {
+    if (t->curl != nullptr &&
+        curl_easy_getinfo(t->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length) == CURLE_OK &&
+        length > 0 && size_t(length) <= t->max_bytes &&
+        size_t(length) + kParsePadding > body.capacity()) {
       body.reserve(size_t(length) + kParsePadding);
     }
   }
@@ -91,7 +93,8 @@ size_t WriteHeader(char* data, size_t size, size_t nmemb, void* user) {
     return n;
   }
   t->header_bytes += n;
-  if (++t->header_count > t->options->max_header_count || t->header_bytes > t->options->max_header_bytes) {
+  if (++t->header_count > t->options->max_header_count ||
+      t->header_bytes > t->options->max_header_bytes) {
     t->headers_too_large = true;
     return 0;  // Aborts the transfer.
   }
@@ -110,14 +113,18 @@ curl_socket_t OpenSocket(void* user, curlsocktype purpose, struct curl_sockaddr*
   if (!t->options->allow_private_networks && purpose == CURLSOCKTYPE_IPCXN) {
     char text[INET6_ADDRSTRLEN] = {0};
     if (address->family == AF_INET) {
-      inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&address->addr)->sin_addr, text, sizeof(text));
+      inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&address->addr)->sin_addr, text,
+                sizeof(text));
     } else if (address->family == AF_INET6) {
-      inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&address->addr)->sin6_addr, text, sizeof(text));
+      inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&address->addr)->sin6_addr, text,
+                sizeof(text));
     }
     std::string kind = (address->family == AF_INET || address->family == AF_INET6)
-                           ? InternalAddressKind(text) : std::string("non-IP");
+                           ? InternalAddressKind(text)
+                           : std::string("non-IP");
     const auto& exceptions = t->options->allowed_private_addresses;
-    if (!kind.empty() && std::find(exceptions.begin(), exceptions.end(), text) == exceptions.end()) {
+    if (!kind.empty() &&
+        std::find(exceptions.begin(), exceptions.end(), text) == exceptions.end()) {
       t->refused_address = text;
       t->refused_kind = kind;
       return CURL_SOCKET_BAD;
@@ -137,7 +144,8 @@ std::string Origin(const std::string& url) {
     curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
     curl_url_get(u, CURLUPART_HOST, &host, 0);
     curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT);
-    if (scheme && host && port) out = absl::AsciiStrToLower(absl::StrCat(scheme, "://", host, ":", port));
+    if (scheme && host && port)
+      out = absl::AsciiStrToLower(absl::StrCat(scheme, "://", host, ":", port));
     curl_free(scheme);
     curl_free(host);
     curl_free(port);
@@ -147,7 +155,8 @@ std::string Origin(const std::string& url) {
 }
 
 bool IsAlwaysCredential(absl::string_view header) {
-  return absl::EqualsIgnoreCase(header, "Authorization") || absl::EqualsIgnoreCase(header, "Cookie") ||
+  return absl::EqualsIgnoreCase(header, "Authorization") ||
+         absl::EqualsIgnoreCase(header, "Cookie") ||
          absl::EqualsIgnoreCase(header, "Proxy-Authorization");
 }
 
@@ -253,7 +262,8 @@ void CurlHttpFetcher::ReturnHandle(void* handle) {
 absl::StatusOr<HttpResponse> CurlHttpFetcher::Fetch(const HttpRequest& request) {
   const absl::Time deadline = absl::Now() + absl::Seconds(std::max(0.001, request.timeout_seconds));
   const std::string origin = Origin(request.url);
-  const bool has_credentials = !request.credential_headers.empty() || !request.basic_username.empty() ||
+  const bool has_credentials = !request.credential_headers.empty() ||
+                               !request.basic_username.empty() ||
                                !request.credential_query_param.empty();
   if (has_credentials && !request.credential_hosts.empty()) {
     auto host = UrlHost(request.url);
@@ -266,24 +276,27 @@ absl::StatusOr<HttpResponse> CurlHttpFetcher::Fetch(const HttpRequest& request) 
   std::string url = request.url;
   for (int hop = 0;; ++hop) {
     if (url.size() > options_.max_url_bytes) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("URL of ", url.size(), " bytes exceeds the limit of ", options_.max_url_bytes));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "URL of ", url.size(), " bytes exceeds the limit of ", options_.max_url_bytes));
     }
     auto host = UrlHost(url);
     if (!host.ok()) return absl::InvalidArgumentError("bad URL: no host");
     if (!options_.allowed_hosts.empty() && !HostMatchesAny(*host, options_.allowed_hosts)) {
-      return absl::PermissionDeniedError(absl::StrCat(
-          hop == 0 ? "host \"" : "redirect to host \"", *host,
-          "\" is not in the collector's allowed hosts (--allowed-hosts)"));
+      return absl::PermissionDeniedError(
+          absl::StrCat(hop == 0 ? "host \"" : "redirect to host \"", *host,
+                       "\" is not in the collector's allowed hosts (--allowed-hosts)"));
     }
     const bool same_origin = !origin.empty() && Origin(url) == origin;
     const double remaining = absl::ToDoubleSeconds(deadline - absl::Now());
-    if (remaining <= 0) return absl::DeadlineExceededError("timeout: redirects took the whole time budget");
+    if (remaining <= 0)
+      return absl::DeadlineExceededError("timeout: redirects took the whole time budget");
     std::string redirect;
-    absl::StatusOr<HttpResponse> response = FetchOnce(request, url, same_origin, remaining, &redirect);
+    absl::StatusOr<HttpResponse> response =
+        FetchOnce(request, url, same_origin, remaining, &redirect);
     if (!response.ok() || redirect.empty()) return response;
     if (hop >= options_.max_redirects) {
-      return absl::ResourceExhaustedError(absl::StrCat("more than ", options_.max_redirects, " redirects"));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("more than ", options_.max_redirects, " redirects"));
     }
     url = std::move(redirect);
     // A credential in the query string stays with its origin.
@@ -293,8 +306,9 @@ absl::StatusOr<HttpResponse> CurlHttpFetcher::Fetch(const HttpRequest& request) 
   }
 }
 
-absl::StatusOr<HttpResponse> CurlHttpFetcher::FetchOnce(const HttpRequest& request, const std::string& url,
-                                                        bool same_origin, double timeout_seconds,
+absl::StatusOr<HttpResponse> CurlHttpFetcher::FetchOnce(const HttpRequest& request,
+                                                        const std::string& url, bool same_origin,
+                                                        double timeout_seconds,
                                                         std::string* redirect) {
   CURL* curl = static_cast<CURL*>(TakeHandle());
   if (curl == nullptr) return absl::ResourceExhaustedError("curl_easy_init failed");
@@ -328,7 +342,8 @@ absl::StatusOr<HttpResponse> CurlHttpFetcher::FetchOnce(const HttpRequest& reque
   curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   // Redirects are followed by Fetch, hop by hop, so each hop is checked and credentials stay home.
   curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
-  curl_easy_setopt(curl, CURLOPT_PROXY, "");  // No proxy from the environment: connect to the real target.
+  curl_easy_setopt(curl, CURLOPT_PROXY,
+                   "");  // No proxy from the environment: connect to the real target.
   curl_easy_setopt(curl, CURLOPT_OPENSOCKETFUNCTION, &OpenSocket);
   curl_easy_setopt(curl, CURLOPT_OPENSOCKETDATA, &transfer);
   curl_easy_setopt(curl, CURLOPT_ACCEPT_ENCODING, "");  // Every encoding libcurl can decode.
@@ -336,7 +351,8 @@ absl::StatusOr<HttpResponse> CurlHttpFetcher::FetchOnce(const HttpRequest& reque
   curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(curl, CURLOPT_USERAGENT, "etl-collector/1.0");
   curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, long(std::max(1.0, timeout_seconds * 1000)));
-  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, long(std::max(1.0, request.connect_timeout_seconds * 1000)));
+  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
+                   long(std::max(1.0, request.connect_timeout_seconds * 1000)));
   curl_easy_setopt(curl, CURLOPT_MAXFILESIZE_LARGE, curl_off_t(request.max_response_bytes));
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &WriteBody);
@@ -363,7 +379,8 @@ absl::StatusOr<HttpResponse> CurlHttpFetcher::FetchOnce(const HttpRequest& reque
   if (effective != nullptr) response.effective_url = effective;
   char* location = nullptr;
   if (rc == CURLE_OK && status >= 300 && status <= 399 &&
-      curl_easy_getinfo(curl, CURLINFO_REDIRECT_URL, &location) == CURLE_OK && location != nullptr) {
+      curl_easy_getinfo(curl, CURLINFO_REDIRECT_URL, &location) == CURLE_OK &&
+      location != nullptr) {
     *redirect = location;
   }
   // Forget the credentials before the handle goes back to the pool.
@@ -380,8 +397,8 @@ absl::StatusOr<HttpResponse> CurlHttpFetcher::FetchOnce(const HttpRequest& reque
   if (rc != CURLE_OK) {
     std::string detail = errbuf[0] != '\0' ? errbuf : curl_easy_strerror(rc);
     if (transfer.too_large || rc == CURLE_FILESIZE_EXCEEDED) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("response body exceeds the limit of ", request.max_response_bytes, " bytes"));
+      return absl::ResourceExhaustedError(absl::StrCat("response body exceeds the limit of ",
+                                                       request.max_response_bytes, " bytes"));
     }
     if (transfer.headers_too_large) {
       return absl::ResourceExhaustedError(absl::StrCat("response headers exceed the limit of ",
@@ -418,11 +435,11 @@ constexpr uint32_t V4(int a, int b, int c, int d) {
 
 std::string V4Kind(uint32_t a) {
   static const V4Range kRanges[] = {
-      {V4(0, 0, 0, 0), 8, "unspecified"},        {V4(10, 0, 0, 0), 8, "private"},
-      {V4(100, 64, 0, 0), 10, "CGNAT"},          {V4(127, 0, 0, 0), 8, "loopback"},
-      {V4(169, 254, 0, 0), 16, "link-local"},    {V4(172, 16, 0, 0), 12, "private"},
-      {V4(192, 0, 0, 0), 24, "reserved"},        {V4(192, 168, 0, 0), 16, "private"},
-      {V4(198, 18, 0, 0), 15, "reserved"},       {V4(224, 0, 0, 0), 4, "multicast"},
+      {V4(0, 0, 0, 0), 8, "unspecified"},     {V4(10, 0, 0, 0), 8, "private"},
+      {V4(100, 64, 0, 0), 10, "CGNAT"},       {V4(127, 0, 0, 0), 8, "loopback"},
+      {V4(169, 254, 0, 0), 16, "link-local"}, {V4(172, 16, 0, 0), 12, "private"},
+      {V4(192, 0, 0, 0), 24, "reserved"},     {V4(192, 168, 0, 0), 16, "private"},
+      {V4(198, 18, 0, 0), 15, "reserved"},    {V4(224, 0, 0, 0), 4, "multicast"},
       {V4(240, 0, 0, 0), 4, "reserved"},
   };
   for (const V4Range& r : kRanges) {
@@ -436,7 +453,8 @@ std::string V4Kind(uint32_t a) {
 
 std::string InternalAddressKind(absl::string_view ip) {
   std::string text(ip);
-  if (text.size() > 2 && text.front() == '[' && text.back() == ']') text = text.substr(1, text.size() - 2);
+  if (text.size() > 2 && text.front() == '[' && text.back() == ']')
+    text = text.substr(1, text.size() - 2);
   in_addr v4;
   if (inet_pton(AF_INET, text.c_str(), &v4) == 1) return V4Kind(ntohl(v4.s_addr));
   in6_addr v6;
@@ -505,7 +523,8 @@ absl::StatusOr<std::string> AppendQueryParams(
     return absl::InvalidArgumentError("bad query");
   }
   char* out = nullptr;
-  if (curl_url_get(u.get(), CURLUPART_URL, &out, 0) != CURLUE_OK) return absl::InvalidArgumentError("bad URL");
+  if (curl_url_get(u.get(), CURLUPART_URL, &out, 0) != CURLUE_OK)
+    return absl::InvalidArgumentError("bad URL");
   return TakeCurlString(out);
 }
 
@@ -550,7 +569,8 @@ absl::StatusOr<std::string> ResolveUrl(const std::string& base, const std::strin
         absl::StrCat("next URL \"", reference, "\" is not an http(s) URL"));
   }
   char* out = nullptr;
-  if (curl_url_get(u.get(), CURLUPART_URL, &out, 0) != CURLUE_OK) return absl::InvalidArgumentError("bad URL");
+  if (curl_url_get(u.get(), CURLUPART_URL, &out, 0) != CURLUE_OK)
+    return absl::InvalidArgumentError("bad URL");
   return TakeCurlString(out);
 }
 
@@ -610,7 +630,8 @@ std::vector<LinkValue> ParseLinkHeader(absl::string_view v) {
       // RFC 8288 section 3.3: only the first rel parameter counts.
       if (name == "rel" && !have_rel) {
         have_rel = true;
-        for (absl::string_view r : absl::StrSplit(value, absl::ByAnyChar(" \t"), absl::SkipEmpty())) {
+        for (absl::string_view r :
+             absl::StrSplit(value, absl::ByAnyChar(" \t"), absl::SkipEmpty())) {
           link.rels.push_back(absl::AsciiStrToLower(r));
         }
       }
@@ -623,7 +644,8 @@ std::vector<LinkValue> ParseLinkHeader(absl::string_view v) {
 std::string FindNextLink(const std::vector<std::string>& values) {
   for (const std::string& value : values) {
     for (const LinkValue& link : ParseLinkHeader(value)) {
-      if (std::find(link.rels.begin(), link.rels.end(), "next") != link.rels.end()) return link.target;
+      if (std::find(link.rels.begin(), link.rels.end(), "next") != link.rels.end())
+        return link.target;
     }
   }
   return "";

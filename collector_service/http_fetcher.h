@@ -46,8 +46,8 @@ struct HttpRequest {
   // fetch fails with PERMISSION_DENIED before connecting (a next-page URL from the API pointing
   // elsewhere cannot take the credential along).
   std::vector<std::string> credential_hosts;
-  double timeout_seconds = 60;          // Whole transfer.
-  double connect_timeout_seconds = 10;  // TCP + TLS handshake.
+  double timeout_seconds = 60;                  // Whole transfer.
+  double connect_timeout_seconds = 10;          // TCP + TLS handshake.
   size_t max_response_bytes = size_t(8) << 20;  // Decompressed; larger bodies: RESOURCE_EXHAUSTED.
   // When set and true, an ongoing transfer is aborted (CANCELLED).
   const std::atomic<bool>* cancelled = nullptr;
@@ -69,9 +69,9 @@ class HttpFetcher {
  public:
   virtual ~HttpFetcher() = default;
   // Any HTTP status is a successful fetch. Errors: UNAVAILABLE (connection refused/reset, DNS, TLS,
-  // truncated transfer), DEADLINE_EXCEEDED (timeout), RESOURCE_EXHAUSTED (body, headers or redirects
-  // over the cap), CANCELLED, INVALID_ARGUMENT (bad or too long URL), PERMISSION_DENIED (the SSRF
-  // guard refused the host or the address connected; the message says which and why).
+  // truncated transfer), DEADLINE_EXCEEDED (timeout), RESOURCE_EXHAUSTED (body, headers or
+  // redirects over the cap), CANCELLED, INVALID_ARGUMENT (bad or too long URL), PERMISSION_DENIED
+  // (the SSRF guard refused the host or the address connected; the message says which and why).
   virtual absl::StatusOr<HttpResponse> Fetch(const HttpRequest& request) = 0;
 };
 
@@ -84,15 +84,15 @@ struct HttpFetcherOptions {
   // Host patterns (exact or "*.domain", see credentials.h) every request and redirect must match;
   // empty = any host.
   std::vector<std::string> allowed_hosts;
-  size_t max_header_count = 256;          // Response header lines per response.
-  size_t max_header_bytes = 256 << 10;    // Response header bytes per response.
-  int max_redirects = 10;                 // Redirect hops followed.
-  size_t max_url_bytes = 16 << 10;        // Longest request or redirect URL.
+  size_t max_header_count = 256;        // Response header lines per response.
+  size_t max_header_bytes = 256 << 10;  // Response header bytes per response.
+  int max_redirects = 10;               // Redirect hops followed.
+  size_t max_url_bytes = 16 << 10;      // Longest request or redirect URL.
 };
 
 // Why `ip` (an IPv4 or IPv6 literal) is not a public address: "loopback", "private", "link-local",
-// "CGNAT", "multicast", "unspecified", "reserved", "IPv4-mapped IPv6", "unique-local"...; "" when it is
-// public. Unparsable text is "invalid".
+// "CGNAT", "multicast", "unspecified", "reserved", "IPv4-mapped IPv6", "unique-local"...; "" when
+// it is public. Unparsable text is "invalid".
 std::string InternalAddressKind(absl::string_view ip);
 
 class CurlHttpFetcher : public HttpFetcher {
@@ -108,8 +108,9 @@ class CurlHttpFetcher : public HttpFetcher {
 
  private:
   // One request without following redirects; `*redirect` = the Location target of a 3xx.
-  absl::StatusOr<HttpResponse> FetchOnce(const HttpRequest& request, const std::string& url, bool same_origin,
-                                         double timeout_seconds, std::string* redirect);
+  absl::StatusOr<HttpResponse> FetchOnce(const HttpRequest& request, const std::string& url,
+                                         bool same_origin, double timeout_seconds,
+                                         std::string* redirect);
   void* TakeHandle();
   void ReturnHandle(void* handle);
 
@@ -124,9 +125,10 @@ class CurlHttpFetcher : public HttpFetcher {
 // RFC 3986 percent-encoding of everything but unreserved characters.
 std::string PercentEncode(absl::string_view s);
 
-// `url` with "k=v" pairs appended to its query (both percent-encoded). INVALID_ARGUMENT on a bad URL.
-absl::StatusOr<std::string> AppendQueryParams(const std::string& url,
-                                              const std::vector<std::pair<std::string, std::string>>& params);
+// `url` with "k=v" pairs appended to its query (both percent-encoded). INVALID_ARGUMENT on a bad
+// URL.
+absl::StatusOr<std::string> AppendQueryParams(
+    const std::string& url, const std::vector<std::pair<std::string, std::string>>& params);
 
 // `url` without any query parameter named `name` (used to keep credentials out of stored tokens).
 std::string RemoveQueryParam(const std::string& url, const std::string& name);
@@ -148,7 +150,8 @@ std::string FindNextLink(const std::vector<std::string>& link_header_values);
 // Seconds to wait from a Retry-After value (delta-seconds or an HTTP date); -1 when absent/invalid.
 double ParseRetryAfter(absl::string_view value, double now_unix_seconds);
 
-// `text` with every occurrence of each secret (and its percent-encoded form) replaced by "[REDACTED]".
+// `text` with every occurrence of each secret (and its percent-encoded form) replaced by
+// "[REDACTED]".
 std::string Redact(std::string text, const std::vector<std::string>& secrets);
 
 }  // namespace etl
