@@ -71,7 +71,7 @@ Collector::Collector(CollectorOptions options, std::shared_ptr<grpc::Channel> wr
     : options_(std::move(options)),
       channel_(std::move(writer_channel)),
       writer_(v1::WriterService::NewStub(channel_)),
-      fetcher_(fetcher ? std::move(fetcher) : std::make_unique<CurlHttpFetcher>()),
+      fetcher_(fetcher ? std::move(fetcher) : std::make_unique<CurlHttpFetcher>(options_.fetcher)),
       slots_(options_.max_concurrent_jobs) {}
 
 Collector::~Collector() { Shutdown(); }
@@ -85,6 +85,7 @@ JobEnv Collector::MakeEnv() {
   JobEnv env;
   env.writer = writer_.get();
   env.fetcher = fetcher_.get();
+  env.credentials = options_.credentials.get();
   env.counters = &counters_;
   env.slots = &slots_;
   env.max_message_bytes = options_.max_message_bytes;
@@ -117,9 +118,15 @@ absl::StatusOr<v1::Job> Collector::StartJob(const v1::JobSpec& in, const TraceCo
   absl::Status valid = ValidateJobSpec(in);
   if (!valid.ok()) return valid;
   v1::JobSpec spec = WithDefaults(in, options_.fetch_concurrency);
-  if (spec.auth().type() != v1::AUTH_NONE) {
-    auto secret = ReadSecret(spec.auth());
-    if (!secret.ok()) return secret.status();
+  absl::Status allowed =
+      CheckJobCredential(spec, options_.credentials.get(), options_.allow_spec_secret_paths);
+  if (!allowed.ok()) return allowed;
+  // The secret must be readable now (FAILED_PRECONDITION), not at the first page.
+  auto credential = ResolveJobCredential(spec, options_.credentials.get());
+  if (!credential.ok()) return credential.status();
+  if (counters_.jobs_pending.load() >= options_.max_pending_jobs) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(options_.max_pending_jobs, " jobs are already waiting to run; retry later"));
   }
   const std::string id = NewJobId();
   v1::RegisterJobRequest req;

@@ -24,8 +24,10 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "collector_service/counters.h"
+#include "collector_service/credentials.h"
 #include "collector_service/http_fetcher.h"
 #include "collector_service/job.h"
+#include "common/grpc_security.h"
 #include "etl.grpc.pb.h"
 
 namespace etl {
@@ -38,13 +40,23 @@ struct CollectorOptions {
   int fetch_concurrency = 4;    // Default per job when its spec says 0.
   size_t max_message_bytes = size_t(1)
                              << 20;  // Record bytes per RecordBatch before a page is chunked.
-  size_t max_response_bytes = size_t(256) << 20;  // Largest API response body accepted.
+  size_t max_response_bytes = size_t(8) << 20;  // Largest API response body (decompressed).
   // Fetched record bytes a job holds before its fetchers wait (one page is always admitted, so a
   // single page larger than this still goes through).
   size_t max_buffered_bytes = size_t(16) << 20;
   bool resume_unfinished = true;  // Resume the writer's unfinished jobs at start-up.
   absl::Duration status_poll_interval = absl::Seconds(1);  // Writer counters for live progress.
   absl::Duration shutdown_grace = absl::Seconds(10);  // For open RPCs (e.g. WatchJob) on shutdown.
+  // Operator credentials jobs may name (--credentials); null = none. Shared so that main can
+  // reload it on SIGHUP while jobs run.
+  std::shared_ptr<CredentialStore> credentials;
+  bool allow_spec_secret_paths = false;  // Accept JobSpec.auth secret_env / secret_file.
+  HttpFetcherOptions
+      fetcher;  // SSRF guard and limits of the default fetcher (no private networks).
+  int max_pending_jobs =
+      1000;  // Jobs waiting PENDING at once; StartJob beyond: RESOURCE_EXHAUSTED.
+  ServerSecurityOptions security;          // TLS, mTLS and token of CollectorService (health open).
+  ChannelSecurityOptions writer_security;  // TLS, client certificate and token towards the writer.
 };
 
 class Collector {

@@ -22,17 +22,21 @@ absl::StatusOr<std::unique_ptr<CollectorServer>> CollectorServer::Start(
   // Reconnect quickly after a writer restart.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-  auto channel =
-      grpc::CreateCustomChannel(options.writer_address, grpc::InsecureChannelCredentials(), args);
-  s->collector_ = std::make_unique<Collector>(options, channel, std::move(fetcher));
+  auto channel = CreateSecureChannel(options.writer_address, options.writer_security, args);
+  if (!channel.ok()) return channel.status();
+  auto credentials = BuildServerCredentials(options.security);
+  if (!credentials.ok()) return credentials.status();
+  s->collector_ = std::make_unique<Collector>(options, *channel, std::move(fetcher));
   s->service_ = std::make_unique<CollectorServiceImpl>(s->collector_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &s->port_);
+  builder.AddListeningPort(options.listen, *credentials, &s->port_);
   builder.RegisterService(s->service_.get());
   builder.SetMaxReceiveMessageSize(16 << 20);
+  // Each WatchJob is a stream: one client connection cannot hold unboundedly many.
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, 64);
   s->server_ = builder.BuildAndStart();
   if (s->server_ == nullptr || s->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));

@@ -133,14 +133,12 @@ void Job::Run() {
   PersistState(v1::RUNNING, "");
 
   bool ok = true;
-  if (spec_.auth().type() != v1::AUTH_NONE) {
-    auto secret = ReadSecret(spec_.auth());
-    if (!secret.ok()) {
-      SetFatal(std::string(secret.status().message()));
-      ok = false;
-    } else {
-      fetcher_.SetSecret(*secret);
-    }
+  auto credential = ResolveJobCredential(spec_, env_.credentials);
+  if (!credential.ok()) {
+    SetFatal(std::string(credential.status().message()));
+    ok = false;
+  } else {
+    fetcher_.SetCredential(*std::move(credential));
   }
   absl::Duration backoff = absl::Milliseconds(100);
   while (ok && !stopping()) {

@@ -28,6 +28,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "collector_service/counters.h"
+#include "collector_service/credentials.h"
 #include "collector_service/http_fetcher.h"
 #include "collector_service/job_progress.h"
 #include "collector_service/job_slots.h"
@@ -44,6 +45,7 @@ namespace etl {
 struct JobEnv {
   v1::WriterService::StubInterface* writer = nullptr;
   HttpFetcher* fetcher = nullptr;
+  const CredentialStore* credentials = nullptr;  // Operator credentials; null = none declared.
   CollectorCounters* counters = nullptr;
   JobSlots* slots = nullptr;
   size_t max_message_bytes = size_t(1) << 20;     // Record bytes per RecordBatch before chunking.

@@ -232,10 +232,12 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
   }
   if (!spec.credential().empty()) {
     if (a.type() != v1::AUTH_NONE) {
-      return absl::InvalidArgumentError("credential and auth are exclusive: name the credential only");
+      return absl::InvalidArgumentError(
+          "credential and auth are exclusive: name the credential only");
     }
     if (spec.credential().size() > 128 || !IsHeaderToken(spec.credential())) {
-      return absl::InvalidArgumentError("credential must be the name of a credential of the collector");
+      return absl::InvalidArgumentError(
+          "credential must be the name of a credential of the collector");
     }
   }
   for (const auto& kv : spec.headers()) {
@@ -301,16 +303,54 @@ absl::Status CheckJobCredential(const v1::JobSpec& spec, const CredentialStore* 
                                 bool allow_spec_secret_paths) {
   if (spec.auth().type() != v1::AUTH_NONE && !allow_spec_secret_paths) {
     return absl::InvalidArgumentError(
-        "auth.secret_env / auth.secret_file are refused by this collector: name a credential declared "
-        "by the operator (JobSpec.credential, etlctl --credential=NAME); single-user setups can allow "
+        "auth.secret_env / auth.secret_file are refused by this collector: name a credential "
+        "declared "
+        "by the operator (JobSpec.credential, etlctl --credential=NAME); single-user setups can "
+        "allow "
         "them with collector_server --allow-spec-secret-paths");
   }
   if (spec.credential().empty()) return absl::OkStatus();
   if (store == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat("credential \"", spec.credential(),
-                                                   "\": this collector has no credentials file (--credentials)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("credential \"", spec.credential(),
+                     "\": this collector has no credentials file (--credentials)"));
   }
   return store->CheckAllowed(spec.credential(), spec.url());
+}
+
+absl::StatusOr<ResolvedCredential> ResolveJobCredential(const v1::JobSpec& spec,
+                                                        const CredentialStore* store) {
+  if (!spec.credential().empty()) {
+    if (store == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("credential \"", spec.credential(),
+                                                     "\": this collector has no credentials file"));
+    }
+    return store->Resolve(spec.credential(), spec.url());
+  }
+  ResolvedCredential out;
+  const v1::Auth& auth = spec.auth();
+  if (auth.type() == v1::AUTH_NONE) return out;
+  ASSIGN_OR_RETURN(out.secret, ReadSecret(auth));
+  switch (auth.type()) {
+    case v1::BEARER:
+      out.headers.emplace_back("Authorization", absl::StrCat("Bearer ", out.secret));
+      break;
+    case v1::API_KEY:
+      if (!auth.query_param().empty()) {
+        out.query_param = auth.query_param();
+      } else {
+        out.headers.emplace_back(auth.header_name().empty() ? "X-API-Key" : auth.header_name(),
+                                 out.secret);
+      }
+      break;
+    case v1::BASIC:
+      out.basic_username = auth.username();
+      out.basic_password = out.secret;
+      break;
+    default:
+      break;
+  }
+  return out;
 }
 
 absl::StatusOr<std::string> ReadSecret(const v1::Auth& auth) {

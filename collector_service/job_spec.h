@@ -45,6 +45,13 @@ absl::StatusOr<std::string> ReadSecret(const v1::Auth& auth);
 absl::Status CheckJobCredential(const v1::JobSpec& spec, const CredentialStore* store,
                                 bool allow_spec_secret_paths);
 
+// What the job's requests carry: the named credential (resolved by `store`, bound to its hosts) or
+// the spec's own auth (its secret read from the collector's environment or file, unbound); empty
+// when the job has neither. FAILED_PRECONDITION when the secret is missing, INVALID_ARGUMENT when
+// the credential is unknown or not allowed for the url's host.
+absl::StatusOr<ResolvedCredential> ResolveJobCredential(const v1::JobSpec& spec,
+                                                        const CredentialStore* store);
+
 // "PAGE", "CURSOR", ...
 std::string StyleName(v1::PaginationStyle style);
 

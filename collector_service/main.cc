@@ -1,9 +1,11 @@
 // collector_server: serves etl.v1.CollectorService; fetches paginated HTTP/JSON APIs and streams
 // their records to writer_service.
+#include <csignal>
 #include <string>
 
 #include "absl/flags/flag.h"
 #include "collector_service/collector_server.h"
+#include "collector_service/credentials.h"
 #include "common/flags.h"
 #include "common/logging.h"
 
@@ -22,7 +24,37 @@ ABSL_FLAG(int64_t, max_buffered_bytes, int64_t(16) << 20,
           "fetched record bytes per job held before fetchers wait (at least one page is always "
           "admitted)");
 ABSL_FLAG(bool, resume, true, "resume the writer's unfinished jobs at start-up");
-ABSL_FLAG(std::string, metrics_listen, "", "Prometheus /metrics address (host:port); empty = off");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "Prometheus /metrics address: \":port\" binds loopback, host:port binds that host; empty "
+          "= off");
+ABSL_FLAG(std::string, credentials, "",
+          "operator credentials file (JSON: name -> type, env or file, hosts); reloaded on SIGHUP");
+ABSL_FLAG(bool, allow_spec_secret_paths, false,
+          "let job specs name an environment variable or file of this host as their secret "
+          "(single-user setups only)");
+ABSL_FLAG(
+    std::string, allowed_hosts, "",
+    "comma-separated host patterns (host or *.domain) every API request and redirect must match; "
+    "empty = any public host");
+ABSL_FLAG(bool, allow_private_networks, false,
+          "allow API addresses on loopback, private, link-local, CGNAT... networks (tests, demos, "
+          "single-host setups)");
+ABSL_FLAG(std::string, allowed_private_addresses, "",
+          "comma-separated internal IP addresses allowed anyway (e.g. one API at 10.0.0.5)");
+ABSL_FLAG(int32_t, max_pending_jobs, 1000, "jobs waiting PENDING at once; more are refused");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain for gRPC TLS (with --tls-key); empty = plaintext");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "require client certificates signed by this CA (mutual TLS)");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "file with the bearer token every caller must send (needs TLS)");
+ABSL_FLAG(std::string, writer_tls_ca, "",
+          "TLS to the writer: CA of its certificate; empty = plaintext");
+ABSL_FLAG(std::string, writer_tls_cert, "", "client certificate (PEM) presented to the writer");
+ABSL_FLAG(std::string, writer_tls_key, "", "private key of --writer-tls-cert");
+ABSL_FLAG(std::string, writer_tls_server_name, "", "name expected in the writer's certificate");
+ABSL_FLAG(std::string, writer_token_file, "", "file with the collector's token for the writer");
 ABSL_FLAG(std::string, port_file, "", "write the bound gRPC port here once serving");
 
 int main(int argc, char** argv) {
@@ -43,7 +75,37 @@ int main(int argc, char** argv) {
   options.max_buffered_bytes =
       size_t(std::max<int64_t>(1, absl::GetFlag(FLAGS_max_buffered_bytes)));
   options.resume_unfinished = absl::GetFlag(FLAGS_resume);
-  options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  options.metrics_listen = etl::LoopbackByDefault(absl::GetFlag(FLAGS_metrics_listen));
+  const std::string credentials_file = absl::GetFlag(FLAGS_credentials);
+  if (!credentials_file.empty()) {
+    auto store = etl::CredentialStore::Load(credentials_file);
+    if (!store.ok()) {
+      etl::LogError("collector_server: ", store.status().ToString());
+      return 1;
+    }
+    options.credentials = std::move(*store);
+  }
+  options.allow_spec_secret_paths = absl::GetFlag(FLAGS_allow_spec_secret_paths);
+  options.fetcher.allowed_hosts = etl::SplitList(absl::GetFlag(FLAGS_allowed_hosts));
+  for (const std::string& pattern : options.fetcher.allowed_hosts) {
+    if (absl::Status valid = etl::ValidateHostPattern(pattern); !valid.ok()) {
+      etl::LogError("collector_server: --allowed-hosts: ", valid.message());
+      return 1;
+    }
+  }
+  options.fetcher.allow_private_networks = absl::GetFlag(FLAGS_allow_private_networks);
+  options.fetcher.allowed_private_addresses =
+      etl::SplitList(absl::GetFlag(FLAGS_allowed_private_addresses));
+  options.max_pending_jobs = absl::GetFlag(FLAGS_max_pending_jobs);
+  options.security.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
+  options.security.tls_key_file = absl::GetFlag(FLAGS_tls_key);
+  options.security.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
+  options.security.auth_token_file = absl::GetFlag(FLAGS_auth_token_file);
+  options.writer_security.tls_ca_file = absl::GetFlag(FLAGS_writer_tls_ca);
+  options.writer_security.tls_cert_file = absl::GetFlag(FLAGS_writer_tls_cert);
+  options.writer_security.tls_key_file = absl::GetFlag(FLAGS_writer_tls_key);
+  options.writer_security.tls_server_name = absl::GetFlag(FLAGS_writer_tls_server_name);
+  options.writer_security.token_file = absl::GetFlag(FLAGS_writer_token_file);
 
   etl::SetThreadComponent("collector/main");
   auto server = etl::CollectorServer::Start(options);
@@ -52,7 +114,21 @@ int main(int argc, char** argv) {
     return 1;
   }
   etl::WritePortFile(absl::GetFlag(FLAGS_port_file), (*server)->port());
-  int sig = etl::WaitForTerminationSignal();
+  int sig = 0;
+  while ((sig = etl::WaitForTerminationOrReloadSignal()) == SIGHUP) {
+    if (!options.credentials) {
+      etl::LogWarning("SIGHUP: no --credentials file to reload");
+      continue;
+    }
+    absl::Status reloaded = options.credentials->Reload();
+    if (reloaded.ok()) {
+      etl::LogInfo("SIGHUP: credentials reloaded (", options.credentials->Names().size(),
+                   " declared)");
+    } else {
+      etl::LogWarning("SIGHUP: credentials not reloaded, the previous ones stay: ",
+                      reloaded.message());
+    }
+  }
   etl::LogInfo("signal ", sig, ": shutting down (unfinished jobs stay resumable)");
   (*server)->Shutdown();
   return 0;

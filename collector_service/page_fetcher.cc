@@ -37,11 +37,11 @@ PageFetcher::PageFetcher(std::string job_id, const v1::JobSpec* spec, TraceConte
       stop_(stop),
       hooks_(std::move(hooks)) {}
 
-void PageFetcher::SetSecret(const std::string& secret) {
-  secret_ = secret;
-  redact_ = {secret_};
-  if (spec_->auth().type() == v1::BASIC) {
-    redact_.push_back(absl::StrCat(spec_->auth().username(), ":", secret_));
+void PageFetcher::SetCredential(ResolvedCredential credential) {
+  credential_ = std::move(credential);
+  redact_ = {credential_.secret};
+  if (!credential_.basic_username.empty()) {
+    redact_.push_back(absl::StrCat(credential_.basic_username, ":", credential_.secret));
   }
 }
 
@@ -99,23 +99,17 @@ FetchedPage PageFetcher::Fetch(int64_t page_number, const std::string& token,
   page.request_url = *url;
   HttpRequest req;
   req.url = *url;
-  const v1::Auth& auth = spec_->auth();
-  if (auth.type() == v1::API_KEY && !auth.query_param().empty()) {
-    auto with_key = AppendQueryParams(*url, {{auth.query_param(), secret_}});
+  if (!credential_.query_param.empty()) {
+    auto with_key = AppendQueryParams(*url, {{credential_.query_param, credential_.secret}});
     if (with_key.ok()) req.url = *with_key;
+    req.credential_query_param = credential_.query_param;
   }
   req.headers.emplace_back("Accept", "application/json");
   for (const auto& kv : spec_->headers()) req.headers.emplace_back(kv.key(), kv.value());
-  if (auth.type() == v1::BEARER) {
-    req.headers.emplace_back("Authorization", absl::StrCat("Bearer ", secret_));
-  }
-  if (auth.type() == v1::API_KEY && auth.query_param().empty()) {
-    req.headers.emplace_back(auth.header_name(), secret_);
-  }
-  if (auth.type() == v1::BASIC) {
-    req.basic_username = auth.username();
-    req.basic_password = secret_;
-  }
+  req.credential_headers = credential_.headers;
+  req.basic_username = credential_.basic_username;
+  req.basic_password = credential_.basic_password;
+  req.credential_hosts = credential_.hosts;
   if (!trace_.traceparent.empty()) req.headers.emplace_back("traceparent", trace_.traceparent);
   if (!trace_.request_id.empty()) req.headers.emplace_back("X-Request-Id", trace_.request_id);
   req.timeout_seconds = spec_->timeout_seconds();

@@ -8,7 +8,7 @@
 // the page at once, 401/403 mark it auth_failed. Error texts never contain the credential.
 //
 // Thread-safety: Fetch(), RequestUrl() and BuildBatches() may be called from several producer
-// threads at once (each with its own parser); SetSecret() only before any of them.
+// threads at once (each with its own parser); SetCredential() only before any of them.
 #ifndef ETL_COLLECTOR_SERVICE_PAGE_FETCHER_H_
 #define ETL_COLLECTOR_SERVICE_PAGE_FETCHER_H_
 
@@ -21,6 +21,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "collector_service/counters.h"
+#include "collector_service/credentials.h"
 #include "collector_service/http_fetcher.h"
 #include "collector_service/page_window.h"
 #include "collector_service/trace_context.h"
@@ -53,8 +54,12 @@ class PageFetcher {
               CollectorCounters* counters, PageFetcherOptions options,
               const std::atomic<bool>* stop, Hooks hooks);
 
-  // The credential of the job's auth (never logged; removed from every error text).
-  void SetSecret(const std::string& secret);
+  // The job's credential (never logged; removed from every error text). Its headers, basic auth and
+  // query parameter go only to its hosts (when bound) and never across a redirect to another
+  // origin.
+  void SetCredential(ResolvedCredential credential);
+  // The query parameter carrying the credential ("" = none): kept out of stored next-page tokens.
+  const std::string& credential_query_param() const { return credential_.query_param; }
   // The strings removed from error texts.
   const std::vector<std::string>& redact() const { return redact_; }
 
@@ -78,7 +83,7 @@ class PageFetcher {
   const PageFetcherOptions options_;
   const std::atomic<bool>* const stop_;
   const Hooks hooks_;
-  std::string secret_;
+  ResolvedCredential credential_;
   std::vector<std::string> redact_;
 };
 

@@ -293,9 +293,9 @@ void PageProducer::ProduceChain(PageWindow* window,
                              Redact(std::string(resolved.status().message()), fetcher_->redact())));
             break;
           }
-          next = spec_->auth().type() == v1::API_KEY && !spec_->auth().query_param().empty()
-                     ? RemoveQueryParam(*resolved, spec_->auth().query_param())
-                     : *resolved;
+          next = fetcher_->credential_query_param().empty()
+                     ? *resolved
+                     : RemoveQueryParam(*resolved, fetcher_->credential_query_param());
         }
         break;
       }

@@ -91,6 +91,8 @@ class CollectorIntegrationTest : public ::testing::Test {
     options.writer_address = writer_->address();
     options.resume_unfinished = resume;
     options.status_poll_interval = absl::Milliseconds(200);
+    options.fetcher.allow_private_networks = true;  // The test APIs are on loopback.
+    options.allow_spec_secret_paths = true;         // The auth tests name environment variables.
     auto server = CollectorServer::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
     collector_ = std::move(*server);

@@ -449,7 +449,11 @@ TEST(PageFetcherTest, SendsTheCredentialButKeepsItOutOfErrors) {
   Harness h(spec, [](const HttpRequest&) -> absl::StatusOr<HttpResponse> {
     return absl::UnavailableError("connection reset while sending s3cr3t-value");
   });
-  h.fetcher().SetSecret("s3cr3t-value");
+  ResolvedCredential credential;
+  credential.secret = "s3cr3t-value";
+  credential.headers = {{"Authorization", "Bearer s3cr3t-value"}};
+  credential.hosts = {"api.test"};
+  h.fetcher().SetCredential(credential);
   auto parser = JsonPageParser::Create({"", "", "", "", "", ""});
   ASSERT_TRUE(parser.ok());
   FetchedPage page = h.fetcher().Fetch(0, "1", parser->get());
@@ -460,10 +464,11 @@ TEST(PageFetcherTest, SendsTheCredentialButKeepsItOutOfErrors) {
   std::vector<HttpRequest> requests = h.http().requests();
   ASSERT_FALSE(requests.empty());
   bool bearer = false;
-  for (const auto& [name, value] : requests[0].headers) {
+  for (const auto& [name, value] : requests[0].credential_headers) {
     if (name == "Authorization" && value == "Bearer s3cr3t-value") bearer = true;
   }
   EXPECT_TRUE(bearer);
+  EXPECT_EQ(requests[0].credential_hosts, credential.hosts);  // The fetcher enforces the binding.
   EXPECT_EQ(QueryParam(requests[0].url, "page"), "1");
 }
 
