@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -28,6 +29,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "tests/collector_service/test_api.h"
 #include "tests/testing/test_support.h"
 
@@ -362,6 +364,37 @@ TEST_F(SecurityIntegrationTest, HundredThousandDeepPageIsAPageErrorAndTheCollect
                 &health),
             0)
       << health;
+}
+
+TEST_F(SecurityIntegrationTest, SighupReloadsTheCredentialsFile) {
+  StartWriter();
+  StartCollector({"--allow-private-networks"});
+  TestApi& api = NewApi(60, 50);
+  int rc = -1;
+  std::string out = Etlctl(JobArgs(api, "/page", "--credential=added_later"), &rc);
+  EXPECT_NE(rc, 0);
+  EXPECT_THAT(out, HasSubstr("not declared"));
+  // The operator adds a credential and signals the collector; jobs may name it once reloaded.
+  std::ofstream(F("credentials.json"), std::ios::trunc)
+      << R"({"added_later": {"type": "bearer", "file": ")" << F("api-token")
+      << R"(", "hosts": ["127.0.0.1"]}})";
+  ASSERT_EQ(kill(collector_->pid(), SIGHUP), 0);
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  do {
+    out = Etlctl(JobArgs(api, "/page", "--credential=added_later"), &rc);
+  } while (rc != 0 && absl::StrContains(out, "not declared") && absl::Now() < deadline);
+  EXPECT_EQ(rc, 0) << out << ReadAll(F("collector.log"));
+  EXPECT_THAT(ReadAll(F("collector.log")), HasSubstr("credentials reloaded"));
+  // A broken file keeps the reloaded credentials in force.
+  std::ofstream(F("credentials.json"), std::ios::trunc) << "{broken";
+  ASSERT_EQ(kill(collector_->pid(), SIGHUP), 0);
+  const absl::Time until = absl::Now() + absl::Seconds(30);
+  while (!absl::StrContains(ReadAll(F("collector.log")), "credentials not reloaded") && absl::Now() < until) {
+    absl::SleepFor(absl::Milliseconds(20));  // Poll interval; the log line is the event waited for.
+  }
+  EXPECT_THAT(ReadAll(F("collector.log")), HasSubstr("credentials not reloaded"));
+  out = Etlctl(JobArgs(api, "/page", "--credential=added_later"), &rc);
+  EXPECT_EQ(rc, 0) << out;
 }
 
 }  // namespace
