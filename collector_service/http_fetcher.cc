@@ -176,9 +176,12 @@ std::string PercentDecode(absl::string_view s) {
     if (s[i] == '%' && i + 2 < s.size() && absl::ascii_isxdigit(s[i + 1]) &&
         absl::ascii_isxdigit(s[i + 2])) {
       int v = 0;
-      absl::SimpleHexAtoi(s.substr(i + 1, 2), &v);
-      out.push_back(char(v));
-      i += 2;
+      if (absl::SimpleHexAtoi(s.substr(i + 1, 2), &v)) {  // Two hex digits: always parses.
+        out.push_back(char(v));
+        i += 2;
+      } else {
+        out.push_back(s[i]);
+      }
     } else if (s[i] == '+') {
       out.push_back(' ');
     } else {
