@@ -51,7 +51,8 @@ class CallAuthorizer : public grpc::AuthMetadataProcessor {
     }
     if (absl::StartsWith(method, kHealthPrefix)) return grpc::Status::OK;
 
-    const bool peer_by_token = !peer_token_.empty() && has_bearer && ConstantTimeEquals(bearer, peer_token_);
+    const bool peer_by_token =
+        !peer_token_.empty() && has_bearer && ConstantTimeEquals(bearer, peer_token_);
     bool peer_by_cert = false;
     if (!peer_names_.empty()) {
       for (const char* property : {"x509_common_name", "x509_subject_alternative_name"}) {
@@ -63,8 +64,9 @@ class CallAuthorizer : public grpc::AuthMetadataProcessor {
     const bool is_peer = peer_by_token || peer_by_cert;
     const bool token_ok = token_.empty() || (has_bearer && ConstantTimeEquals(bearer, token_));
     if (!is_peer && !token_ok) {
-      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                          has_bearer ? "invalid bearer token" : "missing bearer token (authorization metadata)");
+      return grpc::Status(
+          grpc::StatusCode::UNAUTHENTICATED,
+          has_bearer ? "invalid bearer token" : "missing bearer token (authorization metadata)");
     }
     if (ReservedForPeer(method) && !is_peer && (!peer_token_.empty() || !peer_names_.empty())) {
       return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
@@ -109,7 +111,8 @@ absl::StatusOr<std::string> ReadSecretFile(const std::string& path, bool trim) {
   text.resize(kMaxSecretFileBytes + 1);
   in.read(&text[0], std::streamsize(text.size()));
   text.resize(size_t(in.gcount()));
-  if (text.size() > kMaxSecretFileBytes) return absl::FailedPreconditionError(absl::StrCat(path, " is over 1 MiB"));
+  if (text.size() > kMaxSecretFileBytes)
+    return absl::FailedPreconditionError(absl::StrCat(path, " is over 1 MiB"));
   if (trim) text = std::string(absl::StripAsciiWhitespace(text));
   if (text.empty()) return absl::FailedPreconditionError(absl::StrCat(path, " is empty"));
   if (trim && text.find_first_of(std::string("\r\n\0", 3)) != std::string::npos) {
@@ -123,7 +126,8 @@ bool IsSecured(const ServerSecurityOptions& o) {
          !o.auth_token_file.empty() || !o.peer_token_file.empty() || !o.peer_names.empty();
 }
 
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> BuildServerCredentials(const ServerSecurityOptions& o) {
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> BuildServerCredentials(
+    const ServerSecurityOptions& o) {
   if (!IsSecured(o)) return grpc::InsecureServerCredentials();
   if (o.tls_cert_file.empty() || o.tls_key_file.empty()) {
     return absl::InvalidArgumentError(
@@ -131,11 +135,12 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> BuildServerCredentials(
         "(a bearer token over plaintext is readable by anyone on the path)");
   }
   if (!o.peer_names.empty() && o.tls_client_ca_file.empty()) {
-    return absl::InvalidArgumentError("a collector identity by certificate name needs --tls-client-ca");
+    return absl::InvalidArgumentError(
+        "a collector identity by certificate name needs --tls-client-ca");
   }
-  grpc::SslServerCredentialsOptions ssl(o.tls_client_ca_file.empty()
-                                            ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
-                                            : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  grpc::SslServerCredentialsOptions ssl(
+      o.tls_client_ca_file.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                                   : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
   grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
   ASSIGN_OR_RETURN(pair.cert_chain, ReadSecretFile(o.tls_cert_file, false));
   ASSIGN_OR_RETURN(pair.private_key, ReadSecretFile(o.tls_key_file, false));
@@ -151,8 +156,8 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> BuildServerCredentials(
   if (!o.peer_token_file.empty()) {
     ASSIGN_OR_RETURN(peer_token, ReadSecretFile(o.peer_token_file, true));
   }
-  creds->SetAuthMetadataProcessor(
-      std::make_shared<CallAuthorizer>(std::move(token), std::move(peer_token), o.peer_names, o.peer_methods));
+  creds->SetAuthMetadataProcessor(std::make_shared<CallAuthorizer>(
+      std::move(token), std::move(peer_token), o.peer_names, o.peer_methods));
   return creds;
 }
 
@@ -162,11 +167,13 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> CreateSecureChannel(const std::st
   const bool tls = !o.tls_ca_file.empty();
   if (!tls && (!o.tls_cert_file.empty() || !o.tls_key_file.empty() || !o.token_file.empty())) {
     return absl::InvalidArgumentError(
-        "client certificates and tokens need TLS: give the CA of the server's certificate (--*-tls-ca)");
+        "client certificates and tokens need TLS: give the CA of the server's certificate "
+        "(--*-tls-ca)");
   }
   if (!tls) return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
   if (o.tls_cert_file.empty() != o.tls_key_file.empty()) {
-    return absl::InvalidArgumentError("a client certificate needs both its certificate and key files");
+    return absl::InvalidArgumentError(
+        "a client certificate needs both its certificate and key files");
   }
   grpc::SslCredentialsOptions ssl;
   ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadSecretFile(o.tls_ca_file, false));

@@ -1,19 +1,23 @@
 // The whole pipeline hardened, as an operator would run it, attacked from the outside: real
-// writer_server and collector_server processes with TLS, mutual TLS and tokens (certificates made by
-// openssl for the test), operator credentials bound to hosts, real PostgreSQL, a scripted API on
+// writer_server and collector_server processes with TLS, mutual TLS and tokens (certificates made
+// by openssl for the test), operator credentials bound to hosts, real PostgreSQL, a scripted API on
 // loopback and etlctl as the client.
-//  - a secret never shows in any output: logs, errors, GetJob/ListJobs/WatchJob, the ledger and data
+//  - a secret never shows in any output: logs, errors, GetJob/ListJobs/WatchJob, the ledger and
+//  data
 //    tables, /metrics, /proc/*/cmdline;
 //  - the SSRF guard turns internal targets (numeric forms, names resolving inward, redirects) into
 //    clear job errors;
 //  - credentials cannot be pointed at another host, nor spec secret paths used;
 //  - a page nested 100,000 deep is a page error and the collector stays up.
 #include <dirent.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <httplib.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
@@ -22,14 +26,13 @@
 #include <string>
 #include <vector>
 
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "common/grpc_security.h"
+#include "etl.grpc.pb.h"
 #include "tests/collector_service/test_api.h"
 #include "tests/testing/test_support.h"
 
@@ -81,8 +84,11 @@ class SecurityIntegrationTest : public ::testing::Test {
 
   void SetUp() override {
     if (etl::testing::PostgresConnString().empty()) GTEST_SKIP() << "no PostgreSQL configured";
-    dir_ = absl::StrCat(::testing::TempDir(), "/etl-security-", getpid(), "-", etl::testing::UniqueSuffix());
-    ASSERT_EQ(std::system(absl::StrCat(ETL_SOURCE_DIR, "/tests/testing/make_test_certs.sh ", dir_).c_str()), 0);
+    dir_ = absl::StrCat(::testing::TempDir(), "/etl-security-", getpid(), "-",
+                        etl::testing::UniqueSuffix());
+    ASSERT_EQ(std::system(
+                  absl::StrCat(ETL_SOURCE_DIR, "/tests/testing/make_test_certs.sh ", dir_).c_str()),
+              0);
     std::ofstream(F("operator-token")) << kOperatorToken << "\n";
     std::ofstream(F("collector-token")) << kCollectorToken << "\n";
     std::ofstream(F("api-token")) << kApiToken << "\n";
@@ -117,37 +123,46 @@ class SecurityIntegrationTest : public ::testing::Test {
   // name "collector" or its token).
   void StartWriter() {
     writer_metrics_ = FreePort();
-    writer_ = StartLogged("writer_server", F("writer.log"),
-                          {"--listen=127.0.0.1:0", "--flush_interval_ms=20",
-                           absl::StrCat("--metrics_listen=:", writer_metrics_),
-                           "--tls-cert=" + F("server.pem"), "--tls-key=" + F("server.key"),
-                           "--tls-client-ca=" + F("ca.pem"), "--auth-token-file=" + F("operator-token"),
-                           "--collector-token-file=" + F("collector-token"), "--collector-identity=collector"});
+    writer_ = StartLogged(
+        "writer_server", F("writer.log"),
+        {"--listen=127.0.0.1:0", "--flush_interval_ms=20",
+         absl::StrCat("--metrics_listen=:", writer_metrics_), "--tls-cert=" + F("server.pem"),
+         "--tls-key=" + F("server.key"), "--tls-client-ca=" + F("ca.pem"),
+         "--auth-token-file=" + F("operator-token"),
+         "--collector-token-file=" + F("collector-token"), "--collector-identity=collector"});
     ASSERT_NE(writer_, nullptr);
   }
 
-  // collector_server with TLS and an operator token; talks to the writer with its client certificate.
+  // collector_server with TLS and an operator token; talks to the writer with its client
+  // certificate.
   void StartCollector(const std::vector<std::string>& extra) {
     std::ofstream(F("credentials.json"))
         << R"({"api": {"type": "bearer", "file": ")" << F("api-token")
         << R"(", "hosts": ["127.0.0.1", "localhost"]},
               "apikey": {"type": "api_key", "env": "SECURITY_IT_API_KEY", "param": "key", "hosts": ["127.0.0.1"]},
-              "elsewhere": {"type": "bearer", "file": ")" << F("api-token") << R"(", "hosts": ["api.example.com"]}})";
+              "elsewhere": {"type": "bearer", "file": ")"
+        << F("api-token") << R"(", "hosts": ["api.example.com"]}})";
     collector_metrics_ = FreePort();
-    std::vector<std::string> args = {
-        "--listen=127.0.0.1:0", absl::StrCat("--writer=localhost:", writer_->port()),
-        absl::StrCat("--metrics_listen=:", collector_metrics_), "--credentials=" + F("credentials.json"),
-        "--tls-cert=" + F("server.pem"), "--tls-key=" + F("server.key"),
-        "--auth-token-file=" + F("operator-token"), "--writer-tls-ca=" + F("ca.pem"),
-        "--writer-tls-cert=" + F("collector.pem"), "--writer-tls-key=" + F("collector.key")};
+    std::vector<std::string> args = {"--listen=127.0.0.1:0",
+                                     absl::StrCat("--writer=localhost:", writer_->port()),
+                                     absl::StrCat("--metrics_listen=:", collector_metrics_),
+                                     "--credentials=" + F("credentials.json"),
+                                     "--tls-cert=" + F("server.pem"),
+                                     "--tls-key=" + F("server.key"),
+                                     "--auth-token-file=" + F("operator-token"),
+                                     "--writer-tls-ca=" + F("ca.pem"),
+                                     "--writer-tls-cert=" + F("collector.pem"),
+                                     "--writer-tls-key=" + F("collector.key")};
     args.insert(args.end(), extra.begin(), extra.end());
-    collector_ = StartLogged("collector_server", F("collector.log"), args, {{"SECURITY_IT_API_KEY", kApiKey}});
+    collector_ = StartLogged("collector_server", F("collector.log"), args,
+                             {{"SECURITY_IT_API_KEY", kApiKey}});
     ASSERT_NE(collector_, nullptr);
   }
 
   std::string Etlctl(const std::string& args, int* status = nullptr) {
     std::string out;
-    int rc = RunShell(absl::StrCat(etl::testing::BinaryPath("etlctl"), " --plain --rpc-timeout=30",
+    int rc =
+        RunShell(absl::StrCat(etl::testing::BinaryPath("etlctl"), " --plain --rpc-timeout=30",
                               " --collector=localhost:", collector_->port(),
                               " --writer=localhost:", writer_->port(), " --tls-ca=", F("ca.pem"),
                               " --token-file=", F("operator-token"), " ", args),
@@ -158,8 +173,10 @@ class SecurityIntegrationTest : public ::testing::Test {
   }
 
   std::string JobArgs(const TestApi& api, const std::string& path, const std::string& extra) {
-    return absl::StrCat("run --cliente=sec", etl::testing::UniqueSuffix(), " --rota=pedidos --url='", api.Url(path), "'",
-                        " --pagination=page --page-size=50 --records-path=/data --total-pages-path=/meta/total_pages",
+    return absl::StrCat("run --cliente=sec", etl::testing::UniqueSuffix(),
+                        " --rota=pedidos --url='", api.Url(path), "'",
+                        " --pagination=page --page-size=50 --records-path=/data "
+                        "--total-pages-path=/meta/total_pages",
                         " --max-attempts=2 --backoff-scale=0.01 ", extra);
   }
 
@@ -201,7 +218,8 @@ TEST_F(SecurityIntegrationTest, SecretsNeverAppearInAnyOutput) {
 
   // Positive control: the secrets did travel, to the API only.
   size_t authorized = 0;
-  for (const ApiRequest& r : api.requests()) authorized += r.headers.count("Authorization") + r.params.count("key");
+  for (const ApiRequest& r : api.requests())
+    authorized += r.headers.count("Authorization") + r.params.count("key");
   EXPECT_GT(authorized, 0u);
 
   // Every output an operator or an attacker with read access could see.
@@ -227,13 +245,15 @@ TEST_F(SecurityIntegrationTest, SecretsNeverAppearInAnyOutput) {
   EXPECT_THAT(metrics, HasSubstr("# TYPE"));  // The endpoints answered (on loopback).
   std::string tables;
   for (const char* table : {"etl_jobs", "etl_pages", "etl_dead_letters"}) {
-    for (const std::string& row : etl::testing::Query(absl::StrCat("SELECT t::text FROM ", table, " t"))) {
+    for (const std::string& row :
+         etl::testing::Query(absl::StrCat("SELECT t::text FROM ", table, " t"))) {
       absl::StrAppend(&tables, row, "\n");
     }
   }
   for (const std::string& t : etl::testing::Query(
            "SELECT tablename FROM pg_tables WHERE tablename LIKE 'dados_raw_cliente_sec%'")) {
-    for (const std::string& row : etl::testing::Query(absl::StrCat("SELECT t::text FROM ", t, " t"))) {
+    for (const std::string& row :
+         etl::testing::Query(absl::StrCat("SELECT t::text FROM ", t, " t"))) {
       absl::StrAppend(&tables, row, "\n");
     }
   }
@@ -253,7 +273,9 @@ TEST_F(SecurityIntegrationTest, SecretsNeverAppearInAnyOutput) {
 
   const std::pair<const char*, const std::string*> outputs[] = {
       {"etlctl output (runs, errors, GetJob, ListJobs, WatchJob, writer status)", &all_output_},
-      {"/metrics", &metrics}, {"ledger and data tables", &tables}, {"/proc/*/cmdline", &cmdlines},
+      {"/metrics", &metrics},
+      {"ledger and data tables", &tables},
+      {"/proc/*/cmdline", &cmdlines},
       {"service logs", &logs}};
   for (const auto& [what, text] : outputs) {
     for (const char* secret : {kApiToken, kApiKey, kOperatorToken, kCollectorToken}) {
@@ -266,27 +288,70 @@ TEST_F(SecurityIntegrationTest, WriterAcceptsWritesOnlyFromTheCollector) {
   StartWriter();
   // An operator with the right token and a valid certificate can read the writer's status...
   std::string out;
-  std::string base = absl::StrCat(etl::testing::BinaryPath("etlctl"), " --writer=localhost:", writer_->port(),
-                                  " --tls-ca=", F("ca.pem"), " --tls-cert=", F("operator.pem"),
-                                  " --tls-key=", F("operator.key"));
-  EXPECT_EQ(RunShell(base + " --token-file=" + F("operator-token") + " writer-status", &out), 0) << out;
+  std::string base =
+      absl::StrCat(etl::testing::BinaryPath("etlctl"), " --writer=localhost:", writer_->port(),
+                   " --tls-ca=", F("ca.pem"), " --tls-cert=", F("operator.pem"),
+                   " --tls-key=", F("operator.key"));
+  EXPECT_EQ(RunShell(base + " --token-file=" + F("operator-token") + " writer-status", &out), 0)
+      << out;
   // ... but no token, a wrong token, no certificate or a stranger CA's certificate get nothing.
   std::ofstream(F("wrong-token")) << "operator-token-51ac9f\n";
   out.clear();
   EXPECT_NE(RunShell(base + " --token-file=" + F("wrong-token") + " writer-status", &out), 0);
   EXPECT_THAT(out, HasSubstr("UNAUTHENTICATED"));
   out.clear();
-  EXPECT_NE(RunShell(absl::StrCat(etl::testing::BinaryPath("etlctl"), " --writer=localhost:", writer_->port(),
-                             " --tls-ca=", F("ca.pem"), " --token-file=", F("operator-token"), " writer-status"),
-                &out),
+  EXPECT_NE(RunShell(absl::StrCat(etl::testing::BinaryPath("etlctl"), " --writer=localhost:",
+                                  writer_->port(), " --tls-ca=", F("ca.pem"),
+                                  " --token-file=", F("operator-token"), " writer-status"),
+                     &out),
             0);
   out.clear();
-  EXPECT_NE(RunShell(absl::StrCat(etl::testing::BinaryPath("etlctl"), " --writer=localhost:", writer_->port(),
-                             " --tls-ca=", F("ca.pem"), " --tls-cert=", F("stranger-collector.pem"),
-                             " --tls-key=", F("stranger-collector.key"), " writer-status"),
-                &out),
+  EXPECT_NE(RunShell(absl::StrCat(etl::testing::BinaryPath("etlctl"), " --writer=localhost:",
+                                  writer_->port(), " --tls-ca=", F("ca.pem"),
+                                  " --tls-cert=", F("stranger-collector.pem"),
+                                  " --tls-key=", F("stranger-collector.key"), " writer-status"),
+                     &out),
             0);
-  // The collector (its certificate) is served: a collector started against this writer registers jobs.
+  // Write and the ledger RPCs, called directly with the operator's certificate and token: refused.
+  ChannelSecurityOptions op;
+  op.tls_ca_file = F("ca.pem");
+  op.tls_cert_file = F("operator.pem");
+  op.tls_key_file = F("operator.key");
+  op.token_file = F("operator-token");
+  auto channel = CreateSecureChannel(absl::StrCat("localhost:", writer_->port()), op);
+  ASSERT_TRUE(channel.ok()) << channel.status();
+  auto stub = v1::WriterService::NewStub(*channel);
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    v1::WriteSummary summary;
+    auto writer = stub->Write(&ctx, &summary);
+    v1::RecordBatch batch;
+    batch.set_job_id("forged");
+    batch.add_records("{}");
+    writer->Write(batch);
+    writer->WritesDone();
+    grpc::Status st = writer->Finish();
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED) << st.error_message();
+  }
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    v1::RegisterJobRequest req;
+    req.set_job_id("forged");
+    v1::JobRecord out;
+    EXPECT_EQ(stub->RegisterJob(&ctx, req, &out).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  }
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    v1::ListJobRecordsRequest req;
+    v1::ListJobRecordsResponse out;
+    EXPECT_EQ(stub->ListJobRecords(&ctx, req, &out).error_code(),
+              grpc::StatusCode::PERMISSION_DENIED);
+  }
+  // The collector (its certificate) is served: a collector started against this writer registers
+  // jobs.
   StartCollector({"--allow-private-networks"});
   TestApi& api = NewApi(60, 50);
   int rc = -1;
@@ -313,8 +378,9 @@ TEST_F(SecurityIntegrationTest, InternalTargetsAreClearJobErrors) {
   // excepted, so the numeric spellings aim at 127.0.0.2.)
   for (const std::string& host :
        {std::string("0x7f.0.0.2"), std::string("2130706434"), std::string("[::1]")}) {
-    std::string args = absl::StrCat("run --cliente=sec", etl::testing::UniqueSuffix(), " --rota=r --url=http://",
-                                    host, ":", port, "/page --pagination=none --max-attempts=1");
+    std::string args =
+        absl::StrCat("run --cliente=sec", etl::testing::UniqueSuffix(), " --rota=r --url=http://",
+                     host, ":", port, "/page --pagination=none --max-attempts=1");
     std::string out = Etlctl(args, &rc);
     EXPECT_NE(rc, 0) << host << ": " << out;
     EXPECT_THAT(out, HasSubstr("internal networks are not allowed")) << host;
@@ -359,9 +425,9 @@ TEST_F(SecurityIntegrationTest, HundredThousandDeepPageIsAPageErrorAndTheCollect
   EXPECT_EQ(rc, 2) << out;  // PARTIAL: page 1 failed, page 0 committed.
   EXPECT_THAT(out, HasSubstr("nesting deeper than 512"));
   std::string health;
-  EXPECT_EQ(RunShell(absl::StrCat(etl::testing::BinaryPath("etl_health_probe"), " --tls-ca=", F("ca.pem"),
-                             " localhost:", collector_->port()),
-                &health),
+  EXPECT_EQ(RunShell(absl::StrCat(etl::testing::BinaryPath("etl_health_probe"),
+                                  " --tls-ca=", F("ca.pem"), " localhost:", collector_->port()),
+                     &health),
             0)
       << health;
 }
@@ -389,7 +455,8 @@ TEST_F(SecurityIntegrationTest, SighupReloadsTheCredentialsFile) {
   std::ofstream(F("credentials.json"), std::ios::trunc) << "{broken";
   ASSERT_EQ(kill(collector_->pid(), SIGHUP), 0);
   const absl::Time until = absl::Now() + absl::Seconds(30);
-  while (!absl::StrContains(ReadAll(F("collector.log")), "credentials not reloaded") && absl::Now() < until) {
+  while (!absl::StrContains(ReadAll(F("collector.log")), "credentials not reloaded") &&
+         absl::Now() < until) {
     absl::SleepFor(absl::Milliseconds(20));  // Poll interval; the log line is the event waited for.
   }
   EXPECT_THAT(ReadAll(F("collector.log")), HasSubstr("credentials not reloaded"));

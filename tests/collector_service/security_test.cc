@@ -1,6 +1,8 @@
 // The collector's defences: operator credentials bound to hosts, the SSRF guard on the address
 // actually connected, redirects that never carry credentials to another origin, and response limits
 // (decompressed bytes, header count/size, URL length). Real HTTP servers on loopback.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <httplib.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -10,9 +12,6 @@
 #include <fstream>
 #include <string>
 #include <thread>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "collector_service/credentials.h"
@@ -105,8 +104,10 @@ class CredentialStoreTest : public ::testing::Test {
 };
 
 TEST_F(CredentialStoreTest, ResolvesOnlyForItsHostsAndNeverNamesTheSecret) {
-  Write(absl::StrCat(R"({"api": {"type": "bearer", "env": "SECURITY_TEST_TOKEN", "hosts": ["api.example.com"]},
-      "pw": {"type": "basic", "username": "u", "file": ")", secret_file_, R"(", "hosts": ["*.example.net"]},
+  Write(absl::StrCat(
+      R"({"api": {"type": "bearer", "env": "SECURITY_TEST_TOKEN", "hosts": ["api.example.com"]},
+      "pw": {"type": "basic", "username": "u", "file": ")",
+      secret_file_, R"(", "hosts": ["*.example.net"]},
       "key": {"type": "api_key", "env": "SECURITY_TEST_TOKEN", "param": "k", "hosts": ["api.example.com"]},
       "gone": {"type": "bearer", "env": "SECURITY_TEST_UNSET", "hosts": ["api.example.com"]}})"));
   auto store = CredentialStore::Load(path_);
@@ -133,7 +134,8 @@ TEST_F(CredentialStoreTest, ResolvesOnlyForItsHostsAndNeverNamesTheSecret) {
     EXPECT_THAT(std::string(s.message()), HasSubstr("may not be sent to host"));
     EXPECT_THAT(std::string(s.message()), Not(HasSubstr("tok-3f9a1c")));
   }
-  EXPECT_EQ((*store)->CheckAllowed("nope", "https://api.example.com/").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*store)->CheckAllowed("nope", "https://api.example.com/").code(),
+            absl::StatusCode::kInvalidArgument);
   auto gone = (*store)->Resolve("gone", "https://api.example.com/");
   EXPECT_EQ(gone.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(gone.status().message()), HasSubstr("SECURITY_TEST_UNSET"));
@@ -194,9 +196,11 @@ TEST(JobCredentialTest, NamedCredentialMustBeDeclaredAndBoundToTheUrlHost) {
   spec.set_url("https://attacker.example.net/collect");
   absl::Status s = CheckJobCredential(spec, store.get(), false);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(s.message()), HasSubstr("may not be sent to host \"attacker.example.net\""));
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("may not be sent to host \"attacker.example.net\""));
   spec.set_credential("unknown");
-  EXPECT_EQ(CheckJobCredential(spec, store.get(), false).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(CheckJobCredential(spec, store.get(), false).code(),
+            absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(CheckJobCredential(spec, nullptr, false).code(), absl::StatusCode::kInvalidArgument);
   spec.set_credential("a b\n");
   EXPECT_EQ(ValidateJobSpec(spec).code(), absl::StatusCode::kInvalidArgument);
@@ -209,15 +213,37 @@ TEST(JobCredentialTest, NamedCredentialMustBeDeclaredAndBoundToTheUrlHost) {
 // ---- SSRF guard ----
 
 TEST(SsrfTest, ClassifiesInternalAddresses) {
-  for (const char* ip : {"127.0.0.1", "127.1.2.3", "10.1.2.3", "172.16.0.1", "172.31.255.255", "192.168.1.1",
-                         "169.254.169.254", "100.64.0.1", "100.127.255.255", "224.0.0.1", "239.1.1.1",
-                         "0.0.0.0", "255.255.255.255", "::1", "::", "::ffff:127.0.0.1", "::ffff:8.8.8.8",
-                         "::127.0.0.1", "fc00::1", "fd12:3456::1", "fe80::1", "ff02::1", "64:ff9b::7f00:1",
-                         "2002:7f00:1::1", "[::1]", "fec0::1"}) {
+  for (const char* ip : {"127.0.0.1",
+                         "127.1.2.3",
+                         "10.1.2.3",
+                         "172.16.0.1",
+                         "172.31.255.255",
+                         "192.168.1.1",
+                         "169.254.169.254",
+                         "100.64.0.1",
+                         "100.127.255.255",
+                         "224.0.0.1",
+                         "239.1.1.1",
+                         "0.0.0.0",
+                         "255.255.255.255",
+                         "::1",
+                         "::",
+                         "::ffff:127.0.0.1",
+                         "::ffff:8.8.8.8",
+                         "::127.0.0.1",
+                         "fc00::1",
+                         "fd12:3456::1",
+                         "fe80::1",
+                         "ff02::1",
+                         "64:ff9b::7f00:1",
+                         "2002:7f00:1::1",
+                         "[::1]",
+                         "fec0::1"}) {
     EXPECT_NE(InternalAddressKind(ip), "") << ip;
   }
-  for (const char* ip : {"8.8.8.8", "1.1.1.1", "100.128.0.1", "100.63.255.255", "172.32.0.1", "192.169.0.1",
-                         "2606:4700:4700::1111", "2a00:1450::1", "64:ff9b::808:808"}) {
+  for (const char* ip :
+       {"8.8.8.8", "1.1.1.1", "100.128.0.1", "100.63.255.255", "172.32.0.1", "192.169.0.1",
+        "2606:4700:4700::1111", "2a00:1450::1", "64:ff9b::808:808"}) {
     EXPECT_EQ(InternalAddressKind(ip), "") << ip;
   }
   EXPECT_EQ(InternalAddressKind("169.254.169.254"), "link-local");
@@ -240,9 +266,11 @@ class GuardedFetchTest : public ::testing::Test {
     });
     server_.Get("/redirect", [this](const httplib::Request& req, httplib::Response& res) {
       hits_.fetch_add(1);
-      res.set_redirect(absl::StrCat(req.get_param_value("to"), "?key=", req.get_param_value("key")));
+      res.set_redirect(
+          absl::StrCat(req.get_param_value("to"), "?key=", req.get_param_value("key")));
     });
-    server_.Get("/loop", [](const httplib::Request&, httplib::Response& res) { res.set_redirect("/loop"); });
+    server_.Get("/loop",
+                [](const httplib::Request&, httplib::Response& res) { res.set_redirect("/loop"); });
     server_.Get("/bomb", [this](const httplib::Request&, httplib::Response& res) {
       res.set_header("Content-Encoding", "gzip");
       res.set_content(bomb_, "application/octet-stream");
@@ -297,15 +325,17 @@ class GuardedFetchTest : public ::testing::Test {
 
 TEST_F(GuardedFetchTest, InternalTargetsAreRefusedHoweverSpelled) {
   CurlHttpFetcher fetcher;  // Defaults: no private networks.
-  for (const std::string host : {"127.0.0.1", "0x7f.1", "2130706433", "0177.0.0.1", "127.1", "localhost",
-                                 "[::ffff:127.0.0.1]", "[::1]"}) {
+  for (const std::string host : {"127.0.0.1", "0x7f.1", "2130706433", "0177.0.0.1", "127.1",
+                                 "localhost", "[::ffff:127.0.0.1]", "[::1]"}) {
     HttpRequest req;
     req.url = Url(host, "/headers");
     req.connect_timeout_seconds = 5;
     auto resp = fetcher.Fetch(req);
     ASSERT_FALSE(resp.ok()) << host;
-    EXPECT_EQ(resp.status().code(), absl::StatusCode::kPermissionDenied) << host << ": " << resp.status();
-    EXPECT_THAT(std::string(resp.status().message()), HasSubstr("--allow-private-networks")) << host;
+    EXPECT_EQ(resp.status().code(), absl::StatusCode::kPermissionDenied)
+        << host << ": " << resp.status();
+    EXPECT_THAT(std::string(resp.status().message()), HasSubstr("--allow-private-networks"))
+        << host;
   }
   EXPECT_EQ(hits_.load(), 0);
   // The cloud metadata address is refused before any packet leaves.
@@ -397,7 +427,8 @@ TEST_F(GuardedFetchTest, CredentialsBoundToHostsAreNeverSentElsewhere) {
   req.credential_hosts = {"127.0.0.1"};
   auto resp = fetcher.Fetch(req);
   EXPECT_EQ(resp.status().code(), absl::StatusCode::kPermissionDenied);
-  EXPECT_THAT(std::string(resp.status().message()), HasSubstr("may not be sent to host \"localhost\""));
+  EXPECT_THAT(std::string(resp.status().message()),
+              HasSubstr("may not be sent to host \"localhost\""));
   EXPECT_EQ(hits_.load(), 0);
   req.url = Url("127.0.0.1", "/headers");
   resp = fetcher.Fetch(req);
@@ -424,7 +455,8 @@ TEST_F(GuardedFetchTest, GzipBombStopsAtTheDecompressedLimit) {
   auto resp = fetcher.Fetch(req);
   ASSERT_FALSE(resp.ok());
   EXPECT_EQ(resp.status().code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_THAT(std::string(resp.status().message()), HasSubstr("exceeds the limit of 4194304 bytes"));
+  EXPECT_THAT(std::string(resp.status().message()),
+              HasSubstr("exceeds the limit of 4194304 bytes"));
 }
 
 TEST_F(GuardedFetchTest, HeaderFloodAndHugeUrlsAreRefused) {

@@ -1,18 +1,18 @@
 // TLS, mTLS and token authorization of a real gRPC server on loopback, with certificates made by
-// openssl for this test (tests/testing/make_test_certs.sh): no certificate, a stranger's CA, a wrong
-// token and a non-collector identity on Write are all refused; the right ones work; health stays open.
+// openssl for this test (tests/testing/make_test_certs.sh): no certificate, a stranger's CA, a
+// wrong token and a non-collector identity on Write are all refused; the right ones work; health
+// stays open.
 #include "common/grpc_security.h"
 
+#include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <string>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "etl.grpc.pb.h"
@@ -28,7 +28,8 @@ using ::testing::Not;
 // authorization header.
 class FakeWriter final : public v1::WriterService::Service {
  public:
-  grpc::Status GetStatus(grpc::ServerContext* ctx, const v1::GetStatusRequest*, v1::WriterStatus* out) override {
+  grpc::Status GetStatus(grpc::ServerContext* ctx, const v1::GetStatusRequest*,
+                         v1::WriterStatus* out) override {
     Note(ctx);
     out->set_serving(true);
     return grpc::Status::OK;
@@ -37,7 +38,8 @@ class FakeWriter final : public v1::WriterService::Service {
                      v1::WriteSummary* out) override {
     Note(ctx);
     v1::RecordBatch batch;
-    while (reader->Read(&batch)) out->set_records_received(out->records_received() + batch.records_size());
+    while (reader->Read(&batch))
+      out->set_records_received(out->records_received() + batch.records_size());
     return grpc::Status::OK;
   }
   std::atomic<bool> saw_authorization{false};
@@ -210,7 +212,8 @@ TEST(GrpcSecurityConfigTest, RefusesTokensOverPlaintextAndHalfConfigurations) {
   EXPECT_TRUE(BuildServerCredentials({}).ok());
   ChannelSecurityOptions plaintext_token;
   plaintext_token.token_file = "/dev/null";
-  EXPECT_EQ(CreateSecureChannel("localhost:1", plaintext_token).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(CreateSecureChannel("localhost:1", plaintext_token).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(GrpcSecurityConfigTest, ConstantTimeEquals) {

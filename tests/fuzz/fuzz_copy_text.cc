@@ -1,6 +1,6 @@
 // COPY text escaping and the writer's per-record prechecks.
-// Invariants: escaped output has no raw tab/newline/CR, unescaping it gives the input back, LossyUtf8
-// output is valid UTF-8 without NUL bytes.
+// Invariants: escaped output has no raw tab/newline/CR, unescaping it gives the input back,
+// LossyUtf8 output is valid UTF-8 without NUL bytes.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -22,11 +22,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     if (++i >= out.size()) abort();
     switch (out[i]) {
-      case '\\': back.push_back('\\'); break;
-      case 't': back.push_back('\t'); break;
-      case 'n': back.push_back('\n'); break;
-      case 'r': back.push_back('\r'); break;
-      default: abort();
+      case '\\':
+        back.push_back('\\');
+        break;
+      case 't':
+        back.push_back('\t');
+        break;
+      case 'n':
+        back.push_back('\n');
+        break;
+      case 'r':
+        back.push_back('\r');
+        break;
+      default:
+        abort();
     }
   }
   if (back != in) abort();

@@ -12,7 +12,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!parsed.ok()) return 0;
   for (const auto& [name, def] : *parsed) {
     if (def.hosts.empty()) abort();
-    for (const std::string& pattern : def.hosts) (void)etl::HostMatchesPattern("api.example.com", pattern);
+    for (const std::string& pattern : def.hosts)
+      (void)etl::HostMatchesPattern("api.example.com", pattern);
   }
   return 0;
 }

@@ -1,12 +1,12 @@
 // The job-spec validator on arbitrary specs: the input is a JobSpec in proto3 JSON (what etlctl
 // --spec reads) or, when that does not parse, in binary (what StartJob receives).
 // Invariant: a spec that validates still validates after WithDefaults.
+#include <google/protobuf/util/json_util.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
-
-#include <google/protobuf/util/json_util.h>
 
 #include "collector_service/job_spec.h"
 #include "etl.pb.h"

@@ -1,5 +1,5 @@
-// Page parsing: records by JSON pointer, natural keys, cursor / next-URL / totals extraction, and the
-// invalid-UTF-8 fallback scanner. The first byte picks the pointers; the rest is the body.
+// Page parsing: records by JSON pointer, natural keys, cursor / next-URL / totals extraction, and
+// the invalid-UTF-8 fallback scanner. The first byte picks the pointers; the rest is the body.
 // Invariants: no crash, records are views inside the body, one natural key per record when asked.
 #include <cstddef>
 #include <cstdint>

@@ -1,6 +1,6 @@
-// URL building: query parameters appended to a base URL, relative references resolved (next URLs and
-// Link targets come from the API), a credential parameter removed, secrets redacted, host patterns.
-// Input: fields separated by NUL bytes (base, reference, key, value).
+// URL building: query parameters appended to a base URL, relative references resolved (next URLs
+// and Link targets come from the API), a credential parameter removed, secrets redacted, host
+// patterns. Input: fields separated by NUL bytes (base, reference, key, value).
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -32,7 +32,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   auto resolved = etl::ResolveUrl(base, reference);
   if (resolved.ok()) {
-    if (!absl::StartsWithIgnoreCase(*resolved, "http://") && !absl::StartsWithIgnoreCase(*resolved, "https://")) {
+    if (!absl::StartsWithIgnoreCase(*resolved, "http://") &&
+        !absl::StartsWithIgnoreCase(*resolved, "https://")) {
       abort();
     }
     auto host = etl::UrlHost(*resolved);
