@@ -13,6 +13,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <libpq-fe.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -84,6 +85,12 @@ class SecurityIntegrationTest : public ::testing::Test {
 
   void SetUp() override {
     if (etl::testing::PostgresConnString().empty()) GTEST_SKIP() << "no PostgreSQL configured";
+    // A database of its own: collectors resume every unfinished job of their ledger, so sharing one
+    // with tests running in parallel would let them run (and fail) each other's jobs. The first
+    // dbname of a conninfo may itself be a connection string or URL; the second names the database.
+    db_ = "etl_security_" + etl::testing::UniqueSuffix();
+    ASSERT_EQ(etl::testing::Exec("CREATE DATABASE " + db_), "");
+    db_conninfo_ = absl::StrCat("dbname='", etl::testing::PostgresConnString(), "' dbname=", db_);
     dir_ = absl::StrCat(::testing::TempDir(), "/etl-security-", getpid(), "-",
                         etl::testing::UniqueSuffix());
     ASSERT_EQ(std::system(
@@ -97,9 +104,22 @@ class SecurityIntegrationTest : public ::testing::Test {
     collector_.reset();
     writer_.reset();
     apis_.clear();
+    if (!db_.empty()) etl::testing::Exec("DROP DATABASE IF EXISTS " + db_ + " WITH (FORCE)");
     if (!dir_.empty()) std::system(absl::StrCat("rm -rf '", dir_, "'").c_str());
   }
   std::string F(const std::string& name) const { return absl::StrCat(dir_, "/", name); }
+
+  // Rows of `sql` in this test's database, first column only.
+  std::vector<std::string> DbQuery(const std::string& sql) {
+    std::vector<std::string> rows;
+    PGconn* conn = PQconnectdb(db_conninfo_.c_str());
+    PGresult* res = PQexec(conn, sql.c_str());
+    EXPECT_EQ(PQresultStatus(res), PGRES_TUPLES_OK) << sql << ": " << PQerrorMessage(conn);
+    for (int i = 0; i < PQntuples(res); ++i) rows.emplace_back(PQgetvalue(res, i, 0));
+    PQclear(res);
+    PQfinish(conn);
+    return rows;
+  }
 
   TestApi& NewApi(int total, int page_size) {
     apis_.push_back(std::make_unique<TestApi>(total, page_size));
@@ -125,7 +145,7 @@ class SecurityIntegrationTest : public ::testing::Test {
     writer_metrics_ = FreePort();
     writer_ = StartLogged(
         "writer_server", F("writer.log"),
-        {"--listen=127.0.0.1:0", "--flush_interval_ms=20",
+        {"--listen=127.0.0.1:0", "--flush_interval_ms=20", "--database_url=" + db_conninfo_,
          absl::StrCat("--metrics_listen=:", writer_metrics_), "--tls-cert=" + F("server.pem"),
          "--tls-key=" + F("server.key"), "--tls-client-ca=" + F("ca.pem"),
          "--auth-token-file=" + F("operator-token"),
@@ -181,6 +201,8 @@ class SecurityIntegrationTest : public ::testing::Test {
   }
 
   std::string dir_;
+  std::string db_;
+  std::string db_conninfo_;
   std::vector<std::unique_ptr<TestApi>> apis_;
   std::unique_ptr<ChildProcess> writer_;
   std::unique_ptr<ChildProcess> collector_;
@@ -245,15 +267,13 @@ TEST_F(SecurityIntegrationTest, SecretsNeverAppearInAnyOutput) {
   EXPECT_THAT(metrics, HasSubstr("# TYPE"));  // The endpoints answered (on loopback).
   std::string tables;
   for (const char* table : {"etl_jobs", "etl_pages", "etl_dead_letters"}) {
-    for (const std::string& row :
-         etl::testing::Query(absl::StrCat("SELECT t::text FROM ", table, " t"))) {
+    for (const std::string& row : DbQuery(absl::StrCat("SELECT t::text FROM ", table, " t"))) {
       absl::StrAppend(&tables, row, "\n");
     }
   }
-  for (const std::string& t : etl::testing::Query(
-           "SELECT tablename FROM pg_tables WHERE tablename LIKE 'dados_raw_cliente_sec%'")) {
-    for (const std::string& row :
-         etl::testing::Query(absl::StrCat("SELECT t::text FROM ", t, " t"))) {
+  for (const std::string& t :
+       DbQuery("SELECT tablename FROM pg_tables WHERE tablename LIKE 'dados_raw_cliente_sec%'")) {
+    for (const std::string& row : DbQuery(absl::StrCat("SELECT t::text FROM ", t, " t"))) {
       absl::StrAppend(&tables, row, "\n");
     }
   }
