@@ -70,7 +70,11 @@ ABSL_FLAG(std::string, timeout, "", "run: seconds allowed for one HTTP request (
 ABSL_FLAG(std::string, connect_timeout, "", "run: seconds allowed to connect (default 10)");
 ABSL_FLAG(std::string, credential, "",
           "run: NAME of a credential declared in the collector's credentials file (bound to its hosts)");
-ABSL_FLAG(std::string, bearer_token_env, "", "run: NAME of the collector's environment variable holding a bearer token");
+// The *_env / *_file auth flags name a secret on the collector's host: refused unless the collector
+// runs with --allow-spec-secret-paths (single-user setups); --credential is the way elsewhere.
+ABSL_FLAG(std::string, bearer_token_env, "",
+          "run: NAME of the collector's environment variable holding a bearer token (needs "
+          "collector_server --allow-spec-secret-paths; prefer --credential)");
 ABSL_FLAG(std::string, bearer_token_file, "", "run: file on the collector's host holding a bearer token");
 ABSL_FLAG(std::string, api_key_env, "", "run: NAME of the collector's environment variable holding an API key");
 ABSL_FLAG(std::string, api_key_file, "", "run: file on the collector's host holding an API key");
