@@ -1,0 +1,146 @@
+#include "writer_service/cursor_store.h"
+
+#include <simdjson.h>
+
+#include <cmath>
+#include <tuple>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "common/status_macros.h"
+
+namespace etl {
+namespace {
+
+absl::optional<absl::Time> ParseTimestamp(absl::string_view text) {
+  std::string t(absl::StripAsciiWhitespace(text));
+  absl::Time out;
+  std::string err;
+  if (absl::ParseTime(absl::RFC3339_full, t, &out, &err)) return out;
+  // No offset: UTC. Also a space instead of 'T'.
+  for (const char* f : {"%Y-%m-%dT%H:%M:%E*S", "%Y-%m-%d %H:%M:%E*S", "%Y-%m-%d %H:%M:%E*S%Ez",
+                        "%Y-%m-%d"}) {
+    if (absl::ParseTime(f, t, absl::UTCTimeZone(), &out, &err)) return out;
+  }
+  return absl::nullopt;
+}
+
+}  // namespace
+
+absl::StatusOr<CursorValue> ParseCursorValue(v1::CursorType type, absl::string_view text) {
+  CursorValue v;
+  v.text = std::string(text);
+  switch (type) {
+    case v1::INTEGER: {
+      if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(text), &v.sort_key)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("cursor value \"", text.substr(0, 100), "\" is not a 64-bit integer"));
+      }
+      return v;
+    }
+    case v1::TIMESTAMP: {
+      absl::optional<absl::Time> t = ParseTimestamp(text);
+      if (!t.has_value()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "cursor value \"", text.substr(0, 100),
+            "\" is not a timestamp (RFC 3339, e.g. 2024-05-01T10:00:00Z, or YYYY-MM-DD)"));
+      }
+      v.sort_key = absl::ToUnixMicros(*t);
+      return v;
+    }
+    default:
+      return absl::InvalidArgumentError("cursor type must be TIMESTAMP or INTEGER");
+  }
+}
+
+absl::StatusOr<std::string> CursorStartValue(v1::CursorType type, const std::string& value,
+                                             double lookback_seconds) {
+  ASSIGN_OR_RETURN(CursorValue v, ParseCursorValue(type, value));
+  if (type != v1::TIMESTAMP || !(lookback_seconds > 0) || !std::isfinite(lookback_seconds)) {
+    return v.text;
+  }
+  absl::Time t = absl::FromUnixMicros(v.sort_key) - absl::Seconds(lookback_seconds);
+  return absl::FormatTime(absl::RFC3339_sec, t, absl::UTCTimeZone());
+}
+
+struct CursorExtractor::Impl {
+  simdjson::dom::parser parser;
+};
+
+CursorExtractor::CursorExtractor() : impl_(std::make_unique<Impl>()) {}
+CursorExtractor::~CursorExtractor() = default;
+
+std::optional<CursorValue> CursorExtractor::Extract(absl::string_view record,
+                                                    const std::string& pointer,
+                                                    v1::CursorType type) {
+  simdjson::dom::element doc;
+  if (impl_->parser.parse(record.data(), record.size()).get(doc) != simdjson::SUCCESS) {
+    return std::nullopt;
+  }
+  simdjson::dom::element value;
+  if (doc.at_pointer(pointer).get(value) != simdjson::SUCCESS) return std::nullopt;
+  std::string text;
+  switch (value.type()) {
+    case simdjson::dom::element_type::STRING:
+      text = std::string(value.get_string().value_unsafe());
+      break;
+    case simdjson::dom::element_type::INT64:
+      text = absl::StrCat(value.get_int64().value_unsafe());
+      break;
+    case simdjson::dom::element_type::UINT64:
+      text = absl::StrCat(value.get_uint64().value_unsafe());
+      break;
+    default:
+      return std::nullopt;
+  }
+  absl::StatusOr<CursorValue> v = ParseCursorValue(type, text);
+  if (!v.ok()) return std::nullopt;
+  return *std::move(v);
+}
+
+absl::Status AdvanceCursor(PgConnection* conn, const CursorKey& key, const CursorValue& value,
+                           const std::string& job_id) {
+  return conn
+      ->Query("INSERT INTO etl_cursors (cliente_id, rota, cursor_path, cursor_type, value, sort_key, "
+              "job_id, updated_at) VALUES ($1, $2, $3, $4, $5, $6::numeric, $7, now()) "
+              "ON CONFLICT (cliente_id, rota, cursor_path) DO UPDATE SET "
+              "cursor_type = EXCLUDED.cursor_type, value = EXCLUDED.value, "
+              "sort_key = EXCLUDED.sort_key, job_id = EXCLUDED.job_id, updated_at = now() "
+              "WHERE etl_cursors.sort_key < EXCLUDED.sort_key "
+              "OR etl_cursors.cursor_type <> EXCLUDED.cursor_type",
+              {PgParam::Text(key.cliente_id), PgParam::Text(key.rota),
+               PgParam::Text(key.cursor_path), PgParam::Text(v1::CursorType_Name(key.cursor_type)),
+               PgParam::Text(value.text), PgParam::Text(absl::StrCat(value.sort_key)),
+               PgParam::Text(job_id)})
+      .status();
+}
+
+absl::StatusOr<std::vector<v1::Cursor>> ListCursors(PgConnection* conn, const std::string& cliente_id,
+                                                    const std::string& rota) {
+  ASSIGN_OR_RETURN(
+      PgResult res,
+      conn->Query("SELECT cliente_id, rota, cursor_path, cursor_type, value, job_id, "
+                  "(extract(epoch from updated_at) * 1000)::bigint FROM etl_cursors "
+                  "WHERE ($1 = '' OR cliente_id = $1) AND ($2 = '' OR rota = $2) "
+                  "ORDER BY cliente_id, rota, cursor_path",
+                  {PgParam::Text(cliente_id), PgParam::Text(rota)}));
+  std::vector<v1::Cursor> out;
+  for (int r = 0; r < res.rows(); ++r) {
+    v1::Cursor c;
+    c.set_cliente_id(res.Get(r, 0));
+    c.set_rota(res.Get(r, 1));
+    c.set_cursor_path(res.Get(r, 2));
+    v1::CursorType t = v1::CURSOR_TYPE_UNSPECIFIED;
+    v1::CursorType_Parse(res.Get(r, 3), &t);
+    c.set_cursor_type(t);
+    c.set_value(res.Get(r, 4));
+    c.set_job_id(res.Get(r, 5));
+    c.set_updated_at_unix_ms(res.GetInt(r, 6));
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+}  // namespace etl
