@@ -281,5 +281,43 @@ TEST_F(WriteModesTest, ReplaceOfAJobWithoutRecordsLeavesAnEmptyTable) {
   EXPECT_EQ(Count(table_), 0);
 }
 
+TEST_F(WriteModesTest, ListJobRecordsFiltersByClientRouteAndStateAndPagesWithAToken) {
+  std::vector<std::string> jobs;
+  for (int i = 0; i < 5; ++i) {
+    jobs.push_back(absl::StrCat("list-", i, "-", suffix_));
+    v1::JobSpec spec = Spec(v1::APPEND);
+    if (i == 4) spec.set_rota("outra");
+    Register(jobs.back(), spec);
+  }
+  ASSERT_TRUE(Finish(jobs[1], v1::SUCCEEDED).ok());
+  ASSERT_TRUE(Finish(jobs[3], v1::PARTIAL).ok());
+  auto list = [&](v1::ListJobRecordsRequest req) {
+    std::vector<std::string> ids;
+    for (int pages = 0; pages < 10; ++pages) {
+      v1::ListJobRecordsResponse resp;
+      grpc::ClientContext ctx;
+      grpc::Status s = stub_->ListJobRecords(&ctx, req, &resp);
+      EXPECT_TRUE(s.ok()) << s.error_message();
+      for (const auto& j : resp.jobs()) ids.push_back(j.job_id());
+      if (resp.next_page_token().empty()) break;
+      req.set_page_token(resp.next_page_token());
+    }
+    return ids;
+  };
+  v1::ListJobRecordsRequest req;
+  req.set_cliente_id(cliente_);
+  req.set_limit(2);
+  EXPECT_EQ(list(req), jobs);  // Pages of 2, 2 and 1, in creation order, none twice.
+  req.set_rota("pedidos");
+  EXPECT_EQ(list(req), std::vector<std::string>(jobs.begin(), jobs.begin() + 4));
+  req.add_states(v1::SUCCEEDED);
+  req.add_states(v1::PARTIAL);
+  EXPECT_EQ(list(req), (std::vector<std::string>{jobs[1], jobs[3]}));
+  req.set_page_token("garbage");
+  v1::ListJobRecordsResponse resp;
+  grpc::ClientContext ctx;
+  EXPECT_EQ(stub_->ListJobRecords(&ctx, req, &resp).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
 }  // namespace
 }  // namespace etl
