@@ -46,6 +46,7 @@ struct PgRecordSink::Work {
   std::vector<Page> pages;
   std::vector<DeadLetter> dead;
   int64_t merge_position = 0;  // MERGE: position of the next staged record (last one wins).
+  bool stage_used = false;     // MERGE: the staging table holds rows of an earlier table.
 
   void Reject(size_t page_index, uint32_t record_index, std::string reason) {
     Page& p = pages[page_index];
@@ -218,12 +219,24 @@ absl::Status PgRecordSink::CommitInTransaction(Work& w, const std::string& batch
   for (const std::string& table : tables) {
     const std::vector<size_t>& idx = by_table[table];
     const bool merge = w.pages[idx[0]].config->mode == v1::MERGE;
-    if (merge) RETURN_IF_ERROR(modes_.EnsureStage(conn_.get()));
+    bool keys_unique = true;
+    if (merge) {
+      RETURN_IF_ERROR(modes_.EnsureStage(conn_.get()));
+      if (w.stage_used) RETURN_IF_ERROR(conn_->Exec(ClearStageSql()));
+      w.stage_used = true;
+      absl::flat_hash_set<absl::string_view> keys;
+      for (size_t i : idx) {
+        const Work::Page& p = w.pages[i];
+        for (size_t r = 0; r < p.records.size() && keys_unique; ++r) {
+          if (!p.rejected[r]) keys_unique = keys.insert(*p.records[r].key).second;
+        }
+      }
+    }
     RETURN_IF_ERROR(conn_->Exec("SAVEPOINT etl_table"));
     absl::Status s = CopyRecords(table, w, idx);
     if (s.ok()) {
       RETURN_IF_ERROR(conn_->Exec("RELEASE SAVEPOINT etl_table"));
-      if (merge) RETURN_IF_ERROR(conn_->Exec(MergeFromStageSql(table)));
+      if (merge) RETURN_IF_ERROR(conn_->Exec(MergeFromStageSql(table, keys_unique)));
       continue;
     }
     if (!absl::IsInvalidArgument(s)) return s;
@@ -240,7 +253,7 @@ absl::Status PgRecordSink::CommitInTransaction(Work& w, const std::string& batch
       RETURN_IF_ERROR(CopyIsolating(table, w, i, std::move(good)));
       if (w.dead.size() != before) w.pages[i].rejects_changed = true;
     }
-    if (merge) RETURN_IF_ERROR(conn_->Exec(MergeFromStageSql(table)));
+    if (merge) RETURN_IF_ERROR(conn_->Exec(MergeFromStageSql(table, keys_unique)));
   }
 
   // 3. Dead letters: exact bytes (bytea) plus a readable text copy.

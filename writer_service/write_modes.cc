@@ -130,18 +130,19 @@ std::string MergeStageCopySql() {
                       " (payload, natural_key, job_id, page_number, ord) FROM STDIN");
 }
 
-std::string MergeFromStageSql(const std::string& table) {
+std::string MergeFromStageSql(const std::string& table, bool keys_unique) {
+  // PostgreSQL refuses to update one row twice in one INSERT ... ON CONFLICT: with repeated keys,
+  // keep the last occurrence of each (the greatest position); without, skip the sort.
   return absl::StrCat(
-      "INSERT INTO ", QuoteIdentifier(table),
-      " (payload, natural_key, job_id, page_number) "
-      "SELECT DISTINCT ON (natural_key) payload, natural_key, job_id, page_number FROM pg_temp.",
-      kMergeStageTable,
-      " ORDER BY natural_key, ord DESC "
-      "ON CONFLICT (natural_key) DO UPDATE SET payload = EXCLUDED.payload, "
-      "job_id = EXCLUDED.job_id, page_number = EXCLUDED.page_number, collected_at = now(); "
-      "TRUNCATE pg_temp.",
-      kMergeStageTable);
+      "INSERT INTO ", QuoteIdentifier(table), " (payload, natural_key, job_id, page_number) SELECT ",
+      keys_unique ? "" : "DISTINCT ON (natural_key) ",
+      "payload, natural_key, job_id, page_number FROM pg_temp.", kMergeStageTable,
+      keys_unique ? "" : " ORDER BY natural_key, ord DESC",
+      " ON CONFLICT (natural_key) DO UPDATE SET payload = EXCLUDED.payload, "
+      "job_id = EXCLUDED.job_id, page_number = EXCLUDED.page_number, collected_at = now()");
 }
+
+std::string ClearStageSql() { return absl::StrCat("TRUNCATE pg_temp.", kMergeStageTable); }
 
 absl::Status SwapInReplaceTable(PgConnection* conn, const std::string& job_id) {
   RETURN_IF_ERROR(conn->Exec("BEGIN"));

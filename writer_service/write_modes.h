@@ -76,8 +76,11 @@ class WriteModeCache {
 inline constexpr char kMergeStageTable[] = "etl_merge_stage";
 // COPY target of MERGE batches: the staging table's columns in COPY order.
 std::string MergeStageCopySql();
-// Moves the staging table's rows into `table` (latest position per key wins) and empties it.
-std::string MergeFromStageSql(const std::string& table);
+// Moves the staging table's rows into `table`; the latest position per key wins. `keys_unique`: the
+// caller knows no key repeats among the staged rows (no sort needed).
+std::string MergeFromStageSql(const std::string& table, bool keys_unique);
+// Empties the staging table (it is emptied at commit anyway; needed before a second table).
+std::string ClearStageSql();
 
 // REPLACE: swaps the job's fresh table in for its raw table, in one transaction under the DDL lock,
 // once per job (recorded in etl_table_swaps, so a repeated call is a no-op). A job that loaded no
