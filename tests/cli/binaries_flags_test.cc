@@ -77,4 +77,20 @@ TEST(BinaryFlagsTest, WriterHelpShowsItsDefaults) {
   EXPECT_TRUE(absl::StrContains(c.output, "--fetch-concurrency=VALUE  (default: 4)")) << c.output;
 }
 
+TEST(EtlctlTest, ValidateAcceptsTheDeployExamplesAndExplainsABadFile) {
+  for (const char* f : {"pedidos_por_data.yaml", "clientes_incremental.yaml"}) {
+    RunResult r = RunBinary("etlctl", absl::StrCat("validate ", ETL_SOURCE_DIR, "/deploy/jobs/", f));
+    EXPECT_EQ(r.exit_code, 0) << f << "\n" << r.output;
+    EXPECT_TRUE(absl::StrContains(r.output, ": OK (2151/")) << r.output;
+  }
+  std::string bad = ::testing::TempDir() + "/bad_job.yaml";
+  FILE* f = fopen(bad.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  fputs("cliente: \"2151\"\nrota: pedidos\nurl: http://x/\npagination: page\nwrite_mode: merge\n", f);
+  fclose(f);
+  RunResult r = RunBinary("etlctl", "validate " + bad);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(absl::StrContains(r.output, "merge needs --id-path")) << r.output;
+}
+
 }  // namespace
