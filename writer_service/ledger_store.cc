@@ -31,7 +31,7 @@ std::string StripNul(std::string s) {
   return s;
 }
 
-// Creation time in ms: the order of listings and of their page tokens.
+// Creation time in ms: listings are newest first by it (then job id), and so are their page tokens.
 constexpr const char* kCreatedMs = "(extract(epoch from j.created_at) * 1000)::bigint";
 
 constexpr const char* kJobColumns =
@@ -91,7 +91,7 @@ absl::StatusOr<std::vector<v1::JobRecord>> LedgerStore::LoadJobs(PgConnection* c
                                                                  int limit) {
   ASSIGN_OR_RETURN(PgResult res,
                    conn->Query(absl::StrCat("SELECT ", kJobColumns, " FROM etl_jobs j WHERE ",
-                                            where, " ORDER BY ", kCreatedMs, ", j.job_id LIMIT ",
+                                            where, " ORDER BY ", kCreatedMs, " DESC, j.job_id DESC LIMIT ",
                                             limit),
                                params));
   std::vector<v1::JobRecord> jobs(static_cast<size_t>(res.rows()));
@@ -252,7 +252,7 @@ absl::StatusOr<v1::ListJobRecordsResponse> LedgerStore::ListJobRecords(
     }
     std::string after_ms = param(absl::StrCat(ms));
     std::string after_id = param(token.substr(colon + 1));
-    absl::StrAppend(&where, " AND (", kCreatedMs, ", j.job_id) > (", after_ms, "::bigint, ",
+    absl::StrAppend(&where, " AND (", kCreatedMs, ", j.job_id) < (", after_ms, "::bigint, ",
                     after_id, ")");
   }
   int limit = req.limit() <= 0 ? 100 : std::min(req.limit(), 10000);

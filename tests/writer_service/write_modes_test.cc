@@ -307,12 +307,13 @@ TEST_F(WriteModesTest, ListJobRecordsFiltersByClientRouteAndStateAndPagesWithATo
   v1::ListJobRecordsRequest req;
   req.set_cliente_id(cliente_);
   req.set_limit(2);
-  EXPECT_EQ(list(req), jobs);  // Pages of 2, 2 and 1, in creation order, none twice.
+  std::vector<std::string> newest_first(jobs.rbegin(), jobs.rend());
+  EXPECT_EQ(list(req), newest_first);  // Pages of 2, 2 and 1, newest first, none twice.
   req.set_rota("pedidos");
-  EXPECT_EQ(list(req), std::vector<std::string>(jobs.begin(), jobs.begin() + 4));
+  EXPECT_EQ(list(req), std::vector<std::string>(newest_first.begin() + 1, newest_first.end()));
   req.add_states(v1::SUCCEEDED);
   req.add_states(v1::PARTIAL);
-  EXPECT_EQ(list(req), (std::vector<std::string>{jobs[1], jobs[3]}));
+  EXPECT_EQ(list(req), (std::vector<std::string>{jobs[3], jobs[1]}));
   req.set_page_token("garbage");
   v1::ListJobRecordsResponse resp;
   grpc::ClientContext ctx;
