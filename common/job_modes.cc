@@ -11,18 +11,59 @@
 namespace etl {
 namespace {
 
-bool ParseTimestamp(absl::string_view text) {
+bool ParseTimestamp(absl::string_view text) { return CursorTimestampMicros(text).ok(); }
+
+}  // namespace
+
+absl::StatusOr<int64_t> CursorTimestampMicros(absl::string_view text) {
   absl::Time t;
   std::string err;
   std::string s(absl::StripAsciiWhitespace(text));
-  if (absl::ParseTime(absl::RFC3339_full, s, &t, &err)) return true;
-  for (const char* f : {"%Y-%m-%dT%H:%M:%E*S", "%Y-%m-%d %H:%M:%E*S", "%Y-%m-%d"}) {
-    if (absl::ParseTime(f, s, absl::UTCTimeZone(), &t, &err)) return true;
+  if (absl::ParseTime(absl::RFC3339_full, s, &t, &err)) return absl::ToUnixMicros(t);
+  for (const char* f : {"%Y-%m-%dT%H:%M:%E*S", "%Y-%m-%d %H:%M:%E*S", "%Y-%m-%d %H:%M:%E*S%Ez",
+                        "%Y-%m-%d"}) {
+    if (absl::ParseTime(f, s, absl::UTCTimeZone(), &t, &err)) return absl::ToUnixMicros(t);
   }
-  return false;
+  return absl::InvalidArgumentError(
+      absl::StrCat("\"", text.substr(0, 100),
+                   "\" is not a timestamp (RFC 3339, e.g. 2024-05-01T10:00:00Z, or YYYY-MM-DD)"));
 }
 
-}  // namespace
+absl::StatusOr<std::string> CursorStartValue(v1::CursorType type, const std::string& value,
+                                             double lookback_seconds) {
+  if (type != v1::TIMESTAMP || !(lookback_seconds > 0) || !std::isfinite(lookback_seconds)) {
+    return value;
+  }
+  absl::StatusOr<int64_t> micros = CursorTimestampMicros(value);
+  if (!micros.ok()) return micros.status();
+  absl::Time t = absl::FromUnixMicros(*micros) - absl::Seconds(lookback_seconds);
+  return absl::FormatTime(absl::RFC3339_sec, t, absl::UTCTimeZone());
+}
+
+absl::Status ApplyIncrementalStart(v1::JobSpec* spec, const std::string& start) {
+  v1::Incremental* inc = spec->mutable_incremental();
+  inc->set_start_value(start);
+  if (start.empty()) return absl::OkStatus();
+  if (!inc->param().empty()) {
+    auto* params = spec->mutable_query_params();
+    for (int i = params->size() - 1; i >= 0; --i) {
+      if (params->Get(i).key() == inc->param()) params->DeleteSubrange(i, 1);
+    }
+    v1::KeyValue* kv = params->Add();
+    kv->set_key(inc->param());
+    kv->set_value(start);
+    return absl::OkStatus();
+  }
+  if (inc->cursor_type() != v1::TIMESTAMP) {
+    return absl::InvalidArgumentError("an integer incremental cursor needs incremental param");
+  }
+  absl::StatusOr<int64_t> micros = CursorTimestampMicros(start);
+  if (!micros.ok()) return micros.status();
+  std::string day = absl::FormatTime("%Y-%m-%d", absl::FromUnixMicros(*micros), absl::UTCTimeZone());
+  v1::DateFilter* d = spec->mutable_date_filter();
+  if (d->start_date().empty() || d->start_date() < day) d->set_start_date(day);
+  return absl::OkStatus();
+}
 
 absl::StatusOr<v1::WriteMode> ParseWriteMode(absl::string_view text) {
   std::string t = absl::AsciiStrToLower(absl::StripAsciiWhitespace(text));
@@ -107,6 +148,11 @@ absl::Status ValidateJobModes(const v1::JobSpec& spec) {
                                                          ? "timestamp (e.g. 2024-05-01T00:00:00Z)"
                                                          : "64-bit integer"));
     }
+  }
+  if (inc.param().empty() && inc.cursor_type() == v1::INTEGER) {
+    return absl::InvalidArgumentError(
+        "incremental: an integer cursor needs the query parameter that carries it (incremental "
+        "param, e.g. since_id)");
   }
   if (inc.param().empty() && spec.date_filter().start_date().empty() &&
       spec.date_filter().start_param().empty()) {

@@ -27,6 +27,21 @@ absl::StatusOr<v1::CursorType> ParseCursorType(absl::string_view text);
 // A duration: "90" (seconds), "90s", "15m", "1h", "2d", or combinations absl understands ("1h30m").
 absl::StatusOr<double> ParseDurationSeconds(absl::string_view text);
 
+// Microseconds since the Unix epoch of a TIMESTAMP cursor value: RFC 3339 (fractions, offsets), the
+// same without an offset (UTC), "YYYY-MM-DD HH:MM:SS" or "YYYY-MM-DD". INVALID_ARGUMENT otherwise.
+absl::StatusOr<int64_t> CursorTimestampMicros(absl::string_view text);
+
+// What a run sends to the API for the stored mark `value`: the mark itself, or for a timestamp with
+// a lookback, the mark minus the lookback in RFC 3339 UTC.
+absl::StatusOr<std::string> CursorStartValue(v1::CursorType type, const std::string& value,
+                                             double lookback_seconds);
+
+// Records `start` as the job's incremental start (incremental.start_value) and makes every request
+// carry it: as the query parameter incremental.param (replacing one of that name), or, without one,
+// as the date filter's start date (the mark's UTC day: dates are inclusive, so the overlap is
+// re-read and merged, never skipped). REQUIRES: ValidateJobModes(*spec) is OK.
+absl::Status ApplyIncrementalStart(v1::JobSpec* spec, const std::string& start);
+
 }  // namespace etl
 
 #endif  // ETL_COMMON_JOB_MODES_H_

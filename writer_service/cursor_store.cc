@@ -9,26 +9,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/job_modes.h"
 #include "common/status_macros.h"
 
 namespace etl {
-namespace {
-
-absl::optional<absl::Time> ParseTimestamp(absl::string_view text) {
-  std::string t(absl::StripAsciiWhitespace(text));
-  absl::Time out;
-  std::string err;
-  if (absl::ParseTime(absl::RFC3339_full, t, &out, &err)) return out;
-  // No offset: UTC. Also a space instead of 'T'.
-  for (const char* f : {"%Y-%m-%dT%H:%M:%E*S", "%Y-%m-%d %H:%M:%E*S", "%Y-%m-%d %H:%M:%E*S%Ez",
-                        "%Y-%m-%d"}) {
-    if (absl::ParseTime(f, t, absl::UTCTimeZone(), &out, &err)) return out;
-  }
-  return absl::nullopt;
-}
-
-}  // namespace
-
 absl::StatusOr<CursorValue> ParseCursorValue(v1::CursorType type, absl::string_view text) {
   CursorValue v;
   v.text = std::string(text);
@@ -41,28 +25,12 @@ absl::StatusOr<CursorValue> ParseCursorValue(v1::CursorType type, absl::string_v
       return v;
     }
     case v1::TIMESTAMP: {
-      absl::optional<absl::Time> t = ParseTimestamp(text);
-      if (!t.has_value()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "cursor value \"", text.substr(0, 100),
-            "\" is not a timestamp (RFC 3339, e.g. 2024-05-01T10:00:00Z, or YYYY-MM-DD)"));
-      }
-      v.sort_key = absl::ToUnixMicros(*t);
+      ASSIGN_OR_RETURN(v.sort_key, CursorTimestampMicros(text));
       return v;
     }
     default:
       return absl::InvalidArgumentError("cursor type must be TIMESTAMP or INTEGER");
   }
-}
-
-absl::StatusOr<std::string> CursorStartValue(v1::CursorType type, const std::string& value,
-                                             double lookback_seconds) {
-  ASSIGN_OR_RETURN(CursorValue v, ParseCursorValue(type, value));
-  if (type != v1::TIMESTAMP || !(lookback_seconds > 0) || !std::isfinite(lookback_seconds)) {
-    return v.text;
-  }
-  absl::Time t = absl::FromUnixMicros(v.sort_key) - absl::Seconds(lookback_seconds);
-  return absl::FormatTime(absl::RFC3339_sec, t, absl::UTCTimeZone());
 }
 
 struct CursorExtractor::Impl {

@@ -32,14 +32,8 @@ struct CursorValue {
 };
 
 // Parses a cursor value of `type` given as text: INTEGER = optional sign and digits (64-bit);
-// TIMESTAMP = RFC 3339 ("2024-05-01T10:00:00Z", fractions and offsets allowed), the same without an
-// offset (UTC), or YYYY-MM-DD. INVALID_ARGUMENT otherwise.
+// TIMESTAMP = as CursorTimestampMicros (common/job_modes.h). INVALID_ARGUMENT otherwise.
 absl::StatusOr<CursorValue> ParseCursorValue(v1::CursorType type, absl::string_view text);
-
-// The mark to send to the API: `value` minus `lookback_seconds` for timestamps (formatted in RFC
-// 3339 UTC when a lookback applies; the stored text otherwise).
-absl::StatusOr<std::string> CursorStartValue(v1::CursorType type, const std::string& value,
-                                             double lookback_seconds);
 
 class CursorExtractor {
  public:
