@@ -41,6 +41,14 @@ class WriteModesTest : public ::testing::Test {
         absl::StrCat("127.0.0.1:", server_->port()), grpc::InsecureChannelCredentials()));
   }
 
+  void TearDown() override {
+    // Jobs registered here never run: end them so no collector sharing this database resumes them.
+    for (const std::string& job : registered_) {
+      ::etl::testing::Exec(absl::StrCat("UPDATE etl_jobs SET state = 'CANCELLED', finished_at = now() "
+                                        "WHERE job_id = '", job, "' AND state IN ('PENDING', 'RUNNING')"));
+    }
+  }
+
   v1::JobSpec Spec(v1::WriteMode mode, const std::string& id_path = "/id") {
     v1::JobSpec spec;
     spec.set_cliente_id(cliente_);
@@ -60,6 +68,7 @@ class WriteModesTest : public ::testing::Test {
     grpc::ClientContext ctx;
     grpc::Status s = stub_->RegisterJob(&ctx, req, &rec);
     ASSERT_TRUE(s.ok()) << s.error_message();
+    registered_.push_back(job);
   }
 
   grpc::Status Finish(const std::string& job, v1::JobState state) {
@@ -111,6 +120,7 @@ class WriteModesTest : public ::testing::Test {
   }
 
   std::string suffix_, cliente_, table_;
+  std::vector<std::string> registered_;
   std::unique_ptr<WriterServer> server_;
   std::unique_ptr<v1::WriterService::Stub> stub_;
 };
