@@ -6,11 +6,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "collector_service/job_reruns.h"
 #include "collector_service/job_spec.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/metrics_server.h"
 #include "common/names.h"
+#include "common/status_macros.h"
 
 namespace etl {
 namespace {
@@ -121,6 +123,9 @@ absl::StatusOr<v1::Job> Collector::StartJob(const v1::JobSpec& in, const TraceCo
     auto secret = ReadSecret(spec.auth());
     if (!secret.ok()) return secret.status();
   }
+  // The incremental start is fixed now and stored with the job, so a resume or a retry asks the
+  // API for the same data.
+  RETURN_IF_ERROR(ResolveIncrementalStart(writer_.get(), absl::Seconds(10), &spec));
   const std::string id = NewJobId();
   v1::RegisterJobRequest req;
   req.set_job_id(id);
@@ -171,44 +176,103 @@ absl::StatusOr<v1::Job> Collector::GetJob(const std::string& job_id) {
 }
 
 absl::StatusOr<v1::ListJobsResponse> Collector::ListJobs(const v1::ListJobsRequest& request) {
-  const int limit = request.limit() > 0 ? request.limit() : 100;
-  std::map<std::string, v1::Job> merged;
-  v1::ListJobRecordsRequest req;
-  req.set_unfinished_only(request.unfinished_only());
-  req.set_limit(limit);
+  // The ledger answers the query (filters, order, page token); jobs running here show their live
+  // progress instead of the ledger's last figures.
+  const v1::ListJobRecordsRequest req = ToListJobRecordsRequest(request);
   v1::ListJobRecordsResponse resp;
   grpc::ClientContext ctx;
   PrepareWriterContext(&ctx, absl::Seconds(10));
   grpc::Status s = writer_->ListJobRecords(&ctx, req, &resp);
+  v1::ListJobsResponse out;
   if (s.ok()) {
-    for (const auto& r : resp.jobs()) merged[r.job_id()] = JobFromRecord(r);
-  } else {
-    LogWarning("ListJobs: writer unavailable (", s.error_message(),
-               "); listing this collector's jobs only");
-  }
-  std::vector<std::shared_ptr<Job>> local;
-  {
-    absl::MutexLock l(&mu_);
-    for (const auto& [id, job] : jobs_) local.push_back(job);
-  }
-  for (const auto& job : local) {
-    v1::Job snap = job->Snapshot();
-    if (request.unfinished_only() && IsTerminal(snap.state())) {
-      merged.erase(snap.job_id());
-      continue;
+    for (const auto& r : resp.jobs()) {
+      v1::Job job = JobFromRecord(r);
+      if (auto live = FindJob(r.job_id())) job = live->Snapshot();
+      if (request.unfinished_only() && IsTerminal(job.state())) continue;
+      *out.add_jobs() = std::move(job);
     }
-    merged[snap.job_id()] = std::move(snap);
+    out.set_next_page_token(resp.next_page_token());
+    return out;
   }
+  if (!request.page_token().empty()) return FromGrpcStatus(s);
+  LogWarning("ListJobs: writer unavailable (", s.error_message(),
+             "); listing this collector's jobs only");
   std::vector<v1::Job> jobs;
-  for (auto& [id, job] : merged) jobs.push_back(std::move(job));
+  {
+    std::vector<std::shared_ptr<Job>> local;
+    {
+      absl::MutexLock l(&mu_);
+      for (const auto& [id, job] : jobs_) local.push_back(job);
+    }
+    for (const auto& job : local) {
+      v1::Job snap = job->Snapshot();
+      if (MatchesListFilters(request, snap)) jobs.push_back(std::move(snap));
+    }
+  }
   std::sort(jobs.begin(), jobs.end(), [](const v1::Job& a, const v1::Job& b) {
     return a.created_at_unix_ms() != b.created_at_unix_ms()
                ? a.created_at_unix_ms() > b.created_at_unix_ms()
-               : a.job_id() < b.job_id();
+               : a.job_id() > b.job_id();
   });
-  v1::ListJobsResponse out;
-  for (size_t i = 0; i < jobs.size() && int(i) < limit; ++i) *out.add_jobs() = std::move(jobs[i]);
+  for (size_t i = 0; i < jobs.size() && int(i) < req.limit(); ++i) {
+    *out.add_jobs() = std::move(jobs[i]);
+  }
   return out;
+}
+
+absl::StatusOr<v1::Job> Collector::RetryJob(const std::string& job_id, const TraceContext& trace) {
+  if (job_id.empty()) return absl::InvalidArgumentError("job_id is required");
+  if (auto live = FindJob(job_id); live != nullptr && !live->done()) {
+    return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " is running"));
+  }
+  v1::ListJobRecordsRequest req;
+  req.set_job_id(job_id);
+  req.set_limit(1);
+  v1::ListJobRecordsResponse resp;
+  grpc::ClientContext ctx;
+  PrepareWriterContext(&ctx, absl::Seconds(10));
+  grpc::Status s = writer_->ListJobRecords(&ctx, req, &resp);
+  if (!s.ok()) return FromGrpcStatus(s);
+  if (resp.jobs_size() == 0 || resp.jobs(0).job_id() != job_id) {
+    return absl::NotFoundError(absl::StrCat("no job ", job_id));
+  }
+  const v1::JobRecord& record = resp.jobs(0);
+  switch (record.state()) {
+    case v1::PARTIAL:
+    case v1::FAILED:
+    case v1::CANCELLED:
+      break;
+    case v1::SUCCEEDED:
+      return absl::FailedPreconditionError(
+          absl::StrCat("job ", job_id, " SUCCEEDED: nothing to retry (run it again instead)"));
+    default:
+      return absl::FailedPreconditionError(absl::StrCat(
+          "job ", job_id, " is ", v1::JobState_Name(record.state()),
+          ": it is running or will be resumed from its ledger by a collector"));
+  }
+  RETURN_IF_ERROR(ValidateJobSpec(record.spec()));
+  // PENDING clears the stored error and end time; the job's run sets RUNNING and its final state.
+  v1::UpdateJobRequest update;
+  update.set_job_id(job_id);
+  update.set_state(v1::PENDING);
+  v1::JobRecord updated;
+  grpc::ClientContext uctx;
+  PrepareWriterContext(&uctx, absl::Seconds(10));
+  s = writer_->UpdateJob(&uctx, update, &updated);
+  if (!s.ok()) return FromGrpcStatus(s);
+  {
+    absl::MutexLock l(&mu_);
+    auto it = jobs_.find(job_id);
+    if (it != jobs_.end() && it->second->done()) jobs_.erase(it);
+  }
+  TraceContext job_trace = trace;
+  if (job_trace.request_id.empty()) job_trace.request_id = job_id;
+  std::shared_ptr<Job> job = AddJob(job_id, WithDefaults(record.spec(), options_.fetch_concurrency),
+                                    job_trace, record.created_at_unix_ms(), /*resumed=*/true);
+  if (job == nullptr) return absl::UnavailableError("the collector is shutting down");
+  LogInfo("job ", job_id, " retried from ", v1::JobState_Name(record.state()),
+          ": fetching the pages not committed");
+  return job->Snapshot();
 }
 
 absl::StatusOr<v1::Job> Collector::CancelJob(const std::string& job_id) {

@@ -63,6 +63,9 @@ class Collector {
   absl::StatusOr<v1::Job> GetJob(const std::string& job_id);
   absl::StatusOr<v1::ListJobsResponse> ListJobs(const v1::ListJobsRequest& request);
   absl::StatusOr<v1::Job> CancelJob(const std::string& job_id);
+  // Runs a PARTIAL, FAILED or CANCELLED job again under its id, fetching only the pages its ledger
+  // does not hold as committed. FAILED_PRECONDITION while it runs or once it SUCCEEDED.
+  absl::StatusOr<v1::Job> RetryJob(const std::string& job_id, const TraceContext& trace);
   // The live job, or null when it is not running in this process.
   std::shared_ptr<Job> FindJob(const std::string& job_id);
 

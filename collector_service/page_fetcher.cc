@@ -186,6 +186,9 @@ FetchedPage PageFetcher::Fetch(int64_t page_number, const std::string& token,
         return page;
       }
       reason = std::string(parsed.status().message());
+      // A records path that is missing or not an array will not appear on a retry of the same
+      // answer; a malformed or truncated body (DATA_LOSS) might.
+      retriable = parsed.status().code() == absl::StatusCode::kDataLoss;
     }
     counters_->http_errors.fetch_add(1);
     page.error = attempt > 1 ? absl::StrCat(reason, " after ", attempt, " attempts") : reason;

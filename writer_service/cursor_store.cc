@@ -34,7 +34,10 @@ absl::StatusOr<CursorValue> ParseCursorValue(v1::CursorType type, absl::string_v
 }
 
 struct CursorExtractor::Impl {
-  simdjson::dom::parser parser;
+  // On-Demand: only the path to the cursor is parsed, so values simdjson cannot represent elsewhere
+  // in the record (integers beyond 64 bits) do not hide it.
+  simdjson::ondemand::parser parser;
+  std::string buffer;  // The record with simdjson's padding.
 };
 
 CursorExtractor::CursorExtractor() : impl_(std::make_unique<Impl>()) {}
@@ -43,26 +46,31 @@ CursorExtractor::~CursorExtractor() = default;
 std::optional<CursorValue> CursorExtractor::Extract(absl::string_view record,
                                                     const std::string& pointer,
                                                     v1::CursorType type) {
-  simdjson::dom::element doc;
-  if (impl_->parser.parse(record.data(), record.size()).get(doc) != simdjson::SUCCESS) {
+  namespace od = simdjson::ondemand;
+  std::string& buf = impl_->buffer;
+  buf.assign(record.data(), record.size());
+  buf.reserve(record.size() + simdjson::SIMDJSON_PADDING);
+  od::document doc;
+  if (impl_->parser.iterate(buf.data(), record.size(), buf.capacity()).get(doc) !=
+      simdjson::SUCCESS) {
     return std::nullopt;
   }
-  simdjson::dom::element value;
+  od::value value;
   if (doc.at_pointer(pointer).get(value) != simdjson::SUCCESS) return std::nullopt;
+  od::json_type json_type;
+  if (value.type().get(json_type) != simdjson::SUCCESS) return std::nullopt;
   std::string text;
-  switch (value.type()) {
-    case simdjson::dom::element_type::STRING:
-      text = std::string(value.get_string().value_unsafe());
-      break;
-    case simdjson::dom::element_type::INT64:
-      text = absl::StrCat(value.get_int64().value_unsafe());
-      break;
-    case simdjson::dom::element_type::UINT64:
-      text = absl::StrCat(value.get_uint64().value_unsafe());
-      break;
-    default:
-      return std::nullopt;
+  if (json_type == od::json_type::string) {
+    std::string_view sv;
+    if (value.get_string().get(sv) != simdjson::SUCCESS) return std::nullopt;
+    text = std::string(sv);
+  } else if (json_type == od::json_type::number) {
+    std::string_view raw = value.raw_json_token();
+    text = std::string(absl::StripAsciiWhitespace(absl::string_view(raw.data(), raw.size())));
+  } else {
+    return std::nullopt;
   }
+  if (buf.capacity() > (size_t{1} << 20)) std::string().swap(buf);  // Keep no huge buffer.
   absl::StatusOr<CursorValue> v = ParseCursorValue(type, text);
   if (!v.ok()) return std::nullopt;
   return *std::move(v);

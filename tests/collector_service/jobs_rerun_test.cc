@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "collector_service/collector.h"
+#include "collector_service/collector_server.h"
 #include "deploy/sample_api/records.h"
 #include "deploy/sample_api/sample_api_server.h"
 #include "etl.grpc.pb.h"

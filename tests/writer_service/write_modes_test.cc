@@ -224,6 +224,11 @@ TEST_F(WriteModesTest, IncrementalMarkAdvancesWithTheCommittedRecordsOnly) {
   EXPECT_EQ(mark(), "2024-05-09T10:00:00Z");
   ASSERT_TRUE(Send({Page(job, 2, {20}, 1)}).ok());
   EXPECT_EQ(mark(), "2024-05-21T10:00:00Z");
+  // An integer beyond 64 bits elsewhere in the record does not hide its cursor.
+  v1::RecordBatch big = Page(job, 3, {21}, 1);
+  big.set_records(0, R"({"big": 18446744073709551617123, "id": 21, "updated_at": "2024-05-22T00:00:00Z"})");
+  ASSERT_TRUE(Send({big}).ok());
+  EXPECT_EQ(mark(), "2024-05-22T00:00:00Z");
   EXPECT_EQ(QueryValue(absl::StrCat("SELECT job_id FROM etl_cursors WHERE cliente_id = '", cliente_,
                                     "'")),
             job);
