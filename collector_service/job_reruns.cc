@@ -18,6 +18,34 @@ absl::Status ResolveIncrementalStart(v1::WriterService::StubInterface* writer, a
   if (inc.cursor_path().empty()) return absl::OkStatus();
   std::string mark;
   if (!inc.full_refresh()) {
+    // Pages of one job commit out of order when fetched in parallel, so the mark of a job that did
+    // not finish may lie beyond a page it never loaded: that job must be completed first.
+    v1::ListJobRecordsRequest jobs_req;
+    jobs_req.set_cliente_id(spec->cliente_id());
+    jobs_req.set_rota(spec->rota());
+    jobs_req.set_limit(50);
+    v1::ListJobRecordsResponse jobs;
+    grpc::ClientContext jobs_ctx;
+    jobs_ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+    grpc::Status js = writer->ListJobRecords(&jobs_ctx, jobs_req, &jobs);
+    if (!js.ok()) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot read the earlier runs from the writer: ", js.error_message()));
+    }
+    for (const v1::JobRecord& r : jobs.jobs()) {  // Newest first.
+      if (r.spec().incremental().cursor_path() != inc.cursor_path()) continue;
+      bool unfinished_with_data = (r.state() == v1::PARTIAL || r.state() == v1::FAILED ||
+                                   r.state() == v1::CANCELLED) &&
+                                  r.pages_committed() > 0;
+      if (unfinished_with_data) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "the previous incremental run ", r.job_id(), " of ", spec->cliente_id(), "/",
+            spec->rota(), " ended ", v1::JobState_Name(r.state()),
+            " after committing part of its data, so its mark may lie past pages it never loaded: "
+            "complete it first (etlctl retry ", r.job_id(), ") or reload with full_refresh"));
+      }
+      break;
+    }
     v1::ListCursorsRequest req;
     req.set_cliente_id(spec->cliente_id());
     req.set_rota(spec->rota());

@@ -15,6 +15,8 @@ namespace etl {
 // For a spec with incremental.cursor_path: reads the mark of (cliente_id, rota, cursor_path) from
 // the writer (unless incremental.full_refresh), and applies the start value (ApplyIncrementalStart)
 // so every request of the job, and any resume or retry of it, asks the API for data from there.
+// FAILED_PRECONDITION while the latest earlier run with the same cursor ended PARTIAL, FAILED or
+// CANCELLED after committing pages (its mark may lie past pages it never loaded: retry it first).
 // UNAVAILABLE when the writer cannot be asked. A spec without incremental is left unchanged.
 absl::Status ResolveIncrementalStart(v1::WriterService::StubInterface* writer, absl::Duration timeout,
                                      v1::JobSpec* spec);

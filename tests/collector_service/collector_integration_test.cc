@@ -107,6 +107,8 @@ class CollectorIntegrationTest : public ::testing::Test {
     spec.mutable_pagination()->set_style(style);
     spec.mutable_retry()->set_backoff_scale(0.01);
     spec.set_id_path("/id");
+    // Append, not the default merge: a duplicated record must show up as a second row here.
+    spec.set_write_mode(v1::APPEND);
     return spec;
   }
 

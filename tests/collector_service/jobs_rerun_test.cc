@@ -219,6 +219,34 @@ TEST_F(JobsRerunTest, IncrementalSecondRunFetchesOnlyNewerRecords) {
   ExpectTableIsCollection("clientes", 570);
 }
 
+TEST_F(JobsRerunTest, IncrementalRunWaitsUntilAnUnfinishedEarlierRunIsRetried) {
+  v1::JobSpec spec = IncrementalCursorSpec("clientes", 300);
+  spec.mutable_retry()->set_max_attempts(1);
+  AddParam(&spec, "fail_pages", "2");  // The second page fails once.
+  AddParam(&spec, "fail_times", "1");
+  v1::Job first = RunToEnd(spec);
+  ASSERT_EQ(first.state(), v1::PARTIAL) << first.error();
+  v1::Job refused;
+  grpc::Status s = Start(IncrementalCursorSpec("clientes", 300), &refused);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
+  EXPECT_TRUE(absl::StrContains(s.error_message(), "etlctl retry " + first.job_id()))
+      << s.error_message();
+
+  v1::JobRef ref;
+  ref.set_job_id(first.job_id());
+  v1::Job retried;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub_->RetryJob(&ctx, ref, &retried).ok());
+  }
+  ASSERT_EQ(WaitJob(first.job_id()).state(), v1::SUCCEEDED);
+  ExpectTableIsCollection("clientes", 300);
+  v1::Job next = RunToEnd(IncrementalCursorSpec("clientes", 320));
+  ASSERT_EQ(next.state(), v1::SUCCEEDED) << next.error();
+  EXPECT_EQ(next.spec().incremental().start_value(), "300");
+  ExpectTableIsCollection("clientes", 320);
+}
+
 TEST_F(JobsRerunTest, RetryCompletesAPartialJobFetchingOnlyPagesNotCommitted) {
   v1::JobSpec spec = PageSpec("pedidos", 1000, 100);
   spec.set_fetch_concurrency(4);
