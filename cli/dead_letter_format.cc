@@ -59,11 +59,21 @@ std::string JsonQuote(absl::string_view s) {
   for (char ch : s) {
     unsigned char c = static_cast<unsigned char>(ch);
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20 || c == 0x7F) {
           out += absl::StrFormat("\\u%04x", c);
@@ -80,13 +90,15 @@ std::string DeadLetterJsonLine(const etl::v1::DeadLetter& d) {
   auto text = [](absl::string_view s) {
     return IsUtf8(s) ? JsonQuote(s) : JsonQuote(absl::StrCat("base64:", absl::Base64Escape(s)));
   };
-  std::string raw = IsUtf8(d.raw()) ? absl::StrCat("\"raw\": ", JsonQuote(d.raw()))
-                                    : absl::StrCat("\"raw_base64\": \"", absl::Base64Escape(d.raw()), "\"");
-  return absl::StrCat("{\"id\": ", d.id(), ", \"job_id\": ", text(d.job_id()),
-                      ", \"page_number\": ", d.page_number(), ", \"record_index\": ", d.record_index(),
-                      ", \"table_name\": ", text(d.table_name()), ", \"natural_key\": ",
-                      text(d.natural_key()), ", \"reason\": ", text(d.reason()), ", \"created_at\": \"",
-                      Time(d.created_at_unix_ms()), "\", ", raw, "}");
+  std::string raw = IsUtf8(d.raw())
+                        ? absl::StrCat("\"raw\": ", JsonQuote(d.raw()))
+                        : absl::StrCat("\"raw_base64\": \"", absl::Base64Escape(d.raw()), "\"");
+  return absl::StrCat(
+      "{\"id\": ", d.id(), ", \"job_id\": ", text(d.job_id()),
+      ", \"page_number\": ", d.page_number(), ", \"record_index\": ", d.record_index(),
+      ", \"table_name\": ", text(d.table_name()), ", \"natural_key\": ", text(d.natural_key()),
+      ", \"reason\": ", text(d.reason()), ", \"created_at\": \"", Time(d.created_at_unix_ms()),
+      "\", ", raw, "}");
 }
 
 std::string Excerpt(absl::string_view raw, size_t max_chars) {
@@ -113,8 +125,8 @@ std::string Excerpt(absl::string_view raw, size_t max_chars) {
 
 std::string FormatDeadLetterTable(const std::vector<etl::v1::DeadLetter>& rows) {
   if (rows.empty()) return "no dead letters\n";
-  std::string out = absl::StrFormat("%-8s %-24s %6s %6s  %-40s  %s\n", "ID", "JOB", "PAGE", "RECORD",
-                                    "REASON", "RECORD (excerpt)");
+  std::string out = absl::StrFormat("%-8s %-24s %6s %6s  %-40s  %s\n", "ID", "JOB", "PAGE",
+                                    "RECORD", "REASON", "RECORD (excerpt)");
   for (const auto& d : rows) {
     absl::StrAppendFormat(&out, "%-8d %-24s %6d %6d  %-40s  %s\n", d.id(), Excerpt(d.job_id(), 24),
                           d.page_number(), d.record_index(), Excerpt(d.reason(), 40),
@@ -125,12 +137,13 @@ std::string FormatDeadLetterTable(const std::vector<etl::v1::DeadLetter>& rows) 
 
 std::string FormatCursorTable(const etl::v1::ListCursorsResponse& cursors) {
   if (cursors.cursors_size() == 0) return "no incremental marks\n";
-  std::string out = absl::StrFormat("%-12s %-16s %-20s %-9s %-30s %-24s %s\n", "CLIENTE", "ROTA", "CURSOR",
-                                    "TYPE", "MARK", "JOB", "UPDATED");
+  std::string out = absl::StrFormat("%-12s %-16s %-20s %-9s %-30s %-24s %s\n", "CLIENTE", "ROTA",
+                                    "CURSOR", "TYPE", "MARK", "JOB", "UPDATED");
   for (const auto& c : cursors.cursors()) {
     absl::StrAppendFormat(&out, "%-12s %-16s %-20s %-9s %-30s %-24s %s\n", c.cliente_id(), c.rota(),
                           Excerpt(c.cursor_path(), 20), etl::v1::CursorType_Name(c.cursor_type()),
-                          Excerpt(c.value(), 30), Excerpt(c.job_id(), 24), Time(c.updated_at_unix_ms()));
+                          Excerpt(c.value(), 30), Excerpt(c.job_id(), 24),
+                          Time(c.updated_at_unix_ms()));
   }
   return out;
 }

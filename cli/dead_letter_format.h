@@ -1,6 +1,6 @@
-// How etlctl shows dead letters (records the database refused): a readable table, and JSON lines for
-// `etlctl dead-letters --export FILE` that keep the record's exact bytes (as a JSON string when they
-// are valid UTF-8, else base64 in "raw_base64").
+// How etlctl shows dead letters (records the database refused): a readable table, and JSON lines
+// for `etlctl dead-letters --export FILE` that keep the record's exact bytes (as a JSON string when
+// they are valid UTF-8, else base64 in "raw_base64").
 //
 // Thread-safety: pure functions.
 #ifndef ETL_CLI_DEAD_LETTER_FORMAT_H_

@@ -25,8 +25,9 @@ absl::Status FieldError(const std::string& where, const std::string& field, absl
 }
 
 // "key=value" / "Name: value" entries from a mapping or a list of strings.
-absl::Status CollectPairs(const std::string& where, const std::string& field, const YAML::Node& node,
-                          const char* separator, std::vector<std::string>* out) {
+absl::Status CollectPairs(const std::string& where, const std::string& field,
+                          const YAML::Node& node, const char* separator,
+                          std::vector<std::string>* out) {
   if (node.IsMap()) {
     for (const auto& kv : node) {
       if (!kv.second.IsScalar()) return FieldError(where, field, "values must be plain text");
@@ -103,8 +104,8 @@ absl::StatusOr<std::vector<JobFileEntry>> ParseJobFile(const std::string& path,
     jobs.push_back(root);
   }
   if (jobs.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": no job found (expected a mapping of field: value, or a list of them)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": no job found (expected a mapping of field: value, or a list of them)"));
   }
   std::vector<JobFileEntry> out;
   for (size_t i = 0; i < jobs.size(); ++i) {

@@ -246,9 +246,9 @@ absl::StatusOr<v1::Job> Collector::RetryJob(const std::string& job_id, const Tra
       return absl::FailedPreconditionError(
           absl::StrCat("job ", job_id, " SUCCEEDED: nothing to retry (run it again instead)"));
     default:
-      return absl::FailedPreconditionError(absl::StrCat(
-          "job ", job_id, " is ", v1::JobState_Name(record.state()),
-          ": it is running or will be resumed from its ledger by a collector"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("job ", job_id, " is ", v1::JobState_Name(record.state()),
+                       ": it is running or will be resumed from its ledger by a collector"));
   }
   RETURN_IF_ERROR(ValidateJobSpec(record.spec()));
   // PENDING clears the stored error and end time; the job's run sets RUNNING and its final state.

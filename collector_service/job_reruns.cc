@@ -1,9 +1,9 @@
 #include "collector_service/job_reruns.h"
 
+#include <grpcpp/grpcpp.h>
+
 #include <algorithm>
 #include <string>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/job_modes.h"
@@ -12,8 +12,8 @@
 
 namespace etl {
 
-absl::Status ResolveIncrementalStart(v1::WriterService::StubInterface* writer, absl::Duration timeout,
-                                     v1::JobSpec* spec) {
+absl::Status ResolveIncrementalStart(v1::WriterService::StubInterface* writer,
+                                     absl::Duration timeout, v1::JobSpec* spec) {
   const v1::Incremental& inc = spec->incremental();
   if (inc.cursor_path().empty()) return absl::OkStatus();
   std::string mark;
@@ -34,15 +34,16 @@ absl::Status ResolveIncrementalStart(v1::WriterService::StubInterface* writer, a
     }
     for (const v1::JobRecord& r : jobs.jobs()) {  // Newest first.
       if (r.spec().incremental().cursor_path() != inc.cursor_path()) continue;
-      bool unfinished_with_data = (r.state() == v1::PARTIAL || r.state() == v1::FAILED ||
-                                   r.state() == v1::CANCELLED) &&
-                                  r.pages_committed() > 0;
+      bool unfinished_with_data =
+          (r.state() == v1::PARTIAL || r.state() == v1::FAILED || r.state() == v1::CANCELLED) &&
+          r.pages_committed() > 0;
       if (unfinished_with_data) {
         return absl::FailedPreconditionError(absl::StrCat(
             "the previous incremental run ", r.job_id(), " of ", spec->cliente_id(), "/",
             spec->rota(), " ended ", v1::JobState_Name(r.state()),
             " after committing part of its data, so its mark may lie past pages it never loaded: "
-            "complete it first (etlctl retry ", r.job_id(), ") or reload with full_refresh"));
+            "complete it first (etlctl retry ",
+            r.job_id(), ") or reload with full_refresh"));
       }
       break;
     }
@@ -58,7 +59,8 @@ absl::Status ResolveIncrementalStart(v1::WriterService::StubInterface* writer, a
           absl::StrCat("cannot read the incremental mark from the writer: ", s.error_message()));
     }
     for (const v1::Cursor& c : resp.cursors()) {
-      if (c.cursor_path() == inc.cursor_path() && c.cursor_type() == inc.cursor_type()) mark = c.value();
+      if (c.cursor_path() == inc.cursor_path() && c.cursor_type() == inc.cursor_type())
+        mark = c.value();
     }
   }
   std::string start;
@@ -68,7 +70,9 @@ absl::Status ResolveIncrementalStart(v1::WriterService::StubInterface* writer, a
     start = inc.initial_value();
   }
   LogInfo("incremental ", spec->cliente_id(), "/", spec->rota(), " ", inc.cursor_path(), ": ",
-          inc.full_refresh() ? "full refresh" : mark.empty() ? "no stored mark" : "stored mark " + mark,
+          inc.full_refresh() ? "full refresh"
+          : mark.empty()     ? "no stored mark"
+                             : "stored mark " + mark,
           start.empty() ? "; no lower bound" : "; starting from " + start);
   return ApplyIncrementalStart(spec, start);
 }
@@ -85,13 +89,15 @@ v1::ListJobRecordsRequest ToListJobRecordsRequest(const v1::ListJobsRequest& req
 }
 
 bool MatchesListFilters(const v1::ListJobsRequest& request, const v1::Job& job) {
-  if (!request.cliente_id().empty() && job.spec().cliente_id() != request.cliente_id()) return false;
+  if (!request.cliente_id().empty() && job.spec().cliente_id() != request.cliente_id())
+    return false;
   if (!request.rota().empty() && job.spec().rota() != request.rota()) return false;
-  if (request.states_size() > 0 &&
-      std::find(request.states().begin(), request.states().end(), job.state()) == request.states().end()) {
+  if (request.states_size() > 0 && std::find(request.states().begin(), request.states().end(),
+                                             job.state()) == request.states().end()) {
     return false;
   }
-  if (request.unfinished_only() && job.state() != v1::PENDING && job.state() != v1::RUNNING) return false;
+  if (request.unfinished_only() && job.state() != v1::PENDING && job.state() != v1::RUNNING)
+    return false;
   return true;
 }
 

@@ -18,8 +18,8 @@ namespace etl {
 // FAILED_PRECONDITION while the latest earlier run with the same cursor ended PARTIAL, FAILED or
 // CANCELLED after committing pages (its mark may lie past pages it never loaded: retry it first).
 // UNAVAILABLE when the writer cannot be asked. A spec without incremental is left unchanged.
-absl::Status ResolveIncrementalStart(v1::WriterService::StubInterface* writer, absl::Duration timeout,
-                                     v1::JobSpec* spec);
+absl::Status ResolveIncrementalStart(v1::WriterService::StubInterface* writer,
+                                     absl::Duration timeout, v1::JobSpec* spec);
 
 // The ledger query of a ListJobs request (limit 0 = 100, at most 10,000).
 v1::ListJobRecordsRequest ToListJobRecordsRequest(const v1::ListJobsRequest& request);

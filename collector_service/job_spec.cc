@@ -13,8 +13,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/civil_time.h"
-#include "common/json_page.h"
 #include "common/job_modes.h"
+#include "common/json_page.h"
 #include "common/names.h"
 #include "common/status_macros.h"
 

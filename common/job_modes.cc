@@ -20,8 +20,8 @@ absl::StatusOr<int64_t> CursorTimestampMicros(absl::string_view text) {
   std::string err;
   std::string s(absl::StripAsciiWhitespace(text));
   if (absl::ParseTime(absl::RFC3339_full, s, &t, &err)) return absl::ToUnixMicros(t);
-  for (const char* f : {"%Y-%m-%dT%H:%M:%E*S", "%Y-%m-%d %H:%M:%E*S", "%Y-%m-%d %H:%M:%E*S%Ez",
-                        "%Y-%m-%d"}) {
+  for (const char* f :
+       {"%Y-%m-%dT%H:%M:%E*S", "%Y-%m-%d %H:%M:%E*S", "%Y-%m-%d %H:%M:%E*S%Ez", "%Y-%m-%d"}) {
     if (absl::ParseTime(f, s, absl::UTCTimeZone(), &t, &err)) return absl::ToUnixMicros(t);
   }
   return absl::InvalidArgumentError(
@@ -59,7 +59,8 @@ absl::Status ApplyIncrementalStart(v1::JobSpec* spec, const std::string& start) 
   }
   absl::StatusOr<int64_t> micros = CursorTimestampMicros(start);
   if (!micros.ok()) return micros.status();
-  std::string day = absl::FormatTime("%Y-%m-%d", absl::FromUnixMicros(*micros), absl::UTCTimeZone());
+  std::string day =
+      absl::FormatTime("%Y-%m-%d", absl::FromUnixMicros(*micros), absl::UTCTimeZone());
   v1::DateFilter* d = spec->mutable_date_filter();
   if (d->start_date().empty() || d->start_date() < day) d->set_start_date(day);
   return absl::OkStatus();
@@ -87,7 +88,8 @@ absl::StatusOr<double> ParseDurationSeconds(absl::string_view text) {
   double seconds = 0;
   absl::Duration d;
   if (absl::SimpleAtod(t, &seconds)) {
-  } else if (!t.empty() && (t.back() == 'd') && absl::SimpleAtod(t.substr(0, t.size() - 1), &seconds)) {
+  } else if (!t.empty() && (t.back() == 'd') &&
+             absl::SimpleAtod(t.substr(0, t.size() - 1), &seconds)) {
     seconds *= 86400;
   } else if (absl::ParseDuration(t, &d)) {
     seconds = absl::ToDoubleSeconds(d);
@@ -96,7 +98,8 @@ absl::StatusOr<double> ParseDurationSeconds(absl::string_view text) {
         absl::StrCat("\"", text, "\" is not a duration (e.g. 3600, 90s, 15m, 1h, 2d)"));
   }
   if (!std::isfinite(seconds) || seconds < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("\"", text, "\" must be a non-negative duration"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"", text, "\" must be a non-negative duration"));
   }
   return seconds;
 }
@@ -116,7 +119,8 @@ absl::Status ValidateJobModes(const v1::JobSpec& spec) {
   if (!any) return absl::OkStatus();
   if (inc.cursor_path().empty()) {
     return absl::InvalidArgumentError(
-        "incremental: cursor_path is required (JSON pointer to each record's cursor, e.g. /updated_at)");
+        "incremental: cursor_path is required (JSON pointer to each record's cursor, e.g. "
+        "/updated_at)");
   }
   if (absl::Status s = ParseJsonPointer(inc.cursor_path()).status(); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("incremental cursor_path: ", s.message()));
@@ -126,7 +130,8 @@ absl::Status ValidateJobModes(const v1::JobSpec& spec) {
   }
   if (spec.write_mode() == v1::REPLACE) {
     return absl::InvalidArgumentError(
-        "incremental loads add to the table; write_mode replace would drop everything loaded before");
+        "incremental loads add to the table; write_mode replace would drop everything loaded "
+        "before");
   }
   if (!std::isfinite(inc.lookback_seconds()) || inc.lookback_seconds() < 0) {
     return absl::InvalidArgumentError("incremental lookback must be a non-negative duration");
@@ -142,11 +147,10 @@ absl::Status ValidateJobModes(const v1::JobSpec& spec) {
       return absl::SimpleAtoi(*value, &v);
     }();
     if (!ok) {
-      return absl::InvalidArgumentError(absl::StrCat("incremental ", what, ": \"", *value,
-                                                     "\" is not a ",
-                                                     inc.cursor_type() == v1::TIMESTAMP
-                                                         ? "timestamp (e.g. 2024-05-01T00:00:00Z)"
-                                                         : "64-bit integer"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("incremental ", what, ": \"", *value, "\" is not a ",
+                       inc.cursor_type() == v1::TIMESTAMP ? "timestamp (e.g. 2024-05-01T00:00:00Z)"
+                                                          : "64-bit integer"));
     }
   }
   if (inc.param().empty() && inc.cursor_type() == v1::INTEGER) {

@@ -15,9 +15,9 @@
 
 namespace etl {
 
-// INVALID_ARGUMENT naming the field: MERGE without id_path, REPLACE with incremental, an incremental
-// cursor without a type or with a malformed pointer, a lookback on an integer cursor, an
-// initial_value that does not parse as the cursor type.
+// INVALID_ARGUMENT naming the field: MERGE without id_path, REPLACE with incremental, an
+// incremental cursor without a type or with a malformed pointer, a lookback on an integer cursor,
+// an initial_value that does not parse as the cursor type.
 absl::Status ValidateJobModes(const v1::JobSpec& spec);
 
 // "append" | "merge" | "replace" (case-insensitive).

@@ -79,29 +79,29 @@ std::optional<CursorValue> CursorExtractor::Extract(absl::string_view record,
 absl::Status AdvanceCursor(PgConnection* conn, const CursorKey& key, const CursorValue& value,
                            const std::string& job_id) {
   return conn
-      ->Query("INSERT INTO etl_cursors (cliente_id, rota, cursor_path, cursor_type, value, sort_key, "
-              "job_id, updated_at) VALUES ($1, $2, $3, $4, $5, $6::numeric, $7, now()) "
-              "ON CONFLICT (cliente_id, rota, cursor_path) DO UPDATE SET "
-              "cursor_type = EXCLUDED.cursor_type, value = EXCLUDED.value, "
-              "sort_key = EXCLUDED.sort_key, job_id = EXCLUDED.job_id, updated_at = now() "
-              "WHERE etl_cursors.sort_key < EXCLUDED.sort_key "
-              "OR etl_cursors.cursor_type <> EXCLUDED.cursor_type",
-              {PgParam::Text(key.cliente_id), PgParam::Text(key.rota),
-               PgParam::Text(key.cursor_path), PgParam::Text(v1::CursorType_Name(key.cursor_type)),
-               PgParam::Text(value.text), PgParam::Text(absl::StrCat(value.sort_key)),
-               PgParam::Text(job_id)})
+      ->Query(
+          "INSERT INTO etl_cursors (cliente_id, rota, cursor_path, cursor_type, value, sort_key, "
+          "job_id, updated_at) VALUES ($1, $2, $3, $4, $5, $6::numeric, $7, now()) "
+          "ON CONFLICT (cliente_id, rota, cursor_path) DO UPDATE SET "
+          "cursor_type = EXCLUDED.cursor_type, value = EXCLUDED.value, "
+          "sort_key = EXCLUDED.sort_key, job_id = EXCLUDED.job_id, updated_at = now() "
+          "WHERE etl_cursors.sort_key < EXCLUDED.sort_key "
+          "OR etl_cursors.cursor_type <> EXCLUDED.cursor_type",
+          {PgParam::Text(key.cliente_id), PgParam::Text(key.rota), PgParam::Text(key.cursor_path),
+           PgParam::Text(v1::CursorType_Name(key.cursor_type)), PgParam::Text(value.text),
+           PgParam::Text(absl::StrCat(value.sort_key)), PgParam::Text(job_id)})
       .status();
 }
 
-absl::StatusOr<std::vector<v1::Cursor>> ListCursors(PgConnection* conn, const std::string& cliente_id,
+absl::StatusOr<std::vector<v1::Cursor>> ListCursors(PgConnection* conn,
+                                                    const std::string& cliente_id,
                                                     const std::string& rota) {
-  ASSIGN_OR_RETURN(
-      PgResult res,
-      conn->Query("SELECT cliente_id, rota, cursor_path, cursor_type, value, job_id, "
-                  "(extract(epoch from updated_at) * 1000)::bigint FROM etl_cursors "
-                  "WHERE ($1 = '' OR cliente_id = $1) AND ($2 = '' OR rota = $2) "
-                  "ORDER BY cliente_id, rota, cursor_path",
-                  {PgParam::Text(cliente_id), PgParam::Text(rota)}));
+  ASSIGN_OR_RETURN(PgResult res,
+                   conn->Query("SELECT cliente_id, rota, cursor_path, cursor_type, value, job_id, "
+                               "(extract(epoch from updated_at) * 1000)::bigint FROM etl_cursors "
+                               "WHERE ($1 = '' OR cliente_id = $1) AND ($2 = '' OR rota = $2) "
+                               "ORDER BY cliente_id, rota, cursor_path",
+                               {PgParam::Text(cliente_id), PgParam::Text(rota)}));
   std::vector<v1::Cursor> out;
   for (int r = 0; r < res.rows(); ++r) {
     v1::Cursor c;

@@ -1,9 +1,9 @@
 // Incremental high-water marks (etl_cursors): one row per (cliente_id, rota, cursor_path) holding
-// the greatest cursor value committed so far. The writer advances a mark inside the transaction that
-// commits the records carrying it, so a crash can neither skip nor repeat data past the mark.
+// the greatest cursor value committed so far. The writer advances a mark inside the transaction
+// that commits the records carrying it, so a crash can neither skip nor repeat data past the mark.
 //
-// CursorExtractor reads a record's cursor value (simdjson DOM at a JSON pointer) and turns it into a
-// comparable sort key: integers as themselves, timestamps as microseconds since the Unix epoch.
+// CursorExtractor reads a record's cursor value (simdjson DOM at a JSON pointer) and turns it into
+// a comparable sort key: integers as themselves, timestamps as microseconds since the Unix epoch.
 //
 // Thread-safety: CursorExtractor holds a reusable parser (one per thread); the free functions are
 // thread-safe given distinct connections.
@@ -13,8 +13,8 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
-#include <tuple>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -69,7 +69,8 @@ absl::Status AdvanceCursor(PgConnection* conn, const CursorKey& key, const Curso
                            const std::string& job_id);
 
 // Stored marks, optionally of one client and/or route, ordered by client, route, path.
-absl::StatusOr<std::vector<v1::Cursor>> ListCursors(PgConnection* conn, const std::string& cliente_id,
+absl::StatusOr<std::vector<v1::Cursor>> ListCursors(PgConnection* conn,
+                                                    const std::string& cliente_id,
                                                     const std::string& rota);
 
 }  // namespace etl

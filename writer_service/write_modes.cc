@@ -60,9 +60,10 @@ absl::StatusOr<JobWriteConfig> LoadJobWriteConfig(PgConnection* conn, const std:
   JobWriteConfig c;
   c.table = table;
   c.load_table = table;
-  ASSIGN_OR_RETURN(PgResult res,
-                   conn->Query("SELECT spec::text, cliente_id, rota FROM etl_jobs WHERE job_id = $1",
-                               {PgParam::Text(job_id)}));
+  ASSIGN_OR_RETURN(
+      PgResult res,
+      conn->Query("SELECT spec::text, cliente_id, rota FROM etl_jobs WHERE job_id = $1",
+                  {PgParam::Text(job_id)}));
   if (res.rows() == 0) return c;
   ASSIGN_OR_RETURN(v1::JobSpec spec, ParseSpec(res.Get(0, 0)));
   c.mode = ResolveWriteMode(spec);
@@ -93,10 +94,10 @@ absl::Status WriteModeCache::EnsureTables(PgConnection* conn, const JobWriteConf
   if (ready_tables_.contains(key)) return absl::OkStatus();
   RETURN_IF_ERROR(EnsureRawTable(conn, config.load_table));
   if (config.mode == v1::MERGE) {
-    absl::Status s = RunDdl(conn, absl::StrCat("CREATE UNIQUE INDEX IF NOT EXISTS ",
-                                               QuoteIdentifier(MergeIndexName(config.load_table)),
-                                               " ON ", QuoteIdentifier(config.load_table),
-                                               " (natural_key)"));
+    absl::Status s =
+        RunDdl(conn, absl::StrCat("CREATE UNIQUE INDEX IF NOT EXISTS ",
+                                  QuoteIdentifier(MergeIndexName(config.load_table)), " ON ",
+                                  QuoteIdentifier(config.load_table), " (natural_key)"));
     if (!s.ok() && conn->sqlstate() == "23505") {
       return absl::FailedPreconditionError(absl::StrCat(
           "merge mode needs one row per natural_key, but ", config.load_table,
@@ -111,10 +112,10 @@ absl::Status WriteModeCache::EnsureTables(PgConnection* conn, const JobWriteConf
 
 absl::Status WriteModeCache::EnsureStage(PgConnection* conn) {
   if (stage_ready_) return absl::OkStatus();
-  RETURN_IF_ERROR(conn->Exec(absl::StrCat(
-      "CREATE TEMP TABLE IF NOT EXISTS ", kMergeStageTable,
-      " (payload jsonb NOT NULL, natural_key text NOT NULL, job_id text NOT NULL, "
-      "page_number bigint NOT NULL, ord bigint NOT NULL) ON COMMIT DELETE ROWS")));
+  RETURN_IF_ERROR(conn->Exec(
+      absl::StrCat("CREATE TEMP TABLE IF NOT EXISTS ", kMergeStageTable,
+                   " (payload jsonb NOT NULL, natural_key text NOT NULL, job_id text NOT NULL, "
+                   "page_number bigint NOT NULL, ord bigint NOT NULL) ON COMMIT DELETE ROWS")));
   stage_ready_ = true;
   return absl::OkStatus();
 }
@@ -134,7 +135,8 @@ std::string MergeFromStageSql(const std::string& table, bool keys_unique) {
   // PostgreSQL refuses to update one row twice in one INSERT ... ON CONFLICT: with repeated keys,
   // keep the last occurrence of each (the greatest position); without, skip the sort.
   return absl::StrCat(
-      "INSERT INTO ", QuoteIdentifier(table), " (payload, natural_key, job_id, page_number) SELECT ",
+      "INSERT INTO ", QuoteIdentifier(table),
+      " (payload, natural_key, job_id, page_number) SELECT ",
       keys_unique ? "" : "DISTINCT ON (natural_key) ",
       "payload, natural_key, job_id, page_number FROM pg_temp.", kMergeStageTable,
       keys_unique ? "" : " ORDER BY natural_key, ord DESC",
@@ -161,11 +163,11 @@ absl::Status SwapInReplaceTable(PgConnection* conn, const std::string& job_id) {
     const std::string fresh = ReplaceTableName(job_id);
     const std::string old = OldTableName(job_id);
     RETURN_IF_ERROR(conn->Exec(RawTableDdl(fresh)));
-    RETURN_IF_ERROR(conn->Exec(absl::StrCat(
-        "DROP TABLE IF EXISTS ", QuoteIdentifier(old), "; ALTER TABLE IF EXISTS ",
-        QuoteIdentifier(table), " RENAME TO ", QuoteIdentifier(old), "; ALTER TABLE ",
-        QuoteIdentifier(fresh), " RENAME TO ", QuoteIdentifier(table), "; DROP TABLE IF EXISTS ",
-        QuoteIdentifier(old))));
+    RETURN_IF_ERROR(conn->Exec(
+        absl::StrCat("DROP TABLE IF EXISTS ", QuoteIdentifier(old), "; ALTER TABLE IF EXISTS ",
+                     QuoteIdentifier(table), " RENAME TO ", QuoteIdentifier(old), "; ALTER TABLE ",
+                     QuoteIdentifier(fresh), " RENAME TO ", QuoteIdentifier(table),
+                     "; DROP TABLE IF EXISTS ", QuoteIdentifier(old))));
     return conn
         ->Query("INSERT INTO etl_table_swaps (job_id, table_name) VALUES ($1, $2)",
                 {PgParam::Text(job_id), PgParam::Text(table)})
@@ -182,12 +184,14 @@ absl::StatusOr<std::vector<v1::DeadLetter>> ListDeadLetters(PgConnection* conn,
   int limit = req.limit() <= 0 ? 100 : std::min(req.limit(), 10000);
   ASSIGN_OR_RETURN(
       PgResult res,
-      conn->Query("SELECT id, job_id, page_number, record_index, table_name, translate(encode(raw, 'base64'), E'\\n', ''), "
-                  "coalesce(natural_key, ''), reason, (extract(epoch from created_at) * 1000)::bigint "
-                  "FROM etl_dead_letters WHERE ($1 = '' OR job_id = $1) AND id > $2::bigint "
-                  "ORDER BY id LIMIT $3::integer",
-                  {PgParam::Text(req.job_id()), PgParam::Text(absl::StrCat(req.after_id())),
-                   PgParam::Text(absl::StrCat(limit))}));
+      conn->Query(
+          "SELECT id, job_id, page_number, record_index, table_name, translate(encode(raw, "
+          "'base64'), E'\\n', ''), "
+          "coalesce(natural_key, ''), reason, (extract(epoch from created_at) * 1000)::bigint "
+          "FROM etl_dead_letters WHERE ($1 = '' OR job_id = $1) AND id > $2::bigint "
+          "ORDER BY id LIMIT $3::integer",
+          {PgParam::Text(req.job_id()), PgParam::Text(absl::StrCat(req.after_id())),
+           PgParam::Text(absl::StrCat(limit))}));
   std::vector<v1::DeadLetter> out;
   for (int r = 0; r < res.rows(); ++r) {
     v1::DeadLetter d;
@@ -197,7 +201,8 @@ absl::StatusOr<std::vector<v1::DeadLetter>> ListDeadLetters(PgConnection* conn,
     d.set_record_index(static_cast<int32_t>(res.GetInt(r, 3)));
     d.set_table_name(res.Get(r, 4));
     std::string raw;
-    if (!absl::Base64Unescape(res.Get(r, 5), &raw)) return absl::InternalError("bad base64 from PostgreSQL");
+    if (!absl::Base64Unescape(res.Get(r, 5), &raw))
+      return absl::InternalError("bad base64 from PostgreSQL");
     d.set_raw(std::move(raw));
     d.set_natural_key(res.Get(r, 6));
     d.set_reason(res.Get(r, 7));

@@ -1,12 +1,14 @@
 // Write modes of a job (JobSpec.write_mode) as the writer applies them:
 //   APPEND  - records are COPYed into the raw table (every record a new row);
 //   MERGE   - records are COPYed into a per-connection temporary staging table, then one
-//             INSERT ... SELECT DISTINCT ON (natural_key) ... ON CONFLICT (natural_key) DO UPDATE per
-//             table and batch moves them into the raw table, in the transaction of the pages' ledger
-//             rows. Within one batch the last occurrence of a key wins (position order). The raw
-//             table gets a unique index on natural_key (created under the DDL advisory lock);
-//   REPLACE - records go to a fresh table named after the job; when the job SUCCEEDS, SwapInReplaceTable
-//             renames it over the raw table in one transaction (readers see the old table until then).
+//             INSERT ... SELECT DISTINCT ON (natural_key) ... ON CONFLICT (natural_key) DO UPDATE
+//             per table and batch moves them into the raw table, in the transaction of the pages'
+//             ledger rows. Within one batch the last occurrence of a key wins (position order). The
+//             raw table gets a unique index on natural_key (created under the DDL advisory lock);
+//   REPLACE - records go to a fresh table named after the job; when the job SUCCEEDS,
+//   SwapInReplaceTable
+//             renames it over the raw table in one transaction (readers see the old table until
+//             then).
 // Incremental jobs also carry their cursor (JobSpec.incremental) here: the sink advances the mark.
 //
 // JobWriteConfigs are read from etl_jobs.spec (the spec registered by the collector); a job the
@@ -40,10 +42,10 @@ std::string ReplaceTableName(const std::string& job_id);
 struct JobWriteConfig {
   v1::WriteMode mode = v1::APPEND;  // Resolved: never UNSPECIFIED.
   std::string table;                // Raw table the job's rows end up in.
-  std::string load_table;           // Table the records are written to now (REPLACE: the fresh one).
-  std::string cliente_id;           // For the cursor key.
+  std::string load_table;  // Table the records are written to now (REPLACE: the fresh one).
+  std::string cliente_id;  // For the cursor key.
   std::string rota;
-  std::string cursor_path;          // "" = not incremental.
+  std::string cursor_path;  // "" = not incremental.
   v1::CursorType cursor_type = v1::CURSOR_TYPE_UNSPECIFIED;
 };
 

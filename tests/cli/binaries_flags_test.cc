@@ -1,12 +1,11 @@
 // Every binary answers --help with its own flags and defaults (exit 0), --version with the version
 // and revision (exit 0), and an unknown flag or a bad value with exit status 64. Runs the real
 // binaries.
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 
 #include <cstdio>
 #include <string>
-
-#include <gtest/gtest.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -40,7 +39,8 @@ TEST_P(BinaryFlagsTest, HelpListsOwnFlagsWithDefaultsAndExitsZero) {
     EXPECT_TRUE(absl::StrContains(r.output, "(default: ")) << r.output;
     EXPECT_TRUE(absl::StrContains(r.output, "--flagfile")) << r.output;
     EXPECT_FALSE(absl::StrContains(r.output, "No flags matched")) << r.output;
-    EXPECT_FALSE(absl::StrContains(r.output, "absl/")) << r.output;  // Only the program's own flags.
+    EXPECT_FALSE(absl::StrContains(r.output, "absl/"))
+        << r.output;  // Only the program's own flags.
   }
 }
 
@@ -67,11 +67,13 @@ TEST_P(BinaryFlagsTest, UnknownFlagOrBadValueExits64) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllBinaries, BinaryFlagsTest,
-                         ::testing::Values("writer_server", "collector_server", "etlctl", "sample_api"));
+                         ::testing::Values("writer_server", "collector_server", "etlctl",
+                                           "sample_api"));
 
 TEST(BinaryFlagsTest, WriterHelpShowsItsDefaults) {
   RunResult r = RunBinary("writer_server", "--help");
-  EXPECT_TRUE(absl::StrContains(r.output, "--listen=VALUE  (default: \"0.0.0.0:50052\")")) << r.output;
+  EXPECT_TRUE(absl::StrContains(r.output, "--listen=VALUE  (default: \"0.0.0.0:50052\")"))
+      << r.output;
   EXPECT_TRUE(absl::StrContains(r.output, "--writer-threads=VALUE  (default: 2)")) << r.output;
   RunResult c = RunBinary("collector_server", "--help");
   EXPECT_TRUE(absl::StrContains(c.output, "--fetch-concurrency=VALUE  (default: 4)")) << c.output;
@@ -79,14 +81,16 @@ TEST(BinaryFlagsTest, WriterHelpShowsItsDefaults) {
 
 TEST(EtlctlTest, ValidateAcceptsTheDeployExamplesAndExplainsABadFile) {
   for (const char* f : {"pedidos_por_data.yaml", "clientes_incremental.yaml"}) {
-    RunResult r = RunBinary("etlctl", absl::StrCat("validate ", ETL_SOURCE_DIR, "/deploy/jobs/", f));
+    RunResult r =
+        RunBinary("etlctl", absl::StrCat("validate ", ETL_SOURCE_DIR, "/deploy/jobs/", f));
     EXPECT_EQ(r.exit_code, 0) << f << "\n" << r.output;
     EXPECT_TRUE(absl::StrContains(r.output, ": OK (2151/")) << r.output;
   }
   std::string bad = ::testing::TempDir() + "/bad_job.yaml";
   FILE* f = fopen(bad.c_str(), "w");
   ASSERT_NE(f, nullptr);
-  fputs("cliente: \"2151\"\nrota: pedidos\nurl: http://x/\npagination: page\nwrite_mode: merge\n", f);
+  fputs("cliente: \"2151\"\nrota: pedidos\nurl: http://x/\npagination: page\nwrite_mode: merge\n",
+        f);
   fclose(f);
   RunResult r = RunBinary("etlctl", "validate " + bad);
   EXPECT_EQ(r.exit_code, 1) << r.output;

@@ -1,5 +1,8 @@
-// etlctl's writer commands as a user runs them: the real etlctl binary against a writer_server child
-// process and a real PostgreSQL (dead letters listed and exported with exact bytes, cursors shown).
+// etlctl's writer commands as a user runs them: the real etlctl binary against a writer_server
+// child process and a real PostgreSQL (dead letters listed and exported with exact bytes, cursors
+// shown).
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 
 #include <cstdio>
@@ -7,9 +10,6 @@
 #include <memory>
 #include <sstream>
 #include <string>
-
-#include <grpcpp/grpcpp.h>
-#include <gtest/gtest.h>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
@@ -40,8 +40,9 @@ RunResult Etlctl(const std::string& args) {
 
 TEST(EtlctlWriterTest, DeadLettersExportKeepsExactBytesAndCursorsShowTheMark) {
   if (etl::testing::PostgresConnString().empty()) GTEST_SKIP() << "no PostgreSQL configured";
-  auto writer = etl::testing::ChildProcess::Start(etl::testing::BinaryPath("writer_server"),
-                                                  {"--listen=127.0.0.1:0", "--flush_interval_ms=20"});
+  auto writer =
+      etl::testing::ChildProcess::Start(etl::testing::BinaryPath("writer_server"),
+                                        {"--listen=127.0.0.1:0", "--flush_interval_ms=20"});
   ASSERT_TRUE(writer.ok()) << writer.status();
   auto stub = v1::WriterService::NewStub(
       grpc::CreateChannel((*writer)->address(), grpc::InsecureChannelCredentials()));
@@ -95,16 +96,20 @@ TEST(EtlctlWriterTest, DeadLettersExportKeepsExactBytesAndCursorsShowTheMark) {
   std::stringstream ss;
   ss << in.rdbuf();
   const std::string lines = ss.str();
-  EXPECT_TRUE(absl::StrContains(lines, absl::StrCat("\"raw_base64\": \"", absl::Base64Escape(bad), "\"")))
+  EXPECT_TRUE(
+      absl::StrContains(lines, absl::StrCat("\"raw_base64\": \"", absl::Base64Escape(bad), "\"")))
       << lines;
-  EXPECT_TRUE(absl::StrContains(lines, R"("raw": "{\"id\": 8, \"text\": \"a\\u0000b\"}")")) << lines;
+  EXPECT_TRUE(absl::StrContains(lines, R"("raw": "{\"id\": 8, \"text\": \"a\\u0000b\"}")"))
+      << lines;
   EXPECT_EQ(std::count(lines.begin(), lines.end(), '\n'), 2) << lines;
 
   RunResult cursors = Etlctl(absl::StrCat(writer_flag, " cursors --cliente=", cliente));
   EXPECT_EQ(cursors.exit_code, 0) << cursors.output;
   EXPECT_TRUE(absl::StrContains(cursors.output, "/id")) << cursors.output;
-  EXPECT_TRUE(absl::StrContains(cursors.output, "INTEGER   5 ")) << cursors.output;  // 7, 8 refused.
-  etl::testing::Exec(absl::StrCat("UPDATE etl_jobs SET state = 'CANCELLED' WHERE job_id = '", job, "'"));
+  EXPECT_TRUE(absl::StrContains(cursors.output, "INTEGER   5 "))
+      << cursors.output;  // 7, 8 refused.
+  etl::testing::Exec(
+      absl::StrCat("UPDATE etl_jobs SET state = 'CANCELLED' WHERE job_id = '", job, "'"));
 }
 
 }  // namespace

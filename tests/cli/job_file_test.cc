@@ -50,12 +50,19 @@ headers:
   EXPECT_EQ(spec->headers(0).key(), "Accept-Language");
 
   SpecInputs flags;
-  flags.flags = {{"cliente", "2151"}, {"rota", "pedidos"},
+  flags.flags = {{"cliente", "2151"},
+                 {"rota", "pedidos"},
                  {"url", "http://127.0.0.1:8080/v1/clientes/2151/pedidos/page"},
-                 {"pagination", "page"}, {"page_size", "500"}, {"records_path", "/data"},
-                 {"start_date", "2024-01-01"}, {"start_param", "data_inicio"}, {"id_path", "/id"},
-                 {"write_mode", "merge"}, {"incremental_path", "/updated_at"},
-                 {"incremental_type", "timestamp"}, {"lookback", "3600"}};
+                 {"pagination", "page"},
+                 {"page_size", "500"},
+                 {"records_path", "/data"},
+                 {"start_date", "2024-01-01"},
+                 {"start_param", "data_inicio"},
+                 {"id_path", "/id"},
+                 {"write_mode", "merge"},
+                 {"incremental_path", "/updated_at"},
+                 {"incremental_type", "timestamp"},
+                 {"lookback", "3600"}};
   flags.params = {"fields=id,status"};
   flags.headers = {"Accept-Language: pt-BR"};
   auto from_flags = BuildJobSpec(flags);
@@ -77,10 +84,13 @@ TEST(JobFileTest, JsonListOfJobs) {
 }
 
 TEST(JobFileTest, ErrorsNameTheFileJobLineAndField) {
-  auto unknown = ParseJobFile("j.yaml", "jobs:\n  - cliente: a\n  - cliente: b\n    page_sise: 10\n");
+  auto unknown =
+      ParseJobFile("j.yaml", "jobs:\n  - cliente: a\n  - cliente: b\n    page_sise: 10\n");
   ASSERT_FALSE(unknown.ok());
-  EXPECT_TRUE(absl::StrContains(unknown.status().message(), "j.yaml job 2 (line 3)")) << unknown.status();
-  EXPECT_TRUE(absl::StrContains(unknown.status().message(), "page_sise: unknown field")) << unknown.status();
+  EXPECT_TRUE(absl::StrContains(unknown.status().message(), "j.yaml job 2 (line 3)"))
+      << unknown.status();
+  EXPECT_TRUE(absl::StrContains(unknown.status().message(), "page_sise: unknown field"))
+      << unknown.status();
   auto syntax = ParseJobFile("j.yaml", "cliente: [a\n");
   ASSERT_FALSE(syntax.ok());
   EXPECT_TRUE(absl::StrContains(syntax.status().message(), "j.yaml: line")) << syntax.status();
@@ -89,18 +99,20 @@ TEST(JobFileTest, ErrorsNameTheFileJobLineAndField) {
 }
 
 TEST(JobFileTest, InvalidModesGetTheCollectorsMessages) {
-  auto merge = ParseJobFile("j.yaml", "cliente: a\nrota: b\nurl: http://x/\npagination: none\nwrite_mode: merge\n");
+  auto merge = ParseJobFile(
+      "j.yaml", "cliente: a\nrota: b\nurl: http://x/\npagination: none\nwrite_mode: merge\n");
   ASSERT_TRUE(merge.ok());
   auto s = Build((*merge)[0]);
   ASSERT_FALSE(s.ok());
   EXPECT_TRUE(absl::StrContains(s.status().message(), "--id-path")) << s.status();
-  auto bad = ParseJobFile("j.yaml", "cliente: a\nrota: b\nurl: http://x/\npagination: none\nwrite_mode: upsert\n");
+  auto bad = ParseJobFile(
+      "j.yaml", "cliente: a\nrota: b\nurl: http://x/\npagination: none\nwrite_mode: upsert\n");
   ASSERT_TRUE(bad.ok());
   EXPECT_FALSE(Build((*bad)[0]).ok());
-  auto lookback_int = ParseJobFile(
-      "j.yaml",
-      "cliente: a\nrota: b\nurl: http://x/\npagination: none\nincremental_path: /id\nincremental_type: integer\n"
-      "incremental_param: since_id\nlookback: 1h\n");
+  auto lookback_int = ParseJobFile("j.yaml",
+                                   "cliente: a\nrota: b\nurl: http://x/\npagination: "
+                                   "none\nincremental_path: /id\nincremental_type: integer\n"
+                                   "incremental_param: since_id\nlookback: 1h\n");
   ASSERT_TRUE(lookback_int.ok());
   auto li = Build((*lookback_int)[0]);
   ASSERT_FALSE(li.ok());
@@ -113,11 +125,17 @@ TEST(DeadLetterFormatTest, JsonLinesKeepExactBytes) {
   d.set_job_id("j");
   d.set_raw("{\"a\": \"tab\\t\xc3\xa9\"}\n");
   std::string line = DeadLetterJsonLine(d);
-  EXPECT_TRUE(absl::StrContains(line, R"("raw": "{\"a\": \"tab\\t)" "\xc3\xa9" R"(\"}\n")")) << line;
+  EXPECT_TRUE(absl::StrContains(line, R"("raw": "{\"a\": \"tab\\t)"
+                                      "\xc3\xa9"
+                                      R"(\"}\n")"))
+      << line;
   d.set_raw("{\"a\": \"\xff\"}");
   line = DeadLetterJsonLine(d);
   EXPECT_TRUE(absl::StrContains(line, "\"raw_base64\": \"eyJhIjogIv8ifQ==\"")) << line;
-  EXPECT_EQ(Excerpt("ab\xff" "c\n", 10), "ab\\xffc\\x0a");
+  EXPECT_EQ(Excerpt("ab\xff"
+                    "c\n",
+                    10),
+            "ab\\xffc\\x0a");
   EXPECT_EQ(Excerpt("abcdef", 3), "abc...");
 }
 

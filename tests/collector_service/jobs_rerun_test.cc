@@ -1,12 +1,13 @@
-// Jobs people run every day, end to end: sample API (in process, loopback HTTP) -> CollectorServer (in
-// process, real gRPC) -> writer_server (child process) -> real PostgreSQL. Write modes on re-runs,
-// incremental loads counted at the API, retry of a PARTIAL job, records-path errors, job listing.
+// Jobs people run every day, end to end: sample API (in process, loopback HTTP) -> CollectorServer
+// (in process, real gRPC) -> writer_server (child process) -> real PostgreSQL. Write modes on
+// re-runs, incremental loads counted at the API, retry of a PARTIAL job, records-path errors, job
+// listing.
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
-#include <gtest/gtest.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -28,8 +29,9 @@ class JobsRerunTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (etl::testing::PostgresConnString().empty()) GTEST_SKIP() << "no PostgreSQL configured";
-    auto child = etl::testing::ChildProcess::Start(etl::testing::BinaryPath("writer_server"),
-                                                   {"--listen=127.0.0.1:0", "--flush_interval_ms=20"});
+    auto child =
+        etl::testing::ChildProcess::Start(etl::testing::BinaryPath("writer_server"),
+                                          {"--listen=127.0.0.1:0", "--flush_interval_ms=20"});
     ASSERT_TRUE(child.ok()) << child.status();
     writer_ = std::move(*child);
     sample_api::SampleApiOptions api_options;
@@ -141,7 +143,8 @@ class JobsRerunTest : public ::testing::Test {
   void ExpectTableIsCollection(const std::string& rota, int64_t n, int64_t records_per_day = 100) {
     const std::string table = Table(rota);
     ASSERT_EQ(Count(table), n);
-    ASSERT_EQ(QueryValue(absl::StrCat("SELECT count(DISTINCT natural_key) FROM ", table)), absl::StrCat(n));
+    ASSERT_EQ(QueryValue(absl::StrCat("SELECT count(DISTINCT natural_key) FROM ", table)),
+              absl::StrCat(n));
     for (int64_t i : {int64_t{0}, n / 2, n - 1}) {
       std::string rec = sample_api::Record(cliente_, rota, i, records_per_day);
       EXPECT_EQ(QueryValue(absl::StrCat("SELECT payload = $x$", rec, "$x$::jsonb FROM ", table,
@@ -274,7 +277,8 @@ TEST_F(JobsRerunTest, RetryCompletesAPartialJobFetchingOnlyPagesNotCommitted) {
   EXPECT_EQ(done.failed_pages_size(), 0);
   ExpectTableIsCollection("pedidos", 1000);
   SampleApiServer::Stats after = api_->StatsFor(cliente_, "pedidos");
-  EXPECT_EQ(after.records - before.records, 100);  // Page 3 only: committed pages are never refetched.
+  EXPECT_EQ(after.records - before.records,
+            100);  // Page 3 only: committed pages are never refetched.
   EXPECT_EQ(after.requests - before.requests, 2);
 
   // A SUCCEEDED job has nothing to retry.
@@ -309,7 +313,8 @@ TEST_F(JobsRerunTest, RecordsPathThatDoesNotMatchIsAPageErrorNamingTheKeys) {
   EXPECT_NE(job.state(), v1::SUCCEEDED);
   std::string errors = job.error();
   for (const auto& f : job.failed_pages()) absl::StrAppend(&errors, " | ", f.error());
-  EXPECT_TRUE(absl::StrContains(errors, "records path /items not found; top-level keys: data (array)"))
+  EXPECT_TRUE(
+      absl::StrContains(errors, "records path /items not found; top-level keys: data (array)"))
       << errors;
   // Never the whole body as one record.
   if (QueryValue(absl::StrCat("SELECT to_regclass('", Table("pedidos"), "') IS NULL")) == "f") {

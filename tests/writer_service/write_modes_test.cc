@@ -1,15 +1,15 @@
 // Write modes (append / merge / replace), incremental marks and dead-letter listing of
 // writer_service, against a real PostgreSQL through real gRPC channels.
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+#include <gtest/gtest.h>
+
 #include <atomic>
 #include <memory>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <grpcpp/create_channel.h>
-#include <grpcpp/security/credentials.h>
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -44,8 +44,10 @@ class WriteModesTest : public ::testing::Test {
   void TearDown() override {
     // Jobs registered here never run: end them so no collector sharing this database resumes them.
     for (const std::string& job : registered_) {
-      ::etl::testing::Exec(absl::StrCat("UPDATE etl_jobs SET state = 'CANCELLED', finished_at = now() "
-                                        "WHERE job_id = '", job, "' AND state IN ('PENDING', 'RUNNING')"));
+      ::etl::testing::Exec(
+          absl::StrCat("UPDATE etl_jobs SET state = 'CANCELLED', finished_at = now() "
+                       "WHERE job_id = '",
+                       job, "' AND state IN ('PENDING', 'RUNNING')"));
     }
   }
 
@@ -91,14 +93,16 @@ class WriteModesTest : public ::testing::Test {
     b.set_page_token(absl::StrCat(page));
     b.set_last_chunk(true);
     for (int k : keys) {
-      b.add_records(absl::StrFormat(
-          R"({"id": %d, "v": %d, "updated_at": "2024-05-%02dT10:00:00Z"})", k, version, 1 + k % 28));
+      b.add_records(
+          absl::StrFormat(R"({"id": %d, "v": %d, "updated_at": "2024-05-%02dT10:00:00Z"})", k,
+                          version, 1 + k % 28));
       b.add_natural_keys(absl::StrCat(k));
     }
     return b;
   }
 
-  grpc::Status Send(const std::vector<v1::RecordBatch>& pages, v1::WriteSummary* summary = nullptr) {
+  grpc::Status Send(const std::vector<v1::RecordBatch>& pages,
+                    v1::WriteSummary* summary = nullptr) {
     v1::WriteSummary local;
     grpc::ClientContext ctx;
     auto w = stub_->Write(&ctx, summary != nullptr ? summary : &local);
@@ -137,8 +141,9 @@ TEST_F(WriteModesTest, MergeRerunKeepsOneRowPerKeyWithTheLatestPayload) {
   ASSERT_TRUE(Send({Page(a, 0, Range(0, 100), 1), p1}).ok());
   EXPECT_EQ(Count(table_), 100);
   EXPECT_EQ(Count(table_, "(payload->>'v')::int = 2"), 49);
-  EXPECT_EQ(QueryValue(absl::StrCat("SELECT payload->>'v' FROM ", table_, " WHERE natural_key = '7'")),
-            "3");
+  EXPECT_EQ(
+      QueryValue(absl::StrCat("SELECT payload->>'v' FROM ", table_, " WHERE natural_key = '7'")),
+      "3");
   // A second run of the same data in new versions, plus new keys: still one row per key.
   Register(b, Spec(v1::WRITE_MODE_UNSPECIFIED));  // id_path set: MERGE by default.
   ASSERT_TRUE(Send({Page(b, 0, Range(0, 120), 4)}).ok());
@@ -226,11 +231,12 @@ TEST_F(WriteModesTest, IncrementalMarkAdvancesWithTheCommittedRecordsOnly) {
   EXPECT_EQ(mark(), "2024-05-21T10:00:00Z");
   // An integer beyond 64 bits elsewhere in the record does not hide its cursor.
   v1::RecordBatch big = Page(job, 3, {21}, 1);
-  big.set_records(0, R"({"big": 18446744073709551617123, "id": 21, "updated_at": "2024-05-22T00:00:00Z"})");
+  big.set_records(
+      0, R"({"big": 18446744073709551617123, "id": 21, "updated_at": "2024-05-22T00:00:00Z"})");
   ASSERT_TRUE(Send({big}).ok());
   EXPECT_EQ(mark(), "2024-05-22T00:00:00Z");
-  EXPECT_EQ(QueryValue(absl::StrCat("SELECT job_id FROM etl_cursors WHERE cliente_id = '", cliente_,
-                                    "'")),
+  EXPECT_EQ(QueryValue(
+                absl::StrCat("SELECT job_id FROM etl_cursors WHERE cliente_id = '", cliente_, "'")),
             job);
 }
 
@@ -261,8 +267,8 @@ TEST_F(WriteModesTest, ReplaceSwapsAtomicallyOnSuccessOnlyWhileReadersKeepReadin
       return;
     }
     while (!stop.load() || reads.load() < 5) {
-      auto r = (*conn)->Query(absl::StrCat("SELECT count(*) || '/' || min((payload->>'v')::int) FROM ",
-                                           table_));
+      auto r = (*conn)->Query(
+          absl::StrCat("SELECT count(*) || '/' || min((payload->>'v')::int) FROM ", table_));
       if (!r.ok()) {
         reader_error = std::string(r.status().message());
         return;
@@ -283,7 +289,8 @@ TEST_F(WriteModesTest, ReplaceSwapsAtomicallyOnSuccessOnlyWhileReadersKeepReadin
   for (const std::string& s : seen) EXPECT_TRUE(s == "30/1" || s == "80/2") << s;
   EXPECT_EQ(Count(table_), 80);
   EXPECT_EQ(QueryValue(absl::StrCat("SELECT count(*) FROM pg_class WHERE relname LIKE 'etl_old_%' "
-                                    "OR relname = 'etl_new_' || '", suffix_, "'")),
+                                    "OR relname = 'etl_new_' || '",
+                                    suffix_, "'")),
             "0");
 }
 
@@ -332,7 +339,8 @@ TEST_F(WriteModesTest, ListJobRecordsFiltersByClientRouteAndStateAndPagesWithATo
   req.set_page_token("garbage");
   v1::ListJobRecordsResponse resp;
   grpc::ClientContext ctx;
-  EXPECT_EQ(stub_->ListJobRecords(&ctx, req, &resp).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(stub_->ListJobRecords(&ctx, req, &resp).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
 }
 
 }  // namespace
