@@ -16,6 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "cli/commands.h"
 #include "cli/job_file.h"
+#include "collector_service/job_spec.h"
 #include "cli/job_spec_builder.h"
 #include "common/flags.h"
 
@@ -219,6 +220,11 @@ int main(int argc, char** argv) {
       in.params.insert(in.params.end(), cli.params.begin(), cli.params.end());
       in.headers.insert(in.headers.end(), cli.headers.begin(), cli.headers.end());
       auto spec = etl::cli::BuildJobSpec(in);
+      if (spec.ok()) {
+        // The collector's own checks: StartJob would answer INVALID_ARGUMENT with this message.
+        absl::Status collector_check = etl::ValidateJobSpec(*spec);
+        if (!collector_check.ok()) spec = collector_check;
+      }
       if (!spec.ok()) {
         ++errors;
         std::cerr << "etlctl: " << (jobs.size() > 1 || positional.size() == 3 ? e.origin + ": " : "")
