@@ -37,7 +37,7 @@ absl::StatusOr<std::string> CursorStartValue(v1::CursorType type, const std::str
   absl::StatusOr<int64_t> micros = CursorTimestampMicros(value);
   if (!micros.ok()) return micros.status();
   absl::Time t = absl::FromUnixMicros(*micros) - absl::Seconds(lookback_seconds);
-  return absl::FormatTime(absl::RFC3339_sec, t, absl::UTCTimeZone());
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
 }
 
 absl::Status ApplyIncrementalStart(v1::JobSpec* spec, const std::string& start) {
