@@ -149,6 +149,9 @@ std::string ClearStageSql() { return absl::StrCat("TRUNCATE pg_temp.", kMergeSta
 absl::Status SwapInReplaceTable(PgConnection* conn, const std::string& job_id) {
   RETURN_IF_ERROR(conn->Exec("BEGIN"));
   auto body = [&]() -> absl::Status {
+    // A reader holding the old table for long must not stall the job's end forever: the swap
+    // gives up after a while and the caller's UpdateJob is retried.
+    RETURN_IF_ERROR(conn->Exec("SET LOCAL lock_timeout = '30s'"));
     RETURN_IF_ERROR(TakeDdlLock(conn));
     ASSIGN_OR_RETURN(PgResult job,
                      conn->Query("SELECT spec::text, table_name FROM etl_jobs WHERE job_id = $1",
@@ -175,7 +178,14 @@ absl::Status SwapInReplaceTable(PgConnection* conn, const std::string& job_id) {
   };
   absl::Status s = body();
   if (s.ok()) s = conn->Exec("COMMIT");
-  if (!s.ok()) conn->Exec("ROLLBACK").IgnoreError();
+  if (!s.ok()) {
+    const bool busy = conn->sqlstate() == "55P03";  // lock_not_available
+    conn->Exec("ROLLBACK").IgnoreError();
+    if (busy) {
+      return absl::UnavailableError(absl::StrCat(
+          "cannot swap in the new table of job ", job_id, " yet: readers hold the old one"));
+    }
+  }
   return s;
 }
 
