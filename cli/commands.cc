@@ -1,13 +1,13 @@
 #include "cli/commands.h"
 
+#include <grpcpp/grpcpp.h>
+
 #include <algorithm>
 #include <chrono>
 #include <fstream>
-#include <vector>
 #include <memory>
 #include <thread>
-
-#include <grpcpp/grpcpp.h>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "cli/dead_letter_format.h"
@@ -229,7 +229,8 @@ int ListJobs(const CommandContext& ctx, const etl::v1::ListJobsRequest& req) {
 int RetryJob(const CommandContext& ctx, const std::string& job_id, bool detach) {
   auto stub = CollectorService::NewStub(Channel(ctx.collector));
   Job job;
-  if (!CallJobRpc(ctx, stub.get(), &CollectorService::Stub::RetryJob, "RetryJob", job_id, &job)) return 1;
+  if (!CallJobRpc(ctx, stub.get(), &CollectorService::Stub::RetryJob, "RetryJob", job_id, &job))
+    return 1;
   if (detach) {
     PrintJob(ctx, job, job.job_id());
     return 0;

@@ -39,7 +39,8 @@ int ListJobs(const CommandContext& ctx, bool unfinished_only, int limit);
 // One page of jobs matching `request` (filters, limit, page_token); prints the next page's token
 // (to stderr, as a ready --page-token flag) when there are more.
 int ListJobs(const CommandContext& ctx, const etl::v1::ListJobsRequest& request);
-// Runs a finished job again from its ledger (only the pages not committed); follows it unless detach.
+// Runs a finished job again from its ledger (only the pages not committed); follows it unless
+// detach.
 int RetryJob(const CommandContext& ctx, const std::string& job_id, bool detach);
 // Dead letters of one job ("" = all), at most `limit` (0 = all); with a non-empty `export_path`,
 // writes them as JSON lines there instead of a table.

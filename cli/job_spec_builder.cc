@@ -92,8 +92,8 @@ const std::vector<std::string>& JobSpecFlagNames() {
       "date_format", "id_path", "max_attempts", "backoff_scale", "max_backoff", "fetch_concurrency", "timeout",
       "connect_timeout", "bearer_token_env", "bearer_token_file", "api_key_env", "api_key_file",
       "api_key_header", "api_key_param", "basic_user", "basic_password_env", "basic_password_file",
-      "write_mode", "incremental_path", "incremental_type", "incremental_param", "incremental_initial",
-      "lookback", "full_refresh"};
+      "write_mode", "incremental_path", "incremental_type", "incremental_param",
+      "incremental_initial", "lookback", "full_refresh"};
   return *names;
 }
 
@@ -218,12 +218,16 @@ absl::StatusOr<JobSpec> BuildJobSpec(const SpecInputs& in) {
 
   if (has("write_mode")) {
     auto mode = ParseWriteMode(get("write_mode"));
-    if (!mode.ok()) return FlagError("write_mode", absl::StrCat("\"", get("write_mode"), "\" is not append, merge or replace"));
+    if (!mode.ok())
+      return FlagError("write_mode",
+                       absl::StrCat("\"", get("write_mode"), "\" is not append, merge or replace"));
     spec.set_write_mode(*mode);
   }
   if (has("incremental_type")) {
     auto type = ParseCursorType(get("incremental_type"));
-    if (!type.ok()) return FlagError("incremental_type", absl::StrCat("\"", get("incremental_type"), "\" is not timestamp or integer"));
+    if (!type.ok())
+      return FlagError("incremental_type", absl::StrCat("\"", get("incremental_type"),
+                                                        "\" is not timestamp or integer"));
     spec.mutable_incremental()->set_cursor_type(*type);
   }
   if (has("lookback")) {
@@ -234,7 +238,8 @@ absl::StatusOr<JobSpec> BuildJobSpec(const SpecInputs& in) {
   if (has("full_refresh")) {
     std::string v = absl::AsciiStrToLower(absl::StripAsciiWhitespace(get("full_refresh")));
     if (v != "true" && v != "false" && v != "1" && v != "0" && v != "yes" && v != "no") {
-      return FlagError("full_refresh", absl::StrCat("\"", get("full_refresh"), "\" is not true or false"));
+      return FlagError("full_refresh",
+                       absl::StrCat("\"", get("full_refresh"), "\" is not true or false"));
     }
     spec.mutable_incremental()->set_full_refresh(v == "true" || v == "1" || v == "yes");
   }
@@ -379,11 +384,13 @@ absl::StatusOr<JobSpec> BuildJobSpec(const SpecInputs& in) {
     const etl::v1::Incremental& inc = spec.incremental();
     if (inc.cursor_path().empty()) {
       return absl::InvalidArgumentError(
-          "--incremental-path is required for an incremental load (e.g. --incremental-path=/updated_at)");
+          "--incremental-path is required for an incremental load (e.g. "
+          "--incremental-path=/updated_at)");
     }
     RETURN_IF_ERROR(CheckPointer("--incremental-path", inc.cursor_path()));
     if (inc.cursor_type() == etl::v1::CURSOR_TYPE_UNSPECIFIED) {
-      return absl::InvalidArgumentError("--incremental-type is required with --incremental-path: timestamp or integer");
+      return absl::InvalidArgumentError(
+          "--incremental-type is required with --incremental-path: timestamp or integer");
     }
   }
   RETURN_IF_ERROR(ValidateJobModes(spec));

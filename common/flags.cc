@@ -6,11 +6,10 @@
 #endif
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
-
-#include <algorithm>
 #include <iterator>
 
 #include "absl/flags/commandlineflag.h"
@@ -44,26 +43,29 @@ std::vector<absl::CommandLineFlag*> ProgramFlags() {
     if (flag->IsRetired() || absl::StrContains(flag->Filename(), "absl/")) continue;
     flags.push_back(flag);
   }
-  std::sort(flags.begin(), flags.end(),
-            [](absl::CommandLineFlag* a, absl::CommandLineFlag* b) { return a->Name() < b->Name(); });
+  std::sort(flags.begin(), flags.end(), [](absl::CommandLineFlag* a, absl::CommandLineFlag* b) {
+    return a->Name() < b->Name();
+  });
   return flags;
 }
 
 void PrintHelp(absl::string_view program, absl::string_view usage) {
-  std::string out = absl::StrCat(usage, "\n\nFlags (--name=value; '-' and '_' are the same in names):\n");
+  std::string out =
+      absl::StrCat(usage, "\n\nFlags (--name=value; '-' and '_' are the same in names):\n");
   for (absl::CommandLineFlag* f : ProgramFlags()) {
     std::string def = f->DefaultValue();
     if (f->IsOfType<std::string>()) def = absl::StrCat("\"", def, "\"");
-    absl::StrAppend(&out, "  --", Dashed(f->Name()), IsBool(*f) ? "" : "=VALUE", "  (default: ", def,
-                    ")\n      ", f->Help(), "\n");
+    absl::StrAppend(&out, "  --", Dashed(f->Name()), IsBool(*f) ? "" : "=VALUE",
+                    "  (default: ", def, ")\n      ", f->Help(), "\n");
   }
-  absl::StrAppend(&out,
-                  "  --flagfile=FILE  (default: none)\n"
-                  "      read more flags from FILE, one --name=value per line\n"
-                  "  --version\n      print the version and source revision, then exit\n"
-                  "  --help\n      print this help, then exit\n"
-                  "Environment: ETL_LOG_LEVEL=debug|info|warning|error (default info); see README for "
-                  "the variables each flag falls back to.\n");
+  absl::StrAppend(
+      &out,
+      "  --flagfile=FILE  (default: none)\n"
+      "      read more flags from FILE, one --name=value per line\n"
+      "  --version\n      print the version and source revision, then exit\n"
+      "  --help\n      print this help, then exit\n"
+      "Environment: ETL_LOG_LEVEL=debug|info|warning|error (default info); see README for "
+      "the variables each flag falls back to.\n");
   std::fwrite(out.data(), 1, out.size(), stdout);
   std::fflush(stdout);
 }

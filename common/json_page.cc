@@ -1,10 +1,10 @@
 #include "common/json_page.h"
 
+#include <simdjson.h>
+
 #include <cmath>
 #include <cstring>
 #include <utility>
-
-#include <simdjson.h>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
@@ -772,7 +772,8 @@ absl::StatusOr<ParsedPage> JsonPageParser::Parse(std::string* body) {
     }
     if (path.empty()) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "the response is an object, not an array of records: set records_path to the array", keys));
+          "the response is an object, not an array of records: set records_path to the array",
+          keys));
     }
     return absl::InvalidArgumentError(
         absl::StrCat("records path ", path, " is an object, not an array of records", keys));

@@ -89,11 +89,11 @@ absl::StatusOr<std::vector<v1::JobRecord>> LedgerStore::LoadJobs(PgConnection* c
                                                                  const std::string& where,
                                                                  const std::vector<PgParam>& params,
                                                                  int limit) {
-  ASSIGN_OR_RETURN(PgResult res,
-                   conn->Query(absl::StrCat("SELECT ", kJobColumns, " FROM etl_jobs j WHERE ",
-                                            where, " ORDER BY ", kCreatedMs, " DESC, j.job_id DESC LIMIT ",
-                                            limit),
-                               params));
+  ASSIGN_OR_RETURN(
+      PgResult res,
+      conn->Query(absl::StrCat("SELECT ", kJobColumns, " FROM etl_jobs j WHERE ", where,
+                               " ORDER BY ", kCreatedMs, " DESC, j.job_id DESC LIMIT ", limit),
+                  params));
   std::vector<v1::JobRecord> jobs(static_cast<size_t>(res.rows()));
   for (int r = 0; r < res.rows(); ++r) {
     v1::JobRecord& j = jobs[static_cast<size_t>(r)];
@@ -233,13 +233,14 @@ absl::StatusOr<v1::ListJobRecordsResponse> LedgerStore::ListJobRecords(
   };
   if (req.unfinished_only()) where = "j.state IN ('PENDING', 'RUNNING')";
   if (!req.job_id().empty()) absl::StrAppend(&where, " AND j.job_id = ", param(req.job_id()));
-  if (!req.cliente_id().empty()) absl::StrAppend(&where, " AND j.cliente_id = ", param(req.cliente_id()));
+  if (!req.cliente_id().empty())
+    absl::StrAppend(&where, " AND j.cliente_id = ", param(req.cliente_id()));
   if (!req.rota().empty()) absl::StrAppend(&where, " AND j.rota = ", param(req.rota()));
   if (req.states_size() > 0) {
     std::vector<std::string> names;
     for (int st : req.states()) names.push_back(v1::JobState_Name(static_cast<v1::JobState>(st)));
-    absl::StrAppend(&where, " AND j.state = ANY(", param(absl::StrCat("{", absl::StrJoin(names, ","), "}")),
-                    "::text[])");
+    absl::StrAppend(&where, " AND j.state = ANY(",
+                    param(absl::StrCat("{", absl::StrJoin(names, ","), "}")), "::text[])");
   }
   if (!req.page_token().empty()) {
     // "<created_at in ms>:<job id>" of the last job of the previous page, base64 (web-safe).

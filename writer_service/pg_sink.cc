@@ -300,10 +300,11 @@ absl::Status PgRecordSink::CommitInTransaction(Work& w, const std::string& batch
 absl::Status PgRecordSink::CopyRecords(const std::string& table, Work& w,
                                        const std::vector<size_t>& page_indexes) {
   const bool merge = !page_indexes.empty() && w.pages[page_indexes[0]].config->mode == v1::MERGE;
-  RETURN_IF_ERROR(conn_->CopyBegin(merge ? MergeStageCopySql()
-                                         : absl::StrCat("COPY ", QuoteIdentifier(table),
-                                                        " (payload, natural_key, job_id, page_number) "
-                                                        "FROM STDIN")));
+  RETURN_IF_ERROR(
+      conn_->CopyBegin(merge ? MergeStageCopySql()
+                             : absl::StrCat("COPY ", QuoteIdentifier(table),
+                                            " (payload, natural_key, job_id, page_number) "
+                                            "FROM STDIN")));
   buffer_.clear();
   for (size_t i : page_indexes) {
     const Work::Page& p = w.pages[i];

@@ -8,8 +8,8 @@
 //      COPY of a failing page in halves under savepoints, so good neighbours still commit);
 //   4. advance the incremental marks of the records committed (etl_cursors);
 //   5. COMMIT.
-// Write modes (write_modes.h): MERGE pages are COPYed into a temporary staging table and merged into
-// the raw table by natural key; REPLACE pages go to the job's fresh table.
+// Write modes (write_modes.h): MERGE pages are COPYed into a temporary staging table and merged
+// into the raw table by natural key; REPLACE pages go to the job's fresh table.
 // Raw tables are created on first use (cached per sink).
 //
 // Thread-compatible: one writer thread per sink (it owns one connection).

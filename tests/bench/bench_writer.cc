@@ -34,8 +34,9 @@ ABSL_FLAG(std::string, rota, "pedidos", "rota");
 ABSL_FLAG(std::string, job_id, "", "job id (default: unique per run)");
 ABSL_FLAG(std::string, out, "", "output file (generate)");
 ABSL_FLAG(std::string, table, "bench_seed", "target table (seed); created if missing");
-ABSL_FLAG(std::string, write_mode, "", "grpc: register the job with this write mode (append | merge) and send natural keys; "
-                                       "empty = unregistered job, no keys");
+ABSL_FLAG(std::string, write_mode, "",
+          "grpc: register the job with this write mode (append | merge) and send natural keys; "
+          "empty = unregistered job, no keys");
 
 namespace {
 
@@ -122,8 +123,8 @@ int RunGrpc() {
     }
     committed += summaries[s].records_committed();
   }
-  Report(write_mode.empty() ? "grpc_write" : absl::StrCat("grpc_write_", write_mode).c_str(), committed,
-         absl::Now() - start);
+  Report(write_mode.empty() ? "grpc_write" : absl::StrCat("grpc_write_", write_mode).c_str(),
+         committed, absl::Now() - start);
   return committed == total ? 0 : 1;
 }
 
