@@ -112,5 +112,66 @@ TEST(EtlctlWriterTest, DeadLettersExportKeepsExactBytesAndCursorsShowTheMark) {
       absl::StrCat("UPDATE etl_jobs SET state = 'CANCELLED' WHERE job_id = '", job, "'"));
 }
 
+// A job file run by the etlctl binary against the real services: writer_server, collector_server
+// and sample_api child processes. Run twice, the merge job leaves one row per id; the incremental
+// job asks the API only for ids above its mark.
+TEST(EtlctlEndToEndTest, JobFileRunsTwiceWithoutDuplicatesAndIncrementally) {
+  if (etl::testing::PostgresConnString().empty()) GTEST_SKIP() << "no PostgreSQL configured";
+  using etl::testing::BinaryPath;
+  using etl::testing::ChildProcess;
+  auto writer = ChildProcess::Start(BinaryPath("writer_server"),
+                                    {"--listen=127.0.0.1:0", "--flush_interval_ms=20"});
+  ASSERT_TRUE(writer.ok()) << writer.status();
+  auto api = ChildProcess::Start(BinaryPath("sample_api"), {"--listen=127.0.0.1:0"});
+  ASSERT_TRUE(api.ok()) << api.status();
+  auto collector = ChildProcess::Start(
+      BinaryPath("collector_server"),
+      {"--listen=127.0.0.1:0", "--writer=" + (*writer)->address(), "--resume=false"});
+  ASSERT_TRUE(collector.ok()) << collector.status();
+  const std::string cliente = "f" + etl::testing::UniqueSuffix();
+  const std::string base = absl::StrCat("http://", (*api)->address(), "/v1/clientes/", cliente);
+  const std::string file = ::testing::TempDir() + "/jobs-" + cliente + ".yaml";
+  auto write_file = [&](int total) {
+    std::ofstream out(file, std::ios::trunc);
+    out << "- cliente: \"" << cliente << "\"\n"
+        << "  rota: pedidos\n  url: " << base << "/pedidos/page\n  pagination: PAGE\n"
+        << "  page_size: 100\n  records_path: /data\n  total_pages_path: /total_pages\n"
+        << "  id_path: /id\n  write_mode: Merge\n  params:\n    total: " << total << "\n"
+        << "- cliente: \"" << cliente << "\"\n"
+        << "  rota: clientes\n  url: " << base << "/clientes/cursor\n  pagination: cursor\n"
+        << "  page_size: 100\n  records_path: /data\n  cursor_path: /next_cursor\n"
+        << "  id_path: /id\n  incremental_path: /id\n  incremental_type: integer\n"
+        << "  incremental_param: since_id\n  params:\n    total: " << total << "\n";
+  };
+  const std::string flags = absl::StrCat("--collector=", (*collector)->address(), " --plain");
+  auto count = [&](const std::string& rota) {
+    return etl::testing::QueryValue(absl::StrCat(
+        "SELECT count(*) || '/' || count(DISTINCT natural_key) FROM dados_raw_cliente_", cliente,
+        "_", rota));
+  };
+  write_file(250);
+  RunResult validate = Etlctl("validate " + file);
+  ASSERT_EQ(validate.exit_code, 0) << validate.output;
+  RunResult first = Etlctl(absl::StrCat(flags, " run ", file));
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  EXPECT_EQ(count("pedidos"), "250/250");
+  EXPECT_EQ(count("clientes"), "250/250");
+
+  write_file(300);  // The API grew.
+  RunResult second = Etlctl(absl::StrCat(flags, " run ", file));
+  ASSERT_EQ(second.exit_code, 0) << second.output;
+  EXPECT_EQ(count("pedidos"), "300/300");   // Merge: every id once.
+  EXPECT_EQ(count("clientes"), "300/300");  // Incremental: the 50 new ids.
+  RunResult stats =
+      Etlctl(absl::StrCat(flags, " list --cliente=", cliente, " --rota=clientes --json"));
+  ASSERT_EQ(stats.exit_code, 0) << stats.output;
+  EXPECT_TRUE(absl::StrContains(stats.output, "\"start_value\": \"250\"")) << stats.output;
+  EXPECT_EQ(etl::testing::QueryValue(absl::StrCat(
+                "SELECT count(*) FROM dados_raw_cliente_", cliente,
+                "_clientes WHERE job_id = (SELECT job_id FROM etl_jobs WHERE cliente_id = '",
+                cliente, "' AND rota = 'clientes' ORDER BY created_at DESC LIMIT 1)")),
+            "50");
+}
+
 }  // namespace
 }  // namespace etl
