@@ -287,6 +287,60 @@ TEST_F(JobsRerunTest, RetryCompletesAPartialJobFetchingOnlyPagesNotCommitted) {
   EXPECT_EQ(stub_->RetryJob(&ctx, ref, &again).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
 }
 
+TEST_F(JobsRerunTest, RetryOfACancelledJobFetchesTheRest) {
+  v1::JobSpec spec = PageSpec("pedidos", 800, 100);
+  spec.set_fetch_concurrency(1);
+  AddParam(&spec, "slow_pages", "5");  // Holds the job long enough to cancel it mid-way.
+  AddParam(&spec, "slow_ms", "3000");
+  v1::Job job;
+  ASSERT_TRUE(Start(spec, &job).ok());
+  {
+    // Follow the progress until pages committed, then cancel.
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    v1::JobRef ref;
+    ref.set_job_id(job.job_id());
+    auto reader = stub_->WatchJob(&ctx, ref);
+    v1::JobProgress p;
+    while (reader->Read(&p) && p.records_committed() < 300) {
+    }
+    ctx.TryCancel();
+    reader->Finish().IgnoreError();
+    ASSERT_GE(p.records_committed(), 300);
+    grpc::ClientContext cctx;
+    v1::Job cancelled;
+    ASSERT_TRUE(stub_->CancelJob(&cctx, ref, &cancelled).ok());
+  }
+  v1::Job cancelled = WaitJob(job.job_id());
+  ASSERT_EQ(cancelled.state(), v1::CANCELLED);
+  const int64_t committed = Count(Table("pedidos"));
+  ASSERT_LT(committed, 800);
+  SampleApiServer::Stats before = api_->StatsFor(cliente_, "pedidos");
+  v1::JobRef ref;
+  ref.set_job_id(job.job_id());
+  v1::Job retried;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub_->RetryJob(&ctx, ref, &retried).ok());
+  }
+  v1::Job done = WaitJob(job.job_id());
+  EXPECT_EQ(done.state(), v1::SUCCEEDED) << done.error();
+  ExpectTableIsCollection("pedidos", 800);
+  // The API may still count the slow answer the cancel abandoned (one page): never more.
+  const int64_t served = api_->StatsFor(cliente_, "pedidos").records - before.records;
+  EXPECT_GE(served, 800 - committed);
+  EXPECT_LE(served, 800 - committed + 100);
+  // No committed page reached the writer again.
+  v1::WriterStatus status;
+  grpc::ClientContext sctx;
+  ASSERT_TRUE(writer_stub_->GetStatus(&sctx, v1::GetStatusRequest(), &status).ok());
+  for (const auto& c : status.jobs()) {
+    if (c.job_id() == job.job_id()) {
+      EXPECT_EQ(c.pages_skipped(), 0);
+    }
+  }
+}
+
 TEST_F(JobsRerunTest, ReplaceJobSwapsInTheNewTableOnlyWhenItSucceeds) {
   v1::JobSpec spec = PageSpec("pedidos", 500, 100);
   ASSERT_EQ(RunToEnd(spec).state(), v1::SUCCEEDED);
