@@ -17,12 +17,19 @@ ABSL_FLAG(int64_t, max_buffered_bytes, int64_t(16) << 20,
           "fetched record bytes per job held before fetchers wait (at least one page is always admitted)");
 ABSL_FLAG(bool, resume, true, "resume the writer's unfinished jobs at start-up");
 ABSL_FLAG(std::string, metrics_listen, "", "Prometheus /metrics address (host:port); empty = off");
+ABSL_FLAG(std::string, log_format, "", "log lines as text or json (env ETL_LOG_FORMAT; default text)");
+ABSL_FLAG(std::string, log_level, "", "debug, info, warning or error (env ETL_LOG_LEVEL; default info)");
 ABSL_FLAG(std::string, port_file, "", "write the bound gRPC port here once serving");
 
 int main(int argc, char** argv) {
   etl::TuneAllocatorForFlatMemory();
   etl::BlockTerminationSignals();
   etl::ParseFlags(argc, argv, "collector_server: fetches paginated APIs into writer_service");
+  if (absl::Status s = etl::ConfigureLogging(absl::GetFlag(FLAGS_log_format), absl::GetFlag(FLAGS_log_level));
+      !s.ok()) {
+    etl::LogError(s.message());
+    return 2;
+  }
   etl::CollectorOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
   options.writer_address = absl::GetFlag(FLAGS_writer);

@@ -24,6 +24,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/metrics.h"
 #include "etl.pb.h"
 #include "writer_service/page.h"
 #include "writer_service/record_sink.h"
@@ -64,6 +65,8 @@ struct WriterCounters {
   std::atomic<int64_t> batches_committed{0};
   std::atomic<int64_t> commit_retries{0};
   std::atomic<int64_t> reconnects{0};
+  Histogram commit_seconds{LatencyBuckets()};          // Each successful transaction (COPY + commit).
+  Histogram record_latency_seconds{LatencyBuckets()};  // Per record: collector fetch -> commit.
 };
 
 class Writer {
