@@ -195,6 +195,10 @@ absl::StatusOr<std::unique_ptr<DashboardServer>> DashboardServer::Start(Dashboar
     return absl::InvalidArgumentError(absl::StrCat("dashboard address \"", options.listen, "\" is not host:port"));
   }
   std::string host = options.listen.substr(0, colon);
+  if (host.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("dashboard address \"", options.listen, "\" names no host (e.g. 127.0.0.1:8088)"));
+  }
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
   std::unique_ptr<DashboardServer> d(new DashboardServer(std::move(options), backend));
   d->server_ = std::make_unique<httplib::Server>();
