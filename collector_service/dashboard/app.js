@@ -153,7 +153,9 @@ async function refreshJob() {
   if (id !== state.jobId) return;
   renderJob(job);
   const now = Date.now();
-  if (now - state.pagesAt > 2500 || terminal(job.state)) {
+  // The page map reads the writer's ledger: every second for small jobs, every 5 s for large ones.
+  const every = Number(job.progress && job.progress.pages_total) > 2000 ? 5000 : 900;
+  if (now - state.pagesAt > every || terminal(job.state)) {
     state.pagesAt = now;
     const map = await api('/api/jobs/' + encodeURIComponent(id) + '/pages').catch(() => null);
     if (map && id === state.jobId) renderPageMap(map);
@@ -194,7 +196,8 @@ function renderJob(j) {
     stat('Started', fmtTime(j.created_at_unix_ms)),
     stat('Duration', fmtDuration(p.elapsed_seconds)),
     stat('Finished', fmtTime(j.finished_at_unix_ms)));
-  $('j-error').textContent = j.error || (p.message && !terminal(j.state) ? p.message : '');
+  $('j-error').textContent = j.error || '';
+  $('j-message').textContent = !terminal(j.state) && p.message && p.message !== j.error ? p.message : '';
   const ro = state.info.read_only || !token();
   $('cancel-btn').disabled = ro || terminal(j.state);
   $('retry-btn').disabled = ro || !terminal(j.state);

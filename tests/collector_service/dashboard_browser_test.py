@@ -203,12 +203,18 @@ def main():
 
         _, api_port = procs.start("sample_api", [os.path.join(bin_dir, "sample_api"), "--listen=127.0.0.1:0"])
         _, writer_port = procs.start("writer", [os.path.join(bin_dir, "writer_server"), "--listen=127.0.0.1:0"])
-        _, collector_port = procs.start("collector", [
-            os.path.join(bin_dir, "collector_server"), "--listen=127.0.0.1:0", f"--writer=127.0.0.1:{writer_port}",
-            "--http_listen=127.0.0.1:0", "--http_port_file=" + os.path.join(workdir, "http.port"),
-            "--http_auth_token_file=" + token_file])
-        http_port = wait_for("dashboard port", lambda: int(open(os.path.join(workdir, "http.port")).read().strip() or 0)
-                             if os.path.exists(os.path.join(workdir, "http.port")) else 0, 30)
+        http_port_file = os.path.join(workdir, "http.port")
+
+        def start_collector(name, http_listen, grpc_listen="127.0.0.1:0"):
+            # --http_port_file is written before --port_file, so it exists once start() returns.
+            proc, port = procs.start(name, [
+                os.path.join(bin_dir, "collector_server"), "--listen=" + grpc_listen,
+                f"--writer=127.0.0.1:{writer_port}", "--http_listen=" + http_listen,
+                "--http_port_file=" + http_port_file, "--http_auth_token_file=" + token_file])
+            with open(http_port_file) as f:
+                return proc, port, int(f.read().strip())
+
+        collector_proc, collector_port, http_port = start_collector("collector", "127.0.0.1:0")
         collector = f"127.0.0.1:{collector_port}"
         base = f"http://127.0.0.1:{http_port}"
         suffix = str(os.getpid())
@@ -241,12 +247,17 @@ def main():
         wait_for("the writer panel", lambda: cdp.eval("document.getElementById('w-serving').textContent") == "serving", 30)
         cdp.call("Page.navigate", url=f"{base}/#/jobs/{job1}")
         seen = []
+        running_shot = os.path.join(artifacts, "dashboard-job-running.png")
+        if os.path.exists(running_shot):
+            os.unlink(running_shot)
 
         def progress_done():
             v = cdp.eval("(() => { const b = document.getElementById('j-progress');"
                          " return b ? [Number(b.dataset.pct), document.getElementById('j-state').textContent] : null; })()")
             if v and (not seen or seen[-1] != v):
                 seen.append(v)
+                if 25 <= v[0] <= 80 and not os.path.exists(running_shot):
+                    cdp.screenshot(running_shot)
             return v and v[1] == "SUCCEEDED"
 
         wait_for("job 1 to show SUCCEEDED", progress_done, 120, interval=0.05)
@@ -278,7 +289,21 @@ def main():
         assert "CANCELLED" in status, status
         log("job 2 cancelled from the page; etlctl status agrees")
 
-        # 3. The job list with both jobs, for the README.
+        # 3. The collector restarts (same addresses): the open page says it is reconnecting, then
+        #    carries on by itself.
+        cdp.call("Page.navigate", url=base + "/")
+        wait_for("the list to load", lambda: cdp.eval(f"!!document.querySelector('tr[data-job-id=\"{job1}\"]')"), 30)
+        collector_proc.send_signal(signal.SIGTERM)
+        collector_proc.wait(timeout=60)
+        wait_for("the page to notice the collector is gone",
+                 lambda: cdp.eval("document.getElementById('conn').textContent").startswith("reconnecting"), 30)
+        os.unlink(http_port_file)
+        start_collector("collector2", f"127.0.0.1:{http_port}", f"127.0.0.1:{collector_port}")
+        wait_for("the page to reconnect",
+                 lambda: cdp.eval("document.getElementById('conn').textContent") == "live", 30)
+        log("the page reconnected after a collector restart")
+
+        # 4. The job list with both jobs, for the README.
         cdp.call("Page.navigate", url=base + "/")
         wait_for("both jobs listed", lambda: cdp.eval(
             f"!!document.querySelector('tr[data-job-id=\"{job1}\"][data-state=\"SUCCEEDED\"]') && "
