@@ -48,6 +48,8 @@ struct WriterOptions {
 
 // Every counter of the writer (conventions #8). Snapshotted by GetStatus and /metrics.
 struct WriterCounters {
+  Histogram commit_seconds{LatencyBuckets()};          // Each successful transaction (COPY + commit).
+  Histogram record_latency_seconds{LatencyBuckets()};  // Per record: collector fetch -> commit.
   std::atomic<int64_t> streams_active{0};
   std::atomic<int64_t> streams_total{0};
   std::atomic<int64_t> streams_refused{0};
@@ -65,8 +67,6 @@ struct WriterCounters {
   std::atomic<int64_t> batches_committed{0};
   std::atomic<int64_t> commit_retries{0};
   std::atomic<int64_t> reconnects{0};
-  Histogram commit_seconds{LatencyBuckets()};          // Each successful transaction (COPY + commit).
-  Histogram record_latency_seconds{LatencyBuckets()};  // Per record: collector fetch -> commit.
 };
 
 class Writer {
