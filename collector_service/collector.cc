@@ -4,14 +4,13 @@
 #include <random>
 #include <vector>
 
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
-#include <grpcpp/health_check_service_interface.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "collector_service/job_spec.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
+#include "common/metrics_server.h"
 #include "common/names.h"
 
 namespace etl {
@@ -350,125 +349,6 @@ std::string Collector::RenderMetrics() const {
   };
   for (const Item& i : items) AppendMetric(&out, i.name, i.help, i.type, double(i.value->load()));
   return out;
-}
-
-// ---- gRPC service ----
-
-namespace {
-
-TraceContext TraceFrom(const grpc::ServerContext* ctx) {
-  TraceContext t;
-  const auto& md = ctx->client_metadata();
-  if (auto it = md.find("traceparent"); it != md.end()) t.traceparent = std::string(it->second.data(), it->second.size());
-  if (auto it = md.find("x-request-id"); it != md.end()) t.request_id = std::string(it->second.data(), it->second.size());
-  // Header values end up in outgoing requests: drop anything that could split a header.
-  for (std::string* v : {&t.traceparent, &t.request_id}) {
-    if (v->find_first_of("\r\n") != std::string::npos || v->size() > 256) v->clear();
-  }
-  return t;
-}
-
-// The unary RPCs all answer the same way: the result on success, else the status mapped to gRPC.
-template <typename T>
-grpc::Status Reply(absl::StatusOr<T> result, T* response) {
-  if (!result.ok()) return ToGrpcStatus(result.status());
-  *response = std::move(*result);
-  return grpc::Status::OK;
-}
-
-}  // namespace
-
-grpc::Status CollectorServiceImpl::StartJob(grpc::ServerContext* ctx, const v1::JobSpec* spec, v1::Job* job) {
-  return Reply(collector_->StartJob(*spec, TraceFrom(ctx)), job);
-}
-
-grpc::Status CollectorServiceImpl::GetJob(grpc::ServerContext*, const v1::JobRef* ref, v1::Job* job) {
-  return Reply(collector_->GetJob(ref->job_id()), job);
-}
-
-grpc::Status CollectorServiceImpl::ListJobs(grpc::ServerContext*, const v1::ListJobsRequest* req,
-                                            v1::ListJobsResponse* resp) {
-  return Reply(collector_->ListJobs(*req), resp);
-}
-
-grpc::Status CollectorServiceImpl::CancelJob(grpc::ServerContext*, const v1::JobRef* ref, v1::Job* job) {
-  return Reply(collector_->CancelJob(ref->job_id()), job);
-}
-
-grpc::Status CollectorServiceImpl::WatchJob(grpc::ServerContext* ctx, const v1::JobRef* ref,
-                                            grpc::ServerWriter<v1::JobProgress>* writer) {
-  std::shared_ptr<Job> job = collector_->FindJob(ref->job_id());
-  if (job == nullptr) {
-    auto result = collector_->GetJob(ref->job_id());
-    if (!result.ok()) return ToGrpcStatus(result.status());
-    writer->Write(result->progress());
-    return grpc::Status::OK;
-  }
-  while (!ctx->IsCancelled()) {
-    bool done = job->WaitDone(absl::ZeroDuration());
-    if (!writer->Write(job->Progress())) return grpc::Status::OK;
-    if (done) return grpc::Status::OK;
-    job->WaitDone(absl::Seconds(1));
-  }
-  return grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled");
-}
-
-// ---- server ----
-
-absl::StatusOr<std::unique_ptr<CollectorServer>> CollectorServer::Start(CollectorOptions options,
-                                                                        std::unique_ptr<HttpFetcher> fetcher) {
-  std::unique_ptr<CollectorServer> s(new CollectorServer());
-  s->options_ = options;
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(-1);
-  args.SetMaxSendMessageSize(-1);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
-  // Reconnect quickly after a writer restart.
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-  auto channel = grpc::CreateCustomChannel(options.writer_address, grpc::InsecureChannelCredentials(), args);
-  s->collector_ = std::make_unique<Collector>(options, channel, std::move(fetcher));
-  s->service_ = std::make_unique<CollectorServiceImpl>(s->collector_.get());
-
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &s->port_);
-  builder.RegisterService(s->service_.get());
-  builder.SetMaxReceiveMessageSize(16 << 20);
-  s->server_ = builder.BuildAndStart();
-  if (s->server_ == nullptr || s->port_ == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
-  }
-  if (!options.metrics_listen.empty()) {
-    Collector* c = s->collector_.get();
-    auto metrics = MetricsServer::Start(options.metrics_listen, [c] { return c->RenderMetrics(); });
-    if (!metrics.ok()) return metrics.status();
-    s->metrics_ = std::move(*metrics);
-  }
-  s->collector_->Start();
-  s->server_->GetHealthCheckService()->SetServingStatus(true);
-  LogInfo("collector serving on port ", s->port_, "; writer at ", options.writer_address);
-  return s;
-}
-
-CollectorServer::~CollectorServer() { Shutdown(); }
-
-void CollectorServer::Shutdown() {
-  {
-    absl::MutexLock l(&mu_);
-    if (shut_down_) return;
-    shut_down_ = true;
-  }
-  if (server_) {
-    server_->GetHealthCheckService()->SetServingStatus(false);
-    // Jobs first, so open WatchJob streams see them stop; then the RPCs get a grace period.
-    collector_->Shutdown();
-    server_->Shutdown(absl::ToChronoTime(absl::Now() + options_.shutdown_grace));
-    server_->Wait();
-  }
-  metrics_.reset();
-  if (collector_) collector_->Shutdown();
 }
 
 }  // namespace etl

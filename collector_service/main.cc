@@ -3,7 +3,7 @@
 #include <string>
 
 #include "absl/flags/flag.h"
-#include "collector_service/collector.h"
+#include "collector_service/collector_server.h"
 #include "common/flags.h"
 #include "common/logging.h"
 

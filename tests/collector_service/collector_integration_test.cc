@@ -16,7 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
-#include "collector_service/collector.h"
+#include "collector_service/collector_server.h"
 #include "etl.grpc.pb.h"
 #include "tests/collector_service/test_api.h"
 #include "tests/testing/test_support.h"
