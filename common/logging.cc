@@ -214,6 +214,17 @@ ScopedLogContext::ScopedLogContext(absl::string_view job_id, absl::string_view r
   tls_trace_id = TraceIdFromTraceparent(traceparent);
 }
 
+ScopedLogContext::ScopedLogContext(const LogContext& context)
+    : saved_job_id_(std::move(tls_job_id)),
+      saved_request_id_(std::move(tls_request_id)),
+      saved_trace_id_(std::move(tls_trace_id)) {
+  tls_job_id = context.job_id;
+  tls_request_id = context.request_id;
+  tls_trace_id = context.trace_id;
+}
+
+LogContext CurrentLogContext() { return LogContext{tls_job_id, tls_request_id, tls_trace_id}; }
+
 ScopedLogContext::~ScopedLogContext() {
   tls_job_id = std::move(saved_job_id_);
   tls_request_id = std::move(saved_request_id_);

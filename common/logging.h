@@ -48,11 +48,21 @@ const std::string& ThreadComponent();
 // The trace id (32 hex digits) of a W3C traceparent header, or "" when it is not one.
 std::string TraceIdFromTraceparent(absl::string_view traceparent);
 
+// The job id, request id and trace id of the calling thread's log lines.
+struct LogContext {
+  std::string job_id;
+  std::string request_id;
+  std::string trace_id;  // 32 hex digits.
+};
+LogContext CurrentLogContext();
+
 // Sets the job id, request id and trace id of the calling thread's log lines until destroyed
-// (then restores the previous ones). Empty fields are left out of lines.
+// (then restores the previous ones). Empty fields are left out of lines. A thread started for a
+// job's work passes CurrentLogContext() of its parent to keep the parent's fields.
 class ScopedLogContext {
  public:
   ScopedLogContext(absl::string_view job_id, absl::string_view request_id, absl::string_view traceparent);
+  explicit ScopedLogContext(const LogContext& context);
   ~ScopedLogContext();
   ScopedLogContext(const ScopedLogContext&) = delete;
   ScopedLogContext& operator=(const ScopedLogContext&) = delete;

@@ -1,6 +1,7 @@
 #include "common/logging.h"
 
 #include <string>
+#include <thread>
 
 #include "gtest/gtest.h"
 
@@ -29,6 +30,22 @@ TEST_F(LoggingTest, ContextIsRestoredWhenTheScopeEnds) {
     ScopedLogContext ctx("job42", "", "");
   }
   EXPECT_EQ(FormatLogLineForTest(LogLevel::kInfo, "T", "m"), "T I [collector/job] m");
+}
+
+TEST_F(LoggingTest, AThreadOfAJobCarriesItsParentsContext) {
+  LogContext parent;
+  {
+    ScopedLogContext ctx("job42", "req-7", kTraceparent);
+    parent = CurrentLogContext();
+  }
+  std::string line;
+  std::thread worker([&] {
+    SetThreadComponent("collector/fetch");
+    ScopedLogContext ctx(parent);
+    line = FormatLogLineForTest(LogLevel::kInfo, "T", "m");
+  });
+  worker.join();
+  EXPECT_EQ(line, "T I [collector/fetch] job=job42 req=req-7 trace=4bf92f3577b34da6a3ce929d0e0e4736 m");
 }
 
 TEST_F(LoggingTest, JsonLineIsOneObjectWithEveryField) {

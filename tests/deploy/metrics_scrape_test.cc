@@ -11,7 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "collector_service/collector.h"
+#include "collector_service/collector_server.h"
 #include "deploy/sample_api/sample_api_server.h"
 #include "gtest/gtest.h"
 #include "simdjson.h"
@@ -91,7 +91,7 @@ TEST(MetricsScrapeTest, BothServicesExportStrictPagesAndTheGrafanaDashboardMatch
   co.listen = "127.0.0.1:0";
   co.writer_address = absl::StrCat("127.0.0.1:", (*writer)->port());
   co.metrics_listen = "127.0.0.1:0";
-  co.dashboard.listen = "127.0.0.1:0";
+  co.http_listen = "127.0.0.1:0";
   co.resume_unfinished = false;
   auto collector = CollectorServer::Start(co);
   ASSERT_TRUE(collector.ok()) << collector.status();
