@@ -4,7 +4,6 @@
 #include <random>
 #include <vector>
 
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "collector_service/job_spec.h"
@@ -22,7 +21,8 @@ std::string NewJobId() {
   absl::MutexLock l(&mu);
   if (rng == nullptr) {
     std::random_device rd;
-    rng = new std::mt19937_64((uint64_t(rd()) << 32) ^ rd() ^ uint64_t(absl::ToUnixNanos(absl::Now())));
+    rng = new std::mt19937_64((uint64_t(rd()) << 32) ^ rd() ^
+                              uint64_t(absl::ToUnixNanos(absl::Now())));
   }
   return absl::StrFormat("%016x%016x", (*rng)(), (*rng)());
 }
@@ -53,7 +53,8 @@ v1::Job JobFromRecord(const v1::JobRecord& r) {
   p->set_records_committed(r.records_committed());
   p->set_records_rejected(r.records_rejected());
   p->set_eta_seconds(IsTerminal(r.state()) ? 0 : -1);
-  int64_t end = r.finished_at_unix_ms() > 0 ? r.finished_at_unix_ms() : absl::ToUnixMillis(absl::Now());
+  int64_t end =
+      r.finished_at_unix_ms() > 0 ? r.finished_at_unix_ms() : absl::ToUnixMillis(absl::Now());
   p->set_elapsed_seconds(double(std::max<int64_t>(0, end - r.created_at_unix_ms())) / 1000.0);
   p->set_message(r.error());
   return job;
@@ -92,8 +93,9 @@ JobEnv Collector::MakeEnv() {
   return env;
 }
 
-std::shared_ptr<Job> Collector::AddJob(const std::string& id, const v1::JobSpec& spec, const TraceContext& trace,
-                                       int64_t created_ms, bool resumed) {
+std::shared_ptr<Job> Collector::AddJob(const std::string& id, const v1::JobSpec& spec,
+                                       const TraceContext& trace, int64_t created_ms,
+                                       bool resumed) {
   auto job = std::make_shared<Job>(id, spec, trace, MakeEnv(), created_ms, resumed);
   {
     absl::MutexLock l(&mu_);
@@ -134,7 +136,8 @@ absl::StatusOr<v1::Job> Collector::StartJob(const v1::JobSpec& in, const TraceCo
     return absl::UnavailableError(absl::StrCat("cannot register the job with the writer at ",
                                                options_.writer_address, ": ", s.error_message()));
   }
-  int64_t created = record.created_at_unix_ms() > 0 ? record.created_at_unix_ms() : absl::ToUnixMillis(absl::Now());
+  int64_t created = record.created_at_unix_ms() > 0 ? record.created_at_unix_ms()
+                                                    : absl::ToUnixMillis(absl::Now());
   TraceContext job_trace = trace;
   if (job_trace.request_id.empty()) job_trace.request_id = id;
   std::shared_ptr<Job> job = AddJob(id, spec, job_trace, created, false);
@@ -181,7 +184,8 @@ absl::StatusOr<v1::ListJobsResponse> Collector::ListJobs(const v1::ListJobsReque
   if (s.ok()) {
     for (const auto& r : resp.jobs()) merged[r.job_id()] = JobFromRecord(r);
   } else {
-    LogWarning("ListJobs: writer unavailable (", s.error_message(), "); listing this collector's jobs only");
+    LogWarning("ListJobs: writer unavailable (", s.error_message(),
+               "); listing this collector's jobs only");
   }
   std::vector<std::shared_ptr<Job>> local;
   {
@@ -199,8 +203,9 @@ absl::StatusOr<v1::ListJobsResponse> Collector::ListJobs(const v1::ListJobsReque
   std::vector<v1::Job> jobs;
   for (auto& [id, job] : merged) jobs.push_back(std::move(job));
   std::sort(jobs.begin(), jobs.end(), [](const v1::Job& a, const v1::Job& b) {
-    return a.created_at_unix_ms() != b.created_at_unix_ms() ? a.created_at_unix_ms() > b.created_at_unix_ms()
-                                                            : a.job_id() < b.job_id();
+    return a.created_at_unix_ms() != b.created_at_unix_ms()
+               ? a.created_at_unix_ms() > b.created_at_unix_ms()
+               : a.job_id() < b.job_id();
   });
   v1::ListJobsResponse out;
   for (size_t i = 0; i < jobs.size() && int(i) < limit; ++i) *out.add_jobs() = std::move(jobs[i]);
@@ -211,8 +216,8 @@ absl::StatusOr<v1::Job> Collector::CancelJob(const std::string& job_id) {
   if (job_id.empty()) return absl::InvalidArgumentError("job_id is required");
   if (auto job = FindJob(job_id)) {
     if (job->done()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("job ", job_id, " already ended ", v1::JobState_Name(job->Snapshot().state())));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "job ", job_id, " already ended ", v1::JobState_Name(job->Snapshot().state())));
     }
     LogInfo("job ", job_id, ": cancel requested");
     job->Cancel();
@@ -265,15 +270,15 @@ void Collector::ResumeLoop() {
         LogInfo("resuming unfinished job ", r.job_id(), " (", v1::JobState_Name(r.state()), ")");
         TraceContext trace;
         trace.request_id = r.job_id();
-        if (AddJob(r.job_id(), WithDefaults(r.spec(), options_.fetch_concurrency), trace, r.created_at_unix_ms(),
-                   true) != nullptr) {
+        if (AddJob(r.job_id(), WithDefaults(r.spec(), options_.fetch_concurrency), trace,
+                   r.created_at_unix_ms(), true) != nullptr) {
           counters_.jobs_resumed.fetch_add(1);
         }
       }
       return;
     }
-    LogWarning("cannot list unfinished jobs from the writer (", s.error_message(), "); retrying in ",
-               absl::FormatDuration(delay));
+    LogWarning("cannot list unfinished jobs from the writer (", s.error_message(),
+               "); retrying in ", absl::FormatDuration(delay));
     if (!WaitUnlessShutdown(delay)) return;
     delay = std::min(delay * 2, absl::Seconds(5));
   }
@@ -306,7 +311,8 @@ void Collector::Shutdown() {
   std::vector<std::shared_ptr<Job>> jobs;
   {
     absl::MutexLock l(&mu_);
-    if (shutdown_ && jobs_.empty() && !poll_thread_.joinable() && !resume_thread_.joinable()) return;
+    if (shutdown_ && jobs_.empty() && !poll_thread_.joinable() && !resume_thread_.joinable())
+      return;
     shutdown_ = true;
     for (const auto& [id, job] : jobs_) jobs.push_back(job);
   }

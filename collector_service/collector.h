@@ -1,10 +1,10 @@
 // Collector: the registry of a collector's jobs (start, list, cancel, resume, live progress).
 //
-// Collector owns the jobs (one thread each, at most max_concurrent_jobs fetching, the rest PENDING),
-// the shared HTTP fetcher and the channel to the writer. It is stateless across restarts: every
-// job is registered with the writer before StartJob returns, and on start-up Collector asks the
-// writer for unfinished jobs and resumes them from its ledger. A poller reads the writer's per-job
-// commit counters about once a second for live progress.
+// Collector owns the jobs (one thread each, at most max_concurrent_jobs fetching, the rest
+// PENDING), the shared HTTP fetcher and the channel to the writer. It is stateless across restarts:
+// every job is registered with the writer before StartJob returns, and on start-up Collector asks
+// the writer for unfinished jobs and resumes them from its ledger. A poller reads the writer's
+// per-job commit counters about once a second for live progress.
 //
 // The gRPC API over it is CollectorServiceImpl (collector_service.h); CollectorServer
 // (collector_server.h) assembles both with the gRPC server, health, reflection and metrics.
@@ -13,12 +13,12 @@
 #ifndef ETL_COLLECTOR_SERVICE_COLLECTOR_H_
 #define ETL_COLLECTOR_SERVICE_COLLECTOR_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <map>
 #include <memory>
 #include <string>
 #include <thread>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -32,21 +32,22 @@
 namespace etl {
 
 struct CollectorOptions {
-  std::string listen = "0.0.0.0:50051";          // gRPC address; port 0 = any free port.
+  std::string listen = "0.0.0.0:50051";            // gRPC address; port 0 = any free port.
   std::string writer_address = "localhost:50052";  // writer_service.
-  std::string metrics_listen;                    // Prometheus endpoint (host:port); "" = off.
-  int max_concurrent_jobs = 8;                   // Jobs fetching at once; the others wait PENDING.
-  int fetch_concurrency = 4;                     // Default per job when its spec says 0.
-  size_t max_message_bytes = size_t(1) << 20;    // Record bytes per RecordBatch before a page is chunked.
+  std::string metrics_listen;                      // Prometheus endpoint (host:port); "" = off.
+  int max_concurrent_jobs = 8;  // Jobs fetching at once; the others wait PENDING.
+  int fetch_concurrency = 4;    // Default per job when its spec says 0.
+  size_t max_message_bytes = size_t(1)
+                             << 20;  // Record bytes per RecordBatch before a page is chunked.
   size_t max_response_bytes = size_t(256) << 20;  // Largest API response body accepted.
   // Fetched record bytes a job holds before its fetchers wait (one page is always admitted, so a
   // single page larger than this still goes through).
   size_t max_buffered_bytes = size_t(16) << 20;
-  bool resume_unfinished = true;                 // Resume the writer's unfinished jobs at start-up.
+  bool resume_unfinished = true;  // Resume the writer's unfinished jobs at start-up.
   absl::Duration status_poll_interval = absl::Seconds(1);  // Writer counters for live progress.
-  absl::Duration shutdown_grace = absl::Seconds(10);       // For open RPCs (e.g. WatchJob) on shutdown.
-  std::string http_listen;                       // Web dashboard address (host:port); "" = off.
-  DashboardOptions dashboard;                    // Its token and limits (listen = http_listen).
+  absl::Duration shutdown_grace = absl::Seconds(10);  // For open RPCs (e.g. WatchJob) on shutdown.
+  std::string http_listen;            // Web dashboard address (host:port); "" = off.
+  DashboardOptions dashboard;         // Its token and limits (listen = http_listen).
 };
 
 class Collector {
@@ -75,8 +76,8 @@ class Collector {
   CollectorCounters& counters() { return counters_; }
 
  private:
-  std::shared_ptr<Job> AddJob(const std::string& id, const v1::JobSpec& spec, const TraceContext& trace,
-                              int64_t created_ms, bool resumed);
+  std::shared_ptr<Job> AddJob(const std::string& id, const v1::JobSpec& spec,
+                              const TraceContext& trace, int64_t created_ms, bool resumed);
   void ResumeLoop();
   void PollLoop();
   bool WaitUnlessShutdown(absl::Duration d);

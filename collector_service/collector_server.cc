@@ -1,19 +1,18 @@
 #include "collector_service/collector_server.h"
 
-#include <memory>
-#include <utility>
-
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
+
+#include <memory>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 
 namespace etl {
 
-
-absl::StatusOr<std::unique_ptr<CollectorServer>> CollectorServer::Start(CollectorOptions options,
-                                                                        std::unique_ptr<HttpFetcher> fetcher) {
+absl::StatusOr<std::unique_ptr<CollectorServer>> CollectorServer::Start(
+    CollectorOptions options, std::unique_ptr<HttpFetcher> fetcher) {
   std::unique_ptr<CollectorServer> s(new CollectorServer());
   s->options_ = options;
   grpc::ChannelArguments args;
@@ -23,7 +22,8 @@ absl::StatusOr<std::unique_ptr<CollectorServer>> CollectorServer::Start(Collecto
   // Reconnect quickly after a writer restart.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-  auto channel = grpc::CreateCustomChannel(options.writer_address, grpc::InsecureChannelCredentials(), args);
+  auto channel =
+      grpc::CreateCustomChannel(options.writer_address, grpc::InsecureChannelCredentials(), args);
   s->collector_ = std::make_unique<Collector>(options, channel, std::move(fetcher));
   s->service_ = std::make_unique<CollectorServiceImpl>(s->collector_.get());
 

@@ -7,9 +7,9 @@
 #ifndef ETL_COLLECTOR_SERVICE_COLLECTOR_SERVER_H_
 #define ETL_COLLECTOR_SERVICE_COLLECTOR_SERVER_H_
 
-#include <memory>
-
 #include <grpcpp/grpcpp.h>
+
+#include <memory>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -23,8 +23,8 @@ namespace etl {
 
 class CollectorServer {
  public:
-  static absl::StatusOr<std::unique_ptr<CollectorServer>> Start(CollectorOptions options,
-                                                                std::unique_ptr<HttpFetcher> fetcher = nullptr);
+  static absl::StatusOr<std::unique_ptr<CollectorServer>> Start(
+      CollectorOptions options, std::unique_ptr<HttpFetcher> fetcher = nullptr);
   ~CollectorServer();  // Shutdown().
   CollectorServer(const CollectorServer&) = delete;
   CollectorServer& operator=(const CollectorServer&) = delete;

@@ -8,14 +8,15 @@
 
 namespace etl {
 
-
 namespace {
 
 TraceContext TraceFrom(const grpc::ServerContext* ctx) {
   TraceContext t;
   const auto& md = ctx->client_metadata();
-  if (auto it = md.find("traceparent"); it != md.end()) t.traceparent = std::string(it->second.data(), it->second.size());
-  if (auto it = md.find("x-request-id"); it != md.end()) t.request_id = std::string(it->second.data(), it->second.size());
+  if (auto it = md.find("traceparent"); it != md.end())
+    t.traceparent = std::string(it->second.data(), it->second.size());
+  if (auto it = md.find("x-request-id"); it != md.end())
+    t.request_id = std::string(it->second.data(), it->second.size());
   // Header values end up in outgoing requests: drop anything that could split a header.
   for (std::string* v : {&t.traceparent, &t.request_id}) {
     if (v->find_first_of("\r\n") != std::string::npos || v->size() > 256) v->clear();
@@ -33,11 +34,13 @@ grpc::Status Reply(absl::StatusOr<T> result, T* response) {
 
 }  // namespace
 
-grpc::Status CollectorServiceImpl::StartJob(grpc::ServerContext* ctx, const v1::JobSpec* spec, v1::Job* job) {
+grpc::Status CollectorServiceImpl::StartJob(grpc::ServerContext* ctx, const v1::JobSpec* spec,
+                                            v1::Job* job) {
   return Reply(collector_->StartJob(*spec, TraceFrom(ctx)), job);
 }
 
-grpc::Status CollectorServiceImpl::GetJob(grpc::ServerContext*, const v1::JobRef* ref, v1::Job* job) {
+grpc::Status CollectorServiceImpl::GetJob(grpc::ServerContext*, const v1::JobRef* ref,
+                                          v1::Job* job) {
   return Reply(collector_->GetJob(ref->job_id()), job);
 }
 
@@ -46,7 +49,8 @@ grpc::Status CollectorServiceImpl::ListJobs(grpc::ServerContext*, const v1::List
   return Reply(collector_->ListJobs(*req), resp);
 }
 
-grpc::Status CollectorServiceImpl::CancelJob(grpc::ServerContext*, const v1::JobRef* ref, v1::Job* job) {
+grpc::Status CollectorServiceImpl::CancelJob(grpc::ServerContext*, const v1::JobRef* ref,
+                                             v1::Job* job) {
   return Reply(collector_->CancelJob(ref->job_id()), job);
 }
 

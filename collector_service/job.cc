@@ -1,9 +1,9 @@
 #include "collector_service/job.h"
 
+#include <grpcpp/grpcpp.h>
+
 #include <algorithm>
 #include <utility>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -200,18 +200,17 @@ Job::RunOutcome Job::RunOnce() {
   PageWindow window(spec_.fetch_concurrency() + env_.extra_window_pages, env_.max_buffered_bytes,
                     env_.counters, &progress_);
   PageProducer producer(
-      id_, &spec_, &fetcher_, &progress_,
-      PaginationOptions{env_.max_consecutive_failed_pages}, &stop_,
-      PageProducer::Hooks{
-          [this](const std::string& error) { SetFatal(error); },
-          [this](const std::string& note) {
-            absl::MutexLock l(&mu_);
-            stop_note_ = note;
-          },
-          [this](const std::string& message) { SetMessage(message); },
-          [this](int64_t pages_total, int64_t records_total) {
-            writer_.UpdateTotals(pages_total, records_total).IgnoreError();
-          }});
+      id_, &spec_, &fetcher_, &progress_, PaginationOptions{env_.max_consecutive_failed_pages},
+      &stop_,
+      PageProducer::Hooks{[this](const std::string& error) { SetFatal(error); },
+                          [this](const std::string& note) {
+                            absl::MutexLock l(&mu_);
+                            stop_note_ = note;
+                          },
+                          [this](const std::string& message) { SetMessage(message); },
+                          [this](int64_t pages_total, int64_t records_total) {
+                            writer_.UpdateTotals(pages_total, records_total).IgnoreError();
+                          }});
   const LogContext log_context = CurrentLogContext();
   std::thread producer_thread([&] {
     SetThreadComponent("collector/fetch");
@@ -317,8 +316,8 @@ void Job::Finalize() {
       state = v1::PARTIAL;
       std::vector<std::string> numbers;
       for (const auto& f : failed_pages_) numbers.push_back(absl::StrCat(f.page_number()));
-      error = absl::StrCat(failed_pages_.size(), " page(s) failed after all retries: ",
-                           absl::StrJoin(numbers, ", "));
+      error = absl::StrCat(failed_pages_.size(),
+                           " page(s) failed after all retries: ", absl::StrJoin(numbers, ", "));
       if (!stop_note_.empty()) absl::StrAppend(&error, "; ", stop_note_);
     } else {
       state = v1::SUCCEEDED;

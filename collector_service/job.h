@@ -52,7 +52,7 @@ struct JobEnv {
   // The window is bounded by bytes too: pages past the next one to send wait while the pages held
   // (fetched, being fetched at the largest page size seen, being sent) reach this.
   size_t max_buffered_bytes = size_t(16) << 20;
-  absl::Duration writer_rpc_timeout = absl::Seconds(30);     // Deadline of each ledger call.
+  absl::Duration writer_rpc_timeout = absl::Seconds(30);    // Deadline of each ledger call.
   absl::Duration max_reconnect_backoff = absl::Seconds(5);  // Longest wait between reconnects.
   int max_consecutive_failed_pages = 5;  // PAGE/OFFSET without a known total give up after this.
 };

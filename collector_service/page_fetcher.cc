@@ -26,8 +26,8 @@ double BackoffSeconds(const v1::RetryPolicy& policy, int retry, double retry_aft
 }
 
 PageFetcher::PageFetcher(std::string job_id, const v1::JobSpec* spec, TraceContext trace,
-                         HttpFetcher* http, CollectorCounters* counters,
-                         PageFetcherOptions options, const std::atomic<bool>* stop, Hooks hooks)
+                         HttpFetcher* http, CollectorCounters* counters, PageFetcherOptions options,
+                         const std::atomic<bool>* stop, Hooks hooks)
     : job_id_(std::move(job_id)),
       spec_(spec),
       trace_(std::move(trace)),
@@ -153,10 +153,10 @@ FetchedPage PageFetcher::Fetch(int64_t page_number, const std::string& token,
     } else if (resp->status == 401 || resp->status == 403) {
       counters_->ObserveFetch(Outcome::kHttpError, took);
       page.auth_failed = true;
-      page.error = absl::StrCat(
-          "HTTP ", resp->status, resp->status == 401 ? " Unauthorized" : " Forbidden",
-          " from the API at page ", page_number,
-          ": authentication failed; check the job's auth settings and credential");
+      page.error =
+          absl::StrCat("HTTP ", resp->status, resp->status == 401 ? " Unauthorized" : " Forbidden",
+                       " from the API at page ", page_number,
+                       ": authentication failed; check the job's auth settings and credential");
       counters_->http_errors.fetch_add(1);
       return page;
     } else if (resp->status < 200 || resp->status > 299) {

@@ -41,8 +41,9 @@ struct FetchedPage {
   // its records once, not body + copies.
   std::vector<v1::RecordBatch> batches;
   int64_t records = 0;
-  size_t bytes = 0;   // Memory held by the batches (approximate), for the window's byte bound.
-  ParsedPage parsed;  // Pagination values only: records and natural_keys are dropped after batching.
+  size_t bytes = 0;  // Memory held by the batches (approximate), for the window's byte bound.
+  ParsedPage
+      parsed;  // Pagination values only: records and natural_keys are dropped after batching.
   // Pagination values from the response.
   std::string link_next;  // LINK: target of rel="next".
   std::string request_url;

@@ -64,8 +64,8 @@ void PageProducer::ProduceIndexed(PageWindow* window,
   const v1::Pagination& p = spec_->pagination();
   absl::flat_hash_map<int64_t, const v1::CommittedPage*> committed;
   for (const auto& c : committed_pages) committed[c.page_number()] = &c;
-  auto parser = JsonPageParser::Create({p.records_path(), spec_->id_path(), "", "",
-                                        p.total_pages_path(), p.total_count_path()});
+  auto parser = JsonPageParser::Create(
+      {p.records_path(), spec_->id_path(), "", "", p.total_pages_path(), p.total_count_path()});
   if (!parser.ok()) {
     Fatal(std::string(parser.status().message()));
     window->FinishProducing(0);
@@ -163,8 +163,8 @@ void PageProducer::ProduceIndexed(PageWindow* window,
   if (!finished && !stopping() && progress_->pages_total() > 0) {
     const int64_t total = progress_->pages_total();
     if (total > p.max_pages()) {
-      Fatal(absl::StrCat("loop guard: the API reports ", total, " pages, more than max_pages=",
-                         p.max_pages()));
+      Fatal(absl::StrCat("loop guard: the API reports ", total,
+                         " pages, more than max_pages=", p.max_pages()));
     } else {
       std::vector<int64_t> todo;
       for (int64_t i = n; i < total; ++i) {
@@ -216,10 +216,9 @@ void PageProducer::ProduceChain(PageWindow* window,
                                 const std::vector<v1::CommittedPage>& committed) {
   const v1::Pagination& p = spec_->pagination();
   const v1::PaginationStyle style = p.style();
-  auto parser = JsonPageParser::Create({p.records_path(), spec_->id_path(),
-                                        style == v1::CURSOR ? p.cursor_path() : "",
-                                        style == v1::NEXT_URL ? p.next_url_path() : "", "",
-                                        p.total_count_path()});
+  auto parser = JsonPageParser::Create(
+      {p.records_path(), spec_->id_path(), style == v1::CURSOR ? p.cursor_path() : "",
+       style == v1::NEXT_URL ? p.next_url_path() : "", "", p.total_count_path()});
   if (!parser.ok()) {
     Fatal(std::string(parser.status().message()));
     window->FinishProducing(0);
@@ -285,16 +284,15 @@ void PageProducer::ProduceChain(PageWindow* window,
         break;
       case v1::LINK:
       case v1::NEXT_URL: {
-        std::string ref = style == v1::LINK ? page.link_next
-                          : parsed.next_url.kind == JsonScalar::Kind::kString
-                              ? parsed.next_url.text
-                              : "";
+        std::string ref = style == v1::LINK                                   ? page.link_next
+                          : parsed.next_url.kind == JsonScalar::Kind::kString ? parsed.next_url.text
+                                                                              : "";
         if (!ref.empty()) {
           auto resolved = ResolveUrl(page.request_url, ref);
           if (!resolved.ok()) {
-            Fatal(absl::StrCat("page ", n, ": ",
-                               Redact(std::string(resolved.status().message()),
-                                      fetcher_->redact())));
+            Fatal(
+                absl::StrCat("page ", n, ": ",
+                             Redact(std::string(resolved.status().message()), fetcher_->redact())));
             break;
           }
           next = spec_->auth().type() == v1::API_KEY && !spec_->auth().query_param().empty()

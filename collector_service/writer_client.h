@@ -11,11 +11,11 @@
 #ifndef ETL_COLLECTOR_SERVICE_WRITER_CLIENT_H_
 #define ETL_COLLECTOR_SERVICE_WRITER_CLIENT_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <functional>
 #include <memory>
 #include <string>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"

@@ -1,10 +1,11 @@
 // Unit tests of JobProgressTracker: committed figures, rate and ETA with a fake clock.
-#include <cstdint>
+#include "collector_service/job_progress.h"
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
+
 #include "absl/time/time.h"
-#include "collector_service/job_progress.h"
 
 namespace etl {
 namespace {
@@ -84,7 +85,7 @@ TEST(JobProgressTest, EtaFromPagesWhenTheRecordTotalIsUnknown) {
 
 TEST(JobProgressTest, WriterCountersAddToTheLedgerBaseAndNeverGoBack) {
   JobProgressTracker tracker;
-  tracker.StartRun(3, 300, 1);  // From the ledger.
+  tracker.StartRun(3, 300, 1);                      // From the ledger.
   tracker.UpdateWriterCounters(Committed(999, 9));  // Writer base unknown: ignored.
   JobProgressTracker::JobStatus status;
   EXPECT_EQ(tracker.Report("j", status).records_committed(), 300);

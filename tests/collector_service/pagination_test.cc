@@ -1,20 +1,21 @@
 // Unit tests of PageWindow, PageProducer (indexed and chain pagination with their loop guards) and
 // PageFetcher (retries, give-up, chunking, auth) against a FakeHttpFetcher serving canned pages.
+#include "collector_service/pagination.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
 #include <atomic>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "collector_service/job_spec.h"
 #include "collector_service/page_fetcher.h"
 #include "collector_service/page_window.h"
-#include "collector_service/pagination.h"
 #include "tests/collector_service/fake_http_fetcher.h"
 
 namespace etl {
@@ -45,29 +46,29 @@ class Harness {
   Harness(v1::JobSpec spec, FakeHttpFetcher::Handler handler,
           PageFetcherOptions options = PageFetcherOptions())
       : spec_(WithDefaults(spec, 2)), http_(std::move(handler)) {
-    fetcher_ = std::make_unique<PageFetcher>(
-        "job-1", &spec_, TraceContext{"", "req-1"}, &http_, &counters_, options, &stop_,
-        PageFetcher::Hooks{[this](absl::Duration d) {
-                             absl::MutexLock l(&mu_);
-                             waits_.push_back(d);
-                             return true;
-                           },
-                           nullptr});
-    producer_ = std::make_unique<PageProducer>(
-        "job-1", &spec_, fetcher_.get(), &progress_, PaginationOptions(), &stop_,
-        PageProducer::Hooks{[this](const std::string& e) {
-                              absl::MutexLock l(&mu_);
-                              fatal_.push_back(e);
-                            },
-                            [this](const std::string& n) {
-                              absl::MutexLock l(&mu_);
-                              note_ = n;
-                            },
-                            nullptr,
-                            [this](int64_t pages, int64_t) {
-                              absl::MutexLock l(&mu_);
-                              totals_.push_back(pages);
-                            }});
+    fetcher_ = std::make_unique<PageFetcher>("job-1", &spec_, TraceContext{"", "req-1"}, &http_,
+                                             &counters_, options, &stop_,
+                                             PageFetcher::Hooks{[this](absl::Duration d) {
+                                                                  absl::MutexLock l(&mu_);
+                                                                  waits_.push_back(d);
+                                                                  return true;
+                                                                },
+                                                                nullptr});
+    producer_ = std::make_unique<PageProducer>("job-1", &spec_, fetcher_.get(), &progress_,
+                                               PaginationOptions(), &stop_,
+                                               PageProducer::Hooks{[this](const std::string& e) {
+                                                                     absl::MutexLock l(&mu_);
+                                                                     fatal_.push_back(e);
+                                                                   },
+                                                                   [this](const std::string& n) {
+                                                                     absl::MutexLock l(&mu_);
+                                                                     note_ = n;
+                                                                   },
+                                                                   nullptr,
+                                                                   [this](int64_t pages, int64_t) {
+                                                                     absl::MutexLock l(&mu_);
+                                                                     totals_.push_back(pages);
+                                                                   }});
   }
 
   // Runs the producer to its end and returns the pages in send order.
@@ -336,9 +337,8 @@ TEST(PaginationTest, ChainStopsAtAFailedPageWithANote) {
 }
 
 TEST(PaginationTest, FirstPageFailureFailsTheJob) {
-  Harness h(CursorSpec(), [](const HttpRequest&) -> absl::StatusOr<HttpResponse> {
-    return Reply(400, "bad");
-  });
+  Harness h(CursorSpec(),
+            [](const HttpRequest&) -> absl::StatusOr<HttpResponse> { return Reply(400, "bad"); });
   std::vector<FetchedPage> pages = h.Produce();
   ASSERT_EQ(pages.size(), 1u);
   ASSERT_EQ(h.fatal().size(), 1u);
@@ -397,9 +397,8 @@ TEST(PageFetcherTest, GivesUpAfterMaxAttemptsAndThePageIsRecordedFailed) {
 }
 
 TEST(PageFetcherTest, PermanentStatusIsNotRetried) {
-  Harness h(BaseSpec(v1::PAGE), [](const HttpRequest&) -> absl::StatusOr<HttpResponse> {
-    return Reply(404, "no");
-  });
+  Harness h(BaseSpec(v1::PAGE),
+            [](const HttpRequest&) -> absl::StatusOr<HttpResponse> { return Reply(404, "no"); });
   auto parser = JsonPageParser::Create({"", "", "", "", "", ""});
   ASSERT_TRUE(parser.ok());
   FetchedPage page = h.fetcher().Fetch(0, "1", parser->get());
@@ -469,9 +468,8 @@ TEST(PageFetcherTest, SendsTheCredentialButKeepsItOutOfErrors) {
 }
 
 TEST(PageFetcherTest, AuthFailureIsNotRetried) {
-  Harness h(BaseSpec(v1::PAGE), [](const HttpRequest&) -> absl::StatusOr<HttpResponse> {
-    return Reply(401, "");
-  });
+  Harness h(BaseSpec(v1::PAGE),
+            [](const HttpRequest&) -> absl::StatusOr<HttpResponse> { return Reply(401, ""); });
   auto parser = JsonPageParser::Create({"", "", "", "", "", ""});
   ASSERT_TRUE(parser.ok());
   FetchedPage page = h.fetcher().Fetch(0, "1", parser->get());
