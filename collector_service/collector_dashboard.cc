@@ -56,7 +56,8 @@ absl::StatusOr<v1::WriterStatus> CollectorDashboardBackend::WriterStatus() {
   return status;
 }
 
-absl::StatusOr<std::vector<int64_t>> CollectorDashboardBackend::CommittedPages(const std::string& job_id) {
+absl::StatusOr<std::vector<int64_t>> CollectorDashboardBackend::CommittedPages(
+    const std::string& job_id) {
   v1::JobRef ref;
   ref.set_job_id(job_id);
   v1::JobLedger ledger;

@@ -7,11 +7,11 @@
 #ifndef ETL_COLLECTOR_SERVICE_COLLECTOR_DASHBOARD_H_
 #define ETL_COLLECTOR_SERVICE_COLLECTOR_DASHBOARD_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "collector_service/dashboard_server.h"
 #include "etl.grpc.pb.h"

@@ -38,7 +38,8 @@ absl::StatusOr<std::unique_ptr<CollectorServer>> CollectorServer::Start(
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
   }
   if (!options.http_listen.empty()) {
-    s->dashboard_backend_ = std::make_unique<CollectorDashboardBackend>(s->collector_.get(), channel);
+    s->dashboard_backend_ =
+        std::make_unique<CollectorDashboardBackend>(s->collector_.get(), channel);
     DashboardOptions d = options.dashboard;
     d.listen = options.http_listen;
     auto dashboard = DashboardServer::Start(d, s->dashboard_backend_.get());
@@ -48,8 +49,8 @@ absl::StatusOr<std::unique_ptr<CollectorServer>> CollectorServer::Start(
   if (!options.metrics_listen.empty()) {
     Collector* c = s->collector_.get();
     const DashboardServer* d = s->dashboard_.get();
-    auto metrics = MetricsServer::Start(options.metrics_listen,
-                                        [c, d] { return RenderCollectorMetrics(c->counters(), d); });
+    auto metrics = MetricsServer::Start(
+        options.metrics_listen, [c, d] { return RenderCollectorMetrics(c->counters(), d); });
     if (!metrics.ok()) return metrics.status();
     s->metrics_ = std::move(*metrics);
   }

@@ -41,27 +41,34 @@ struct CollectorCounters {
 
   // API responses by HTTP status code (index = code; 0 = no response: connection error, timeout).
   std::array<std::atomic<int64_t>, 600> http_responses{};
-  void CountHttpResponse(int code) { http_responses[code > 0 && code < 600 ? code : 0].fetch_add(1); }
+  void CountHttpResponse(int code) {
+    http_responses[code > 0 && code < 600 ? code : 0].fetch_add(1);
+  }
 
   // Duration of each HTTP attempt for a page, by outcome.
   enum class FetchOutcome { kOk = 0, kHttpError, kTransportError, kInvalidBody, kCount };
   std::array<Histogram, size_t(FetchOutcome::kCount)> page_fetch_seconds{
       Histogram(LatencyBuckets()), Histogram(LatencyBuckets()), Histogram(LatencyBuckets()),
       Histogram(LatencyBuckets())};
-  void ObserveFetch(FetchOutcome outcome, double seconds) { page_fetch_seconds[size_t(outcome)].Observe(seconds); }
+  void ObserveFetch(FetchOutcome outcome, double seconds) {
+    page_fetch_seconds[size_t(outcome)].Observe(seconds);
+  }
 
   // Duration of each job from its start to its final state, by that state.
   enum class JobEnd { kSucceeded = 0, kPartial, kFailed, kCancelled, kCount };
   std::array<Histogram, size_t(JobEnd::kCount)> job_duration_seconds{
-      Histogram(JobDurationBuckets()), Histogram(JobDurationBuckets()), Histogram(JobDurationBuckets()),
-      Histogram(JobDurationBuckets())};
-  void ObserveJobEnd(JobEnd end, double seconds) { job_duration_seconds[size_t(end)].Observe(seconds); }
+      Histogram(JobDurationBuckets()), Histogram(JobDurationBuckets()),
+      Histogram(JobDurationBuckets()), Histogram(JobDurationBuckets())};
+  void ObserveJobEnd(JobEnd end, double seconds) {
+    job_duration_seconds[size_t(end)].Observe(seconds);
+  }
 };
 
 // The collector's /metrics page from its counters, plus the dashboard's families when it runs
 // (`dashboard` may be null).
 class DashboardServer;
-std::string RenderCollectorMetrics(const CollectorCounters& counters, const DashboardServer* dashboard);
+std::string RenderCollectorMetrics(const CollectorCounters& counters,
+                                   const DashboardServer* dashboard);
 
 }  // namespace etl
 

@@ -1,11 +1,10 @@
 #include "collector_service/dashboard_server.h"
 
+#include <google/protobuf/util/json_util.h>
 #include <httplib.h>
 
 #include <algorithm>
 #include <set>
-
-#include <google/protobuf/util/json_util.h>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -24,8 +23,8 @@ bool IsTerminal(v1::JobState s) {
 // Names that suggest a credential; their values are never shown.
 bool SensitiveName(absl::string_view name) {
   std::string n = absl::AsciiStrToLower(name);
-  for (const char* word : {"auth", "token", "secret", "key", "password", "passwd", "cookie", "session",
-                           "signature", "credential"}) {
+  for (const char* word : {"auth", "token", "secret", "key", "password", "passwd", "cookie",
+                           "session", "signature", "credential"}) {
     if (absl::StrContains(n, word)) return true;
   }
   return false;
@@ -33,14 +32,21 @@ bool SensitiveName(absl::string_view name) {
 
 int HttpCode(const absl::Status& s) {
   switch (s.code()) {
-    case absl::StatusCode::kNotFound: return 404;
-    case absl::StatusCode::kInvalidArgument: return 400;
-    case absl::StatusCode::kFailedPrecondition: return 409;
-    case absl::StatusCode::kPermissionDenied: return 403;
-    case absl::StatusCode::kUnauthenticated: return 401;
+    case absl::StatusCode::kNotFound:
+      return 404;
+    case absl::StatusCode::kInvalidArgument:
+      return 400;
+    case absl::StatusCode::kFailedPrecondition:
+      return 409;
+    case absl::StatusCode::kPermissionDenied:
+      return 403;
+    case absl::StatusCode::kUnauthenticated:
+      return 401;
     case absl::StatusCode::kUnavailable:
-    case absl::StatusCode::kDeadlineExceeded: return 503;
-    default: return 500;
+    case absl::StatusCode::kDeadlineExceeded:
+      return 503;
+    default:
+      return 500;
   }
 }
 
@@ -190,23 +196,27 @@ absl::StatusOr<std::unique_ptr<DashboardServer>> DashboardServer::Start(Dashboar
                                                                         DashboardBackend* backend) {
   size_t colon = options.listen.rfind(':');
   int port = 0;
-  if (colon == std::string::npos || !absl::SimpleAtoi(options.listen.substr(colon + 1), &port) || port < 0 ||
-      port > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat("dashboard address \"", options.listen, "\" is not host:port"));
+  if (colon == std::string::npos || !absl::SimpleAtoi(options.listen.substr(colon + 1), &port) ||
+      port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("dashboard address \"", options.listen, "\" is not host:port"));
   }
   std::string host = options.listen.substr(0, colon);
   if (host.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("dashboard address \"", options.listen, "\" names no host (e.g. 127.0.0.1:8088)"));
+    return absl::InvalidArgumentError(absl::StrCat("dashboard address \"", options.listen,
+                                                   "\" names no host (e.g. 127.0.0.1:8088)"));
   }
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
   std::unique_ptr<DashboardServer> d(new DashboardServer(std::move(options), backend));
   d->server_ = std::make_unique<httplib::Server>();
   d->server_->new_task_queue = [] { return new httplib::ThreadPool(4); };
   d->Routes();
-  d->port_ = port == 0 ? d->server_->bind_to_any_port(host) : (d->server_->bind_to_port(host, port) ? port : -1);
+  d->port_ = port == 0 ? d->server_->bind_to_any_port(host)
+                       : (d->server_->bind_to_port(host, port) ? port : -1);
   if (d->port_ <= 0) {
-    return absl::UnavailableError(absl::StrCat("cannot bind the dashboard on ", d->options_.listen));
+    return absl::UnavailableError(
+        absl::StrCat("cannot bind the dashboard on ", d->options_.listen));
   }
   httplib::Server* srv = d->server_.get();
   d->thread_ = std::thread([srv] {
@@ -226,7 +236,8 @@ DashboardServer::~DashboardServer() {
 bool DashboardServer::Authorized(const std::string& header) const {
   if (options_.auth_token.empty()) return false;
   constexpr absl::string_view kBearer = "Bearer ";
-  if (header.size() < kBearer.size() || !absl::EqualsIgnoreCase(header.substr(0, kBearer.size()), kBearer)) {
+  if (header.size() < kBearer.size() ||
+      !absl::EqualsIgnoreCase(header.substr(0, kBearer.size()), kBearer)) {
     return false;
   }
   return SameSecret(absl::string_view(header).substr(kBearer.size()), options_.auth_token);
@@ -253,13 +264,15 @@ void DashboardServer::RenderMetrics(ExpositionWriter* out) const {
 
 void DashboardServer::Routes() {
   httplib::Server& s = *server_;
-  s.set_logger([this](const httplib::Request&, const httplib::Response& res) { CountResponse(res.status); });
-  s.set_default_headers({{"X-Content-Type-Options", "nosniff"},
-                         {"X-Frame-Options", "DENY"},
-                         {"Referrer-Policy", "no-referrer"},
-                         {"Content-Security-Policy",
-                          "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-                          "connect-src 'self'; frame-ancestors 'none'"}});
+  s.set_logger(
+      [this](const httplib::Request&, const httplib::Response& res) { CountResponse(res.status); });
+  s.set_default_headers(
+      {{"X-Content-Type-Options", "nosniff"},
+       {"X-Frame-Options", "DENY"},
+       {"Referrer-Policy", "no-referrer"},
+       {"Content-Security-Policy",
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "connect-src 'self'; frame-ancestors 'none'"}});
 
   for (size_t i = 0; i < kDashboardAssetCount; ++i) {
     const DashboardAsset* a = &kDashboardAssets[i];
@@ -270,29 +283,35 @@ void DashboardServer::Routes() {
     s.Get(a->path, serve);
     if (std::string(a->path) == "/index.html") s.Get("/", serve);
   }
-  s.Get("/healthz", [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
+  s.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content("ok\n", "text/plain");
+  });
 
   s.Get("/api/info", [this](const httplib::Request&, httplib::Response& res) {
     SendJson(res, 200,
              absl::StrCat("{\"read_only\":", options_.auth_token.empty() ? "true" : "false",
-                          ",\"version\":", JsonString(BuildVersion()), ",\"revision\":",
-                          JsonString(BuildRevision()), "}"));
+                          ",\"version\":", JsonString(BuildVersion()),
+                          ",\"revision\":", JsonString(BuildRevision()), "}"));
   });
 
   s.Get("/api/jobs", [this](const httplib::Request& req, httplib::Response& res) {
     std::string state = absl::AsciiStrToUpper(req.get_param_value("state"));
     std::string cliente = req.get_param_value("cliente");
     int limit = 50, offset = 0;
-    if (req.has_param("limit") && (!absl::SimpleAtoi(req.get_param_value("limit"), &limit) || limit < 1)) {
+    if (req.has_param("limit") &&
+        (!absl::SimpleAtoi(req.get_param_value("limit"), &limit) || limit < 1)) {
       return SendError(res, absl::InvalidArgumentError("limit must be a positive integer"));
     }
-    if (req.has_param("offset") && (!absl::SimpleAtoi(req.get_param_value("offset"), &offset) || offset < 0)) {
+    if (req.has_param("offset") &&
+        (!absl::SimpleAtoi(req.get_param_value("offset"), &offset) || offset < 0)) {
       return SendError(res, absl::InvalidArgumentError("offset must be a non-negative integer"));
     }
     limit = std::min(limit, options_.max_page_size);
     v1::JobState wanted = v1::JOB_STATE_UNSPECIFIED;
-    if (!state.empty() && state != "ALL" && state != "UNFINISHED" && !v1::JobState_Parse(state, &wanted)) {
-      return SendError(res, absl::InvalidArgumentError(absl::StrCat("unknown state \"", state, "\"")));
+    if (!state.empty() && state != "ALL" && state != "UNFINISHED" &&
+        !v1::JobState_Parse(state, &wanted)) {
+      return SendError(res,
+                       absl::InvalidArgumentError(absl::StrCat("unknown state \"", state, "\"")));
     }
     absl::StatusOr<std::vector<v1::Job>> jobs = backend_->ListJobs(options_.max_jobs_scanned);
     if (!jobs.ok()) return SendError(res, jobs.status());
@@ -304,13 +323,15 @@ void DashboardServer::Routes() {
       matching.push_back(&j);
     }
     std::sort(matching.begin(), matching.end(), [](const v1::Job* a, const v1::Job* b) {
-      return a->created_at_unix_ms() != b->created_at_unix_ms() ? a->created_at_unix_ms() > b->created_at_unix_ms()
-                                                                : a->job_id() < b->job_id();
+      return a->created_at_unix_ms() != b->created_at_unix_ms()
+                 ? a->created_at_unix_ms() > b->created_at_unix_ms()
+                 : a->job_id() < b->job_id();
     });
-    std::string body = absl::StrCat("{\"total\":", matching.size(), ",\"offset\":", offset, ",\"limit\":", limit,
-                                     ",\"jobs\":[");
+    std::string body = absl::StrCat("{\"total\":", matching.size(), ",\"offset\":", offset,
+                                    ",\"limit\":", limit, ",\"jobs\":[");
     bool first = true;
-    for (size_t i = size_t(offset); i < matching.size() && i < size_t(offset) + size_t(limit); ++i) {
+    for (size_t i = size_t(offset); i < matching.size() && i < size_t(offset) + size_t(limit);
+         ++i) {
       absl::StatusOr<std::string> j = ToJson(ListEntry(*matching[i]));
       if (!j.ok()) continue;
       absl::StrAppend(&body, first ? "" : ",", *j);
@@ -330,21 +351,23 @@ void DashboardServer::Routes() {
     SendJson(res, 200, *body);
   });
 
-  s.Get(std::string(kJobPath) + "/pages", [this](const httplib::Request& req, httplib::Response& res) {
-    absl::StatusOr<v1::Job> job = backend_->GetJob(req.matches[1]);
-    if (!job.ok()) return SendError(res, job.status());
-    const v1::JobProgress& p = job->progress();
-    std::vector<int64_t> committed;
-    bool exact = false;
-    if (std::max(p.pages_total(), p.pages_committed()) <= options_.max_page_map_pages) {
-      absl::StatusOr<std::vector<int64_t>> pages = backend_->CommittedPages(job->job_id());
-      if (pages.ok()) {
-        committed = std::move(*pages);
-        exact = true;
-      }
-    }
-    SendJson(res, 200, PageMapJson(*job, exact ? &committed : nullptr, options_.max_page_map_pages));
-  });
+  s.Get(std::string(kJobPath) + "/pages",
+        [this](const httplib::Request& req, httplib::Response& res) {
+          absl::StatusOr<v1::Job> job = backend_->GetJob(req.matches[1]);
+          if (!job.ok()) return SendError(res, job.status());
+          const v1::JobProgress& p = job->progress();
+          std::vector<int64_t> committed;
+          bool exact = false;
+          if (std::max(p.pages_total(), p.pages_committed()) <= options_.max_page_map_pages) {
+            absl::StatusOr<std::vector<int64_t>> pages = backend_->CommittedPages(job->job_id());
+            if (pages.ok()) {
+              committed = std::move(*pages);
+              exact = true;
+            }
+          }
+          SendJson(res, 200,
+                   PageMapJson(*job, exact ? &committed : nullptr, options_.max_page_map_pages));
+        });
 
   s.Get("/api/writer", [this](const httplib::Request&, httplib::Response& res) {
     absl::StatusOr<v1::WriterStatus> w = backend_->WriterStatus();
@@ -358,9 +381,10 @@ void DashboardServer::Routes() {
   auto action = [this](bool cancel) {
     return [this, cancel](const httplib::Request& req, httplib::Response& res) {
       if (options_.auth_token.empty()) {
-        return SendError(res, absl::PermissionDeniedError(
-                                  "the dashboard is read-only: start the collector with the API token to "
-                                  "cancel or retry from here"));
+        return SendError(
+            res, absl::PermissionDeniedError(
+                     "the dashboard is read-only: start the collector with the API token to "
+                     "cancel or retry from here"));
       }
       if (!Authorized(req.get_header_value("Authorization"))) {
         return SendError(res, absl::UnauthenticatedError("a valid API token is required"));

@@ -1,17 +1,18 @@
 // DashboardServer: the collector's web dashboard. One page (plain HTML/CSS/JS compiled into the
 // binary, see collector_service/dashboard/) and the small JSON API it polls:
 //
-//   GET  /api/jobs?state=RUNNING&cliente=2151&limit=50&offset=0   jobs, newest first, filtered, paged
-//   GET  /api/jobs/{id}                                             one job (spec without credentials)
-//   GET  /api/jobs/{id}/pages                                       page map: committed / failed / in flight
-//   GET  /api/writer                                                writer status (queue, rates, streams)
-//   GET  /api/info                                                  version, whether actions are allowed
-//   POST /api/jobs/{id}/cancel, /api/jobs/{id}/retry                need "Authorization: Bearer <token>"
+//   GET  /api/jobs?state=RUNNING&cliente=2151&limit=50&offset=0   jobs, newest first, filtered,
+//   paged GET  /api/jobs/{id}                                             one job (spec without
+//   credentials) GET  /api/jobs/{id}/pages                                       page map:
+//   committed / failed / in flight GET  /api/writer writer status (queue, rates, streams) GET
+//   /api/info                                                  version, whether actions are allowed
+//   POST /api/jobs/{id}/cancel, /api/jobs/{id}/retry                need "Authorization: Bearer
+//   <token>"
 //
-// Without an auth token in DashboardOptions the dashboard is read-only: cancel and retry answer 403.
-// With one, the request must carry the same token (compared in constant time); the token travels
-// in a header, never a cookie, so another site cannot make a browser send it. Specs are shown with
-// every credential reference removed (auth, sensitive headers and query parameters).
+// Without an auth token in DashboardOptions the dashboard is read-only: cancel and retry answer
+// 403. With one, the request must carry the same token (compared in constant time); the token
+// travels in a header, never a cookie, so another site cannot make a browser send it. Specs are
+// shown with every credential reference removed (auth, sensitive headers and query parameters).
 //
 // The collector is reached only through DashboardBackend, so tests run the server against a fake.
 //
@@ -53,11 +54,12 @@ class DashboardBackend {
 };
 
 struct DashboardOptions {
-  std::string listen = "127.0.0.1:8080";  // host:port (port 0 = any free port); loopback by default.
-  std::string auth_token;                 // The gRPC API's token; "" = read-only (cancel/retry refused).
-  int max_jobs_scanned = 1000;            // Jobs fetched from the backend before filtering and paging.
-  int max_page_size = 200;                // Largest `limit` of /api/jobs.
-  int64_t max_page_map_pages = 20000;     // Larger jobs get a page map from counts only.
+  std::string listen =
+      "127.0.0.1:8080";         // host:port (port 0 = any free port); loopback by default.
+  std::string auth_token;       // The gRPC API's token; "" = read-only (cancel/retry refused).
+  int max_jobs_scanned = 1000;  // Jobs fetched from the backend before filtering and paging.
+  int max_page_size = 200;      // Largest `limit` of /api/jobs.
+  int64_t max_page_map_pages = 20000;  // Larger jobs get a page map from counts only.
 };
 
 class DashboardServer {

@@ -128,8 +128,8 @@ void Job::Run() {
     started_ms_ = NowMs();
     message_ = resumed_ ? "resumed from the writer's ledger" : "running";
   }
-  LogInfo("job ", id_, " RUNNING (", resumed_ ? "resumed" : "started", "): ",
-          StyleName(spec_.pagination().style()), " pagination of ", spec_.url(), " into ",
+  LogInfo("job ", id_, " RUNNING (", resumed_ ? "resumed" : "started",
+          "): ", StyleName(spec_.pagination().style()), " pagination of ", spec_.url(), " into ",
           table_name_);
   PersistState(v1::RUNNING, "");
 

@@ -29,22 +29,28 @@ ABSL_FLAG(std::string, metrics_listen, "", "Prometheus /metrics address (host:po
 ABSL_FLAG(std::string, http_listen, "",
           "web dashboard and its JSON API (host:port, e.g. 127.0.0.1:8088); empty = off");
 ABSL_FLAG(std::string, http_port_file, "", "write the bound dashboard port here once serving");
-ABSL_FLAG(std::string, http_auth_token_file, "",
-          "file holding the API token that enables cancel/retry on the dashboard (the gRPC API's token); "
-          "empty = read-only dashboard");
-ABSL_FLAG(std::string, log_format, "", "log lines as text or json (env ETL_LOG_FORMAT; default text)");
-ABSL_FLAG(std::string, log_level, "", "debug, info, warning or error (env ETL_LOG_LEVEL; default info)");
+ABSL_FLAG(
+    std::string, http_auth_token_file, "",
+    "file holding the API token that enables cancel/retry on the dashboard (the gRPC API's token); "
+    "empty = read-only dashboard");
+ABSL_FLAG(std::string, log_format, "",
+          "log lines as text or json (env ETL_LOG_FORMAT; default text)");
+ABSL_FLAG(std::string, log_level, "",
+          "debug, info, warning or error (env ETL_LOG_LEVEL; default info)");
 ABSL_FLAG(std::string, port_file, "", "write the bound gRPC port here once serving");
 
 namespace {
 
-// A token file's content without surrounding whitespace; the error names the path, never the content.
+// A token file's content without surrounding whitespace; the error names the path, never the
+// content.
 absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::string token((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   token = std::string(absl::StripAsciiWhitespace(token));
-  if (!in.good() && !in.eof()) return absl::FailedPreconditionError(absl::StrCat("cannot read ", path));
-  if (token.empty()) return absl::FailedPreconditionError(absl::StrCat("token file ", path, " is missing or empty"));
+  if (!in.good() && !in.eof())
+    return absl::FailedPreconditionError(absl::StrCat("cannot read ", path));
+  if (token.empty())
+    return absl::FailedPreconditionError(absl::StrCat("token file ", path, " is missing or empty"));
   return token;
 }
 
@@ -54,7 +60,8 @@ int main(int argc, char** argv) {
   etl::TuneAllocatorForFlatMemory();
   etl::BlockTerminationSignals();
   etl::ParseFlags(argc, argv, "collector_server: fetches paginated APIs into writer_service");
-  if (absl::Status s = etl::ConfigureLogging(absl::GetFlag(FLAGS_log_format), absl::GetFlag(FLAGS_log_level));
+  if (absl::Status s =
+          etl::ConfigureLogging(absl::GetFlag(FLAGS_log_format), absl::GetFlag(FLAGS_log_level));
       !s.ok()) {
     etl::LogError(s.message());
     return 2;
@@ -75,7 +82,8 @@ int main(int argc, char** argv) {
   options.resume_unfinished = absl::GetFlag(FLAGS_resume);
   options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   options.http_listen = absl::GetFlag(FLAGS_http_listen);
-  if (const std::string token_file = absl::GetFlag(FLAGS_http_auth_token_file); !token_file.empty()) {
+  if (const std::string token_file = absl::GetFlag(FLAGS_http_auth_token_file);
+      !token_file.empty()) {
     absl::StatusOr<std::string> token = ReadTokenFile(token_file);
     if (!token.ok()) {
       etl::LogError(token.status().message());

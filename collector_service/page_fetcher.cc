@@ -228,7 +228,8 @@ void PageFetcher::BuildBatches(FetchedPage* page) const {
   const bool with_keys = !keys.empty() && keys.size() == records.size();
   // Per record: the string object and its heap block header, besides the bytes.
   constexpr size_t kPerRecordOverhead = sizeof(std::string) + 16;
-  const int64_t fetched_at = absl::ToUnixMicros(absl::Now());  // For the writer's end-to-end latency.
+  const int64_t fetched_at =
+      absl::ToUnixMicros(absl::Now());  // For the writer's end-to-end latency.
   auto start_batch = [&] {
     v1::RecordBatch& batch = page->batches.emplace_back();
     batch.set_job_id(job_id_);

@@ -70,20 +70,28 @@ thread_local std::string tls_trace_id;
 
 char LevelChar(LogLevel level) {
   switch (level) {
-    case LogLevel::kDebug: return 'D';
-    case LogLevel::kInfo: return 'I';
-    case LogLevel::kWarning: return 'W';
-    case LogLevel::kError: return 'E';
+    case LogLevel::kDebug:
+      return 'D';
+    case LogLevel::kInfo:
+      return 'I';
+    case LogLevel::kWarning:
+      return 'W';
+    case LogLevel::kError:
+      return 'E';
   }
   return '?';
 }
 
 const char* LevelName(LogLevel level) {
   switch (level) {
-    case LogLevel::kDebug: return "debug";
-    case LogLevel::kInfo: return "info";
-    case LogLevel::kWarning: return "warning";
-    case LogLevel::kError: return "error";
+    case LogLevel::kDebug:
+      return "debug";
+    case LogLevel::kInfo:
+      return "info";
+    case LogLevel::kWarning:
+      return "warning";
+    case LogLevel::kError:
+      return "error";
   }
   return "unknown";
 }
@@ -106,7 +114,8 @@ size_t Utf8Len(absl::string_view in, size_t i) {
 // One line of text: newlines folded into " | " (trailing ones dropped), then each byte that is a
 // control character or not valid UTF-8 escaped as \xNN, or, for JSON, escaped as JSON requires.
 std::string OneLine(absl::string_view message, bool json) {
-  while (!message.empty() && (message.back() == '\n' || message.back() == '\r')) message.remove_suffix(1);
+  while (!message.empty() && (message.back() == '\n' || message.back() == '\r'))
+    message.remove_suffix(1);
   std::string out;
   out.reserve(message.size() + 8);
   for (size_t i = 0; i < message.size();) {
@@ -127,13 +136,15 @@ std::string OneLine(absl::string_view message, bool json) {
       continue;
     }
     if (c < 0x20 || c == 0x7F) {
-      out.append(json ? absl::StrFormat("\\u%04x", c) : (c == '\t' ? std::string("\t") : absl::StrFormat("\\x%02x", c)));
+      out.append(json ? absl::StrFormat("\\u%04x", c)
+                      : (c == '\t' ? std::string("\t") : absl::StrFormat("\\x%02x", c)));
       ++i;
       continue;
     }
     size_t len = Utf8Len(message, i);
     if (len == 0) {
-      // Invalid UTF-8: JSON must stay valid, so the byte becomes U+FFFD; text keeps its value visible.
+      // Invalid UTF-8: JSON must stay valid, so the byte becomes U+FFFD; text keeps its value
+      // visible.
       out.append(json ? "\\ufffd" : absl::StrFormat("\\x%02x", c));
       ++i;
       continue;
@@ -145,18 +156,22 @@ std::string OneLine(absl::string_view message, bool json) {
 }
 
 std::string FormatLine(LogLevel level, absl::string_view time_text, absl::string_view message) {
-  const bool json = static_cast<LogFormat>(Format().load(std::memory_order_relaxed)) == LogFormat::kJson;
+  const bool json =
+      static_cast<LogFormat>(Format().load(std::memory_order_relaxed)) == LogFormat::kJson;
   std::string line;
   if (json) {
-    line = absl::StrCat("{\"time\":\"", time_text, "\",\"level\":\"", LevelName(level), "\",\"component\":\"",
-                        OneLine(tls_component, true), "\"");
-    if (!tls_job_id.empty()) absl::StrAppend(&line, ",\"job_id\":\"", OneLine(tls_job_id, true), "\"");
-    if (!tls_request_id.empty()) absl::StrAppend(&line, ",\"request_id\":\"", OneLine(tls_request_id, true), "\"");
+    line = absl::StrCat("{\"time\":\"", time_text, "\",\"level\":\"", LevelName(level),
+                        "\",\"component\":\"", OneLine(tls_component, true), "\"");
+    if (!tls_job_id.empty())
+      absl::StrAppend(&line, ",\"job_id\":\"", OneLine(tls_job_id, true), "\"");
+    if (!tls_request_id.empty())
+      absl::StrAppend(&line, ",\"request_id\":\"", OneLine(tls_request_id, true), "\"");
     if (!tls_trace_id.empty()) absl::StrAppend(&line, ",\"trace_id\":\"", tls_trace_id, "\"");
     absl::StrAppend(&line, ",\"msg\":\"", OneLine(message, true), "\"}");
     return line;
   }
-  line = absl::StrCat(time_text, " ", std::string(1, LevelChar(level)), " [", OneLine(tls_component, false), "]");
+  line = absl::StrCat(time_text, " ", std::string(1, LevelChar(level)), " [",
+                      OneLine(tls_component, false), "]");
   if (!tls_job_id.empty()) absl::StrAppend(&line, " job=", OneLine(tls_job_id, false));
   if (!tls_request_id.empty()) absl::StrAppend(&line, " req=", OneLine(tls_request_id, false));
   if (!tls_trace_id.empty()) absl::StrAppend(&line, " trace=", tls_trace_id);
@@ -169,13 +184,16 @@ std::string FormatLine(LogLevel level, absl::string_view time_text, absl::string
 void SetMinLogLevel(LogLevel level) { MinLevel().store(static_cast<int>(level)); }
 LogLevel MinLogLevel() { return static_cast<LogLevel>(MinLevel().load(std::memory_order_relaxed)); }
 void SetLogFormat(LogFormat format) { Format().store(static_cast<int>(format)); }
-LogFormat CurrentLogFormat() { return static_cast<LogFormat>(Format().load(std::memory_order_relaxed)); }
+LogFormat CurrentLogFormat() {
+  return static_cast<LogFormat>(Format().load(std::memory_order_relaxed));
+}
 
 absl::Status ConfigureLogging(absl::string_view format, absl::string_view level) {
   if (!format.empty()) {
     LogFormat f;
     if (!ParseFormat(format, &f)) {
-      return absl::InvalidArgumentError(absl::StrCat("--log-format must be text or json, not \"", format, "\""));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--log-format must be text or json, not \"", format, "\""));
     }
     SetLogFormat(f);
   }
@@ -231,13 +249,14 @@ ScopedLogContext::~ScopedLogContext() {
   tls_trace_id = std::move(saved_trace_id_);
 }
 
-std::string FormatLogLineForTest(LogLevel level, absl::string_view time_text, absl::string_view message) {
+std::string FormatLogLineForTest(LogLevel level, absl::string_view time_text,
+                                 absl::string_view message) {
   return FormatLine(level, time_text, message);
 }
 
 void LogLine(LogLevel level, absl::string_view message) {
-  std::string line =
-      FormatLine(level, absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()), message);
+  std::string line = FormatLine(
+      level, absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()), message);
   line.push_back('\n');
   // One write() per line keeps lines from different threads whole.
   ssize_t unused = ::write(STDERR_FILENO, line.data(), line.size());

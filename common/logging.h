@@ -5,16 +5,17 @@
 // job, the job id and the request id / trace id that came with StartJob's gRPC metadata
 // (x-request-id, traceparent); ScopedLogContext sets those for the current thread.
 //
-//   text (default): 2026-11-28T11:00:00.123Z W [collector/job] job=3f2a.. req=abc trace=4bf9.. message
-//   json:           {"time":"2026-11-28T11:00:00.123Z","level":"warning","component":"collector/job",
+//   text (default): 2026-11-28T11:00:00.123Z W [collector/job] job=3f2a.. req=abc trace=4bf9..
+//   message json: {"time":"2026-11-28T11:00:00.123Z","level":"warning","component":"collector/job",
 //                    "job_id":"3f2a..","request_id":"abc","trace_id":"4bf9..","msg":"message"}
 //
 // A message is always one line: embedded newlines (libpq's "ERROR: ...\nDETAIL: ...") are folded
 // into " | ", other control characters and invalid UTF-8 are escaped. Lines go to stderr in one
 // write() each.
 //
-// Configuration: --log-format=text|json (env ETL_LOG_FORMAT) and --log-level=debug|info|warning|error
-// (env ETL_LOG_LEVEL) through ConfigureLogging(), called by each main.cc.
+// Configuration: --log-format=text|json (env ETL_LOG_FORMAT) and
+// --log-level=debug|info|warning|error (env ETL_LOG_LEVEL) through ConfigureLogging(), called by
+// each main.cc.
 //
 // Never log secrets: auth values are read by the collector and never passed to these functions.
 #ifndef ETL_COMMON_LOGGING_H_
@@ -61,7 +62,8 @@ LogContext CurrentLogContext();
 // job's work passes CurrentLogContext() of its parent to keep the parent's fields.
 class ScopedLogContext {
  public:
-  ScopedLogContext(absl::string_view job_id, absl::string_view request_id, absl::string_view traceparent);
+  ScopedLogContext(absl::string_view job_id, absl::string_view request_id,
+                   absl::string_view traceparent);
   explicit ScopedLogContext(const LogContext& context);
   ~ScopedLogContext();
   ScopedLogContext(const ScopedLogContext&) = delete;
@@ -75,8 +77,10 @@ class ScopedLogContext {
 
 void LogLine(LogLevel level, absl::string_view message);
 
-// The line LogLine would write (without the trailing newline) for `message` at `time_text`; for tests.
-std::string FormatLogLineForTest(LogLevel level, absl::string_view time_text, absl::string_view message);
+// The line LogLine would write (without the trailing newline) for `message` at `time_text`; for
+// tests.
+std::string FormatLogLineForTest(LogLevel level, absl::string_view time_text,
+                                 absl::string_view message);
 
 template <typename... Args>
 void LogDebug(const Args&... args) {

@@ -44,9 +44,14 @@ void AppendUtf8Safe(absl::string_view in, std::string* out) {
   size_t i = 0;
   while (i < in.size()) {
     unsigned char c = static_cast<unsigned char>(in[i]);
-    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    size_t len = c < 0x80           ? 1
+                 : (c >> 5) == 0x6  ? 2
+                 : (c >> 4) == 0xE  ? 3
+                 : (c >> 3) == 0x1E ? 4
+                                    : 0;
     bool ok = len > 0 && i + len <= in.size();
-    for (size_t k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(in[i + k]) & 0xC0) == 0x80;
+    for (size_t k = 1; ok && k < len; ++k)
+      ok = (static_cast<unsigned char>(in[i + k]) & 0xC0) == 0x80;
     if (ok && len == 2) ok = c >= 0xC2;
     if (ok && len == 3) {
       unsigned char c1 = static_cast<unsigned char>(in[i + 1]);
@@ -118,8 +123,10 @@ Histogram::Histogram(std::vector<double> upper_bounds) : bounds_(std::move(upper
 void Histogram::Observe(double value, int64_t count) {
   if (count <= 0) return;
   // First bound >= value: Prometheus buckets are "less than or equal".
-  size_t i = std::isnan(value) ? bounds_.size()
-                               : size_t(std::lower_bound(bounds_.begin(), bounds_.end(), value) - bounds_.begin());
+  size_t i =
+      std::isnan(value)
+          ? bounds_.size()
+          : size_t(std::lower_bound(bounds_.begin(), bounds_.end(), value) - bounds_.begin());
   absl::MutexLock l(&mu_);
   buckets_[i] += count;
   count_ += count;
@@ -140,7 +147,8 @@ Histogram::Snapshot Histogram::Take() const {
   return s;
 }
 
-void ExpositionWriter::Family(absl::string_view name, absl::string_view type, absl::string_view help) {
+void ExpositionWriter::Family(absl::string_view name, absl::string_view type,
+                              absl::string_view help) {
   std::string h;
   for (char c : help) {
     if (c == '\\') {
@@ -210,7 +218,8 @@ void ExpositionWriter::HistogramFamily(absl::string_view name, absl::string_view
 
 void ExpositionWriter::ProcessAndBuildInfo(absl::string_view prefix) {
   static const double start = ProcessStartTime();
-  Gauge("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", start);
+  Gauge("process_start_time_seconds", "Start time of the process since unix epoch in seconds.",
+        start);
   std::ifstream statm("/proc/self/statm");
   int64_t pages_total = 0, pages_resident = 0;
   if (statm >> pages_total >> pages_resident) {
@@ -225,7 +234,8 @@ void ExpositionWriter::ProcessAndBuildInfo(absl::string_view prefix) {
     std::vector<std::string> f = absl::StrSplit(stat.substr(paren + 2), ' ');
     if (f.size() > 12) {
       double cpu = (std::atof(f[11].c_str()) + std::atof(f[12].c_str())) / double(ticks);
-      Family("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.");
+      Family("process_cpu_seconds_total", "counter",
+             "Total user and system CPU time spent in seconds.");
       Sample("process_cpu_seconds_total", {}, cpu);
     }
   }
@@ -236,7 +246,8 @@ void ExpositionWriter::ProcessAndBuildInfo(absl::string_view prefix) {
     Gauge("process_open_fds", "Number of open file descriptors.", std::max<int64_t>(0, fds - 3));
   }
   const std::string name = absl::StrCat(prefix, "_build_info");
-  Family(name, "gauge", "Always 1; the labels name the version and source revision of this binary.");
+  Family(name, "gauge",
+         "Always 1; the labels name the version and source revision of this binary.");
   Sample(name, {{"version", BuildVersion()}, {"revision", BuildRevision()}}, int64_t{1});
 }
 

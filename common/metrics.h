@@ -78,13 +78,15 @@ class ExpositionWriter {
   void Sample(absl::string_view name, const MetricLabels& labels, double value);
   void Sample(absl::string_view name, const MetricLabels& labels, int64_t value);
   // The _bucket/_sum/_count lines of one histogram series of the open family.
-  void HistogramSeries(absl::string_view name, const MetricLabels& labels, const Histogram::Snapshot& h);
+  void HistogramSeries(absl::string_view name, const MetricLabels& labels,
+                       const Histogram::Snapshot& h);
 
   // A family with a single unlabelled sample.
   void Counter(absl::string_view name, absl::string_view help, int64_t value);
   void Gauge(absl::string_view name, absl::string_view help, double value);
   void Gauge(absl::string_view name, absl::string_view help, int64_t value);
-  void HistogramFamily(absl::string_view name, absl::string_view help, const Histogram::Snapshot& h);
+  void HistogramFamily(absl::string_view name, absl::string_view help,
+                       const Histogram::Snapshot& h);
 
   // process_start_time_seconds, process_resident_memory_bytes, process_cpu_seconds_total,
   // process_open_fds (from /proc where available) and <prefix>_build_info{version,revision} 1.

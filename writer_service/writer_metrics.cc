@@ -15,11 +15,14 @@ std::string Writer::RenderMetrics() const {
   auto gauge = [&out](const char* name, const char* help, auto v) {
     out.Gauge(absl::StrCat("etl_writer_", name), help, v);
   };
-  gauge("serving", "1 when PostgreSQL is reachable and the writer is not draining.", int64_t{s.serving()});
+  gauge("serving", "1 when PostgreSQL is reachable and the writer is not draining.",
+        int64_t{s.serving()});
   gauge("streams_active", "Write streams open now.", s.streams_active());
   counter("streams_total", "Write streams accepted.", s.streams_total());
-  counter("streams_refused_total", "Write streams refused while draining.", c.streams_refused.load());
-  counter("streams_failed_total", "Write streams that ended with an error.", c.streams_failed.load());
+  counter("streams_refused_total", "Write streams refused while draining.",
+          c.streams_refused.load());
+  counter("streams_failed_total", "Write streams that ended with an error.",
+          c.streams_failed.load());
   counter("records_received_total", "Records received in complete pages.", s.records_received());
   counter("records_committed_total", "Records committed into raw tables.", s.records_committed());
   counter("records_rejected_total", "Records sent to etl_dead_letters.", s.records_rejected());
@@ -31,7 +34,8 @@ std::string Writer::RenderMetrics() const {
   counter("batches_committed_total", "Transactions committed.", s.batches_committed());
   counter("bytes_received_total", "Record bytes received.", s.bytes_received());
   counter("bytes_committed_total", "Record bytes committed.", s.bytes_committed());
-  counter("commit_retries_total", "Transactions retried after a PostgreSQL error.", s.commit_retries());
+  counter("commit_retries_total", "Transactions retried after a PostgreSQL error.",
+          s.commit_retries());
   counter("reconnects_total", "Reconnections to PostgreSQL.", c.reconnects.load());
   gauge("queue_records", "Records in the queue.", s.queue_depth_records());
   gauge("queue_bytes", "Record bytes in the queue.", s.queue_depth_bytes());
@@ -41,12 +45,14 @@ std::string Writer::RenderMetrics() const {
         s.commit_rate_records_per_second());
   gauge("uptime_seconds", "Seconds since start.", s.uptime_seconds());
   gauge("jobs_tracked", "Jobs with per-job counters in GetStatus.", int64_t{s.jobs_size()});
-  out.HistogramFamily("etl_writer_commit_duration_seconds",
-                      "Duration of each committed transaction (COPY of whole pages plus their ledger rows).",
-                      c.commit_seconds.Take());
-  out.HistogramFamily("etl_writer_record_latency_seconds",
-                      "Per record, from the collector having its page to its commit (end-to-end lag).",
-                      c.record_latency_seconds.Take());
+  out.HistogramFamily(
+      "etl_writer_commit_duration_seconds",
+      "Duration of each committed transaction (COPY of whole pages plus their ledger rows).",
+      c.commit_seconds.Take());
+  out.HistogramFamily(
+      "etl_writer_record_latency_seconds",
+      "Per record, from the collector having its page to its commit (end-to-end lag).",
+      c.record_latency_seconds.Take());
   out.ProcessAndBuildInfo("etl_writer");
   return out.Take();
 }

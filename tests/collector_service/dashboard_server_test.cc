@@ -122,7 +122,8 @@ TEST_F(DashboardServerTest, ServesThePageAndItsAssetsFromTheBinary) {
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 200);
   EXPECT_NE(res->body.find("<script src=\"/app.js\">"), std::string::npos);
-  EXPECT_NE(res->get_header_value("Content-Security-Policy").find("default-src 'self'"), std::string::npos);
+  EXPECT_NE(res->get_header_value("Content-Security-Policy").find("default-src 'self'"),
+            std::string::npos);
   auto js = client_->Get("/app.js");
   ASSERT_TRUE(js);
   EXPECT_EQ(js->status, 200);
@@ -207,7 +208,8 @@ TEST_F(DashboardServerTest, PageMapMarksCommittedFailedInFlightAndPending) {
   ASSERT_TRUE(res);
   ASSERT_EQ(res->status, 200) << res->body;
   // Ledger {0,1,2,5}, 6 sent, 4 committed: 2 in flight (3, 4), then committed 5, pending 6..9.
-  EXPECT_NE(res->body.find("\"runs\":[[\"committed\",3],[\"in_flight\",2],[\"committed\",1],[\"pending\",4]]"),
+  EXPECT_NE(res->body.find(
+                "\"runs\":[[\"committed\",3],[\"in_flight\",2],[\"committed\",1],[\"pending\",4]]"),
             std::string::npos)
       << res->body;
   EXPECT_NE(res->body.find("\"exact\":true"), std::string::npos);
@@ -230,19 +232,26 @@ TEST_F(DashboardServerTest, ActionsNeedTheSameTokenAsTheApi) {
   StartServer("s3cret-token");
   EXPECT_NE(client_->Get("/api/info")->body.find("\"read_only\":false"), std::string::npos);
   EXPECT_EQ(client_->Post("/api/jobs/a/cancel", "", "application/json")->status, 401);
-  EXPECT_EQ(client_->Post("/api/jobs/a/cancel", {{"Authorization", "Bearer s3cret-tokeN"}}, "", "text/plain")->status,
-            401);
-  EXPECT_EQ(client_->Post("/api/jobs/a/cancel", {{"Authorization", "Bearer s3cret-token-longer"}}, "", "text/plain")
+  EXPECT_EQ(
+      client_
+          ->Post("/api/jobs/a/cancel", {{"Authorization", "Bearer s3cret-tokeN"}}, "", "text/plain")
+          ->status,
+      401);
+  EXPECT_EQ(client_
+                ->Post("/api/jobs/a/cancel", {{"Authorization", "Bearer s3cret-token-longer"}}, "",
+                       "text/plain")
                 ->status,
             401);
   EXPECT_EQ(client_->Get("/api/jobs/a/cancel")->status, 404);  // GET never acts
   EXPECT_EQ(backend_.cancels(), 0);
-  auto ok = client_->Post("/api/jobs/a/cancel", {{"Authorization", "Bearer s3cret-token"}}, "", "text/plain");
+  auto ok = client_->Post("/api/jobs/a/cancel", {{"Authorization", "Bearer s3cret-token"}}, "",
+                          "text/plain");
   ASSERT_TRUE(ok);
   EXPECT_EQ(ok->status, 200) << ok->body;
   EXPECT_EQ(backend_.cancels(), 1);
   EXPECT_NE(ok->body.find("\"CANCELLED\""), std::string::npos);
-  auto retry = client_->Post("/api/jobs/a/retry", {{"Authorization", "Bearer s3cret-token"}}, "", "text/plain");
+  auto retry = client_->Post("/api/jobs/a/retry", {{"Authorization", "Bearer s3cret-token"}}, "",
+                             "text/plain");
   ASSERT_TRUE(retry);
   EXPECT_EQ(retry->status, 200);
   EXPECT_NE(retry->body.find("\"ar\""), std::string::npos);
@@ -254,9 +263,11 @@ TEST_F(DashboardServerTest, CountsResponsesByCodeForMetrics) {
   client_->Get("/nope");
   ExpositionWriter w;
   server_->RenderMetrics(&w);
-  EXPECT_NE(w.text().find("etl_collector_dashboard_http_responses_total{code=\"200\"} 1\n"), std::string::npos)
+  EXPECT_NE(w.text().find("etl_collector_dashboard_http_responses_total{code=\"200\"} 1\n"),
+            std::string::npos)
       << w.text();
-  EXPECT_NE(w.text().find("etl_collector_dashboard_http_responses_total{code=\"404\"} 1\n"), std::string::npos);
+  EXPECT_NE(w.text().find("etl_collector_dashboard_http_responses_total{code=\"404\"} 1\n"),
+            std::string::npos);
 }
 
 TEST(DashboardServerStartTest, RefusesABadAddress) {

@@ -22,13 +22,12 @@ constexpr char kTraceparent[] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba
 TEST_F(LoggingTest, TextLineCarriesTimeLevelComponentJobAndRequestIds) {
   ScopedLogContext ctx("job42", "req-7", kTraceparent);
   EXPECT_EQ(FormatLogLineForTest(LogLevel::kWarning, "T", "page 3 retried"),
-            "T W [collector/job] job=job42 req=req-7 trace=4bf92f3577b34da6a3ce929d0e0e4736 page 3 retried");
+            "T W [collector/job] job=job42 req=req-7 trace=4bf92f3577b34da6a3ce929d0e0e4736 page 3 "
+            "retried");
 }
 
 TEST_F(LoggingTest, ContextIsRestoredWhenTheScopeEnds) {
-  {
-    ScopedLogContext ctx("job42", "", "");
-  }
+  { ScopedLogContext ctx("job42", "", ""); }
   EXPECT_EQ(FormatLogLineForTest(LogLevel::kInfo, "T", "m"), "T I [collector/job] m");
 }
 
@@ -45,25 +44,30 @@ TEST_F(LoggingTest, AThreadOfAJobCarriesItsParentsContext) {
     line = FormatLogLineForTest(LogLevel::kInfo, "T", "m");
   });
   worker.join();
-  EXPECT_EQ(line, "T I [collector/fetch] job=job42 req=req-7 trace=4bf92f3577b34da6a3ce929d0e0e4736 m");
+  EXPECT_EQ(line,
+            "T I [collector/fetch] job=job42 req=req-7 trace=4bf92f3577b34da6a3ce929d0e0e4736 m");
 }
 
 TEST_F(LoggingTest, JsonLineIsOneObjectWithEveryField) {
   SetLogFormat(LogFormat::kJson);
   ScopedLogContext ctx("job42", "req \"7\"", kTraceparent);
-  EXPECT_EQ(FormatLogLineForTest(LogLevel::kError, "T", "bad \\ thing"),
-            "{\"time\":\"T\",\"level\":\"error\",\"component\":\"collector/job\",\"job_id\":\"job42\","
-            "\"request_id\":\"req \\\"7\\\"\",\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\","
-            "\"msg\":\"bad \\\\ thing\"}");
+  EXPECT_EQ(
+      FormatLogLineForTest(LogLevel::kError, "T", "bad \\ thing"),
+      "{\"time\":\"T\",\"level\":\"error\",\"component\":\"collector/job\",\"job_id\":\"job42\","
+      "\"request_id\":\"req \\\"7\\\"\",\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\","
+      "\"msg\":\"bad \\\\ thing\"}");
 }
 
 TEST_F(LoggingTest, MultiLineLibpqErrorsAreFoldedIntoOneLine) {
-  const std::string pq = "ERROR:  relation \"x\" does not exist\nLINE 1: SELECT * FROM x\n              ^\n";
+  const std::string pq =
+      "ERROR:  relation \"x\" does not exist\nLINE 1: SELECT * FROM x\n              ^\n";
   std::string text = FormatLogLineForTest(LogLevel::kError, "T", pq);
   EXPECT_EQ(text.find('\n'), std::string::npos) << text;
   EXPECT_NE(text.find("does not exist | LINE 1: SELECT * FROM x |"), std::string::npos) << text;
   SetLogFormat(LogFormat::kJson);
-  std::string json = FormatLogLineForTest(LogLevel::kError, "T", "a\r\nb\x01" "c");
+  std::string json = FormatLogLineForTest(LogLevel::kError, "T",
+                                          "a\r\nb\x01"
+                                          "c");
   EXPECT_NE(json.find("\"msg\":\"a | b\\u0001c\""), std::string::npos) << json;
 }
 

@@ -31,15 +31,18 @@ TEST(FormatSampleValueTest, FractionsRoundTripAndSpecialValuesAreSpelledOut) {
 
 TEST(EscapeLabelValueTest, EscapesQuotesBackslashNewlineAndInvalidUtf8) {
   EXPECT_EQ(EscapeLabelValue("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
-  EXPECT_EQ(EscapeLabelValue(std::string("x\xff" "y", 3)), "x\xEF\xBF\xBDy");
+  EXPECT_EQ(EscapeLabelValue(std::string("x\xff"
+                                         "y",
+                                         3)),
+            "x\xEF\xBF\xBDy");
   EXPECT_EQ(EscapeLabelValue("ação"), "ação");
 }
 
 TEST(HistogramTest, BucketsAreCumulativeAndInclusive) {
   Histogram h({0.1, 1, 10});
-  h.Observe(0.1);       // le=0.1 (inclusive)
-  h.Observe(0.5, 3);    // le=1
-  h.Observe(100);       // +Inf only
+  h.Observe(0.1);     // le=0.1 (inclusive)
+  h.Observe(0.5, 3);  // le=1
+  h.Observe(100);     // +Inf only
   Histogram::Snapshot s = h.Take();
   ASSERT_EQ(s.cumulative.size(), 4u);
   EXPECT_EQ(s.cumulative[0], 1);
@@ -87,7 +90,8 @@ TEST(ExpositionWriterTest, WholeExpositionPassesPromtool) {
 
 TEST(ExpositionWriterTest, PromtoolRejectsWhatTheOldFormatPrinted) {
   // The check itself can fail: a counter without _total and a lone sample line are refused.
-  if (!testing::PromtoolAvailable()) GTEST_SKIP() << "promtool not installed (scripts/setup installs it)";
+  if (!testing::PromtoolAvailable())
+    GTEST_SKIP() << "promtool not installed (scripts/setup installs it)";
   EXPECT_FALSE(testing::PromtoolCheck("# HELP x y\n# TYPE x counter\nx 1\n").ok());
   EXPECT_FALSE(testing::PromtoolCheck("etl_x_total{ 1\n").ok());
 }

@@ -1,6 +1,7 @@
-// Scrapes both services after a real job (sample API -> collector -> writer -> PostgreSQL): each page
-// passes promtool's strict parser and linter, counters are exact integers, histograms have data, no
-// series is labelled by job id, and deploy/grafana/etl.json uses only metric names they export.
+// Scrapes both services after a real job (sample API -> collector -> writer -> PostgreSQL): each
+// page passes promtool's strict parser and linter, counters are exact integers, histograms have
+// data, no series is labelled by job id, and deploy/grafana/etl.json uses only metric names they
+// export.
 #include <httplib.h>
 
 #include <fstream>
@@ -135,13 +136,20 @@ TEST(MetricsScrapeTest, BothServicesExportStrictPagesAndTheGrafanaDashboardMatch
   EXPECT_EQ(SampleValue(writer_page, "etl_writer_records_committed_total"), "1200");
   EXPECT_EQ(SampleValue(collector_page, "etl_collector_http_responses_total{code=\"503\"}"), "1");
   EXPECT_EQ(SampleValue(collector_page, "etl_collector_http_responses_total{code=\"200\"}"), "12");
-  EXPECT_EQ(SampleValue(collector_page, "etl_collector_page_fetch_duration_seconds_count{outcome=\"ok\"}"), "12");
-  EXPECT_EQ(SampleValue(collector_page, "etl_collector_page_fetch_duration_seconds_count{outcome=\"http_error\"}"),
+  EXPECT_EQ(SampleValue(collector_page,
+                        "etl_collector_page_fetch_duration_seconds_count{outcome=\"ok\"}"),
+            "12");
+  EXPECT_EQ(SampleValue(collector_page,
+                        "etl_collector_page_fetch_duration_seconds_count{outcome=\"http_error\"}"),
             "1");
-  EXPECT_EQ(SampleValue(collector_page, "etl_collector_job_duration_seconds_count{state=\"SUCCEEDED\"}"), "1");
+  EXPECT_EQ(
+      SampleValue(collector_page, "etl_collector_job_duration_seconds_count{state=\"SUCCEEDED\"}"),
+      "1");
   EXPECT_EQ(SampleValue(writer_page, "etl_writer_record_latency_seconds_count"), "1200");
   EXPECT_NE(SampleValue(writer_page, "etl_writer_commit_duration_seconds_count"), "0");
-  EXPECT_NE(SampleValue(collector_page, "etl_collector_dashboard_http_responses_total{code=\"200\"}"), "");
+  EXPECT_NE(
+      SampleValue(collector_page, "etl_collector_dashboard_http_responses_total{code=\"200\"}"),
+      "");
   EXPECT_NE(collector_page.find("etl_collector_build_info{version=\""), std::string::npos);
   EXPECT_NE(writer_page.find("etl_writer_build_info{version=\""), std::string::npos);
   EXPECT_NE(SampleValue(writer_page, "process_start_time_seconds"), "");
@@ -169,16 +177,18 @@ TEST(MetricsScrapeTest, BothServicesExportStrictPagesAndTheGrafanaDashboardMatch
       std::string e(expr);
       for (std::sregex_iterator it(e.begin(), e.end(), metric), end; it != end; ++it) {
         used.insert((*it)[1]);
-        EXPECT_TRUE(exported.count((*it)[1])) << "deploy/grafana/etl.json uses " << (*it)[1]
-                                              << ", which neither service exports (in: " << e << ")";
+        EXPECT_TRUE(exported.count((*it)[1]))
+            << "deploy/grafana/etl.json uses " << (*it)[1]
+            << ", which neither service exports (in: " << e << ")";
       }
     }
   }
   EXPECT_GE(exprs, 20);
   // The dashboard covers the quantities the issue asks for.
-  for (const char* needed : {"etl_writer_record_latency_seconds_bucket", "etl_writer_commit_duration_seconds_bucket",
-                             "etl_collector_page_fetch_duration_seconds_bucket", "etl_writer_queue_records",
-                             "etl_writer_records_committed_total", "etl_collector_http_errors_total"}) {
+  for (const char* needed :
+       {"etl_writer_record_latency_seconds_bucket", "etl_writer_commit_duration_seconds_bucket",
+        "etl_collector_page_fetch_duration_seconds_bucket", "etl_writer_queue_records",
+        "etl_writer_records_committed_total", "etl_collector_http_errors_total"}) {
     EXPECT_TRUE(used.count(needed)) << needed;
   }
   (*collector)->Shutdown();

@@ -33,12 +33,15 @@ absl::Status PromtoolCheck(const std::string& exposition) {
   int status = pclose(p);
   unlink(path);
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat("promtool exit ", WEXITSTATUS(status), ": ", output));
+  return absl::InvalidArgumentError(
+      absl::StrCat("promtool exit ", WEXITSTATUS(status), ": ", output));
 }
 
 void ExpectPromtoolAccepts(const std::string& exposition) {
   if (!PromtoolAvailable()) {
-    std::fprintf(stderr, "promtool not installed (scripts/setup installs Debian's prometheus): strict check skipped\n");
+    std::fprintf(stderr,
+                 "promtool not installed (scripts/setup installs Debian's prometheus): strict "
+                 "check skipped\n");
     return;
   }
   absl::Status s = PromtoolCheck(exposition);

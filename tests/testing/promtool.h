@@ -12,7 +12,8 @@ namespace etl::testing {
 bool PromtoolAvailable();
 // OK when promtool parses the text and finds no lint problem; else its output in the message.
 absl::Status PromtoolCheck(const std::string& exposition);
-// Fails the calling test unless PromtoolCheck is OK; skips the check (with a note) without promtool.
+// Fails the calling test unless PromtoolCheck is OK; skips the check (with a note) without
+// promtool.
 void ExpectPromtoolAccepts(const std::string& exposition);
 
 }  // namespace etl::testing
