@@ -8,7 +8,10 @@ with the dashboard on, then:
      its page and watches the progress bar grow until it shows SUCCEEDED at 100 %;
   2. starts a second, slow job, enters the API token in the page and cancels the job with the page's
      button; the page then shows CANCELLED;
-  3. saves screenshots (job list, job page) into the artifact directory.
+  3. restarts the collector and sees the open page reconnect by itself;
+  4. saves screenshots (job list, job page, a job half-way) into the artifact directory;
+  5. reads the collector's --log-format=json log: every line one object with time, level and
+     component; job 1's lines carry its job id and etlctl's request id; the API token never appears.
 
 Usage: dashboard_browser_test.py BIN_DIR ARTIFACT_DIR
 Exit 0 = pass, 1 = fail, 77 = skipped (no PostgreSQL configured, or chromium cannot start here).
@@ -210,7 +213,8 @@ def main():
             proc, port = procs.start(name, [
                 os.path.join(bin_dir, "collector_server"), "--listen=" + grpc_listen,
                 f"--writer=127.0.0.1:{writer_port}", "--http_listen=" + http_listen,
-                "--http_port_file=" + http_port_file, "--http_auth_token_file=" + token_file])
+                "--http_port_file=" + http_port_file, "--http_auth_token_file=" + token_file,
+                "--log_format=json"])
             with open(http_port_file) as f:
                 return proc, port, int(f.read().strip())
 
@@ -222,7 +226,7 @@ def main():
 
         def job_args(rota, total, page_size, slow_ms, concurrency):
             url = f"http://127.0.0.1:{api_port}/v1/clientes/{cliente}/{rota}/page"
-            return ["run", "--detach", f"--cliente={cliente}", f"--rota={rota}", f"--url={url}",
+            return ["run", "--detach", f"--request-id=req-{rota}-{suffix}", f"--cliente={cliente}", f"--rota={rota}", f"--url={url}",
                     "--pagination=page", f"--page-size={page_size}", "--records-path=/data",
                     "--total-pages-path=/total_pages", "--total-count-path=/total", "--id-path=/id",
                     f"--param=total={total}", f"--param=slow_ms={slow_ms}", f"--fetch-concurrency={concurrency}"]
@@ -309,9 +313,22 @@ def main():
             f"!!document.querySelector('tr[data-job-id=\"{job1}\"][data-state=\"SUCCEEDED\"]') && "
             f"!!document.querySelector('tr[data-job-id=\"{job2}\"][data-state=\"CANCELLED\"]')"), 30)
         cdp.screenshot(os.path.join(artifacts, "dashboard-jobs.png"))
+
+        # 5. The collector's JSON log: one object per line with time, level and component; job 1's
+        #    lines carry its job id and the request id etlctl sent; the API token never appears.
+        with open(os.path.join(workdir, "collector.log"), errors="replace") as f:
+            lines = [l for l in f.read().splitlines() if l.strip()]
+        entries = [json.loads(l) for l in lines]
+        for e in entries:
+            assert {"time", "level", "component", "msg"} <= e.keys(), e
+        job1_lines = [e for e in entries if e.get("job_id") == job1]
+        assert job1_lines and all(e.get("request_id") == f"req-pedidos-{suffix}" for e in job1_lines), job1_lines
+        assert any("SUCCEEDED" in e["msg"] for e in job1_lines), job1_lines
+        assert not any("dashboard-test-token" in l for l in lines), "the API token was logged"
+        log(f"collector log: {len(entries)} JSON lines, {len(job1_lines)} for job 1")
         ok = True
-    except AssertionError as e:
-        log("FAILED:", e)
+    except Exception as e:  # noqa: BLE001 - any failure ends the test with the services' logs
+        log("FAILED:", type(e).__name__, e)
         for name, _ in procs.children:
             log(f"--- {name} log tail ---\n" + procs.tail(name))
     finally:
