@@ -29,7 +29,7 @@ import time
 import urllib.request
 
 SKIP = 77
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM = os.environ.get("ETL_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def log(*args):
