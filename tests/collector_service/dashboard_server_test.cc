@@ -79,6 +79,12 @@ class FakeBackend : public DashboardBackend {
   absl::StatusOr<std::vector<int64_t>> CommittedPages(const std::string& id) override {
     return std::vector<int64_t>{0, 1, 2, 5};
   }
+  void SetError(const std::string& id, const std::string& error) {
+    absl::MutexLock l(&mu_);
+    jobs_[id].set_error(error);
+    auto* f = jobs_[id].add_failed_pages();
+    f->set_error(error);
+  }
   int cancels() {
     absl::MutexLock l(&mu_);
     return cancels_;
@@ -188,6 +194,19 @@ TEST_F(DashboardServerTest, JobAndListNeverShowCredentialReferences) {
   EXPECT_EQ(std::string_view(job["spec"]["headers"].at(0)["value"]), "[redacted]");
   EXPECT_EQ(client_->Get("/api/jobs/zzz")->status, 404);
   EXPECT_EQ(client_->Get("/api/jobs/a%22%3Cx")->status, 404);
+}
+
+TEST_F(DashboardServerTest, InvalidUtf8InAJobStillGivesValidJson) {
+  backend_.Add("a", "2151", v1::PARTIAL, 1000);
+  backend_.SetError("a", std::string("HTTP 500: \xff\xfe body", 17));
+  StartServer("");
+  for (const char* path : {"/api/jobs/a", "/api/jobs"}) {
+    auto res = client_->Get(path);
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 200) << res->body;
+    simdjson::dom::parser p;
+    EXPECT_EQ(p.parse(res->body).error(), simdjson::SUCCESS) << res->body;
+  }
 }
 
 TEST_F(DashboardServerTest, WriterStatusKeepsCountersExactAndDropsPerJobList) {
