@@ -264,8 +264,10 @@ void DashboardServer::RenderMetrics(ExpositionWriter* out) const {
 
 void DashboardServer::Routes() {
   httplib::Server& s = *server_;
-  s.set_logger(
-      [this](const httplib::Request&, const httplib::Response& res) { CountResponse(res.status); });
+  // Runs for every response (404s included) before it is written, so a client that saw the
+  // response also sees it counted.
+  s.set_post_routing_handler(
+      [this](const httplib::Request&, httplib::Response& res) { CountResponse(res.status); });
   s.set_default_headers(
       {{"X-Content-Type-Options", "nosniff"},
        {"X-Frame-Options", "DENY"},
