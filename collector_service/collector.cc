@@ -148,7 +148,8 @@ absl::StatusOr<v1::Job> Collector::StartJob(const v1::JobSpec& in, const TraceCo
   std::shared_ptr<Job> job = AddJob(id, spec, job_trace, created, false);
   if (job == nullptr) return absl::UnavailableError("the collector is shutting down");
   counters_.jobs_started.fetch_add(1);
-  LogInfo("job ", id, " accepted: ", spec.url(), " -> ", job->Snapshot().table_name());
+  ScopedLogContext log_context(id, job_trace.request_id, job_trace.traceparent);
+  LogInfo("job ", id, " PENDING: accepted, ", spec.url(), " -> ", job->Snapshot().table_name());
   return job->Snapshot();
 }
 
@@ -385,53 +386,6 @@ void Collector::Shutdown() {
   if (poll_thread_.joinable()) poll_thread_.join();
 }
 
-std::string Collector::RenderMetrics() const {
-  std::string out;
-  const CollectorCounters& c = counters_;
-  struct Item {
-    const char* name;
-    const char* help;
-    const char* type;
-    const std::atomic<int64_t>* value;
-  } items[] = {
-      {"etl_collector_jobs_started_total", "Jobs accepted by StartJob.", "counter",
-       &c.jobs_started},
-      {"etl_collector_jobs_resumed_total", "Unfinished jobs resumed from the writer's ledger.",
-       "counter", &c.jobs_resumed},
-      {"etl_collector_jobs_pending", "Jobs waiting for a slot.", "gauge", &c.jobs_pending},
-      {"etl_collector_jobs_running", "Jobs fetching now.", "gauge", &c.jobs_running},
-      {"etl_collector_jobs_succeeded_total", "Jobs ended SUCCEEDED.", "counter", &c.jobs_succeeded},
-      {"etl_collector_jobs_partial_total", "Jobs ended PARTIAL.", "counter", &c.jobs_partial},
-      {"etl_collector_jobs_failed_total", "Jobs ended FAILED.", "counter", &c.jobs_failed},
-      {"etl_collector_jobs_cancelled_total", "Jobs ended CANCELLED.", "counter", &c.jobs_cancelled},
-      {"etl_collector_http_requests_total", "HTTP requests, retries included.", "counter",
-       &c.http_requests},
-      {"etl_collector_http_retries_total", "HTTP requests retried.", "counter", &c.http_retries},
-      {"etl_collector_http_errors_total", "HTTP attempts that failed.", "counter", &c.http_errors},
-      {"etl_collector_bytes_fetched_total", "Response body bytes.", "counter", &c.bytes_fetched},
-      {"etl_collector_pages_fetched_total", "Pages fetched and parsed.", "counter",
-       &c.pages_fetched},
-      {"etl_collector_pages_failed_total", "Pages failed after all attempts.", "counter",
-       &c.pages_failed},
-      {"etl_collector_pages_utf8_fallback_total",
-       "Pages with invalid UTF-8 parsed by the fallback scanner.", "counter",
-       &c.pages_utf8_fallback},
-      {"etl_collector_records_fetched_total", "Records parsed out of pages.", "counter",
-       &c.records_fetched},
-      {"etl_collector_pages_sent_total", "Pages written to the writer.", "counter", &c.pages_sent},
-      {"etl_collector_batches_sent_total", "RecordBatch messages written.", "counter",
-       &c.batches_sent},
-      {"etl_collector_bytes_sent_total", "Record bytes written to the writer.", "counter",
-       &c.bytes_sent},
-      {"etl_collector_pages_buffered", "Fetched pages waiting to be sent.", "gauge",
-       &c.pages_buffered},
-      {"etl_collector_writer_reconnects_total", "Write streams re-opened after a break.", "counter",
-       &c.writer_reconnects},
-      {"etl_collector_writer_rpc_errors_total", "Failed calls to the writer.", "counter",
-       &c.writer_rpc_errors},
-  };
-  for (const Item& i : items) AppendMetric(&out, i.name, i.help, i.type, double(i.value->load()));
-  return out;
-}
+std::string Collector::RenderMetrics() const { return RenderCollectorMetrics(counters_, nullptr); }
 
 }  // namespace etl

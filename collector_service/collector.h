@@ -24,6 +24,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "collector_service/counters.h"
+#include "collector_service/dashboard_server.h"
 #include "collector_service/http_fetcher.h"
 #include "collector_service/job.h"
 #include "etl.grpc.pb.h"
@@ -45,6 +46,8 @@ struct CollectorOptions {
   bool resume_unfinished = true;  // Resume the writer's unfinished jobs at start-up.
   absl::Duration status_poll_interval = absl::Seconds(1);  // Writer counters for live progress.
   absl::Duration shutdown_grace = absl::Seconds(10);  // For open RPCs (e.g. WatchJob) on shutdown.
+  std::string http_listen;     // Web dashboard address (host:port); "" = off.
+  DashboardOptions dashboard;  // Its token and limits (listen = http_listen).
 };
 
 class Collector {
