@@ -25,6 +25,7 @@
 #include "absl/time/time.h"
 #include "collector_service/counters.h"
 #include "collector_service/credentials.h"
+#include "collector_service/dashboard_server.h"
 #include "collector_service/http_fetcher.h"
 #include "collector_service/job.h"
 #include "common/grpc_security.h"
@@ -57,6 +58,8 @@ struct CollectorOptions {
       1000;  // Jobs waiting PENDING at once; StartJob beyond: RESOURCE_EXHAUSTED.
   ServerSecurityOptions security;          // TLS, mTLS and token of CollectorService (health open).
   ChannelSecurityOptions writer_security;  // TLS, client certificate and token towards the writer.
+  std::string http_listen;     // Web dashboard address (host:port); "" = off.
+  DashboardOptions dashboard;  // Its token and limits (listen = http_listen).
 };
 
 class Collector {
@@ -75,6 +78,9 @@ class Collector {
   absl::StatusOr<v1::Job> GetJob(const std::string& job_id);
   absl::StatusOr<v1::ListJobsResponse> ListJobs(const v1::ListJobsRequest& request);
   absl::StatusOr<v1::Job> CancelJob(const std::string& job_id);
+  // Runs a PARTIAL, FAILED or CANCELLED job again under its id, fetching only the pages its ledger
+  // does not hold as committed. FAILED_PRECONDITION while it runs or once it SUCCEEDED.
+  absl::StatusOr<v1::Job> RetryJob(const std::string& job_id, const TraceContext& trace);
   // The live job, or null when it is not running in this process.
   std::shared_ptr<Job> FindJob(const std::string& job_id);
 

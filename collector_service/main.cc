@@ -1,9 +1,14 @@
 // collector_server: serves etl.v1.CollectorService; fetches paginated HTTP/JSON APIs and streams
 // their records to writer_service.
 #include <csignal>
+#include <fstream>
+#include <iterator>
 #include <string>
 
 #include "absl/flags/flag.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
 #include "collector_service/collector_server.h"
 #include "collector_service/credentials.h"
 #include "common/flags.h"
@@ -55,12 +60,47 @@ ABSL_FLAG(std::string, writer_tls_cert, "", "client certificate (PEM) presented 
 ABSL_FLAG(std::string, writer_tls_key, "", "private key of --writer-tls-cert");
 ABSL_FLAG(std::string, writer_tls_server_name, "", "name expected in the writer's certificate");
 ABSL_FLAG(std::string, writer_token_file, "", "file with the collector's token for the writer");
+ABSL_FLAG(std::string, http_listen, "",
+          "web dashboard and its JSON API: \":port\" binds loopback, host:port binds that host; "
+          "empty = off");
+ABSL_FLAG(std::string, http_port_file, "", "write the bound dashboard port here once serving");
+ABSL_FLAG(
+    std::string, http_auth_token_file, "",
+    "file holding the API token that enables cancel/retry on the dashboard (the gRPC API's token); "
+    "empty = read-only dashboard");
+ABSL_FLAG(std::string, log_format, "",
+          "log lines as text or json (env ETL_LOG_FORMAT; default text)");
+ABSL_FLAG(std::string, log_level, "",
+          "debug, info, warning or error (env ETL_LOG_LEVEL; default info)");
 ABSL_FLAG(std::string, port_file, "", "write the bound gRPC port here once serving");
+
+namespace {
+
+// A token file's content without surrounding whitespace; the error names the path, never the
+// content.
+absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string token((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  token = std::string(absl::StripAsciiWhitespace(token));
+  if (!in.good() && !in.eof())
+    return absl::FailedPreconditionError(absl::StrCat("cannot read ", path));
+  if (token.empty())
+    return absl::FailedPreconditionError(absl::StrCat("token file ", path, " is missing or empty"));
+  return token;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   etl::TuneAllocatorForFlatMemory();
   etl::BlockTerminationSignals();
   etl::ParseFlags(argc, argv, "collector_server: fetches paginated APIs into writer_service");
+  if (absl::Status s =
+          etl::ConfigureLogging(absl::GetFlag(FLAGS_log_format), absl::GetFlag(FLAGS_log_level));
+      !s.ok()) {
+    etl::LogError(s.message());
+    return 2;
+  }
   etl::CollectorOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
   options.writer_address = absl::GetFlag(FLAGS_writer);
@@ -106,6 +146,16 @@ int main(int argc, char** argv) {
   options.writer_security.tls_key_file = absl::GetFlag(FLAGS_writer_tls_key);
   options.writer_security.tls_server_name = absl::GetFlag(FLAGS_writer_tls_server_name);
   options.writer_security.token_file = absl::GetFlag(FLAGS_writer_token_file);
+  options.http_listen = etl::LoopbackByDefault(absl::GetFlag(FLAGS_http_listen));
+  if (const std::string token_file = absl::GetFlag(FLAGS_http_auth_token_file);
+      !token_file.empty()) {
+    absl::StatusOr<std::string> token = ReadTokenFile(token_file);
+    if (!token.ok()) {
+      etl::LogError(token.status().message());
+      return 2;
+    }
+    options.dashboard.auth_token = *std::move(token);
+  }
 
   etl::SetThreadComponent("collector/main");
   auto server = etl::CollectorServer::Start(options);
@@ -113,6 +163,8 @@ int main(int argc, char** argv) {
     etl::LogError("collector_server: ", server.status().ToString());
     return 1;
   }
+  // The dashboard's port first: a script that waited for the gRPC port finds both.
+  etl::WritePortFile(absl::GetFlag(FLAGS_http_port_file), (*server)->dashboard_port());
   etl::WritePortFile(absl::GetFlag(FLAGS_port_file), (*server)->port());
   int sig = 0;
   while ((sig = etl::WaitForTerminationOrReloadSignal()) == SIGHUP) {

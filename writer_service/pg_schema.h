@@ -13,8 +13,18 @@
 
 namespace etl {
 
-// Creates the ledger tables if missing.
+// Runs `ddl` in its own transaction under the DDL advisory lock.
+absl::Status RunDdl(PgConnection* conn, const std::string& ddl);
+
+// Takes the DDL advisory lock for the rest of the current transaction. REQUIRES: inside BEGIN.
+absl::Status TakeDdlLock(PgConnection* conn);
+
+// Creates the ledger tables if missing (etl_jobs, etl_pages, etl_dead_letters, etl_cursors,
+// etl_table_swaps).
 absl::Status EnsureLedgerSchema(PgConnection* conn);
+
+// CREATE TABLE IF NOT EXISTS statement of a raw table. REQUIRES: `table` is a validated name.
+std::string RawTableDdl(const std::string& table);
 
 // Creates the raw table `table` if missing. REQUIRES: `table` came from RawTableName().
 absl::Status EnsureRawTable(PgConnection* conn, const std::string& table);

@@ -6,7 +6,10 @@
 //   2. COPY the records of the new pages (text format) into their raw tables;
 //   3. dead-letter the records PostgreSQL cannot store (pre-checked here, or found by retrying the
 //      COPY of a failing page in halves under savepoints, so good neighbours still commit);
-//   4. COMMIT.
+//   4. advance the incremental marks of the records committed (etl_cursors);
+//   5. COMMIT.
+// Write modes (write_modes.h): MERGE pages are COPYed into a temporary staging table and merged
+// into the raw table by natural key; REPLACE pages go to the job's fresh table.
 // Raw tables are created on first use (cached per sink).
 //
 // Thread-compatible: one writer thread per sink (it owns one connection).
@@ -20,6 +23,8 @@
 #include "absl/container/flat_hash_set.h"
 #include "writer_service/pg_conn.h"
 #include "writer_service/record_sink.h"
+#include "writer_service/cursor_store.h"
+#include "writer_service/write_modes.h"
 
 namespace etl {
 
@@ -47,12 +52,15 @@ class PgRecordSink : public RecordSink {
                            const std::vector<size_t>& page_indexes);
   absl::Status CopyIsolating(const std::string& table, Work& w, size_t page_index,
                              std::vector<uint32_t> records);
+  absl::Status AdvanceCursors(Work& w);
   absl::Status CopySubset(const std::string& table, Work& w, size_t page_index,
                           const std::vector<uint32_t>& records);
 
   const Options options_;
   std::unique_ptr<PgConnection> conn_;
   absl::flat_hash_set<std::string> known_tables_;
+  WriteModeCache modes_;               // Write mode per job; tables and staging made ready.
+  CursorExtractor cursor_extractor_;   // Incremental jobs: reads each record's cursor value.
   std::string buffer_;  // Reused COPY buffer: no per-batch allocation once warm.
   std::string last_failed_batch_id_;  // Batch whose COMMIT outcome is unknown.
 };

@@ -28,6 +28,7 @@ absl::StatusOr<std::unique_ptr<WriterServer>> WriterServer::Start(WriterServerOp
   s->ledger_ = std::make_unique<LedgerStore>(LedgerStore::Options{options.database_url});
   WriterServiceImpl::Options so;
   so.max_page_bytes = options.max_page_bytes;
+  so.database_url = options.database_url;
   s->service_ = std::make_unique<WriterServiceImpl>(s->writer_.get(), s->ledger_.get(), so);
 
   grpc::EnableDefaultHealthCheckService(true);
