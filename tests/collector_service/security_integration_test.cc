@@ -163,6 +163,7 @@ class SecurityIntegrationTest : public ::testing::Test {
               "elsewhere": {"type": "bearer", "file": ")"
         << F("api-token") << R"(", "hosts": ["api.example.com"]}})";
     collector_metrics_ = FreePort();
+    dashboard_port_ = FreePort();
     std::vector<std::string> args = {"--listen=127.0.0.1:0",
                                      absl::StrCat("--writer=localhost:", writer_->port()),
                                      absl::StrCat("--metrics_listen=:", collector_metrics_),
@@ -172,7 +173,8 @@ class SecurityIntegrationTest : public ::testing::Test {
                                      "--auth-token-file=" + F("operator-token"),
                                      "--writer-tls-ca=" + F("ca.pem"),
                                      "--writer-tls-cert=" + F("collector.pem"),
-                                     "--writer-tls-key=" + F("collector.key")};
+                                     "--writer-tls-key=" + F("collector.key"),
+                                     absl::StrCat("--http_listen=:", dashboard_port_)};
     args.insert(args.end(), extra.begin(), extra.end());
     collector_ = StartLogged("collector_server", F("collector.log"), args,
                              {{"SECURITY_IT_API_KEY", kApiKey}});
@@ -208,6 +210,7 @@ class SecurityIntegrationTest : public ::testing::Test {
   std::unique_ptr<ChildProcess> collector_;
   int writer_metrics_ = 0;
   int collector_metrics_ = 0;
+  int dashboard_port_ = 0;
   std::string all_output_;
 };
 
@@ -247,12 +250,14 @@ TEST_F(SecurityIntegrationTest, SecretsNeverAppearInAnyOutput) {
   // Every output an operator or an attacker with read access could see.
   std::string listed = Etlctl("list --json --limit=1000");
   int jobs_seen = 0;
+  std::vector<std::string> job_ids;
   for (size_t at = listed.find("\"job_id\""); at != std::string::npos;
        at = listed.find("\"job_id\"", at + 1)) {
     size_t start = listed.find('"', listed.find(':', at)) + 1;
     std::string id = listed.substr(start, listed.find('"', start) - start);
     Etlctl(absl::StrCat("status --json ", id));
     Etlctl(absl::StrCat("watch ", id));
+    job_ids.push_back(id);
     ++jobs_seen;
   }
   EXPECT_GE(jobs_seen, 3) << listed;
@@ -265,6 +270,22 @@ TEST_F(SecurityIntegrationTest, SecretsNeverAppearInAnyOutput) {
     metrics += res->body;
   }
   EXPECT_THAT(metrics, HasSubstr("# TYPE"));  // The endpoints answered (on loopback).
+  // The dashboard's JSON API (bound to loopback: --http_listen=:PORT).
+  std::string dashboard;
+  {
+    httplib::Client client("127.0.0.1", dashboard_port_);
+    std::vector<std::string> paths = {"/api/jobs", "/api/writer", "/api/info"};
+    for (const std::string& id : job_ids) {
+      paths.push_back("/api/jobs/" + id);
+      paths.push_back("/api/jobs/" + id + "/pages");
+    }
+    for (const std::string& path : paths) {
+      auto res = client.Get(path);
+      ASSERT_TRUE(res) << "no dashboard at 127.0.0.1:" << dashboard_port_ << path;
+      dashboard += res->body;
+    }
+  }
+  EXPECT_THAT(dashboard, HasSubstr("pedidos"));
   std::string tables;
   for (const char* table : {"etl_jobs", "etl_pages", "etl_dead_letters"}) {
     for (const std::string& row : DbQuery(absl::StrCat("SELECT t::text FROM ", table, " t"))) {
@@ -294,6 +315,7 @@ TEST_F(SecurityIntegrationTest, SecretsNeverAppearInAnyOutput) {
   const std::pair<const char*, const std::string*> outputs[] = {
       {"etlctl output (runs, errors, GetJob, ListJobs, WatchJob, writer status)", &all_output_},
       {"/metrics", &metrics},
+      {"the dashboard's JSON API", &dashboard},
       {"ledger and data tables", &tables},
       {"/proc/*/cmdline", &cmdlines},
       {"service logs", &logs}};
