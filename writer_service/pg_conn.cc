@@ -12,13 +12,19 @@ namespace {
 absl::StatusCode CodeForSqlState(absl::string_view state) {
   if (state.empty()) return absl::StatusCode::kUnavailable;  // No server answer: connection trouble.
   absl::string_view cls = state.substr(0, 2);
-  if (cls == "08" || state == "57P01" || state == "57P02" || state == "57P03" || cls == "53") {
+  // Transient: the connection or the server (shutdown, out of resources, system error).
+  if (cls == "08" || cls == "53" || cls == "58" || state == "57P01" || state == "57P02" ||
+      state == "57P03") {
     return absl::StatusCode::kUnavailable;
   }
-  if (cls == "22" || cls == "54") return absl::StatusCode::kInvalidArgument;
-  if (state == "40001" || state == "40P01") return absl::StatusCode::kAborted;
+  // Transient on the same connection: serialization failure, deadlock, lock or statement timeout.
+  if (state == "40001" || state == "40P01" || state == "55P03" || state == "57014") {
+    return absl::StatusCode::kAborted;
+  }
+  // The values are at fault: data exceptions, integrity constraint violations, program limits.
+  if (cls == "22" || cls == "23" || cls == "54") return absl::StatusCode::kInvalidArgument;
   if (state == "42P01") return absl::StatusCode::kNotFound;
-  return absl::StatusCode::kInternal;
+  return absl::StatusCode::kInternal;  // Permanent (e.g. permissions, a trigger raising).
 }
 
 std::string Trimmed(const char* msg) {

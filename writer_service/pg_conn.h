@@ -1,9 +1,11 @@
 // PgConnection: a thin owner of one libpq connection that turns libpq errors into absl::Status.
 //
 // Error codes (conventions #5): UNAVAILABLE when the connection is gone or the server is shutting
-// down (retry on a new connection); INVALID_ARGUMENT for data errors (SQLSTATE classes 22 and 54: the
-// values are at fault); ABORTED for serialization failures and deadlocks; NOT_FOUND for an undefined
-// table; INTERNAL otherwise. The SQLSTATE of the last error is kept in sqlstate().
+// down or out of resources (SQLSTATE classes 08, 53, 58, 57P01-03: retry on a new connection);
+// ABORTED for serialization failures, deadlocks, lock and statement timeouts (40001, 40P01, 55P03,
+// 57014: retry the transaction); INVALID_ARGUMENT when the values are at fault (classes 22 data
+// exception, 23 integrity constraint violation, 54 program limit); NOT_FOUND for an undefined table;
+// INTERNAL (permanent) otherwise. The SQLSTATE of the last error is kept in sqlstate().
 //
 // Thread-compatible: one thread at a time. Error messages never contain the connection string.
 #ifndef ETL_WRITER_SERVICE_PG_CONN_H_

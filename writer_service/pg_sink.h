@@ -4,9 +4,15 @@
 //   1. upsert the pages' ledger rows (etl_pages) ... WHERE state <> 'committed' RETURNING: pages not
 //      returned were committed before and are skipped;
 //   2. COPY the records of the new pages (text format) into their raw tables;
-//   3. dead-letter the records PostgreSQL cannot store (pre-checked here, or found by retrying the
-//      COPY of a failing page in halves under savepoints, so good neighbours still commit);
+//   3. dead-letter the records PostgreSQL cannot store (pre-checked here: invalid UTF-8, NUL, a
+//      natural key that is not valid UTF-8; or found by retrying the COPY of a failing page in
+//      halves under savepoints when PostgreSQL reports a data error or a constraint violation,
+//      SQLSTATE classes 22/23/54), so good neighbours still commit; a page hit by any other
+//      permanent error (e.g. a user trigger raising) is refused alone (ledger row 'failed'), and the
+//      other pages of the batch commit;
 //   4. COMMIT.
+// Pages of job ids not in etl_jobs are refused (FAILED_PRECONDITION). A skipped page whose content
+// digest differs from the committed one is reported (PageResult::content_differs).
 // Raw tables are created on first use (cached per sink).
 //
 // Thread-compatible: one writer thread per sink (it owns one connection).
@@ -33,6 +39,7 @@ class PgRecordSink : public RecordSink {
   explicit PgRecordSink(Options options) : options_(std::move(options)) {}
 
   absl::Status Connect() override;
+  absl::Status Ping() override;
   absl::StatusOr<std::vector<PageResult>> CommitPages(const std::vector<const QueuedPage*>& pages,
                                                       const std::string& batch_id) override;
 
@@ -47,12 +54,15 @@ class PgRecordSink : public RecordSink {
                            const std::vector<size_t>& page_indexes);
   absl::Status CopyIsolating(const std::string& table, Work& w, size_t page_index,
                              std::vector<uint32_t> records);
+  absl::Status CheckJobsRegistered(Work& w);
+  absl::Status CompareSkippedDigests(Work& w, const std::vector<size_t>& candidates);
   absl::Status CopySubset(const std::string& table, Work& w, size_t page_index,
                           const std::vector<uint32_t>& records);
 
   const Options options_;
   std::unique_ptr<PgConnection> conn_;
   absl::flat_hash_set<std::string> known_tables_;
+  absl::flat_hash_set<std::string> known_jobs_;  // Registered job ids seen (bounded).
   std::string buffer_;  // Reused COPY buffer: no per-batch allocation once warm.
   std::string last_failed_batch_id_;  // Batch whose COMMIT outcome is unknown.
 };
