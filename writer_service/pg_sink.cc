@@ -171,7 +171,7 @@ absl::StatusOr<std::vector<PageResult>> PgRecordSink::CommitPages(
   }
   RETURN_IF_ERROR(CheckJobsRegistered(w));
   for (const Work::Page& p : w.pages) {
-    if (known_tables_.contains(p.page->table)) continue;
+    if (!p.error.ok() || known_tables_.contains(p.page->table)) continue;
     absl::Status s = EnsureRawTable(conn_.get(), p.page->table);
     if (!s.ok()) {
       if (!conn_->healthy()) return absl::UnavailableError(s.message());

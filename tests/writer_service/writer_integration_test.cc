@@ -6,6 +6,7 @@
 #include <atomic>
 #include <future>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -84,7 +85,24 @@ class WriterIntegrationTest : public ::testing::Test {
     grpc::Status status;
     v1::WriteSummary summary;
   };
-  SendResult Send(const std::vector<v1::RecordBatch>& pages) {
+  // The writer takes pages only of registered jobs. Errors (e.g. an invalid rota) are left for the
+  // Write stream to report.
+  void Register(const std::string& job, const std::string& rota = "pedidos") {
+    grpc::ClientContext ctx;
+    v1::RegisterJobRequest reg;
+    reg.set_job_id(job);
+    reg.mutable_spec()->set_cliente_id(cliente_);
+    reg.mutable_spec()->set_rota(rota);
+    v1::JobRecord rec;
+    (void)stub_->RegisterJob(&ctx, reg, &rec);
+  }
+
+  SendResult Send(const std::vector<v1::RecordBatch>& pages, bool register_jobs = true) {
+    if (register_jobs) {
+      std::set<std::pair<std::string, std::string>> jobs;
+      for (const auto& p : pages) jobs.emplace(p.job_id(), p.rota());
+      for (const auto& [job, rota] : jobs) Register(job, rota);
+    }
     SendResult r;
     grpc::ClientContext ctx;
     auto writer = stub_->Write(&ctx, &r.summary);
