@@ -18,8 +18,8 @@ ABSL_FLAG(int64_t, batch_bytes, 1 << 20, "record bytes per transaction at most (
 ABSL_FLAG(int64_t, flush_interval_ms, 200, "a partial batch is committed after this many ms");
 ABSL_FLAG(int32_t, writer_threads, 2, "threads (connections) committing batches; with 2, one COPYs while the other waits for its commit to flush");
 ABSL_FLAG(int32_t, max_message_bytes, 64 << 20,
-          "largest RecordBatch accepted, hence the largest record: keep it equal to the collector's "
-          "--max_message_bytes; a bigger message ends its stream with INVALID_ARGUMENT (or gRPC's "
+          "largest RecordBatch accepted, hence the largest record the pipeline carries (the "
+          "collector's --max_message_bytes must not exceed it); a bigger message ends its stream with INVALID_ARGUMENT (or gRPC's "
           "RESOURCE_EXHAUSTED past 1 MiB over), a permanent error");
 ABSL_FLAG(int64_t, max_page_bytes, 256 << 20,
           "largest page (all its chunks) accepted; also the most one stream holds of an unfinished "

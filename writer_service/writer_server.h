@@ -30,8 +30,8 @@ struct WriterServerOptions {
   std::string listen = "0.0.0.0:50052";   // gRPC address; port 0 = any free port.
   std::string database_url;               // libpq connection string/URL; "" = PG* environment.
   std::string metrics_listen;             // Prometheus endpoint (host:port); "" = off.
-  // Largest RecordBatch accepted, and so the largest record: the same setting as the collector's
-  // --max_message_bytes (a record over it cannot travel; the collector dead-letters it). A bigger
+  // Largest RecordBatch accepted, and so the largest record: the collector's --max_message_bytes
+  // must not exceed it (a record over it cannot travel; the collector dead-letters it). A bigger
   // message ends its stream with INVALID_ARGUMENT (up to 1 MiB over) or RESOURCE_EXHAUSTED (gRPC's
   // own limit beyond that): both permanent, never worth re-sending.
   int max_message_bytes = 64 << 20;

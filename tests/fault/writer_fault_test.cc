@@ -490,7 +490,9 @@ TEST_F(WriterFaultTest, IdleWriterIsNotReadyWhilePostgresIsDownButStaysLive) {
   ASSERT_TRUE(proxy.Start());
   std::string url = absl::StrCat("postgresql://", QueryValue("SELECT current_user"), "@127.0.0.1:",
                                  proxy.port(), "/", QueryValue("SELECT current_database()"));
-  StartWriter({}, url);  // Default check interval (2 s).
+  // One commit connection: SERVING then means it finished connecting and sits idle, so only the
+  // idle check can notice the outage.
+  StartWriter({"--writer_threads=1", "--health_check_interval_ms=300"}, url);
   const std::string kService = "etl.v1.WriterService";
   ASSERT_TRUE(WaitFor([&] { return Health(kService) == HealthResponse::SERVING; }));
   EXPECT_EQ(Health(""), HealthResponse::SERVING);
@@ -548,6 +550,45 @@ TEST_F(WriterFaultTest, NeverEndingPagesOfManyStreamsStayWithinTheMemoryBound) {
             << " bytes" << std::endl;
   EXPECT_EQ(Status().queue_depth_bytes(), 0);
   ASSERT_TRUE(Send({Page(job, 1, 3)}).status.ok());  // Every stream's partial bytes were released.
+}
+
+// Issue 8: a mesh sidecar's (or the collector's) keepalive pings, with or without calls in flight,
+// never get the connection closed with GOAWAY "too_many_pings".
+TEST_F(WriterFaultTest, FrequentKeepalivePingsWithoutCallsKeepTheConnection) {
+  StartWriter();  // Default enforcement.
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 200);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  args.SetInt(GRPC_ARG_HTTP2_MIN_SENT_PING_INTERVAL_WITHOUT_DATA_MS, 200);
+  auto channel = grpc::CreateCustomChannel(writer_->address(), grpc::InsecureChannelCredentials(), args);
+  ASSERT_TRUE(channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10)));
+  // An open call without data (a health Watch), like an idle stream behind a sidecar: a thread
+  // blocked in Read() keeps the connection polled, so the pings go out and their acks come back.
+  grpc::ClientContext watch_ctx;
+  std::thread watcher([&] {
+    grpc::health::v1::HealthCheckRequest req;
+    auto reader = grpc::health::v1::Health::NewStub(channel)->Watch(&watch_ctx, req);
+    HealthResponse r;
+    while (reader->Read(&r)) {
+    }
+    reader->Finish().IgnoreError();
+  });
+  // Five pings or more without data (the client sends about one a second): the connection must
+  // stay up (a GOAWAY "too_many_pings", sent after the third early ping, turns it IDLE at once).
+  absl::Time end = absl::Now() + absl::Seconds(5);
+  bool ready_throughout = true;
+  while (absl::Now() < end && ready_throughout) {
+    ready_throughout = channel->GetState(false) == GRPC_CHANNEL_READY;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  watch_ctx.TryCancel();
+  watcher.join();
+  EXPECT_TRUE(ready_throughout);
+  grpc::ClientContext ctx;
+  v1::WriterStatus st;
+  EXPECT_TRUE(v1::WriterService::NewStub(channel)->GetStatus(&ctx, v1::GetStatusRequest(), &st).ok());
 }
 
 }  // namespace
