@@ -153,7 +153,8 @@ absl::StatusOr<v1::JobRecord> LedgerStore::RegisterJob(const v1::RegisterJobRequ
     RETURN_IF_ERROR(conn->Query("INSERT INTO etl_jobs (job_id, cliente_id, rota, table_name, spec, "
                                 "state) VALUES ($1, $2, $3, $4, $5::jsonb, 'PENDING') "
                                 "ON CONFLICT (job_id) DO NOTHING",
-                                {PgParam::Text(req.job_id()), PgParam::Text(req.spec().cliente_id()),
+                                {PgParam::Text(req.job_id()),
+                                 PgParam::Text(req.spec().cliente_id()),
                                  PgParam::Text(req.spec().rota()), PgParam::Text(table),
                                  PgParam::Text(StripNul(spec_json))})
                         .status());
@@ -231,7 +232,8 @@ absl::StatusOr<v1::JobLedger> LedgerStore::GetJobLedger(const std::string& job_i
     *ledger.mutable_job() = std::move(jobs[0]);
     ASSIGN_OR_RETURN(PgResult res,
                      conn->Query("SELECT page_number, page_token, next_page_token, records, "
-                                 "encode(page_token_raw, 'hex'), encode(next_page_token_raw, 'hex') "
+                                 "encode(page_token_raw, 'hex'), "
+                                 "encode(next_page_token_raw, 'hex') "
                                  "FROM etl_pages WHERE job_id = $1 AND state = 'committed' "
                                  "ORDER BY page_number",
                                  {PgParam::Text(job_id)}));

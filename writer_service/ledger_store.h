@@ -2,9 +2,9 @@
 // the writer's ledger RPCs: register a job (idempotent), update its state, record failed pages, read
 // the committed pages (the resume point) and list jobs.
 //
-// Thread-safe: each call borrows a connection from a small pool (no lock is held during I/O). A pooled
-// connection the server closed meanwhile (PostgreSQL restarted) is noticed on use: the pool is
-// emptied and the call runs once more on a new connection, so callers never see the restart.
+// Thread-safe: each call borrows a connection from a small pool (no lock is held during I/O). A
+// pooled connection the server closed meanwhile (PostgreSQL restarted) is noticed on use: the pool
+// is emptied and the call runs once more on a new connection, so callers never see the restart.
 #ifndef ETL_WRITER_SERVICE_LEDGER_STORE_H_
 #define ETL_WRITER_SERVICE_LEDGER_STORE_H_
 

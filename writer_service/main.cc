@@ -19,7 +19,8 @@ ABSL_FLAG(int64_t, flush_interval_ms, 200, "a partial batch is committed after t
 ABSL_FLAG(int32_t, writer_threads, 2, "threads (connections) committing batches; with 2, one COPYs while the other waits for its commit to flush");
 ABSL_FLAG(int32_t, max_message_bytes, 64 << 20,
           "largest RecordBatch accepted, hence the largest record the pipeline carries (the "
-          "collector's --max_message_bytes must not exceed it); a bigger message ends its stream with INVALID_ARGUMENT (or gRPC's "
+          "collector's --max_message_bytes must not exceed it); a bigger message ends its stream "
+          "with INVALID_ARGUMENT (or gRPC's "
           "RESOURCE_EXHAUSTED past 1 MiB over), a permanent error");
 ABSL_FLAG(int64_t, max_page_bytes, 256 << 20,
           "largest page (all its chunks) accepted; also the most one stream holds of an unfinished "
@@ -34,7 +35,8 @@ ABSL_FLAG(int64_t, keepalive_min_ping_interval_ms, 5000,
           "clients (Envoy, Istio, the collector) may send HTTP/2 keepalive pings this often, with "
           "or without calls in flight");
 ABSL_FLAG(int64_t, keepalive_time_ms, 30000, "the server pings an idle connection this often");
-ABSL_FLAG(int64_t, keepalive_timeout_ms, 10000, "and closes it when a ping is unanswered this long");
+ABSL_FLAG(int64_t, keepalive_timeout_ms, 10000,
+          "and closes it when a ping is unanswered this long");
 ABSL_FLAG(std::string, metrics_listen, "", "Prometheus /metrics address (host:port); empty = off");
 ABSL_FLAG(std::string, port_file, "", "write the bound gRPC port here once serving");
 ABSL_FLAG(int64_t, shutdown_grace_ms, 10000, "on SIGTERM, open streams get this long to end");
@@ -65,7 +67,8 @@ int main(int argc, char** argv) {
   o.writer.writer_threads = absl::GetFlag(FLAGS_writer_threads);
   o.writer.max_commit_attempts = absl::GetFlag(FLAGS_max_commit_attempts);
   o.writer.max_unavailable = absl::Milliseconds(absl::GetFlag(FLAGS_max_unavailable_ms));
-  o.writer.health_check_interval = absl::Milliseconds(absl::GetFlag(FLAGS_health_check_interval_ms));
+  o.writer.health_check_interval =
+      absl::Milliseconds(absl::GetFlag(FLAGS_health_check_interval_ms));
   o.keepalive_min_ping_interval =
       absl::Milliseconds(absl::GetFlag(FLAGS_keepalive_min_ping_interval_ms));
   o.keepalive_time = absl::Milliseconds(absl::GetFlag(FLAGS_keepalive_time_ms));

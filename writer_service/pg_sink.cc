@@ -122,13 +122,19 @@ absl::Status PgRecordSink::Connect() {
   return EnsureLedgerSchema(conn_.get());
 }
 
-absl::Status PgRecordSink::Ping() {
-  if (conn_ != nullptr && conn_->healthy() && conn_->Exec("SELECT 1").ok()) {
+absl::Status PgRecordSink::Ping(absl::Duration timeout) {
+  // Bounded in time: a hung server (stopped process, dead network) must turn health NOT_SERVING.
+  if (conn_ != nullptr && conn_->healthy() && conn_->ExecWithTimeout("SELECT 1", timeout).ok()) {
     return absl::OkStatus();
   }
   conn_.reset();
-  ASSIGN_OR_RETURN(conn_, PgConnection::Connect(options_.conninfo, "etl-writer-health"));
-  return conn_->Exec("SELECT 1");
+  // libpq's connect_timeout is in whole seconds, at least 2.
+  int connect_timeout_s = std::max<int>(2, static_cast<int>(absl::ToInt64Seconds(timeout)) + 1);
+  ASSIGN_OR_RETURN(conn_, PgConnection::Connect(options_.conninfo, "etl-writer-health",
+                                                connect_timeout_s));
+  absl::Status s = conn_->ExecWithTimeout("SELECT 1", timeout);
+  if (!s.ok()) conn_.reset();
+  return s;
 }
 
 absl::StatusOr<std::vector<PageResult>> PgRecordSink::CommitPages(
@@ -417,13 +423,15 @@ absl::Status PgRecordSink::CheckJobsRegistered(Work& w) {
   std::vector<absl::string_view> unknown;
   for (const Work::Page& p : w.pages) {
     absl::string_view id = p.page->job_id;
-    if (!known_jobs_.contains(id) && std::find(unknown.begin(), unknown.end(), id) == unknown.end()) {
+    if (!known_jobs_.contains(id) &&
+        std::find(unknown.begin(), unknown.end(), id) == unknown.end()) {
       unknown.push_back(id);
     }
   }
   if (unknown.empty()) return absl::OkStatus();
-  ASSIGN_OR_RETURN(PgResult res, conn_->Query("SELECT job_id FROM etl_jobs WHERE job_id = ANY($1::text[])",
-                                              {PgParam::Text(TextArray(unknown))}));
+  ASSIGN_OR_RETURN(PgResult res,
+                   conn_->Query("SELECT job_id FROM etl_jobs WHERE job_id = ANY($1::text[])",
+                                {PgParam::Text(TextArray(unknown))}));
   if (known_jobs_.size() + static_cast<size_t>(res.rows()) > kMaxKnownJobs) known_jobs_.clear();
   for (int r = 0; r < res.rows(); ++r) known_jobs_.insert(res.Get(r, 0));
   for (Work::Page& p : w.pages) {

@@ -8,8 +8,8 @@
 //      natural key that is not valid UTF-8; or found by retrying the COPY of a failing page in
 //      halves under savepoints when PostgreSQL reports a data error or a constraint violation,
 //      SQLSTATE classes 22/23/54), so good neighbours still commit; a page hit by any other
-//      permanent error (e.g. a user trigger raising) is refused alone (ledger row 'failed'), and the
-//      other pages of the batch commit;
+//      permanent error (e.g. a user trigger raising) is refused alone (ledger row 'failed'), and
+//      the other pages of the batch commit;
 //   4. COMMIT.
 // Pages of job ids not in etl_jobs are refused (FAILED_PRECONDITION). A skipped page whose content
 // digest differs from the committed one is reported (PageResult::content_differs).
@@ -39,7 +39,7 @@ class PgRecordSink : public RecordSink {
   explicit PgRecordSink(Options options) : options_(std::move(options)) {}
 
   absl::Status Connect() override;
-  absl::Status Ping() override;
+  absl::Status Ping(absl::Duration timeout) override;
   absl::StatusOr<std::vector<PageResult>> CommitPages(const std::vector<const QueuedPage*>& pages,
                                                       const std::string& batch_id) override;
 

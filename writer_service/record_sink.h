@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "writer_service/page.h"
 
 namespace etl {
@@ -23,9 +24,10 @@ class RecordSink {
   // Makes the sink usable (connect, create the ledger tables). Called again after UNAVAILABLE.
   virtual absl::Status Connect() = 0;
 
-  // Checks that the database answers (reconnecting if needed). Used by an idle writer's health check
-  // on a sink of its own. UNAVAILABLE when it does not.
-  virtual absl::Status Ping() = 0;
+  // Checks that the database answers (reconnecting if needed). Used by an idle writer's health
+  // check on a sink of its own. UNAVAILABLE when it does not, or not within about `timeout` (a
+  // hung server).
+  virtual absl::Status Ping(absl::Duration timeout) = 0;
 
   // Commits whole pages in ONE transaction, each page with its ledger row; pages already committed
   // are skipped; records the database refuses go to the dead-letter table. Returns one result per

@@ -8,10 +8,11 @@
 // threads.
 //
 // Pages still being assembled from chunks by Write streams count against the byte bound too
-// (AddPartial / PushAssembled / ReleasePartial), and a stream reads its next message only when
-// ReadRoomOrPark() says the queue plus all partial pages are under the bound. So that streams holding
-// partial pages never wait for each other forever, one stream at a time (the "oversize holder") may
-// go past the bound while no complete page is queued, until its page completes or is abandoned.
+// (AddPartial / PushAssembledOrPark / ReleasePartial), and a stream reads its next message only
+// when ReadRoomOrPark() says the queue plus all partial pages are under the bound. So that streams
+// holding partial pages never wait for each other forever, one stream at a time (the "oversize
+// holder") may go past the bound when no complete page is queued, until its page is queued or
+// abandoned.
 // Record bytes held are thus at most max_bytes + one page (bounded by the service's max_page_bytes)
 // + one message per open stream.
 //
@@ -79,8 +80,8 @@ class WriteQueue {
                                 std::function<void()> on_room);
   void ReleasePartial(const void* holder, int64_t bytes);
   // kAdmitted when the stream may read its next message: queued records and queued + partial bytes
-  // are under the bound, or the queue is draining, or no complete page is queued and `holder` (which
-  // holds `own_partial` > 0 bytes of a page) is or becomes the one oversize holder. Otherwise
+  // are under the bound, or the queue is draining, or `holder` is or (no complete page queued, and
+  // it holds `own_partial` > 0 bytes of a page) becomes the one oversize holder. Otherwise
   // kParked (on_room runs once room may have freed) or kClosed.
   Admission ReadRoomOrPark(const void* holder, int64_t own_partial, std::function<void()> on_room);
 

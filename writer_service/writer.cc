@@ -89,7 +89,8 @@ void Writer::HealthCheckMain() {
     // Commits (or connects) within the interval already prove the database answers.
     if (db_ok_.load() && NowMs() - last_db_ok_ms_.load() < interval_ms) continue;
     if (sink == nullptr) sink = sink_factory_();
-    absl::Status s = sink->Ping();
+    absl::Status s =
+        sink->Ping(std::max(absl::Seconds(1), 2 * options_.health_check_interval));
     if (s.ok()) {
       last_db_ok_ms_.store(NowMs());
       SetDbOk(true);
@@ -278,8 +279,9 @@ void Writer::CommitWithRetry(RecordSink* sink, bool* connected,
       attempt = ++transient_failures;
       if (absl::Now() - first_try >= options_.max_unavailable) {
         FailPages(batch, absl::UnavailableError(absl::StrCat(
-                             "PostgreSQL unavailable for ", absl::FormatDuration(options_.max_unavailable),
-                             ": ", status.message())));
+                             "PostgreSQL unavailable for ",
+                             absl::FormatDuration(options_.max_unavailable), ": ",
+                             status.message())));
         return;
       }
       LogWarning("commit retry ", attempt, ": PostgreSQL unavailable (", status.message(),

@@ -48,7 +48,8 @@ struct WriterOptions {
                                            // the other waits for its commit to reach disk.
   int max_commit_attempts = 5;             // For transient errors other than a lost connection.
   absl::Duration max_unavailable = absl::Minutes(10);  // A batch waits this long for PostgreSQL.
-  absl::Duration health_check_interval = absl::Seconds(2);  // Idle check of PostgreSQL; 0 = off.
+  // Idle check of PostgreSQL (0 = off); an answer slower than max(1 s, 2 intervals) fails it.
+  absl::Duration health_check_interval = absl::Seconds(2);
   absl::Duration initial_backoff = absl::Milliseconds(100);  // Doubles per retry ...
   absl::Duration max_backoff = absl::Seconds(5);              // ... up to this.
   size_t max_jobs_tracked = 1000;          // Per-job counters kept for this many recent jobs.

@@ -38,16 +38,16 @@ absl::StatusOr<std::unique_ptr<WriterServer>> WriterServer::Start(WriterServerOp
   // gRPC's own limit sits 1 MiB above ours so that most oversized messages get the service's clear
   // INVALID_ARGUMENT instead of a bare RESOURCE_EXHAUSTED.
   constexpr int kSlack = 1 << 20;
-  builder.SetMaxReceiveMessageSize(
-      options.max_message_bytes > INT32_MAX - kSlack ? INT32_MAX : options.max_message_bytes + kSlack);
+  builder.SetMaxReceiveMessageSize(options.max_message_bytes > INT32_MAX - kSlack
+                                       ? INT32_MAX
+                                       : options.max_message_bytes + kSlack);
+  auto ms = [](absl::Duration d) { return static_cast<int>(absl::ToInt64Milliseconds(d)); };
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
-                             static_cast<int>(absl::ToInt64Milliseconds(options.keepalive_min_ping_interval)));
+                             ms(options.keepalive_min_ping_interval));
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);  // 0 = never GOAWAY on pings.
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
-                             static_cast<int>(absl::ToInt64Milliseconds(options.keepalive_time)));
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
-                             static_cast<int>(absl::ToInt64Milliseconds(options.keepalive_timeout)));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, ms(options.keepalive_time));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, ms(options.keepalive_timeout));
   // A fixed HTTP/2 window (no BDP probing) keeps each stream's receive buffers small: the queue, not
   // the transport, is where pages wait.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);

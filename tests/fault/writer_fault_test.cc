@@ -1,7 +1,8 @@
-// Faults of issue 6 on the writer side, end to end: the real writer_server binary as a child process,
-// a real PostgreSQL (the one scripts/test starts), and a gRPC client sending crafted RecordBatch
-// streams. Each test failed before its fix: a stream that broke (and so looped in the collector), a
-// batch that failed for everybody, a bound that did not hold, or a health state that lied.
+// Faults of issue 6 on the writer side, end to end: the real writer_server binary as a child
+// process, a real PostgreSQL (the one scripts/test starts), and a gRPC client sending crafted
+// RecordBatch streams. Each test failed before its fix: a stream that broke (and so looped in the
+// collector), a batch that failed for everybody, a bound that did not hold, or a health state that
+// lied.
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -11,8 +12,8 @@
 
 #include <atomic>
 #include <fstream>
-#include <iostream>
 #include <future>
+#include <iostream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -66,7 +67,7 @@ int64_t PeakRssBytes(pid_t pid) {
 
 // A loopback TCP forwarder in front of PostgreSQL: Stop() makes the database unreachable for
 // whoever connects through it (like a server that went down), Start() brings it back on the same
-// port.
+// port; SetFrozen(true) stops forwarding while keeping every connection open (a hung server).
 class TcpProxy {
  public:
   explicit TcpProxy(int target_port) : target_port_(target_port) {}
@@ -109,6 +110,7 @@ class TcpProxy {
     fds_.clear();
   }
 
+  void SetFrozen(bool frozen) { frozen_.store(frozen); }
   int port() const { return port_; }
 
  private:
@@ -139,6 +141,10 @@ class TcpProxy {
     char buf[65536];
     pollfd p[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
     while (!stop_.load()) {
+      if (frozen_.load()) {
+        absl::SleepFor(absl::Milliseconds(10));
+        continue;
+      }
       if (poll(p, 2, 50) <= 0) continue;
       for (int i = 0; i < 2; ++i) {
         if (p[i].revents == 0) continue;
@@ -162,6 +168,7 @@ class TcpProxy {
   int port_ = 0;
   int listen_fd_ = -1;
   std::atomic<bool> stop_{false};
+  std::atomic<bool> frozen_{false};
   std::thread acceptor_;
   absl::Mutex mu_;
   std::vector<int> fds_ ABSL_GUARDED_BY(mu_);
@@ -186,7 +193,8 @@ class WriterFaultTest : public ::testing::Test {
     writer_ = *std::move(child);
     grpc::ChannelArguments args;
     args.SetMaxSendMessageSize(256 << 20);
-    channel_ = grpc::CreateCustomChannel(writer_->address(), grpc::InsecureChannelCredentials(), args);
+    channel_ =
+        grpc::CreateCustomChannel(writer_->address(), grpc::InsecureChannelCredentials(), args);
     stub_ = v1::WriterService::NewStub(channel_);
     health_ = grpc::health::v1::Health::NewStub(channel_);
   }
@@ -298,8 +306,8 @@ TEST_F(WriterFaultTest, InvalidUtf8TokensAndKeysNeitherBreakTheStreamNorGetLost)
   v1::RecordBatch p0 = Page(job, 0, 4);
   p0.set_page_token(bad_token);
   p0.set_next_page_token(next_token);
-  p0.set_natural_keys(1, std::string("k\xff", 2));   // invalid UTF-8
-  p0.set_natural_keys(2, std::string("k\0z", 3));    // NUL
+  p0.set_natural_keys(1, std::string("k\xff", 2));  // invalid UTF-8
+  p0.set_natural_keys(2, std::string("k\0z", 3));   // NUL
   v1::RecordBatch p1 = Page(job, 1, 2);
   p1.set_page_token(next_token);
   p1.set_next_page_token("");
@@ -363,7 +371,8 @@ TEST_F(WriterFaultTest, OversizedMessageEndsTheStreamWithAPermanentErrorAtOnce) 
   v1::RecordBatch huge = Page(job, 0, 0);
   huge.add_records(absl::StrCat("{\"s\": \"", std::string(3 << 20, 'x'), "\"}"));
   Result h = Send({huge});
-  EXPECT_EQ(h.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << h.status.error_message();
+  EXPECT_EQ(h.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << h.status.error_message();
   // Nothing of it was written, and the writer goes on serving.
   Result ok = Send({Page(job, 0, 3)});
   ASSERT_TRUE(ok.status.ok()) << ok.status.error_message();
@@ -379,13 +388,15 @@ TEST_F(WriterFaultTest, ConstraintViolationsGoToDeadLettersAndEveryOtherRecordCo
   ASSERT_TRUE(Register(other, "itens").ok());
   ASSERT_TRUE(Send({Page(job, 0, 2)}).status.ok());  // creates the table
   const std::string table = Table("pedidos");
-  ASSERT_EQ(::etl::testing::Exec(absl::StrCat("CREATE UNIQUE INDEX ON ", table, " (natural_key)")), "");
-  ASSERT_EQ(::etl::testing::Exec(absl::StrCat("ALTER TABLE ", table,
-                                               " ADD CONSTRAINT n_not_13 CHECK ((payload->>'n')::int <> 13)")),
+  ASSERT_EQ(::etl::testing::Exec(absl::StrCat("CREATE UNIQUE INDEX ON ", table, " (natural_key)")),
             "");
+  ASSERT_EQ(
+      ::etl::testing::Exec(absl::StrCat(
+          "ALTER TABLE ", table, " ADD CONSTRAINT n_not_13 CHECK ((payload->>'n')::int <> 13)")),
+      "");
   v1::RecordBatch p1 = Page(job, 1, 15);
-  p1.set_natural_keys(3, p1.natural_keys(2));              // duplicate within the page
-  p1.set_natural_keys(5, absl::StrCat(job, "-0-1"));       // duplicate of a committed row
+  p1.set_natural_keys(3, p1.natural_keys(2));         // duplicate within the page
+  p1.set_natural_keys(5, absl::StrCat(job, "-0-1"));  // duplicate of a committed row
   // Pages of two jobs fill one transaction (batch_records = 20).
   auto [ra, rb] = SendTogether(p1, Page(other, 0, 5, "itens"));
   ASSERT_TRUE(ra.status.ok()) << ra.status.error_message();
@@ -401,9 +412,10 @@ TEST_F(WriterFaultTest, ConstraintViolationsGoToDeadLettersAndEveryOtherRecordCo
                                 "SQLSTATE 23505"));
   EXPECT_TRUE(absl::StrContains(QueryValue("SELECT reason " + dl + " AND record_index = 13"),
                                 "SQLSTATE 23514"));
-  EXPECT_EQ(QueryValue(absl::StrCat("SELECT records || '/' || rejected FROM etl_pages WHERE job_id = '",
-                                    job, "' AND page_number = 1")),
-            "12/3");
+  EXPECT_EQ(
+      QueryValue(absl::StrCat("SELECT records || '/' || rejected FROM etl_pages WHERE job_id = '",
+                              job, "' AND page_number = 1")),
+      "12/3");
   EXPECT_EQ(Status().commit_retries(), 0);
 }
 
@@ -416,9 +428,11 @@ TEST_F(WriterFaultTest, PermanentErrorOfOnePageNeverFailsAnotherJobsPagesInTheSa
   ASSERT_TRUE(Send({Page(bad, 0, 5, "locked")}).status.ok());  // creates the table
   const std::string table = Table("locked");
   ASSERT_EQ(::etl::testing::Exec(absl::StrCat(
-                "CREATE FUNCTION ", table, "_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "CREATE FUNCTION ", table,
+                "_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
                 "RAISE EXCEPTION 'table is closed for writes'; END $$; CREATE TRIGGER refuse "
-                "BEFORE INSERT ON ", table, " FOR EACH STATEMENT EXECUTE FUNCTION ", table, "_refuse()")),
+                "BEFORE INSERT ON ",
+                table, " FOR EACH STATEMENT EXECUTE FUNCTION ", table, "_refuse()")),
             "");
   auto [ra, rb] = SendTogether(Page(bad, 1, 10, "locked"), Page(good, 0, 10));
   ASSERT_TRUE(rb.status.ok()) << rb.status.error_message();
@@ -467,11 +481,13 @@ TEST_F(WriterFaultTest, LedgerCallsSucceedRightAfterTheServerClosedPooledConnect
   StartWriter();
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(Register(absl::StrCat("pool", i, suffix_)).ok());
   // What a PostgreSQL restart does to the pool: every idle ledger connection is closed.
-  QueryValue("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-             "WHERE application_name = 'etl-writer-ledger'");
+  QueryValue(
+      "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+      "WHERE application_name = 'etl-writer-ledger'");
   ASSERT_TRUE(WaitFor([] {
-    return QueryValue("SELECT count(*) FROM pg_stat_activity "
-                      "WHERE application_name = 'etl-writer-ledger'") == "0";
+    return QueryValue(
+               "SELECT count(*) FROM pg_stat_activity "
+               "WHERE application_name = 'etl-writer-ledger'") == "0";
   }));
   grpc::Status s = Register("after" + suffix_);
   EXPECT_TRUE(s.ok()) << s.error_message();
@@ -488,8 +504,9 @@ TEST_F(WriterFaultTest, IdleWriterIsNotReadyWhilePostgresIsDownButStaysLive) {
   int pg_port = std::stoi(QueryValue("SELECT inet_server_port()"));
   TcpProxy proxy(pg_port);
   ASSERT_TRUE(proxy.Start());
-  std::string url = absl::StrCat("postgresql://", QueryValue("SELECT current_user"), "@127.0.0.1:",
-                                 proxy.port(), "/", QueryValue("SELECT current_database()"));
+  std::string url =
+      absl::StrCat("postgresql://", QueryValue("SELECT current_user"), "@127.0.0.1:", proxy.port(),
+                   "/", QueryValue("SELECT current_database()"));
   // One commit connection: SERVING then means it finished connecting and sits idle, so only the
   // idle check can notice the outage.
   StartWriter({"--writer_threads=1", "--health_check_interval_ms=300"}, url);
@@ -497,21 +514,29 @@ TEST_F(WriterFaultTest, IdleWriterIsNotReadyWhilePostgresIsDownButStaysLive) {
   ASSERT_TRUE(WaitFor([&] { return Health(kService) == HealthResponse::SERVING; }));
   EXPECT_EQ(Health(""), HealthResponse::SERVING);
   proxy.Stop();  // PostgreSQL "down"; no traffic at all.
-  EXPECT_TRUE(WaitFor([&] { return Health(kService) == HealthResponse::NOT_SERVING; },
-                      absl::Seconds(10)));
+  EXPECT_TRUE(
+      WaitFor([&] { return Health(kService) == HealthResponse::NOT_SERVING; }, absl::Seconds(10)));
   EXPECT_EQ(Health(""), HealthResponse::SERVING);  // Liveness: the process works.
   EXPECT_FALSE(Status().serving());
   ASSERT_TRUE(proxy.Start());
-  EXPECT_TRUE(WaitFor([&] { return Health(kService) == HealthResponse::SERVING; },
-                      absl::Seconds(10)));
+  EXPECT_TRUE(
+      WaitFor([&] { return Health(kService) == HealthResponse::SERVING; }, absl::Seconds(10)));
+  // A server that accepts but never answers (SIGSTOP, dead network) is down too.
+  proxy.SetFrozen(true);
+  EXPECT_TRUE(
+      WaitFor([&] { return Health(kService) == HealthResponse::NOT_SERVING; }, absl::Seconds(10)));
+  EXPECT_EQ(Health(""), HealthResponse::SERVING);
+  proxy.SetFrozen(false);
+  EXPECT_TRUE(
+      WaitFor([&] { return Health(kService) == HealthResponse::SERVING; }, absl::Seconds(10)));
 }
 
 // Issue 6, item 9.
 TEST_F(WriterFaultTest, NeverEndingPagesOfManyStreamsStayWithinTheMemoryBound) {
   constexpr int64_t kQueueBytes = 2 << 20, kMaxPage = 16 << 20, kChunk = 256 << 10;
   constexpr int kStreams = 8;
-  StartWriter({absl::StrCat("--queue_bytes=", kQueueBytes),
-               absl::StrCat("--max_page_bytes=", kMaxPage)});
+  StartWriter(
+      {absl::StrCat("--queue_bytes=", kQueueBytes), absl::StrCat("--max_page_bytes=", kMaxPage)});
   const std::string job = "endless" + suffix_;
   ASSERT_TRUE(Register(job).ok());
   ASSERT_TRUE(Send({Page(job, 0, 1)}).status.ok());  // warm up (table, connections)
@@ -540,7 +565,8 @@ TEST_F(WriterFaultTest, NeverEndingPagesOfManyStreamsStayWithinTheMemoryBound) {
   }
   for (auto& f : streams) {
     Result r = f.get();
-    EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << r.status.error_message();
+    EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << r.status.error_message();
   }
   const int64_t growth = PeakRssBytes(writer_->pid()) - baseline;
   // Documented bound: queue_bytes + one page past it (max_page_bytes) + one message per stream,
@@ -562,8 +588,10 @@ TEST_F(WriterFaultTest, FrequentKeepalivePingsWithoutCallsKeepTheConnection) {
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   args.SetInt(GRPC_ARG_HTTP2_MIN_SENT_PING_INTERVAL_WITHOUT_DATA_MS, 200);
-  auto channel = grpc::CreateCustomChannel(writer_->address(), grpc::InsecureChannelCredentials(), args);
-  ASSERT_TRUE(channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10)));
+  auto channel =
+      grpc::CreateCustomChannel(writer_->address(), grpc::InsecureChannelCredentials(), args);
+  ASSERT_TRUE(
+      channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10)));
   // An open call without data (a health Watch), like an idle stream behind a sidecar: a thread
   // blocked in Read() keeps the connection polled, so the pings go out and their acks come back.
   grpc::ClientContext watch_ctx;
@@ -588,7 +616,8 @@ TEST_F(WriterFaultTest, FrequentKeepalivePingsWithoutCallsKeepTheConnection) {
   EXPECT_TRUE(ready_throughout);
   grpc::ClientContext ctx;
   v1::WriterStatus st;
-  EXPECT_TRUE(v1::WriterService::NewStub(channel)->GetStatus(&ctx, v1::GetStatusRequest(), &st).ok());
+  EXPECT_TRUE(
+      v1::WriterService::NewStub(channel)->GetStatus(&ctx, v1::GetStatusRequest(), &st).ok());
 }
 
 }  // namespace

@@ -62,7 +62,7 @@ class FakeSink : public RecordSink {
     return absl::OkStatus();
   }
 
-  absl::Status Ping() override {
+  absl::Status Ping(absl::Duration) override {
     absl::MutexLock l(&db_->mu);
     ++db_->pings;
     return db_->ping_status;
@@ -396,7 +396,9 @@ TEST_F(WriterEngineTest, PageRefusedAloneFailsAndItsNeighboursCommit) {
 TEST_F(WriterEngineTest, TransientErrorsAreRetriedUpToTheLimitThenThePagesFail) {
   {
     absl::MutexLock l(&db_.mu);
-    for (int i = 0; i < 3; ++i) db_.faults.push_back({absl::AbortedError("deadlock detected"), false});
+    for (int i = 0; i < 3; ++i) {
+      db_.faults.push_back({absl::AbortedError("deadlock detected"), false});
+    }
   }
   WriterOptions o = Options();
   o.max_commit_attempts = 3;
