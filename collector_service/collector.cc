@@ -4,14 +4,12 @@
 #include <random>
 #include <vector>
 
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
-#include <grpcpp/health_check_service_interface.h>
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "collector_service/job_spec.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
+#include "common/metrics_server.h"
 #include "common/names.h"
 
 namespace etl {
@@ -23,7 +21,8 @@ std::string NewJobId() {
   absl::MutexLock l(&mu);
   if (rng == nullptr) {
     std::random_device rd;
-    rng = new std::mt19937_64((uint64_t(rd()) << 32) ^ rd() ^ uint64_t(absl::ToUnixNanos(absl::Now())));
+    rng = new std::mt19937_64((uint64_t(rd()) << 32) ^ rd() ^
+                              uint64_t(absl::ToUnixNanos(absl::Now())));
   }
   return absl::StrFormat("%016x%016x", (*rng)(), (*rng)());
 }
@@ -54,7 +53,8 @@ v1::Job JobFromRecord(const v1::JobRecord& r) {
   p->set_records_committed(r.records_committed());
   p->set_records_rejected(r.records_rejected());
   p->set_eta_seconds(IsTerminal(r.state()) ? 0 : -1);
-  int64_t end = r.finished_at_unix_ms() > 0 ? r.finished_at_unix_ms() : absl::ToUnixMillis(absl::Now());
+  int64_t end =
+      r.finished_at_unix_ms() > 0 ? r.finished_at_unix_ms() : absl::ToUnixMillis(absl::Now());
   p->set_elapsed_seconds(double(std::max<int64_t>(0, end - r.created_at_unix_ms())) / 1000.0);
   p->set_message(r.error());
   return job;
@@ -93,8 +93,9 @@ JobEnv Collector::MakeEnv() {
   return env;
 }
 
-std::shared_ptr<Job> Collector::AddJob(const std::string& id, const v1::JobSpec& spec, const TraceContext& trace,
-                                       int64_t created_ms, bool resumed) {
+std::shared_ptr<Job> Collector::AddJob(const std::string& id, const v1::JobSpec& spec,
+                                       const TraceContext& trace, int64_t created_ms,
+                                       bool resumed) {
   auto job = std::make_shared<Job>(id, spec, trace, MakeEnv(), created_ms, resumed);
   {
     absl::MutexLock l(&mu_);
@@ -135,7 +136,8 @@ absl::StatusOr<v1::Job> Collector::StartJob(const v1::JobSpec& in, const TraceCo
     return absl::UnavailableError(absl::StrCat("cannot register the job with the writer at ",
                                                options_.writer_address, ": ", s.error_message()));
   }
-  int64_t created = record.created_at_unix_ms() > 0 ? record.created_at_unix_ms() : absl::ToUnixMillis(absl::Now());
+  int64_t created = record.created_at_unix_ms() > 0 ? record.created_at_unix_ms()
+                                                    : absl::ToUnixMillis(absl::Now());
   TraceContext job_trace = trace;
   if (job_trace.request_id.empty()) job_trace.request_id = id;
   std::shared_ptr<Job> job = AddJob(id, spec, job_trace, created, false);
@@ -181,7 +183,8 @@ absl::StatusOr<v1::ListJobsResponse> Collector::ListJobs(const v1::ListJobsReque
   if (s.ok()) {
     for (const auto& r : resp.jobs()) merged[r.job_id()] = JobFromRecord(r);
   } else {
-    LogWarning("ListJobs: writer unavailable (", s.error_message(), "); listing this collector's jobs only");
+    LogWarning("ListJobs: writer unavailable (", s.error_message(),
+               "); listing this collector's jobs only");
   }
   std::vector<std::shared_ptr<Job>> local;
   {
@@ -199,8 +202,9 @@ absl::StatusOr<v1::ListJobsResponse> Collector::ListJobs(const v1::ListJobsReque
   std::vector<v1::Job> jobs;
   for (auto& [id, job] : merged) jobs.push_back(std::move(job));
   std::sort(jobs.begin(), jobs.end(), [](const v1::Job& a, const v1::Job& b) {
-    return a.created_at_unix_ms() != b.created_at_unix_ms() ? a.created_at_unix_ms() > b.created_at_unix_ms()
-                                                            : a.job_id() < b.job_id();
+    return a.created_at_unix_ms() != b.created_at_unix_ms()
+               ? a.created_at_unix_ms() > b.created_at_unix_ms()
+               : a.job_id() < b.job_id();
   });
   v1::ListJobsResponse out;
   for (size_t i = 0; i < jobs.size() && int(i) < limit; ++i) *out.add_jobs() = std::move(jobs[i]);
@@ -211,8 +215,8 @@ absl::StatusOr<v1::Job> Collector::CancelJob(const std::string& job_id) {
   if (job_id.empty()) return absl::InvalidArgumentError("job_id is required");
   if (auto job = FindJob(job_id)) {
     if (job->done()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("job ", job_id, " already ended ", v1::JobState_Name(job->Snapshot().state())));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "job ", job_id, " already ended ", v1::JobState_Name(job->Snapshot().state())));
     }
     LogInfo("job ", job_id, ": cancel requested");
     job->Cancel();
@@ -265,15 +269,15 @@ void Collector::ResumeLoop() {
         LogInfo("resuming unfinished job ", r.job_id(), " (", v1::JobState_Name(r.state()), ")");
         TraceContext trace;
         trace.request_id = r.job_id();
-        if (AddJob(r.job_id(), WithDefaults(r.spec(), options_.fetch_concurrency), trace, r.created_at_unix_ms(),
-                   true) != nullptr) {
+        if (AddJob(r.job_id(), WithDefaults(r.spec(), options_.fetch_concurrency), trace,
+                   r.created_at_unix_ms(), true) != nullptr) {
           counters_.jobs_resumed.fetch_add(1);
         }
       }
       return;
     }
-    LogWarning("cannot list unfinished jobs from the writer (", s.error_message(), "); retrying in ",
-               absl::FormatDuration(delay));
+    LogWarning("cannot list unfinished jobs from the writer (", s.error_message(),
+               "); retrying in ", absl::FormatDuration(delay));
     if (!WaitUnlessShutdown(delay)) return;
     delay = std::min(delay * 2, absl::Seconds(5));
   }
@@ -306,7 +310,8 @@ void Collector::Shutdown() {
   std::vector<std::shared_ptr<Job>> jobs;
   {
     absl::MutexLock l(&mu_);
-    if (shutdown_ && jobs_.empty() && !poll_thread_.joinable() && !resume_thread_.joinable()) return;
+    if (shutdown_ && jobs_.empty() && !poll_thread_.joinable() && !resume_thread_.joinable())
+      return;
     shutdown_ = true;
     for (const auto& [id, job] : jobs_) jobs.push_back(job);
   }
@@ -325,150 +330,44 @@ std::string Collector::RenderMetrics() const {
     const char* type;
     const std::atomic<int64_t>* value;
   } items[] = {
-      {"etl_collector_jobs_started_total", "Jobs accepted by StartJob.", "counter", &c.jobs_started},
-      {"etl_collector_jobs_resumed_total", "Unfinished jobs resumed from the writer's ledger.", "counter", &c.jobs_resumed},
+      {"etl_collector_jobs_started_total", "Jobs accepted by StartJob.", "counter",
+       &c.jobs_started},
+      {"etl_collector_jobs_resumed_total", "Unfinished jobs resumed from the writer's ledger.",
+       "counter", &c.jobs_resumed},
       {"etl_collector_jobs_pending", "Jobs waiting for a slot.", "gauge", &c.jobs_pending},
       {"etl_collector_jobs_running", "Jobs fetching now.", "gauge", &c.jobs_running},
       {"etl_collector_jobs_succeeded_total", "Jobs ended SUCCEEDED.", "counter", &c.jobs_succeeded},
       {"etl_collector_jobs_partial_total", "Jobs ended PARTIAL.", "counter", &c.jobs_partial},
       {"etl_collector_jobs_failed_total", "Jobs ended FAILED.", "counter", &c.jobs_failed},
       {"etl_collector_jobs_cancelled_total", "Jobs ended CANCELLED.", "counter", &c.jobs_cancelled},
-      {"etl_collector_http_requests_total", "HTTP requests, retries included.", "counter", &c.http_requests},
+      {"etl_collector_http_requests_total", "HTTP requests, retries included.", "counter",
+       &c.http_requests},
       {"etl_collector_http_retries_total", "HTTP requests retried.", "counter", &c.http_retries},
       {"etl_collector_http_errors_total", "HTTP attempts that failed.", "counter", &c.http_errors},
       {"etl_collector_bytes_fetched_total", "Response body bytes.", "counter", &c.bytes_fetched},
-      {"etl_collector_pages_fetched_total", "Pages fetched and parsed.", "counter", &c.pages_fetched},
-      {"etl_collector_pages_failed_total", "Pages failed after all attempts.", "counter", &c.pages_failed},
-      {"etl_collector_pages_utf8_fallback_total", "Pages with invalid UTF-8 parsed by the fallback scanner.", "counter", &c.pages_utf8_fallback},
-      {"etl_collector_records_fetched_total", "Records parsed out of pages.", "counter", &c.records_fetched},
+      {"etl_collector_pages_fetched_total", "Pages fetched and parsed.", "counter",
+       &c.pages_fetched},
+      {"etl_collector_pages_failed_total", "Pages failed after all attempts.", "counter",
+       &c.pages_failed},
+      {"etl_collector_pages_utf8_fallback_total",
+       "Pages with invalid UTF-8 parsed by the fallback scanner.", "counter",
+       &c.pages_utf8_fallback},
+      {"etl_collector_records_fetched_total", "Records parsed out of pages.", "counter",
+       &c.records_fetched},
       {"etl_collector_pages_sent_total", "Pages written to the writer.", "counter", &c.pages_sent},
-      {"etl_collector_batches_sent_total", "RecordBatch messages written.", "counter", &c.batches_sent},
-      {"etl_collector_bytes_sent_total", "Record bytes written to the writer.", "counter", &c.bytes_sent},
-      {"etl_collector_pages_buffered", "Fetched pages waiting to be sent.", "gauge", &c.pages_buffered},
-      {"etl_collector_writer_reconnects_total", "Write streams re-opened after a break.", "counter", &c.writer_reconnects},
-      {"etl_collector_writer_rpc_errors_total", "Failed calls to the writer.", "counter", &c.writer_rpc_errors},
+      {"etl_collector_batches_sent_total", "RecordBatch messages written.", "counter",
+       &c.batches_sent},
+      {"etl_collector_bytes_sent_total", "Record bytes written to the writer.", "counter",
+       &c.bytes_sent},
+      {"etl_collector_pages_buffered", "Fetched pages waiting to be sent.", "gauge",
+       &c.pages_buffered},
+      {"etl_collector_writer_reconnects_total", "Write streams re-opened after a break.", "counter",
+       &c.writer_reconnects},
+      {"etl_collector_writer_rpc_errors_total", "Failed calls to the writer.", "counter",
+       &c.writer_rpc_errors},
   };
   for (const Item& i : items) AppendMetric(&out, i.name, i.help, i.type, double(i.value->load()));
   return out;
-}
-
-// ---- gRPC service ----
-
-namespace {
-
-TraceContext TraceFrom(const grpc::ServerContext* ctx) {
-  TraceContext t;
-  const auto& md = ctx->client_metadata();
-  if (auto it = md.find("traceparent"); it != md.end()) t.traceparent = std::string(it->second.data(), it->second.size());
-  if (auto it = md.find("x-request-id"); it != md.end()) t.request_id = std::string(it->second.data(), it->second.size());
-  // Header values end up in outgoing requests: drop anything that could split a header.
-  for (std::string* v : {&t.traceparent, &t.request_id}) {
-    if (v->find_first_of("\r\n") != std::string::npos || v->size() > 256) v->clear();
-  }
-  return t;
-}
-
-// The unary RPCs all answer the same way: the result on success, else the status mapped to gRPC.
-template <typename T>
-grpc::Status Reply(absl::StatusOr<T> result, T* response) {
-  if (!result.ok()) return ToGrpcStatus(result.status());
-  *response = std::move(*result);
-  return grpc::Status::OK;
-}
-
-}  // namespace
-
-grpc::Status CollectorServiceImpl::StartJob(grpc::ServerContext* ctx, const v1::JobSpec* spec, v1::Job* job) {
-  return Reply(collector_->StartJob(*spec, TraceFrom(ctx)), job);
-}
-
-grpc::Status CollectorServiceImpl::GetJob(grpc::ServerContext*, const v1::JobRef* ref, v1::Job* job) {
-  return Reply(collector_->GetJob(ref->job_id()), job);
-}
-
-grpc::Status CollectorServiceImpl::ListJobs(grpc::ServerContext*, const v1::ListJobsRequest* req,
-                                            v1::ListJobsResponse* resp) {
-  return Reply(collector_->ListJobs(*req), resp);
-}
-
-grpc::Status CollectorServiceImpl::CancelJob(grpc::ServerContext*, const v1::JobRef* ref, v1::Job* job) {
-  return Reply(collector_->CancelJob(ref->job_id()), job);
-}
-
-grpc::Status CollectorServiceImpl::WatchJob(grpc::ServerContext* ctx, const v1::JobRef* ref,
-                                            grpc::ServerWriter<v1::JobProgress>* writer) {
-  std::shared_ptr<Job> job = collector_->FindJob(ref->job_id());
-  if (job == nullptr) {
-    auto result = collector_->GetJob(ref->job_id());
-    if (!result.ok()) return ToGrpcStatus(result.status());
-    writer->Write(result->progress());
-    return grpc::Status::OK;
-  }
-  while (!ctx->IsCancelled()) {
-    bool done = job->WaitDone(absl::ZeroDuration());
-    if (!writer->Write(job->Progress())) return grpc::Status::OK;
-    if (done) return grpc::Status::OK;
-    job->WaitDone(absl::Seconds(1));
-  }
-  return grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled");
-}
-
-// ---- server ----
-
-absl::StatusOr<std::unique_ptr<CollectorServer>> CollectorServer::Start(CollectorOptions options,
-                                                                        std::unique_ptr<HttpFetcher> fetcher) {
-  std::unique_ptr<CollectorServer> s(new CollectorServer());
-  s->options_ = options;
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(-1);
-  args.SetMaxSendMessageSize(-1);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
-  // Reconnect quickly after a writer restart.
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-  auto channel = grpc::CreateCustomChannel(options.writer_address, grpc::InsecureChannelCredentials(), args);
-  s->collector_ = std::make_unique<Collector>(options, channel, std::move(fetcher));
-  s->service_ = std::make_unique<CollectorServiceImpl>(s->collector_.get());
-
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &s->port_);
-  builder.RegisterService(s->service_.get());
-  builder.SetMaxReceiveMessageSize(16 << 20);
-  s->server_ = builder.BuildAndStart();
-  if (s->server_ == nullptr || s->port_ == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
-  }
-  if (!options.metrics_listen.empty()) {
-    Collector* c = s->collector_.get();
-    auto metrics = MetricsServer::Start(options.metrics_listen, [c] { return c->RenderMetrics(); });
-    if (!metrics.ok()) return metrics.status();
-    s->metrics_ = std::move(*metrics);
-  }
-  s->collector_->Start();
-  s->server_->GetHealthCheckService()->SetServingStatus(true);
-  LogInfo("collector serving on port ", s->port_, "; writer at ", options.writer_address);
-  return s;
-}
-
-CollectorServer::~CollectorServer() { Shutdown(); }
-
-void CollectorServer::Shutdown() {
-  {
-    absl::MutexLock l(&mu_);
-    if (shut_down_) return;
-    shut_down_ = true;
-  }
-  if (server_) {
-    server_->GetHealthCheckService()->SetServingStatus(false);
-    // Jobs first, so open WatchJob streams see them stop; then the RPCs get a grace period.
-    collector_->Shutdown();
-    server_->Shutdown(absl::ToChronoTime(absl::Now() + options_.shutdown_grace));
-    server_->Wait();
-  }
-  metrics_.reset();
-  if (collector_) collector_->Shutdown();
 }
 
 }  // namespace etl

@@ -58,8 +58,10 @@ size_t WriteBody(char* data, size_t size, size_t nmemb, void* user) {
     // instead of letting append double it, which leaves up to half of it unused while the page
     // waits to be sent.
     curl_off_t length = -1;
-    if (t->curl != nullptr && curl_easy_getinfo(t->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length) == CURLE_OK &&
-        length > 0 && size_t(length) <= t->max_bytes && size_t(length) + kParsePadding > body.capacity()) {
+    if (t->curl != nullptr &&
+        curl_easy_getinfo(t->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length) == CURLE_OK &&
+        length > 0 && size_t(length) <= t->max_bytes &&
+        size_t(length) + kParsePadding > body.capacity()) {
       body.reserve(size_t(length) + kParsePadding);
     }
   }
@@ -80,7 +82,8 @@ size_t WriteHeader(char* data, size_t size, size_t nmemb, void* user) {
   if (colon == absl::string_view::npos) return n;
   std::string name = absl::AsciiStrToLower(absl::StripAsciiWhitespace(line.substr(0, colon)));
   std::string value(absl::StripAsciiWhitespace(line.substr(colon + 1)));
-  if (t->response->headers.size() < 1000) t->response->headers.emplace_back(std::move(name), std::move(value));
+  if (t->response->headers.size() < 1000)
+    t->response->headers.emplace_back(std::move(name), std::move(value));
   return n;
 }
 
@@ -209,7 +212,8 @@ absl::StatusOr<HttpResponse> CurlHttpFetcher::Fetch(const HttpRequest& request) 
   curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(curl, CURLOPT_USERAGENT, "etl-collector/1.0");
   curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, long(std::max(1.0, request.timeout_seconds * 1000)));
-  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, long(std::max(1.0, request.connect_timeout_seconds * 1000)));
+  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
+                   long(std::max(1.0, request.connect_timeout_seconds * 1000)));
   curl_easy_setopt(curl, CURLOPT_MAXFILESIZE_LARGE, curl_off_t(request.max_response_bytes));
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &WriteBody);
@@ -243,8 +247,8 @@ absl::StatusOr<HttpResponse> CurlHttpFetcher::Fetch(const HttpRequest& request) 
   if (rc != CURLE_OK) {
     std::string detail = errbuf[0] != '\0' ? errbuf : curl_easy_strerror(rc);
     if (transfer.too_large || rc == CURLE_FILESIZE_EXCEEDED) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("response body exceeds the limit of ", request.max_response_bytes, " bytes"));
+      return absl::ResourceExhaustedError(absl::StrCat("response body exceeds the limit of ",
+                                                       request.max_response_bytes, " bytes"));
     }
     switch (rc) {
       case CURLE_OPERATION_TIMEDOUT:
@@ -298,7 +302,8 @@ absl::StatusOr<std::string> AppendQueryParams(
     return absl::InvalidArgumentError("bad query");
   }
   char* out = nullptr;
-  if (curl_url_get(u.get(), CURLUPART_URL, &out, 0) != CURLUE_OK) return absl::InvalidArgumentError("bad URL");
+  if (curl_url_get(u.get(), CURLUPART_URL, &out, 0) != CURLUE_OK)
+    return absl::InvalidArgumentError("bad URL");
   return TakeCurlString(out);
 }
 
@@ -343,7 +348,8 @@ absl::StatusOr<std::string> ResolveUrl(const std::string& base, const std::strin
         absl::StrCat("next URL \"", reference, "\" is not an http(s) URL"));
   }
   char* out = nullptr;
-  if (curl_url_get(u.get(), CURLUPART_URL, &out, 0) != CURLUE_OK) return absl::InvalidArgumentError("bad URL");
+  if (curl_url_get(u.get(), CURLUPART_URL, &out, 0) != CURLUE_OK)
+    return absl::InvalidArgumentError("bad URL");
   return TakeCurlString(out);
 }
 
@@ -403,7 +409,8 @@ std::vector<LinkValue> ParseLinkHeader(absl::string_view v) {
       // RFC 8288 section 3.3: only the first rel parameter counts.
       if (name == "rel" && !have_rel) {
         have_rel = true;
-        for (absl::string_view r : absl::StrSplit(value, absl::ByAnyChar(" \t"), absl::SkipEmpty())) {
+        for (absl::string_view r :
+             absl::StrSplit(value, absl::ByAnyChar(" \t"), absl::SkipEmpty())) {
           link.rels.push_back(absl::AsciiStrToLower(r));
         }
       }
@@ -416,7 +423,8 @@ std::vector<LinkValue> ParseLinkHeader(absl::string_view v) {
 std::string FindNextLink(const std::vector<std::string>& values) {
   for (const std::string& value : values) {
     for (const LinkValue& link : ParseLinkHeader(value)) {
-      if (std::find(link.rels.begin(), link.rels.end(), "next") != link.rels.end()) return link.target;
+      if (std::find(link.rels.begin(), link.rels.end(), "next") != link.rels.end())
+        return link.target;
     }
   }
   return "";

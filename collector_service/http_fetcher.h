@@ -28,8 +28,8 @@ struct HttpRequest {
   std::vector<std::pair<std::string, std::string>> headers;
   std::string basic_username;  // Non-empty: HTTP basic auth with basic_password.
   std::string basic_password;
-  double timeout_seconds = 60;          // Whole transfer.
-  double connect_timeout_seconds = 10;  // TCP + TLS handshake.
+  double timeout_seconds = 60;                    // Whole transfer.
+  double connect_timeout_seconds = 10;            // TCP + TLS handshake.
   size_t max_response_bytes = size_t(256) << 20;  // Larger bodies fail with RESOURCE_EXHAUSTED.
   // When set and true, an ongoing transfer is aborted (CANCELLED).
   const std::atomic<bool>* cancelled = nullptr;
@@ -81,9 +81,10 @@ class CurlHttpFetcher : public HttpFetcher {
 // RFC 3986 percent-encoding of everything but unreserved characters.
 std::string PercentEncode(absl::string_view s);
 
-// `url` with "k=v" pairs appended to its query (both percent-encoded). INVALID_ARGUMENT on a bad URL.
-absl::StatusOr<std::string> AppendQueryParams(const std::string& url,
-                                              const std::vector<std::pair<std::string, std::string>>& params);
+// `url` with "k=v" pairs appended to its query (both percent-encoded). INVALID_ARGUMENT on a bad
+// URL.
+absl::StatusOr<std::string> AppendQueryParams(
+    const std::string& url, const std::vector<std::pair<std::string, std::string>>& params);
 
 // `url` without any query parameter named `name` (used to keep credentials out of stored tokens).
 std::string RemoveQueryParam(const std::string& url, const std::string& name);
@@ -105,7 +106,8 @@ std::string FindNextLink(const std::vector<std::string>& link_header_values);
 // Seconds to wait from a Retry-After value (delta-seconds or an HTTP date); -1 when absent/invalid.
 double ParseRetryAfter(absl::string_view value, double now_unix_seconds);
 
-// `text` with every occurrence of each secret (and its percent-encoded form) replaced by "[REDACTED]".
+// `text` with every occurrence of each secret (and its percent-encoded form) replaced by
+// "[REDACTED]".
 std::string Redact(std::string text, const std::vector<std::string>& secrets);
 
 }  // namespace etl

@@ -1,7 +1,7 @@
 // JobSpec validation and defaults.
 //
-// StartJob refuses a bad spec with INVALID_ARGUMENT before anything runs, so every check that can be
-// made without contacting the API lives here. WithDefaults() turns proto3 zero values into the
+// StartJob refuses a bad spec with INVALID_ARGUMENT before anything runs, so every check that can
+// be made without contacting the API lives here. WithDefaults() turns proto3 zero values into the
 // documented defaults once, so the rest of the collector never re-derives them.
 //
 // Thread-safe (pure functions).

@@ -3,18 +3,22 @@
 #include <string>
 
 #include "absl/flags/flag.h"
-#include "collector_service/collector.h"
+#include "collector_service/collector_server.h"
 #include "common/flags.h"
 #include "common/logging.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "gRPC listen address (port 0 = any free port)");
-ABSL_FLAG(std::string, writer, "", "writer_service address (env ETL_WRITER; default localhost:50052)");
+ABSL_FLAG(std::string, writer, "",
+          "writer_service address (env ETL_WRITER; default localhost:50052)");
 ABSL_FLAG(int32_t, max_concurrent_jobs, 8, "jobs fetching at once; others wait PENDING");
-ABSL_FLAG(int32_t, fetch_concurrency, 4, "default parallel page fetches per job when the page count is known");
-ABSL_FLAG(int64_t, max_message_bytes, 1 << 20, "record bytes per RecordBatch message before a page is chunked");
+ABSL_FLAG(int32_t, fetch_concurrency, 4,
+          "default parallel page fetches per job when the page count is known");
+ABSL_FLAG(int64_t, max_message_bytes, 1 << 20,
+          "record bytes per RecordBatch message before a page is chunked");
 ABSL_FLAG(int64_t, max_response_bytes, int64_t(256) << 20, "largest API response body accepted");
 ABSL_FLAG(int64_t, max_buffered_bytes, int64_t(16) << 20,
-          "fetched record bytes per job held before fetchers wait (at least one page is always admitted)");
+          "fetched record bytes per job held before fetchers wait (at least one page is always "
+          "admitted)");
 ABSL_FLAG(bool, resume, true, "resume the writer's unfinished jobs at start-up");
 ABSL_FLAG(std::string, metrics_listen, "", "Prometheus /metrics address (host:port); empty = off");
 ABSL_FLAG(std::string, port_file, "", "write the bound gRPC port here once serving");
@@ -26,12 +30,16 @@ int main(int argc, char** argv) {
   etl::CollectorOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
   options.writer_address = absl::GetFlag(FLAGS_writer);
-  if (options.writer_address.empty()) options.writer_address = etl::EnvOr("ETL_WRITER", "localhost:50052");
+  if (options.writer_address.empty())
+    options.writer_address = etl::EnvOr("ETL_WRITER", "localhost:50052");
   options.max_concurrent_jobs = absl::GetFlag(FLAGS_max_concurrent_jobs);
   options.fetch_concurrency = absl::GetFlag(FLAGS_fetch_concurrency);
-  options.max_message_bytes = size_t(std::max<int64_t>(1024, absl::GetFlag(FLAGS_max_message_bytes)));
-  options.max_response_bytes = size_t(std::max<int64_t>(1024, absl::GetFlag(FLAGS_max_response_bytes)));
-  options.max_buffered_bytes = size_t(std::max<int64_t>(1, absl::GetFlag(FLAGS_max_buffered_bytes)));
+  options.max_message_bytes =
+      size_t(std::max<int64_t>(1024, absl::GetFlag(FLAGS_max_message_bytes)));
+  options.max_response_bytes =
+      size_t(std::max<int64_t>(1024, absl::GetFlag(FLAGS_max_response_bytes)));
+  options.max_buffered_bytes =
+      size_t(std::max<int64_t>(1, absl::GetFlag(FLAGS_max_buffered_bytes)));
   options.resume_unfinished = absl::GetFlag(FLAGS_resume);
   options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
 
