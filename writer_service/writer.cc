@@ -460,6 +460,8 @@ std::string Writer::RenderMetrics() const {
   counter("reconnects_total", "Reconnections to PostgreSQL.", static_cast<double>(c.reconnects.load()));
   gauge("queue_records", "Records in the queue.", static_cast<double>(s.queue_depth_records()));
   gauge("queue_bytes", "Record bytes in the queue.", static_cast<double>(s.queue_depth_bytes()));
+  gauge("queue_partial_bytes", "Record bytes of pages still arriving in chunks (within the bound).",
+        static_cast<double>(queue_.depth().partial_bytes));
   gauge("queue_capacity_records", "Queue bound in records.",
         static_cast<double>(s.queue_capacity_records()));
   gauge("queue_capacity_bytes", "Queue bound in bytes.", static_cast<double>(s.queue_capacity_bytes()));

@@ -183,6 +183,15 @@ class WriterFaultTest : public ::testing::Test {
     cliente_ = "f" + suffix_;
   }
 
+  // The jobs a test registered end CANCELLED, so that collectors resuming unfinished jobs from the
+  // shared test database (other tests) never see them.
+  void TearDown() override {
+    if (suffix_.empty()) return;
+    ::etl::testing::Exec(absl::StrCat(
+        "UPDATE etl_jobs SET state = 'CANCELLED', finished_at = now() WHERE right(job_id, ",
+        suffix_.size(), ") = '", suffix_, "' AND state IN ('PENDING', 'RUNNING')"));
+  }
+
   void StartWriter(std::vector<std::string> flags = {}, std::string database_url = "") {
     flags.push_back("--listen=127.0.0.1:0");
     flags.push_back("--flush_interval_ms=50");

@@ -39,6 +39,15 @@ class WriterIntegrationTest : public ::testing::Test {
     table_ = absl::StrCat("dados_raw_cliente_", cliente_, "_pedidos");
   }
 
+  // The jobs a test registered end CANCELLED, so that collectors resuming unfinished jobs from the
+  // shared test database (other tests) never see them.
+  void TearDown() override {
+    if (suffix_.empty()) return;
+    ::etl::testing::Exec(absl::StrCat(
+        "UPDATE etl_jobs SET state = 'CANCELLED', finished_at = now() WHERE right(job_id, ",
+        suffix_.size(), ") = '", suffix_, "' AND state IN ('PENDING', 'RUNNING')"));
+  }
+
   void StartWriter(WriterOptions w = {}) {
     WriterServerOptions o;
     o.listen = "127.0.0.1:0";
