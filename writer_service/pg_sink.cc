@@ -186,7 +186,9 @@ absl::StatusOr<std::vector<PageResult>> PgRecordSink::CommitPages(
     known_tables_.insert(p.page->table);
   }
 
-  absl::Status s = CommitInTransaction(w, batch_id);
+  const bool any_page = std::any_of(w.pages.begin(), w.pages.end(),
+                                    [](const Work::Page& p) { return p.error.ok(); });
+  absl::Status s = any_page ? CommitInTransaction(w, batch_id) : absl::OkStatus();
   if (!s.ok()) {
     if (conn_->healthy()) conn_->Exec("ROLLBACK").IgnoreError();
     if (absl::IsNotFound(s)) known_tables_.clear();  // A raw table was dropped under us.
