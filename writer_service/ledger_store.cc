@@ -78,13 +78,15 @@ absl::Status LedgerStore::Run(const std::function<absl::Status(PgConnection*)>& 
   {
     ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> c, Acquire(&reused));
     s = fn(c.get());
-    bool stale = !s.ok() && reused && !c->healthy();
+    // A connection the server closed: stale in the pool, or lost during the call (restart).
+    bool stale = !s.ok() && !c->healthy();
     Release(std::move(c));
     if (!stale) return s;
   }
-  // The server closed the pooled connection (e.g. PostgreSQL restarted): the other idle ones are
-  // gone too. Every ledger call is idempotent, so it runs once more on a new connection.
-  LogInfo("ledger connection closed by the server (", s.message(), "); reconnecting");
+  // The server closed the connection (e.g. PostgreSQL restarted): the other idle ones are gone
+  // too. Every ledger call is idempotent, so it runs once more on a new connection.
+  LogInfo("ledger connection closed by the server (", s.message(), "); reconnecting",
+          reused ? " (it was idle in the pool)" : "");
   {
     absl::MutexLock l(&mu_);
     idle_.clear();

@@ -44,7 +44,8 @@ class LedgerStore {
  private:
   // `*reused`: the connection comes from the pool (it may be stale).
   absl::StatusOr<std::unique_ptr<PgConnection>> Acquire(bool* reused = nullptr);
-  // Runs `fn` on a connection; once more on a new one when a pooled connection was found closed.
+  // Runs `fn` on a connection; once more on a new one when the server closed the connection (stale
+  // in the pool, or lost during the call).
   absl::Status Run(const std::function<absl::Status(PgConnection*)>& fn);
   void Release(std::unique_ptr<PgConnection> conn);
   // Loads jobs matching `where` (SQL over etl_jobs j, parameters $1...) with their page summaries.

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <fstream>
 #include <future>
@@ -26,7 +27,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "etl.grpc.pb.h"
@@ -63,6 +66,37 @@ int64_t PeakRssBytes(pid_t pid) {
     if (parts.size() >= 2 && absl::SimpleAtoi(parts[1], &kb)) return kb * 1024;
   }
   return -1;
+}
+
+// Local TCP ports of the sockets process `pid` holds (its side of each connection), so a test can
+// terminate the PostgreSQL backends of its own writer only (pg_stat_activity.client_port).
+std::vector<int> LocalTcpPortsOf(pid_t pid) {
+  std::vector<std::string> inodes;
+  std::string dir = absl::StrCat("/proc/", pid, "/fd");
+  for (int fd = 0; fd < 4096; ++fd) {
+    char target[256];
+    std::string link = absl::StrCat(dir, "/", fd);
+    ssize_t n = readlink(link.c_str(), target, sizeof(target) - 1);
+    if (n <= 0) continue;
+    target[n] = '\0';
+    absl::string_view t(target);
+    if (absl::ConsumePrefix(&t, "socket:[") && absl::ConsumeSuffix(&t, "]")) {
+      inodes.emplace_back(t);
+    }
+  }
+  std::vector<int> ports;
+  std::ifstream in(absl::StrCat("/proc/", pid, "/net/tcp"));
+  std::string line;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    std::vector<std::string> f = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    if (f.size() < 10) continue;
+    if (std::find(inodes.begin(), inodes.end(), f[9]) == inodes.end()) continue;
+    std::vector<std::string> local = absl::StrSplit(f[1], ':');
+    int port = 0;
+    if (local.size() == 2 && absl::SimpleHexAtoi(local[1], &port)) ports.push_back(port);
+  }
+  return ports;
 }
 
 // A loopback TCP forwarder in front of PostgreSQL: Stop() makes the database unreachable for
@@ -487,15 +521,18 @@ TEST_F(WriterFaultTest, UnregisteredJobsAndNegativePagesAreRefusedAndChangedRese
 TEST_F(WriterFaultTest, LedgerCallsSucceedRightAfterTheServerClosedPooledConnections) {
   StartWriter();
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(Register(absl::StrCat("pool", i, suffix_)).ok());
-  // What a PostgreSQL restart does to the pool: every idle ledger connection is closed.
-  QueryValue(
-      "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-      "WHERE application_name = 'etl-writer-ledger'");
-  ASSERT_TRUE(WaitFor([] {
-    return QueryValue(
-               "SELECT count(*) FROM pg_stat_activity "
-               "WHERE application_name = 'etl-writer-ledger'") == "0";
-  }));
+  // What a PostgreSQL restart does to the pool: every idle ledger connection (of this writer) is
+  // closed.
+  std::vector<int> ports = LocalTcpPortsOf(writer_->pid());
+  ASSERT_FALSE(ports.empty());
+  const std::string mine =
+      absl::StrCat("application_name = 'etl-writer-ledger' AND client_port IN (",
+                   absl::StrJoin(ports, ","), ")");
+  ASSERT_NE(
+      QueryValue("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE " + mine),
+      "0");
+  ASSERT_TRUE(WaitFor(
+      [&] { return QueryValue("SELECT count(*) FROM pg_stat_activity WHERE " + mine) == "0"; }));
   grpc::Status s = Register("after" + suffix_);
   EXPECT_TRUE(s.ok()) << s.error_message();
   grpc::ClientContext ctx;
