@@ -6,11 +6,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "collector_service/job_reruns.h"
 #include "collector_service/job_spec.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/metrics_server.h"
 #include "common/names.h"
+#include "common/status_macros.h"
 
 namespace etl {
 namespace {
@@ -121,6 +123,9 @@ absl::StatusOr<v1::Job> Collector::StartJob(const v1::JobSpec& in, const TraceCo
     auto secret = ReadSecret(spec.auth());
     if (!secret.ok()) return secret.status();
   }
+  // The incremental start is fixed now and stored with the job, so a resume or a retry asks the
+  // API for the same data.
+  RETURN_IF_ERROR(ResolveIncrementalStart(writer_.get(), absl::Seconds(10), &spec));
   const std::string id = NewJobId();
   v1::RegisterJobRequest req;
   req.set_job_id(id);
@@ -143,7 +148,8 @@ absl::StatusOr<v1::Job> Collector::StartJob(const v1::JobSpec& in, const TraceCo
   std::shared_ptr<Job> job = AddJob(id, spec, job_trace, created, false);
   if (job == nullptr) return absl::UnavailableError("the collector is shutting down");
   counters_.jobs_started.fetch_add(1);
-  LogInfo("job ", id, " accepted: ", spec.url(), " -> ", job->Snapshot().table_name());
+  ScopedLogContext log_context(id, job_trace.request_id, job_trace.traceparent);
+  LogInfo("job ", id, " PENDING: accepted, ", spec.url(), " -> ", job->Snapshot().table_name());
   return job->Snapshot();
 }
 
@@ -171,44 +177,103 @@ absl::StatusOr<v1::Job> Collector::GetJob(const std::string& job_id) {
 }
 
 absl::StatusOr<v1::ListJobsResponse> Collector::ListJobs(const v1::ListJobsRequest& request) {
-  const int limit = request.limit() > 0 ? request.limit() : 100;
-  std::map<std::string, v1::Job> merged;
-  v1::ListJobRecordsRequest req;
-  req.set_unfinished_only(request.unfinished_only());
-  req.set_limit(limit);
+  // The ledger answers the query (filters, order, page token); jobs running here show their live
+  // progress instead of the ledger's last figures.
+  const v1::ListJobRecordsRequest req = ToListJobRecordsRequest(request);
   v1::ListJobRecordsResponse resp;
   grpc::ClientContext ctx;
   PrepareWriterContext(&ctx, absl::Seconds(10));
   grpc::Status s = writer_->ListJobRecords(&ctx, req, &resp);
+  v1::ListJobsResponse out;
   if (s.ok()) {
-    for (const auto& r : resp.jobs()) merged[r.job_id()] = JobFromRecord(r);
-  } else {
-    LogWarning("ListJobs: writer unavailable (", s.error_message(),
-               "); listing this collector's jobs only");
-  }
-  std::vector<std::shared_ptr<Job>> local;
-  {
-    absl::MutexLock l(&mu_);
-    for (const auto& [id, job] : jobs_) local.push_back(job);
-  }
-  for (const auto& job : local) {
-    v1::Job snap = job->Snapshot();
-    if (request.unfinished_only() && IsTerminal(snap.state())) {
-      merged.erase(snap.job_id());
-      continue;
+    for (const auto& r : resp.jobs()) {
+      v1::Job job = JobFromRecord(r);
+      if (auto live = FindJob(r.job_id())) job = live->Snapshot();
+      if (request.unfinished_only() && IsTerminal(job.state())) continue;
+      *out.add_jobs() = std::move(job);
     }
-    merged[snap.job_id()] = std::move(snap);
+    out.set_next_page_token(resp.next_page_token());
+    return out;
   }
+  if (!request.page_token().empty()) return FromGrpcStatus(s);
+  LogWarning("ListJobs: writer unavailable (", s.error_message(),
+             "); listing this collector's jobs only");
   std::vector<v1::Job> jobs;
-  for (auto& [id, job] : merged) jobs.push_back(std::move(job));
+  {
+    std::vector<std::shared_ptr<Job>> local;
+    {
+      absl::MutexLock l(&mu_);
+      for (const auto& [id, job] : jobs_) local.push_back(job);
+    }
+    for (const auto& job : local) {
+      v1::Job snap = job->Snapshot();
+      if (MatchesListFilters(request, snap)) jobs.push_back(std::move(snap));
+    }
+  }
   std::sort(jobs.begin(), jobs.end(), [](const v1::Job& a, const v1::Job& b) {
     return a.created_at_unix_ms() != b.created_at_unix_ms()
                ? a.created_at_unix_ms() > b.created_at_unix_ms()
-               : a.job_id() < b.job_id();
+               : a.job_id() > b.job_id();
   });
-  v1::ListJobsResponse out;
-  for (size_t i = 0; i < jobs.size() && int(i) < limit; ++i) *out.add_jobs() = std::move(jobs[i]);
+  for (size_t i = 0; i < jobs.size() && int(i) < req.limit(); ++i) {
+    *out.add_jobs() = std::move(jobs[i]);
+  }
   return out;
+}
+
+absl::StatusOr<v1::Job> Collector::RetryJob(const std::string& job_id, const TraceContext& trace) {
+  if (job_id.empty()) return absl::InvalidArgumentError("job_id is required");
+  if (auto live = FindJob(job_id); live != nullptr && !live->done()) {
+    return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " is running"));
+  }
+  v1::ListJobRecordsRequest req;
+  req.set_job_id(job_id);
+  req.set_limit(1);
+  v1::ListJobRecordsResponse resp;
+  grpc::ClientContext ctx;
+  PrepareWriterContext(&ctx, absl::Seconds(10));
+  grpc::Status s = writer_->ListJobRecords(&ctx, req, &resp);
+  if (!s.ok()) return FromGrpcStatus(s);
+  if (resp.jobs_size() == 0 || resp.jobs(0).job_id() != job_id) {
+    return absl::NotFoundError(absl::StrCat("no job ", job_id));
+  }
+  const v1::JobRecord& record = resp.jobs(0);
+  switch (record.state()) {
+    case v1::PARTIAL:
+    case v1::FAILED:
+    case v1::CANCELLED:
+      break;
+    case v1::SUCCEEDED:
+      return absl::FailedPreconditionError(
+          absl::StrCat("job ", job_id, " SUCCEEDED: nothing to retry (run it again instead)"));
+    default:
+      return absl::FailedPreconditionError(
+          absl::StrCat("job ", job_id, " is ", v1::JobState_Name(record.state()),
+                       ": it is running or will be resumed from its ledger by a collector"));
+  }
+  RETURN_IF_ERROR(ValidateJobSpec(record.spec()));
+  // PENDING clears the stored error and end time; the job's run sets RUNNING and its final state.
+  v1::UpdateJobRequest update;
+  update.set_job_id(job_id);
+  update.set_state(v1::PENDING);
+  v1::JobRecord updated;
+  grpc::ClientContext uctx;
+  PrepareWriterContext(&uctx, absl::Seconds(10));
+  s = writer_->UpdateJob(&uctx, update, &updated);
+  if (!s.ok()) return FromGrpcStatus(s);
+  {
+    absl::MutexLock l(&mu_);
+    auto it = jobs_.find(job_id);
+    if (it != jobs_.end() && it->second->done()) jobs_.erase(it);
+  }
+  TraceContext job_trace = trace;
+  if (job_trace.request_id.empty()) job_trace.request_id = job_id;
+  std::shared_ptr<Job> job = AddJob(job_id, WithDefaults(record.spec(), options_.fetch_concurrency),
+                                    job_trace, record.created_at_unix_ms(), /*resumed=*/true);
+  if (job == nullptr) return absl::UnavailableError("the collector is shutting down");
+  LogInfo("job ", job_id, " retried from ", v1::JobState_Name(record.state()),
+          ": fetching the pages not committed");
+  return job->Snapshot();
 }
 
 absl::StatusOr<v1::Job> Collector::CancelJob(const std::string& job_id) {
@@ -321,53 +386,6 @@ void Collector::Shutdown() {
   if (poll_thread_.joinable()) poll_thread_.join();
 }
 
-std::string Collector::RenderMetrics() const {
-  std::string out;
-  const CollectorCounters& c = counters_;
-  struct Item {
-    const char* name;
-    const char* help;
-    const char* type;
-    const std::atomic<int64_t>* value;
-  } items[] = {
-      {"etl_collector_jobs_started_total", "Jobs accepted by StartJob.", "counter",
-       &c.jobs_started},
-      {"etl_collector_jobs_resumed_total", "Unfinished jobs resumed from the writer's ledger.",
-       "counter", &c.jobs_resumed},
-      {"etl_collector_jobs_pending", "Jobs waiting for a slot.", "gauge", &c.jobs_pending},
-      {"etl_collector_jobs_running", "Jobs fetching now.", "gauge", &c.jobs_running},
-      {"etl_collector_jobs_succeeded_total", "Jobs ended SUCCEEDED.", "counter", &c.jobs_succeeded},
-      {"etl_collector_jobs_partial_total", "Jobs ended PARTIAL.", "counter", &c.jobs_partial},
-      {"etl_collector_jobs_failed_total", "Jobs ended FAILED.", "counter", &c.jobs_failed},
-      {"etl_collector_jobs_cancelled_total", "Jobs ended CANCELLED.", "counter", &c.jobs_cancelled},
-      {"etl_collector_http_requests_total", "HTTP requests, retries included.", "counter",
-       &c.http_requests},
-      {"etl_collector_http_retries_total", "HTTP requests retried.", "counter", &c.http_retries},
-      {"etl_collector_http_errors_total", "HTTP attempts that failed.", "counter", &c.http_errors},
-      {"etl_collector_bytes_fetched_total", "Response body bytes.", "counter", &c.bytes_fetched},
-      {"etl_collector_pages_fetched_total", "Pages fetched and parsed.", "counter",
-       &c.pages_fetched},
-      {"etl_collector_pages_failed_total", "Pages failed after all attempts.", "counter",
-       &c.pages_failed},
-      {"etl_collector_pages_utf8_fallback_total",
-       "Pages with invalid UTF-8 parsed by the fallback scanner.", "counter",
-       &c.pages_utf8_fallback},
-      {"etl_collector_records_fetched_total", "Records parsed out of pages.", "counter",
-       &c.records_fetched},
-      {"etl_collector_pages_sent_total", "Pages written to the writer.", "counter", &c.pages_sent},
-      {"etl_collector_batches_sent_total", "RecordBatch messages written.", "counter",
-       &c.batches_sent},
-      {"etl_collector_bytes_sent_total", "Record bytes written to the writer.", "counter",
-       &c.bytes_sent},
-      {"etl_collector_pages_buffered", "Fetched pages waiting to be sent.", "gauge",
-       &c.pages_buffered},
-      {"etl_collector_writer_reconnects_total", "Write streams re-opened after a break.", "counter",
-       &c.writer_reconnects},
-      {"etl_collector_writer_rpc_errors_total", "Failed calls to the writer.", "counter",
-       &c.writer_rpc_errors},
-  };
-  for (const Item& i : items) AppendMetric(&out, i.name, i.help, i.type, double(i.value->load()));
-  return out;
-}
+std::string Collector::RenderMetrics() const { return RenderCollectorMetrics(counters_, nullptr); }
 
 }  // namespace etl

@@ -24,6 +24,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "collector_service/counters.h"
+#include "collector_service/dashboard_server.h"
 #include "collector_service/http_fetcher.h"
 #include "collector_service/job.h"
 #include "etl.grpc.pb.h"
@@ -45,6 +46,8 @@ struct CollectorOptions {
   bool resume_unfinished = true;  // Resume the writer's unfinished jobs at start-up.
   absl::Duration status_poll_interval = absl::Seconds(1);  // Writer counters for live progress.
   absl::Duration shutdown_grace = absl::Seconds(10);  // For open RPCs (e.g. WatchJob) on shutdown.
+  std::string http_listen;     // Web dashboard address (host:port); "" = off.
+  DashboardOptions dashboard;  // Its token and limits (listen = http_listen).
 };
 
 class Collector {
@@ -63,6 +66,9 @@ class Collector {
   absl::StatusOr<v1::Job> GetJob(const std::string& job_id);
   absl::StatusOr<v1::ListJobsResponse> ListJobs(const v1::ListJobsRequest& request);
   absl::StatusOr<v1::Job> CancelJob(const std::string& job_id);
+  // Runs a PARTIAL, FAILED or CANCELLED job again under its id, fetching only the pages its ledger
+  // does not hold as committed. FAILED_PRECONDITION while it runs or once it SUCCEEDED.
+  absl::StatusOr<v1::Job> RetryJob(const std::string& job_id, const TraceContext& trace);
   // The live job, or null when it is not running in this process.
   std::shared_ptr<Job> FindJob(const std::string& job_id);
 

@@ -37,9 +37,20 @@ absl::StatusOr<std::unique_ptr<CollectorServer>> CollectorServer::Start(
   if (s->server_ == nullptr || s->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
   }
+  if (!options.http_listen.empty()) {
+    s->dashboard_backend_ =
+        std::make_unique<CollectorDashboardBackend>(s->collector_.get(), channel);
+    DashboardOptions d = options.dashboard;
+    d.listen = options.http_listen;
+    auto dashboard = DashboardServer::Start(d, s->dashboard_backend_.get());
+    if (!dashboard.ok()) return dashboard.status();
+    s->dashboard_ = std::move(*dashboard);
+  }
   if (!options.metrics_listen.empty()) {
     Collector* c = s->collector_.get();
-    auto metrics = MetricsServer::Start(options.metrics_listen, [c] { return c->RenderMetrics(); });
+    const DashboardServer* d = s->dashboard_.get();
+    auto metrics = MetricsServer::Start(
+        options.metrics_listen, [c, d] { return RenderCollectorMetrics(c->counters(), d); });
     if (!metrics.ok()) return metrics.status();
     s->metrics_ = std::move(*metrics);
   }
@@ -65,6 +76,7 @@ void CollectorServer::Shutdown() {
     server_->Wait();
   }
   metrics_.reset();
+  dashboard_.reset();
   if (collector_) collector_->Shutdown();
 }
 

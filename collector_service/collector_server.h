@@ -1,5 +1,6 @@
 // CollectorServer: assembles a collector process: the channel to the writer, Collector, the gRPC
-// server (CollectorService + health + reflection) and the optional /metrics endpoint. main.cc and
+// server (CollectorService + health + reflection), the optional /metrics endpoint and the optional
+// web dashboard (--http-listen). main.cc and
 // in-process tests both use it.
 //
 // Thread-safety: Shutdown() may be called from any thread, more than once.
@@ -13,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "collector_service/collector.h"
+#include "collector_service/collector_dashboard.h"
 #include "collector_service/collector_service.h"
 #include "collector_service/http_fetcher.h"
 #include "common/metrics_server.h"
@@ -29,6 +31,7 @@ class CollectorServer {
 
   int port() const { return port_; }
   int metrics_port() const { return metrics_ ? metrics_->port() : 0; }
+  int dashboard_port() const { return dashboard_ ? dashboard_->port() : 0; }
   Collector* collector() { return collector_.get(); }
 
   // Health NOT_SERVING, stop accepting RPCs, stop jobs (left resumable), stop. Idempotent.
@@ -41,6 +44,8 @@ class CollectorServer {
   std::unique_ptr<CollectorServiceImpl> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<MetricsServer> metrics_;
+  std::unique_ptr<CollectorDashboardBackend> dashboard_backend_;
+  std::unique_ptr<DashboardServer> dashboard_;
   int port_ = 0;
   absl::Mutex mu_;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;

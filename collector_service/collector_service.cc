@@ -54,6 +54,11 @@ grpc::Status CollectorServiceImpl::CancelJob(grpc::ServerContext*, const v1::Job
   return Reply(collector_->CancelJob(ref->job_id()), job);
 }
 
+grpc::Status CollectorServiceImpl::RetryJob(grpc::ServerContext* ctx, const v1::JobRef* ref,
+                                            v1::Job* job) {
+  return Reply(collector_->RetryJob(ref->job_id(), TraceFrom(ctx)), job);
+}
+
 grpc::Status CollectorServiceImpl::WatchJob(grpc::ServerContext* ctx, const v1::JobRef* ref,
                                             grpc::ServerWriter<v1::JobProgress>* writer) {
   std::shared_ptr<Job> job = collector_->FindJob(ref->job_id());

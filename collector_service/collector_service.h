@@ -22,6 +22,7 @@ class CollectorServiceImpl final : public v1::CollectorService::Service {
   grpc::Status ListJobs(grpc::ServerContext* ctx, const v1::ListJobsRequest* req,
                         v1::ListJobsResponse* resp) override;
   grpc::Status CancelJob(grpc::ServerContext* ctx, const v1::JobRef* ref, v1::Job* job) override;
+  grpc::Status RetryJob(grpc::ServerContext* ctx, const v1::JobRef* ref, v1::Job* job) override;
   grpc::Status WatchJob(grpc::ServerContext* ctx, const v1::JobRef* ref,
                         grpc::ServerWriter<v1::JobProgress>* writer) override;
 

@@ -111,7 +111,8 @@ void Job::PersistState(v1::JobState state, const std::string& error) {
 }
 
 void Job::Run() {
-  SetThreadComponent(absl::StrCat("collector/job-", id_.substr(0, 8)));
+  SetThreadComponent("collector/job");
+  ScopedLogContext log_context(id_, trace_.request_id, trace_.traceparent);
   if (!env_.slots->Acquire(&stop_)) {
     env_.counters->jobs_pending.fetch_sub(1);
     if (cancelled_.load()) Finalize();
@@ -127,8 +128,8 @@ void Job::Run() {
     started_ms_ = NowMs();
     message_ = resumed_ ? "resumed from the writer's ledger" : "running";
   }
-  LogInfo("job ", id_, resumed_ ? " resumed" : " started", ": ",
-          StyleName(spec_.pagination().style()), " pagination of ", spec_.url(), " into ",
+  LogInfo("job ", id_, " RUNNING (", resumed_ ? "resumed" : "started",
+          "): ", StyleName(spec_.pagination().style()), " pagination of ", spec_.url(), " into ",
           table_name_);
   PersistState(v1::RUNNING, "");
 
@@ -210,8 +211,10 @@ Job::RunOutcome Job::RunOnce() {
                           [this](int64_t pages_total, int64_t records_total) {
                             writer_.UpdateTotals(pages_total, records_total).IgnoreError();
                           }});
+  const LogContext log_context = CurrentLogContext();
   std::thread producer_thread([&] {
-    SetThreadComponent(absl::StrCat("collector/job-", id_.substr(0, 8), "/fetch"));
+    SetThreadComponent("collector/fetch");
+    ScopedLogContext log_scope(log_context);
     producer.Produce(&window, committed);
   });
 
@@ -326,20 +329,31 @@ void Job::Finalize() {
   if (r.ok() && (r->pages_committed() > 0 || r->records_committed() > 0)) {
     progress_.SetCommitted(r->pages_committed(), r->records_committed(), r->records_rejected());
   }
+  using JobEnd = CollectorCounters::JobEnd;
+  JobEnd end = JobEnd::kCancelled;
   switch (state) {
     case v1::SUCCEEDED:
       env_.counters->jobs_succeeded.fetch_add(1);
+      end = JobEnd::kSucceeded;
       break;
     case v1::PARTIAL:
       env_.counters->jobs_partial.fetch_add(1);
+      end = JobEnd::kPartial;
       break;
     case v1::FAILED:
       env_.counters->jobs_failed.fetch_add(1);
+      end = JobEnd::kFailed;
       break;
     default:
       env_.counters->jobs_cancelled.fetch_add(1);
       break;
   }
+  int64_t started_ms;
+  {
+    absl::MutexLock l(&mu_);
+    started_ms = started_ms_ > 0 ? started_ms_ : created_at_ms_;
+  }
+  env_.counters->ObserveJobEnd(end, double(std::max<int64_t>(0, NowMs() - started_ms)) / 1000.0);
   LogInfo("job ", id_, " ended ", v1::JobState_Name(state), error.empty() ? "" : ": ", error, " (",
           progress_.records_committed(), " records committed)");
   absl::MutexLock l(&mu_);

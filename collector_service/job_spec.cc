@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/civil_time.h"
+#include "common/job_modes.h"
 #include "common/json_page.h"
 #include "common/names.h"
 #include "common/status_macros.h"
@@ -257,7 +258,7 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
   }
   RETURN_IF_ERROR(NonNegative("timeout_seconds", spec.timeout_seconds()));
   RETURN_IF_ERROR(NonNegative("connect_timeout_seconds", spec.connect_timeout_seconds()));
-  return absl::OkStatus();
+  return ValidateJobModes(spec);
 }
 
 v1::JobSpec WithDefaults(const v1::JobSpec& in, int default_fetch_concurrency) {

@@ -26,7 +26,7 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec);
 
 // A copy of `spec` with every zero value replaced by its documented default.
 // `default_fetch_concurrency` is the server's --fetch_concurrency.
-v1::JobSpec WithDefaults(const v1::JobSpec& spec, int default_fetch_concurrency = 1);
+v1::JobSpec WithDefaults(const v1::JobSpec& spec, int default_fetch_concurrency = 4);
 
 // Checks "YYYY-MM-DD" and that it is a real calendar date.
 absl::Status ValidateDate(absl::string_view field, absl::string_view date);

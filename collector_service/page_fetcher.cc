@@ -134,17 +134,24 @@ FetchedPage PageFetcher::Fetch(int64_t page_number, const std::string& token,
     std::string reason;
     bool retriable = true;
     double retry_after = -1;
+    const absl::Time attempt_start = absl::Now();
     absl::StatusOr<HttpResponse> resp = http_->Fetch(req);
+    const double took = absl::ToDoubleSeconds(absl::Now() - attempt_start);
+    using Outcome = CollectorCounters::FetchOutcome;
+    if (resp.ok()) counters_->CountHttpResponse(resp->status);
     if (!resp.ok()) {
       if (resp.status().code() == absl::StatusCode::kCancelled || stopping()) {
         page.cancelled = true;
         page.error = "cancelled";
         return page;
       }
+      counters_->CountHttpResponse(0);
+      counters_->ObserveFetch(Outcome::kTransportError, took);
       reason = Redact(std::string(resp.status().message()), redact_);
       retriable = resp.status().code() == absl::StatusCode::kUnavailable ||
                   resp.status().code() == absl::StatusCode::kDeadlineExceeded;
     } else if (resp->status == 401 || resp->status == 403) {
+      counters_->ObserveFetch(Outcome::kHttpError, took);
       page.auth_failed = true;
       page.error =
           absl::StrCat("HTTP ", resp->status, resp->status == 401 ? " Unauthorized" : " Forbidden",
@@ -153,6 +160,7 @@ FetchedPage PageFetcher::Fetch(int64_t page_number, const std::string& token,
       counters_->http_errors.fetch_add(1);
       return page;
     } else if (resp->status < 200 || resp->status > 299) {
+      counters_->ObserveFetch(Outcome::kHttpError, took);
       reason = absl::StrCat("HTTP ", resp->status);
       retriable = resp->status == 408 || resp->status == 429 || resp->status >= 500;
       if (retriable) {
@@ -163,6 +171,7 @@ FetchedPage PageFetcher::Fetch(int64_t page_number, const std::string& token,
       counters_->bytes_fetched.fetch_add(int64_t(resp->body.size()));
       std::string body = std::move(resp->body);
       absl::StatusOr<ParsedPage> parsed = parser->Parse(&body);
+      counters_->ObserveFetch(parsed.ok() ? Outcome::kOk : Outcome::kInvalidBody, took);
       if (parsed.ok()) {
         page.parsed = std::move(*parsed);
         // The parsed page only points into the body, never into the parser: after a large page
@@ -186,6 +195,9 @@ FetchedPage PageFetcher::Fetch(int64_t page_number, const std::string& token,
         return page;
       }
       reason = std::string(parsed.status().message());
+      // A records path that is missing or not an array will not appear on a retry of the same
+      // answer; a malformed or truncated body (DATA_LOSS) might.
+      retriable = parsed.status().code() == absl::StatusCode::kDataLoss;
     }
     counters_->http_errors.fetch_add(1);
     page.error = attempt > 1 ? absl::StrCat(reason, " after ", attempt, " attempts") : reason;
@@ -219,6 +231,8 @@ void PageFetcher::BuildBatches(FetchedPage* page) const {
   const bool with_keys = !keys.empty() && keys.size() == records.size();
   // Per record: the string object and its heap block header, besides the bytes.
   constexpr size_t kPerRecordOverhead = sizeof(std::string) + 16;
+  const int64_t fetched_at =
+      absl::ToUnixMicros(absl::Now());  // For the writer's end-to-end latency.
   auto start_batch = [&] {
     v1::RecordBatch& batch = page->batches.emplace_back();
     batch.set_job_id(job_id_);
@@ -227,6 +241,7 @@ void PageFetcher::BuildBatches(FetchedPage* page) const {
     batch.set_page_number(page->page_number);
     batch.set_page_token(page->token);
     batch.set_chunk_index(int32_t(page->batches.size() - 1));
+    batch.set_fetched_at_unix_micros(fetched_at);
     return &batch;
   };
   page->batches.clear();

@@ -174,8 +174,10 @@ void PageProducer::ProduceIndexed(PageWindow* window,
       size_t next_index = 0;
       bool fatal = false;
       const int64_t first_slot = slot;
+      const LogContext log_context = CurrentLogContext();
       auto worker = [&] {
-        SetThreadComponent(absl::StrCat("collector/job-", job_id_.substr(0, 8), "/fetch"));
+        SetThreadComponent("collector/fetch");
+        ScopedLogContext log_scope(log_context);
         auto worker_parser =
             JsonPageParser::Create({p.records_path(), spec_->id_path(), "", "", "", ""});
         while (!stopping()) {

@@ -9,8 +9,11 @@
 
 namespace etl {
 
-// Parses flags with absl::ParseCommandLine after turning "--some-flag" into "--some_flag" (absl flag
-// names are identifiers; users type hyphens). Returns the positional arguments, argv[0] first.
+// Parses flags with absl::ParseCommandLine after turning "--some-flag" into "--some_flag" (absl
+// flag names are identifiers; users type hyphens). Returns the positional arguments, argv[0] first.
+// Before that, and the same in every binary: --help (also -h, --helpfull) prints `usage` and the
+// program's own flags with their defaults and exits 0; --version prints the version and git
+// revision and exits 0; an unknown flag or an invalid value exits 64 (EX_USAGE) with the reason.
 std::vector<std::string> ParseFlags(int argc, char** argv, absl::string_view usage);
 
 // The environment variable `name`, or `fallback` when unset or empty.

@@ -1,14 +1,15 @@
 #include "common/json_page.h"
 
+#include <simdjson.h>
+
 #include <cmath>
 #include <cstring>
 #include <utility>
 
-#include <simdjson.h>
-
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 namespace etl {
 
@@ -152,6 +153,7 @@ struct Captures {
   JsonScalar current_id;
   bool captured[kTargetCount] = {false, false, false, false, false, false};
   absl::Status status;  // Non-JSON problems found while walking (e.g. records not an array).
+  bool records_object = false;  // The value at records_path is an object (not records).
 
   JsonScalar* Slot(int t) {
     switch (t) {
@@ -269,10 +271,13 @@ class SimdWalker {
     od::json_type type;
     SJ_TRY(v.type().get(type));
     if (type == od::json_type::null) return WalkValue(v, depth, mask);
-    if (type == od::json_type::object) return WalkRecord(v, depth, mask);
     if (type != od::json_type::array) {
-      captures_->status = absl::InvalidArgumentError(
-          "the value at records_path is neither an array, an object nor null");
+      if (type == od::json_type::object) {
+        captures_->records_object = true;
+      } else {
+        captures_->status = absl::InvalidArgumentError(
+            "the value at records_path is neither an array of records nor null");
+      }
       return WalkValue(v, depth, mask);
     }
     uint32_t here = 0, deeper = 0;
@@ -476,11 +481,12 @@ class FallbackScanner {
   bool WalkRecords(size_t depth, uint32_t mask) {
     captures_->records_found = true;
     if (p_ >= end_) return Fail("unexpected end of input");
-    if (*p_ == '{') return WalkRecord(depth, mask);
     if (*p_ != '[') {
-      if (*p_ != 'n') {
+      if (*p_ == '{') {
+        captures_->records_object = true;
+      } else if (*p_ != 'n') {
         captures_->status = absl::InvalidArgumentError(
-            "the value at records_path is neither an array, an object nor null");
+            "the value at records_path is neither an array of records nor null");
       }
       return WalkValue(depth, mask);
     }
@@ -672,6 +678,42 @@ absl::StatusOr<std::unique_ptr<JsonPageParser>> JsonPageParser::Create(const Pag
 
 void JsonPageParser::ReleaseBuffers() { impl_->parser = od::parser(); }
 
+namespace {
+
+// "; top-level keys: results (array), count" for messages about a misplaced records_path; "" when
+// the body is not a JSON object.
+std::string DescribeTopLevel(od::parser* parser, const char* data, size_t len, size_t capacity) {
+  od::document doc;
+  od::object obj;
+  if (parser->iterate(data, len, capacity).get(doc) != simdjson::SUCCESS ||
+      doc.get_object().get(obj) != simdjson::SUCCESS) {
+    return "";
+  }
+  std::vector<std::string> keys;
+  for (auto field_result : obj) {
+    od::field field;
+    std::string_view key;
+    if (std::move(field_result).get(field) != simdjson::SUCCESS ||
+        field.unescaped_key().get(key) != simdjson::SUCCESS) {
+      break;
+    }
+    if (keys.size() == 20) {
+      keys.push_back("...");
+      break;
+    }
+    std::string k(key.substr(0, 64));
+    od::json_type type;
+    if (field.value().type().get(type) == simdjson::SUCCESS && type == od::json_type::array) {
+      k += " (array)";
+    }
+    keys.push_back(std::move(k));
+  }
+  if (keys.empty()) return "; the response is an empty object";
+  return absl::StrCat("; top-level keys: ", absl::StrJoin(keys, ", "));
+}
+
+}  // namespace
+
 absl::StatusOr<ParsedPage> JsonPageParser::Parse(std::string* body) {
   ParsedPage page;
   Captures captures;
@@ -721,9 +763,20 @@ absl::StatusOr<ParsedPage> JsonPageParser::Parse(std::string* body) {
     return absl::DataLossError(absl::StrCat("malformed JSON: ", simdjson::error_message(err)));
   }
   if (!captures.status.ok()) return captures.status;
-  if (!captures.records_found) {
-    return absl::NotFoundError(
-        absl::StrCat("records_path \"", impl_->records_path, "\" not found in the response"));
+  if (!captures.records_found || captures.records_object) {
+    // Never store a whole object as one record: say where the records might be instead.
+    std::string keys = DescribeTopLevel(&impl_->parser, data, len, body->capacity());
+    const std::string& path = impl_->records_path;
+    if (!captures.records_found) {
+      return absl::NotFoundError(absl::StrCat("records path ", path, " not found", keys));
+    }
+    if (path.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the response is an object, not an array of records: set records_path to the array",
+          keys));
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat("records path ", path, " is an object, not an array of records", keys));
   }
   return page;
 }

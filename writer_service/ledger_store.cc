@@ -2,7 +2,10 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/logging.h"
 #include "common/names.h"
 #include "common/status_macros.h"
@@ -29,6 +32,9 @@ std::string StripNul(std::string s) {
   s.erase(std::remove(s.begin(), s.end(), '\0'), s.end());
   return s;
 }
+
+// Creation time in ms: listings are newest first by it (then job id), and so are their page tokens.
+constexpr const char* kCreatedMs = "(extract(epoch from j.created_at) * 1000)::bigint";
 
 constexpr const char* kJobColumns =
     "j.job_id, j.spec::text, j.state, j.error, j.pages_total, j.records_total, "
@@ -101,11 +107,11 @@ absl::StatusOr<std::vector<v1::JobRecord>> LedgerStore::LoadJobs(PgConnection* c
                                                                  const std::string& where,
                                                                  const std::vector<PgParam>& params,
                                                                  int limit) {
-  ASSIGN_OR_RETURN(PgResult res,
-                   conn->Query(absl::StrCat("SELECT ", kJobColumns, " FROM etl_jobs j WHERE ",
-                                            where, " ORDER BY j.created_at, j.job_id LIMIT ",
-                                            limit),
-                               params));
+  ASSIGN_OR_RETURN(
+      PgResult res,
+      conn->Query(absl::StrCat("SELECT ", kJobColumns, " FROM etl_jobs j WHERE ", where,
+                               " ORDER BY ", kCreatedMs, " DESC, j.job_id DESC LIMIT ", limit),
+                  params));
   std::vector<v1::JobRecord> jobs(static_cast<size_t>(res.rows()));
   for (int r = 0; r < res.rows(); ++r) {
     v1::JobRecord& j = jobs[static_cast<size_t>(r)];
@@ -255,16 +261,45 @@ absl::StatusOr<v1::ListJobRecordsResponse> LedgerStore::ListJobRecords(
     const v1::ListJobRecordsRequest& req) {
   std::string where = "true";
   std::vector<PgParam> params;
+  auto param = [&params](std::string v) {
+    params.push_back(PgParam::Text(StripNul(std::move(v))));
+    return absl::StrCat("$", params.size());
+  };
   if (req.unfinished_only()) where = "j.state IN ('PENDING', 'RUNNING')";
-  if (!req.job_id().empty()) {
-    params.push_back(PgParam::Text(StripNul(req.job_id())));
-    absl::StrAppend(&where, " AND j.job_id = $1");
+  if (!req.job_id().empty()) absl::StrAppend(&where, " AND j.job_id = ", param(req.job_id()));
+  if (!req.cliente_id().empty())
+    absl::StrAppend(&where, " AND j.cliente_id = ", param(req.cliente_id()));
+  if (!req.rota().empty()) absl::StrAppend(&where, " AND j.rota = ", param(req.rota()));
+  if (req.states_size() > 0) {
+    std::vector<std::string> names;
+    for (int st : req.states()) names.push_back(v1::JobState_Name(static_cast<v1::JobState>(st)));
+    absl::StrAppend(&where, " AND j.state = ANY(",
+                    param(absl::StrCat("{", absl::StrJoin(names, ","), "}")), "::text[])");
+  }
+  if (!req.page_token().empty()) {
+    // "<created_at in ms>:<job id>" of the last job of the previous page, base64 (web-safe).
+    std::string token;
+    int64_t ms = 0;
+    size_t colon = std::string::npos;
+    if (absl::WebSafeBase64Unescape(req.page_token(), &token)) colon = token.find(':');
+    if (colon == std::string::npos || !absl::SimpleAtoi(token.substr(0, colon), &ms)) {
+      return absl::InvalidArgumentError("page_token is not one this service returned");
+    }
+    std::string after_ms = param(absl::StrCat(ms));
+    std::string after_id = param(token.substr(colon + 1));
+    absl::StrAppend(&where, " AND (", kCreatedMs, ", j.job_id) < (", after_ms, "::bigint, ",
+                    after_id, ")");
   }
   int limit = req.limit() <= 0 ? 100 : std::min(req.limit(), 10000);
   v1::ListJobRecordsResponse resp;
   RETURN_IF_ERROR(Run([&](PgConnection* conn) -> absl::Status {
     resp.Clear();
-    ASSIGN_OR_RETURN(auto jobs, LoadJobs(conn, where, params, limit));
+    ASSIGN_OR_RETURN(auto jobs, LoadJobs(conn, where, params, limit + 1));
+    if (jobs.size() > static_cast<size_t>(limit)) {
+      jobs.resize(static_cast<size_t>(limit));
+      resp.set_next_page_token(absl::WebSafeBase64Escape(
+          absl::StrCat(jobs.back().created_at_unix_ms(), ":", jobs.back().job_id())));
+    }
     for (auto& j : jobs) *resp.add_jobs() = std::move(j);
     return absl::OkStatus();
   }));

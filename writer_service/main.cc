@@ -38,6 +38,8 @@ ABSL_FLAG(int64_t, keepalive_time_ms, 30000, "the server pings an idle connectio
 ABSL_FLAG(int64_t, keepalive_timeout_ms, 10000,
           "and closes it when a ping is unanswered this long");
 ABSL_FLAG(std::string, metrics_listen, "", "Prometheus /metrics address (host:port); empty = off");
+ABSL_FLAG(std::string, log_format, "", "log lines as text or json (env ETL_LOG_FORMAT; default text)");
+ABSL_FLAG(std::string, log_level, "", "debug, info, warning or error (env ETL_LOG_LEVEL; default info)");
 ABSL_FLAG(std::string, port_file, "", "write the bound gRPC port here once serving");
 ABSL_FLAG(int64_t, shutdown_grace_ms, 10000, "on SIGTERM, open streams get this long to end");
 ABSL_FLAG(int64_t, drain_timeout_ms, 60000, "on SIGTERM, queued pages get this long to commit");
@@ -49,6 +51,11 @@ int main(int argc, char** argv) {
                   "writer_server: commits records streamed over gRPC (etl.v1.WriterService) into "
                   "PostgreSQL");
   etl::SetThreadComponent("writer/main");
+  if (absl::Status s = etl::ConfigureLogging(absl::GetFlag(FLAGS_log_format), absl::GetFlag(FLAGS_log_level));
+      !s.ok()) {
+    etl::LogError(s.message());
+    return 2;
+  }
 
   etl::WriterServerOptions o;
   o.listen = absl::GetFlag(FLAGS_listen);

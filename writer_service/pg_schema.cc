@@ -12,6 +12,8 @@ namespace {
 // Key of the advisory lock that serializes all of the writer's DDL ("ETLDDL" in ASCII).
 constexpr const char* kDdlLock = "SELECT pg_advisory_xact_lock(76989560669260)";
 
+}  // namespace
+
 absl::Status RunDdl(PgConnection* conn, const std::string& ddl) {
   RETURN_IF_ERROR(conn->Exec("BEGIN"));
   absl::Status s = conn->Exec(kDdlLock);
@@ -21,7 +23,7 @@ absl::Status RunDdl(PgConnection* conn, const std::string& ddl) {
   return s;
 }
 
-}  // namespace
+absl::Status TakeDdlLock(PgConnection* conn) { return conn->Exec(kDdlLock); }
 
 absl::Status EnsureLedgerSchema(PgConnection* conn) {
   return RunDdl(conn, R"sql(
@@ -79,6 +81,22 @@ BEGIN
   END IF;
 END $$;
 CREATE INDEX IF NOT EXISTS etl_dead_letters_job_idx ON etl_dead_letters (job_id, page_number);
+CREATE TABLE IF NOT EXISTS etl_cursors (
+  cliente_id  text NOT NULL,
+  rota        text NOT NULL,
+  cursor_path text NOT NULL,
+  cursor_type text NOT NULL,
+  value       text NOT NULL,
+  sort_key    numeric NOT NULL,
+  job_id      text NOT NULL,
+  updated_at  timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (cliente_id, rota, cursor_path)
+);
+CREATE TABLE IF NOT EXISTS etl_table_swaps (
+  job_id     text PRIMARY KEY,
+  table_name text NOT NULL,
+  swapped_at timestamptz NOT NULL DEFAULT now()
+);
 )sql");
 }
 
@@ -94,16 +112,19 @@ std::string TokenFromColumns(const PgResult& res, int row, int text_col, int raw
   return absl::HexStringToBytes(res.Get(row, raw_hex_col));
 }
 
-absl::Status EnsureRawTable(PgConnection* conn, const std::string& table) {
-  std::string q = QuoteIdentifier(table);
-  return RunDdl(conn, absl::StrCat("CREATE TABLE IF NOT EXISTS ", q, R"sql( (
+std::string RawTableDdl(const std::string& table) {
+  return absl::StrCat("CREATE TABLE IF NOT EXISTS ", QuoteIdentifier(table), R"sql( (
   id           bigserial PRIMARY KEY,
   payload      jsonb NOT NULL,
   natural_key  text,
   job_id       text NOT NULL,
   page_number  bigint NOT NULL,
   collected_at timestamptz NOT NULL DEFAULT now()
-))sql"));
+))sql");
+}
+
+absl::Status EnsureRawTable(PgConnection* conn, const std::string& table) {
+  return RunDdl(conn, RawTableDdl(table));
 }
 
 }  // namespace etl

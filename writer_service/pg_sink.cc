@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
+#include <optional>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -12,6 +14,7 @@
 #include "common/status_macros.h"
 #include "writer_service/copy_text.h"
 #include "writer_service/pg_schema.h"
+#include "writer_service/write_modes.h"
 
 namespace etl {
 
@@ -91,6 +94,7 @@ struct PgRecordSink::Work {
   };
   struct Page {
     const QueuedPage* page;
+    const JobWriteConfig* config = nullptr;  // Write mode and load table of the page's job.
     std::vector<Record> records;
     std::vector<uint8_t> rejected;  // 1 = goes to the dead-letter table.
     int64_t rejected_count = 0;
@@ -103,6 +107,8 @@ struct PgRecordSink::Work {
   };
   std::vector<Page> pages;
   std::vector<DeadLetter> dead;
+  int64_t merge_position = 0;  // MERGE: position of the next staged record (last one wins).
+  bool stage_used = false;     // MERGE: the staging table holds rows of an earlier table.
 
   void Reject(size_t page_index, uint32_t record_index, std::string reason) {
     Page& p = pages[page_index];
@@ -119,6 +125,7 @@ absl::Status PgRecordSink::Connect() {
   ASSIGN_OR_RETURN(conn_, PgConnection::Connect(options_.conninfo, "etl-writer"));
   RETURN_IF_ERROR(conn_->Exec("SET synchronous_commit = on"));
   known_tables_.clear();
+  modes_.Reset();
   return EnsureLedgerSchema(conn_.get());
 }
 
@@ -153,6 +160,13 @@ absl::StatusOr<std::vector<PageResult>> PgRecordSink::CommitPages(
       p.records.push_back(Work::Record{json, key});
     });
     p.rejected.assign(p.records.size(), 0);
+    absl::StatusOr<const JobWriteConfig*> config =
+        modes_.ForJob(conn_.get(), p.page->job_id, p.page->table);
+    if (!config.ok()) {
+      if (!conn_->healthy()) return absl::UnavailableError(config.status().message());
+      return config.status();
+    }
+    p.config = *config;
     // The same page twice in one batch (a quick re-send): only the first one counts.
     if (!seen.emplace(std::make_pair(absl::string_view(p.page->job_id), p.page->page_number), i)
              .second) {
@@ -171,19 +185,22 @@ absl::StatusOr<std::vector<PageResult>> PgRecordSink::CommitPages(
           s = absl::InvalidArgumentError("natural key is not valid UTF-8");
         }
       }
+      if (s.ok() && p.config->mode == v1::MERGE &&
+          (p.records[r].key == nullptr || p.records[r].key->empty())) {
+        s = absl::InvalidArgumentError("merge mode: the record has no natural key at id_path");
+      }
       if (!s.ok()) w.Reject(i, r, std::string(s.message()));
     }
     p.digest = digest.Hex(static_cast<int64_t>(p.records.size()));
   }
   RETURN_IF_ERROR(CheckJobsRegistered(w));
   for (const Work::Page& p : w.pages) {
-    if (!p.error.ok() || known_tables_.contains(p.page->table)) continue;
-    absl::Status s = EnsureRawTable(conn_.get(), p.page->table);
+    if (!p.error.ok() || p.config == nullptr) continue;
+    absl::Status s = modes_.EnsureTables(conn_.get(), *p.config);
     if (!s.ok()) {
       if (!conn_->healthy()) return absl::UnavailableError(s.message());
       return s;
     }
-    known_tables_.insert(p.page->table);
   }
 
   const bool any_page = std::any_of(w.pages.begin(), w.pages.end(),
@@ -191,7 +208,7 @@ absl::StatusOr<std::vector<PageResult>> PgRecordSink::CommitPages(
   absl::Status s = any_page ? CommitInTransaction(w, batch_id) : absl::OkStatus();
   if (!s.ok()) {
     if (conn_->healthy()) conn_->Exec("ROLLBACK").IgnoreError();
-    if (absl::IsNotFound(s)) known_tables_.clear();  // A raw table was dropped under us.
+    if (absl::IsNotFound(s)) modes_.ForgetTables();  // A raw table was dropped under us.
     if (!conn_->healthy()) return absl::UnavailableError(s.message());
     return s;
   }
@@ -300,16 +317,31 @@ absl::Status PgRecordSink::CommitInTransaction(Work& w, const std::string& batch
   for (size_t i = 0; i < w.pages.size(); ++i) {
     const Work::Page& p = w.pages[i];
     if (!p.is_new || p.duplicate_in_batch) continue;
-    auto [it, inserted] = by_table.try_emplace(p.page->table);
-    if (inserted) tables.push_back(p.page->table);
+    auto [it, inserted] = by_table.try_emplace(p.config->load_table);
+    if (inserted) tables.push_back(p.config->load_table);
     it->second.push_back(i);
   }
   for (const std::string& table : tables) {
     const std::vector<size_t>& idx = by_table[table];
+    const bool merge = w.pages[idx[0]].config->mode == v1::MERGE;
+    bool keys_unique = true;
+    if (merge) {
+      RETURN_IF_ERROR(modes_.EnsureStage(conn_.get()));
+      if (w.stage_used) RETURN_IF_ERROR(conn_->Exec(ClearStageSql()));
+      w.stage_used = true;
+      absl::flat_hash_set<absl::string_view> keys;
+      for (size_t i : idx) {
+        const Work::Page& p = w.pages[i];
+        for (size_t r = 0; r < p.records.size() && keys_unique; ++r) {
+          if (!p.rejected[r]) keys_unique = keys.insert(*p.records[r].key).second;
+        }
+      }
+    }
     RETURN_IF_ERROR(conn_->Exec("SAVEPOINT etl_table"));
     absl::Status s = CopyRecords(table, w, idx);
     if (s.ok()) {
       RETURN_IF_ERROR(conn_->Exec("RELEASE SAVEPOINT etl_table"));
+      if (merge) RETURN_IF_ERROR(conn_->Exec(MergeFromStageSql(table, keys_unique)));
       continue;
     }
     if (RetriesWholeBatch(s)) return s;
@@ -347,6 +379,7 @@ absl::Status PgRecordSink::CommitInTransaction(Work& w, const std::string& batch
                        PgParam::Text(LossyUtf8(p.error.message().substr(0, kMaxReasonBytes)))})
               .status());
     }
+    if (merge) RETURN_IF_ERROR(conn_->Exec(MergeFromStageSql(table, keys_unique)));
   }
 
   // 3. Dead letters: exact bytes (bytea) plus a readable text copy.
@@ -378,6 +411,8 @@ absl::Status PgRecordSink::CommitInTransaction(Work& w, const std::string& batch
                      PgParam::Text(absl::StrCat(p.rejected_count))})
             .status());
   }
+  // 4. Incremental marks, with the records that carry them.
+  RETURN_IF_ERROR(AdvanceCursors(w));
   absl::Status commit = conn_->Exec("COMMIT");
   if (!commit.ok()) {
     // The outcome is unknown when the connection broke during COMMIT: remember the batch so the
@@ -390,16 +425,19 @@ absl::Status PgRecordSink::CommitInTransaction(Work& w, const std::string& batch
 
 absl::Status PgRecordSink::CopyRecords(const std::string& table, Work& w,
                                        const std::vector<size_t>& page_indexes) {
-  RETURN_IF_ERROR(conn_->CopyBegin(absl::StrCat("COPY ", QuoteIdentifier(table),
-                                                " (payload, natural_key, job_id, page_number) "
-                                                "FROM STDIN")));
+  const bool merge = !page_indexes.empty() && w.pages[page_indexes[0]].config->mode == v1::MERGE;
+  RETURN_IF_ERROR(
+      conn_->CopyBegin(merge ? MergeStageCopySql()
+                             : absl::StrCat("COPY ", QuoteIdentifier(table),
+                                            " (payload, natural_key, job_id, page_number) "
+                                            "FROM STDIN")));
   buffer_.clear();
   for (size_t i : page_indexes) {
     const Work::Page& p = w.pages[i];
     std::string suffix;
     suffix.push_back('\t');
     AppendCopyText(&suffix, p.page->job_id);
-    absl::StrAppend(&suffix, "\t", p.page->page_number, "\n");
+    absl::StrAppend(&suffix, "\t", p.page->page_number, merge ? "\t" : "\n");
     for (size_t r = 0; r < p.records.size(); ++r) {
       if (p.rejected[r]) continue;
       AppendCopyText(&buffer_, p.records[r].json);
@@ -410,6 +448,7 @@ absl::Status PgRecordSink::CopyRecords(const std::string& table, Work& w,
         AppendCopyText(&buffer_, *p.records[r].key);
       }
       buffer_.append(suffix);
+      if (merge) absl::StrAppend(&buffer_, w.merge_position++, "\n");
       if (buffer_.size() >= options_.copy_chunk_bytes) {
         RETURN_IF_ERROR(conn_->CopyPut(buffer_));
         buffer_.clear();
@@ -436,11 +475,16 @@ absl::Status PgRecordSink::CheckJobsRegistered(Work& w) {
                                 {PgParam::Text(TextArray(unknown))}));
   if (known_jobs_.size() + static_cast<size_t>(res.rows()) > kMaxKnownJobs) known_jobs_.clear();
   for (int r = 0; r < res.rows(); ++r) known_jobs_.insert(res.Get(r, 0));
+  bool refused = false;
   for (Work::Page& p : w.pages) {
     if (known_jobs_.contains(p.page->job_id)) continue;
+    refused = true;
     p.error = absl::FailedPreconditionError(
         absl::StrCat("job ", p.page->job_id, " is not registered (RegisterJob comes first)"));
   }
+  // The write-mode cache loaded a default config for the unknown job: forget it, so the job's own
+  // mode applies once it is registered.
+  if (refused) modes_.Reset();
   return absl::OkStatus();
 }
 
@@ -501,6 +545,34 @@ absl::Status PgRecordSink::CopyIsolating(const std::string& table, Work& w, size
   records.resize(half);
   RETURN_IF_ERROR(CopyIsolating(table, w, page_index, std::move(records)));
   return CopyIsolating(table, w, page_index, std::move(second));
+}
+
+absl::Status PgRecordSink::AdvanceCursors(Work& w) {
+  // The greatest value per mark over the records committed now; marks in key order (lock order).
+  std::map<CursorKey, std::pair<CursorValue, const std::string*>> best;
+  for (const Work::Page& p : w.pages) {
+    if (!p.is_new || p.duplicate_in_batch || !p.error.ok() || p.config->cursor_path.empty()) {
+      continue;
+    }
+    CursorKey key{p.config->cliente_id, p.config->rota, p.config->cursor_path,
+                  p.config->cursor_type};
+    for (size_t r = 0; r < p.records.size(); ++r) {
+      if (p.rejected[r]) continue;
+      std::optional<CursorValue> v =
+          cursor_extractor_.Extract(p.records[r].json, key.cursor_path, key.cursor_type);
+      if (!v.has_value()) continue;
+      auto it = best.find(key);
+      if (it == best.end()) {
+        best.emplace(key, std::make_pair(*std::move(v), &p.page->job_id));
+      } else if (v->sort_key > it->second.first.sort_key) {
+        it->second = std::make_pair(*std::move(v), &p.page->job_id);
+      }
+    }
+  }
+  for (const auto& [key, value] : best) {
+    RETURN_IF_ERROR(AdvanceCursor(conn_.get(), key, value.first, *value.second));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace etl

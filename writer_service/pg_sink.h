@@ -10,9 +10,12 @@
 //      SQLSTATE classes 22/23/54), so good neighbours still commit; a page hit by any other
 //      permanent error (e.g. a user trigger raising) is refused alone (ledger row 'failed'), and
 //      the other pages of the batch commit;
-//   4. COMMIT.
+//   4. advance the incremental marks of the records committed (etl_cursors);
+//   5. COMMIT.
 // Pages of job ids not in etl_jobs are refused (FAILED_PRECONDITION). A skipped page whose content
 // digest differs from the committed one is reported (PageResult::content_differs).
+// Write modes (write_modes.h): MERGE pages are COPYed into a temporary staging table and merged
+// into the raw table by natural key; REPLACE pages go to the job's fresh table.
 // Raw tables are created on first use (cached per sink).
 //
 // Thread-compatible: one writer thread per sink (it owns one connection).
@@ -26,6 +29,8 @@
 #include "absl/container/flat_hash_set.h"
 #include "writer_service/pg_conn.h"
 #include "writer_service/record_sink.h"
+#include "writer_service/cursor_store.h"
+#include "writer_service/write_modes.h"
 
 namespace etl {
 
@@ -56,6 +61,7 @@ class PgRecordSink : public RecordSink {
                              std::vector<uint32_t> records);
   absl::Status CheckJobsRegistered(Work& w);
   absl::Status CompareSkippedDigests(Work& w, const std::vector<size_t>& candidates);
+  absl::Status AdvanceCursors(Work& w);
   absl::Status CopySubset(const std::string& table, Work& w, size_t page_index,
                           const std::vector<uint32_t>& records);
 
@@ -63,6 +69,8 @@ class PgRecordSink : public RecordSink {
   std::unique_ptr<PgConnection> conn_;
   absl::flat_hash_set<std::string> known_tables_;
   absl::flat_hash_set<std::string> known_jobs_;  // Registered job ids seen (bounded).
+  WriteModeCache modes_;               // Write mode per job; tables and staging made ready.
+  CursorExtractor cursor_extractor_;   // Incremental jobs: reads each record's cursor value.
   std::string buffer_;  // Reused COPY buffer: no per-batch allocation once warm.
   std::string last_failed_batch_id_;  // Batch whose COMMIT outcome is unknown.
 };

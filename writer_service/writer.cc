@@ -9,7 +9,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/logging.h"
-#include "common/metrics_server.h"
 
 namespace etl {
 
@@ -263,8 +262,10 @@ void Writer::CommitWithRetry(RecordSink* sink, bool* connected,
       }
     }
     if (*connected) {
+      const absl::Time commit_start = absl::Now();
       absl::StatusOr<std::vector<PageResult>> results = sink->CommitPages(pages, batch_id);
       if (results.ok()) {
+        counters_.commit_seconds.Observe(absl::ToDoubleSeconds(absl::Now() - commit_start));
         SetDbOk(true);
         ApplyResults(batch, *results);
         return;
@@ -324,6 +325,15 @@ void Writer::FailPages(std::vector<std::unique_ptr<QueuedPage>>& batch, const ab
 void Writer::ApplyResults(std::vector<std::unique_ptr<QueuedPage>>& batch,
                           const std::vector<PageResult>& results) {
   int64_t committed = 0;
+  const int64_t now_us = absl::ToUnixMicros(absl::Now());
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const QueuedPage& p = *batch[i];
+    if (results[i].kind != PageResult::Kind::kCommitted || p.chunks.empty()) continue;
+    const int64_t fetched_us = p.chunks.front().fetched_at_unix_micros();
+    if (fetched_us <= 0) continue;
+    counters_.record_latency_seconds.Observe(double(std::max<int64_t>(0, now_us - fetched_us)) / 1e6,
+                                             results[i].records_committed + results[i].records_rejected);
+  }
   {
     absl::MutexLock l(&jobs_mu_);
     for (size_t i = 0; i < batch.size(); ++i) {
@@ -415,79 +425,6 @@ v1::WriterStatus Writer::Status() const {
     for (const auto& [id, e] : jobs_) *s.add_jobs() = e.counters;
   }
   return s;
-}
-
-std::string Writer::RenderMetrics() const {
-  v1::WriterStatus s = Status();
-  const WriterCounters& c = counters_;
-  std::string out;
-  auto counter = [&](const char* name, const char* help, double v) {
-    AppendMetric(&out, absl::StrCat("etl_writer_", name), help, "counter", v);
-  };
-  auto gauge = [&](const char* name, const char* help, double v) {
-    AppendMetric(&out, absl::StrCat("etl_writer_", name), help, "gauge", v);
-  };
-  gauge("serving", "1 when PostgreSQL is reachable and the writer is not draining.", s.serving());
-  gauge("streams_active", "Write streams open now.", static_cast<double>(s.streams_active()));
-  counter("streams_total", "Write streams accepted.", static_cast<double>(s.streams_total()));
-  counter("streams_refused_total", "Write streams refused while draining.",
-          static_cast<double>(c.streams_refused.load()));
-  counter("streams_failed_total", "Write streams that ended with an error.",
-          static_cast<double>(c.streams_failed.load()));
-  counter("records_received_total", "Records received in complete pages.",
-          static_cast<double>(s.records_received()));
-  counter("records_committed_total", "Records committed into raw tables.",
-          static_cast<double>(s.records_committed()));
-  counter("records_rejected_total", "Records sent to etl_dead_letters.",
-          static_cast<double>(s.records_rejected()));
-  counter("records_skipped_total", "Records of pages already in the ledger.",
-          static_cast<double>(s.records_skipped()));
-  counter("pages_committed_total", "Pages committed.", static_cast<double>(s.pages_committed()));
-  counter("pages_skipped_total", "Pages already in the ledger.", static_cast<double>(s.pages_skipped()));
-  counter("pages_failed_total", "Pages given up after retries.",
-          static_cast<double>(c.pages_failed.load()));
-  counter("batches_committed_total", "Transactions committed.",
-          static_cast<double>(s.batches_committed()));
-  counter("bytes_received_total", "Record bytes received.", static_cast<double>(s.bytes_received()));
-  counter("bytes_committed_total", "Record bytes committed.", static_cast<double>(s.bytes_committed()));
-  counter("commit_retries_total", "Transactions retried after a PostgreSQL error.",
-          static_cast<double>(s.commit_retries()));
-  counter("pages_resent_different_total",
-          "Re-sent pages whose content differed from the committed page (skipped).",
-          static_cast<double>(c.pages_resent_different.load()));
-  counter("health_checks_failed_total", "Idle PostgreSQL checks that failed.",
-          static_cast<double>(c.health_checks_failed.load()));
-  counter("reconnects_total", "Reconnections to PostgreSQL.", static_cast<double>(c.reconnects.load()));
-  gauge("queue_records", "Records in the queue.", static_cast<double>(s.queue_depth_records()));
-  gauge("queue_bytes", "Record bytes in the queue.", static_cast<double>(s.queue_depth_bytes()));
-  gauge("queue_partial_bytes", "Record bytes of pages still arriving in chunks (within the bound).",
-        static_cast<double>(queue_.depth().partial_bytes));
-  gauge("queue_capacity_records", "Queue bound in records.",
-        static_cast<double>(s.queue_capacity_records()));
-  gauge("queue_capacity_bytes", "Queue bound in bytes.", static_cast<double>(s.queue_capacity_bytes()));
-  gauge("commit_rate_records_per_second", "Records committed per second, last 10 s.",
-        s.commit_rate_records_per_second());
-  gauge("uptime_seconds", "Seconds since start.", static_cast<double>(s.uptime_seconds()));
-  if (s.jobs_size() > 0) {
-    absl::StrAppend(&out,
-                    "# HELP etl_writer_job_records_committed_total Records committed per job.\n"
-                    "# TYPE etl_writer_job_records_committed_total counter\n");
-    for (const v1::JobCounters& j : s.jobs()) {
-      // Job ids are caller-chosen: escape them for the label syntax.
-      std::string id;
-      for (char ch : j.job_id()) {
-        if (ch == '\\' || ch == '"') id.push_back('\\');
-        if (ch == '\n') {
-          id.append("\\n");
-          continue;
-        }
-        id.push_back(ch);
-      }
-      absl::StrAppend(&out, "etl_writer_job_records_committed_total{job_id=\"", id, "\"} ",
-                      j.records_committed(), "\n");
-    }
-  }
-  return out;
 }
 
 }  // namespace etl

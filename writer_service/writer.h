@@ -31,6 +31,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/metrics.h"
 #include "etl.pb.h"
 #include "writer_service/page.h"
 #include "writer_service/record_sink.h"
@@ -57,6 +58,8 @@ struct WriterOptions {
 
 // Every counter of the writer (conventions #8). Snapshotted by GetStatus and /metrics.
 struct WriterCounters {
+  Histogram commit_seconds{LatencyBuckets()};          // Each successful transaction (COPY + commit).
+  Histogram record_latency_seconds{LatencyBuckets()};  // Per record: collector fetch -> commit.
   std::atomic<int64_t> streams_active{0};
   std::atomic<int64_t> streams_total{0};
   std::atomic<int64_t> streams_refused{0};

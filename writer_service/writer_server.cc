@@ -29,6 +29,7 @@ absl::StatusOr<std::unique_ptr<WriterServer>> WriterServer::Start(WriterServerOp
   WriterServiceImpl::Options so;
   so.max_page_bytes = options.max_page_bytes;
   so.max_message_bytes = options.max_message_bytes;
+  so.database_url = options.database_url;
   s->service_ = std::make_unique<WriterServiceImpl>(s->writer_.get(), s->ledger_.get(), so);
 
   grpc::EnableDefaultHealthCheckService(true);

@@ -10,6 +10,10 @@
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/names.h"
+#include "common/status_macros.h"
+#include "writer_service/cursor_store.h"
+#include "writer_service/pg_schema.h"
+#include "writer_service/write_modes.h"
 
 namespace etl {
 namespace {
@@ -334,6 +338,12 @@ grpc::ServerUnaryReactor* WriterServiceImpl::UpdateJob(grpc::CallbackServerConte
                                                        const v1::UpdateJobRequest* request,
                                                        v1::JobRecord* response) {
   return RunLedger(context, [this, request, response]() -> absl::Status {
+    if (request->state() == v1::SUCCEEDED) {
+      // REPLACE jobs swap their fresh table in before they are marked SUCCEEDED (idempotent, so a
+      // retried UpdateJob is harmless); other states never swap.
+      ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> conn, Connect());
+      RETURN_IF_ERROR(SwapInReplaceTable(conn.get(), request->job_id()));
+    }
     absl::StatusOr<v1::JobRecord> r = ledger_->UpdateJob(*request);
     if (!r.ok()) return r.status();
     *response = *std::move(r);
@@ -365,6 +375,36 @@ grpc::ServerUnaryReactor* WriterServiceImpl::ListJobRecords(
     absl::StatusOr<v1::ListJobRecordsResponse> r = ledger_->ListJobRecords(*request);
     if (!r.ok()) return r.status();
     *response = *std::move(r);
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::unique_ptr<PgConnection>> WriterServiceImpl::Connect() const {
+  ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> conn,
+                   PgConnection::Connect(options_.database_url, "etl-writer-admin"));
+  RETURN_IF_ERROR(EnsureLedgerSchema(conn.get()));
+  return conn;
+}
+
+grpc::ServerUnaryReactor* WriterServiceImpl::ListCursors(grpc::CallbackServerContext* context,
+                                                         const v1::ListCursorsRequest* request,
+                                                         v1::ListCursorsResponse* response) {
+  return RunLedger(context, [this, request, response]() -> absl::Status {
+    ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> conn, Connect());
+    ASSIGN_OR_RETURN(std::vector<v1::Cursor> cursors,
+                     etl::ListCursors(conn.get(), request->cliente_id(), request->rota()));
+    for (v1::Cursor& c : cursors) *response->add_cursors() = std::move(c);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* WriterServiceImpl::ListDeadLetters(
+    grpc::CallbackServerContext* context, const v1::ListDeadLettersRequest* request,
+    v1::ListDeadLettersResponse* response) {
+  return RunLedger(context, [this, request, response]() -> absl::Status {
+    ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> conn, Connect());
+    ASSIGN_OR_RETURN(std::vector<v1::DeadLetter> dead, etl::ListDeadLetters(conn.get(), *request));
+    for (v1::DeadLetter& d : dead) *response->add_dead_letters() = std::move(d);
     return absl::OkStatus();
   });
 }

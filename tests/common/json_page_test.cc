@@ -113,19 +113,41 @@ TEST(JsonPageTest, ArrayIndexInPointer) {
   EXPECT_THAT(Records(page), ElementsAre("2", "3"));
 }
 
-TEST(JsonPageTest, ObjectAtRecordsPathIsOneRecordAndNullIsNone) {
-  std::string body = R"({"data":{"a":1}})";
+TEST(JsonPageTest, ObjectAtRecordsPathIsAnErrorNamingTheKeysAndNullIsNone) {
+  std::string body = R"({"data":{"a":1}, "items": [1], "count": 1})";
+  auto parser = *JsonPageParser::Create(RecordsAt("/data"));
+  auto parsed = parser->Parse(&body);
+  ASSERT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(parsed.status().message(),
+            "records path /data is an object, not an array of records; top-level keys: data, "
+            "items (array), count");
+  std::string null_body = R"({"data":null})";
   PageParseOptions options;
   options.records_path = "/data";
-  EXPECT_THAT(Records(MustParse(options, &body)), ElementsAre(R"({"a":1})"));
-  std::string null_body = R"({"data":null})";
   EXPECT_TRUE(MustParse(options, &null_body).records.empty());
 }
 
+TEST(JsonPageTest, ObjectBodyWithoutRecordsPathIsAnErrorAndAnArrayBodyIsFine) {
+  auto parser = *JsonPageParser::Create(RecordsAt(""));
+  std::string body = R"({"results": [{"id": 1}], "count": 1})";
+  auto parsed = parser->Parse(&body);
+  ASSERT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(parsed.status().message(),
+            "the response is an object, not an array of records: set records_path to the array; "
+            "top-level keys: results (array), count");
+  std::string array = R"([{"id": 1}, {"id": 2}])";
+  auto ok = parser->Parse(&array);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->records.size(), 2u);
+}
+
 TEST(JsonPageTest, MissingRecordsPathIsNotFound) {
-  std::string body = R"({"results":[1]})";
+  std::string body = R"({"results":[1], "count": 1})";
   auto parser = *JsonPageParser::Create(RecordsAt("/data"));
-  EXPECT_EQ(parser->Parse(&body).status().code(), absl::StatusCode::kNotFound);
+  auto parsed = parser->Parse(&body);
+  EXPECT_EQ(parsed.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(parsed.status().message(),
+            "records path /data not found; top-level keys: results (array), count");
   std::string scalar = R"({"data":5})";
   EXPECT_EQ(parser->Parse(&scalar).status().code(), absl::StatusCode::kInvalidArgument);
 }

@@ -205,7 +205,8 @@ class Soak:
         url = "http://127.0.0.1:%d/v1/clientes/soak/%s/%s" % (self.api_port, rota, style)
         argv = ["run", "--detach", "--cliente=soak", "--rota=" + rota, "--url=" + url,
                 "--pagination=" + style, "--records-path=/data", "--id-path=/id",
-                "--backoff-scale=0.05", "--max-attempts=4"]
+                # Append (not the default merge with --id-path): a duplicate must stay visible.
+                "--write-mode=append", "--backoff-scale=0.05", "--max-attempts=4"]
         if page_size:
             argv.append("--page-size=%d" % page_size)
         if style == "page":
