@@ -35,16 +35,11 @@ absl::StatusOr<v1::Job> CollectorDashboardBackend::CancelJob(const std::string& 
 }
 
 absl::StatusOr<v1::Job> CollectorDashboardBackend::RetryJob(const std::string& job_id) {
-  absl::StatusOr<v1::Job> job = collector_->GetJob(job_id);
-  if (!job.ok()) return job.status();
-  if (job->state() != v1::FAILED && job->state() != v1::PARTIAL && job->state() != v1::CANCELLED) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("only FAILED, PARTIAL or CANCELLED jobs can be retried; job ", job_id, " is ",
-                     v1::JobState_Name(job->state())));
-  }
+  // The same path as the RetryJob RPC: the job re-runs under its own id from the ledger, so pages
+  // already committed are never fetched again.
   TraceContext trace;
   trace.request_id = absl::StrCat("dashboard-retry-", job_id);
-  return collector_->StartJob(job->spec(), trace);
+  return collector_->RetryJob(job_id, trace);
 }
 
 absl::StatusOr<v1::WriterStatus> CollectorDashboardBackend::WriterStatus() {

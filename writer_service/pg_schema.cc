@@ -1,8 +1,10 @@
 #include "writer_service/pg_schema.h"
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/names.h"
 #include "common/status_macros.h"
+#include "writer_service/copy_text.h"
 
 namespace etl {
 namespace {
@@ -67,6 +69,17 @@ CREATE TABLE IF NOT EXISTS etl_dead_letters (
   reason       text NOT NULL,
   created_at   timestamptz NOT NULL DEFAULT now()
 );
+-- Exact token bytes when the text copy is not exact; a digest of each committed page's records.
+-- (Checked first: ALTER TABLE would take an exclusive lock on every start.)
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'etl_pages'::regclass
+                 AND attname = 'content_digest' AND NOT attisdropped) THEN
+    ALTER TABLE etl_pages ADD COLUMN IF NOT EXISTS page_token_raw bytea,
+                          ADD COLUMN IF NOT EXISTS next_page_token_raw bytea,
+                          ADD COLUMN IF NOT EXISTS content_digest text;
+  END IF;
+END $$;
 CREATE INDEX IF NOT EXISTS etl_dead_letters_job_idx ON etl_dead_letters (job_id, page_number);
 CREATE TABLE IF NOT EXISTS etl_cursors (
   cliente_id  text NOT NULL,
@@ -85,6 +98,18 @@ CREATE TABLE IF NOT EXISTS etl_table_swaps (
   swapped_at timestamptz NOT NULL DEFAULT now()
 );
 )sql");
+}
+
+PgParam TokenText(const std::string& token) { return PgParam::Text(LossyUtf8(token)); }
+
+PgParam TokenRaw(const std::string& token) {
+  if (IsValidUtf8(token) && token.find('\0') == std::string::npos) return PgParam::Null();
+  return PgParam::Bytes(token);
+}
+
+std::string TokenFromColumns(const PgResult& res, int row, int text_col, int raw_hex_col) {
+  if (res.IsNull(row, raw_hex_col)) return res.Get(row, text_col);
+  return absl::HexStringToBytes(res.Get(row, raw_hex_col));
 }
 
 std::string RawTableDdl(const std::string& table) {

@@ -37,8 +37,15 @@ std::string Writer::RenderMetrics() const {
   counter("commit_retries_total", "Transactions retried after a PostgreSQL error.",
           s.commit_retries());
   counter("reconnects_total", "Reconnections to PostgreSQL.", c.reconnects.load());
+  counter("pages_resent_different_total",
+          "Re-sent pages whose content differed from the committed page (skipped).",
+          c.pages_resent_different.load());
+  counter("health_checks_failed_total", "Idle PostgreSQL checks that failed.",
+          c.health_checks_failed.load());
   gauge("queue_records", "Records in the queue.", s.queue_depth_records());
   gauge("queue_bytes", "Record bytes in the queue.", s.queue_depth_bytes());
+  gauge("queue_partial_bytes", "Record bytes of pages still arriving in chunks (within the bound).",
+        queue_.depth().partial_bytes);
   gauge("queue_capacity_records", "Queue bound in records.", s.queue_capacity_records());
   gauge("queue_capacity_bytes", "Queue bound in bytes.", s.queue_capacity_bytes());
   gauge("commit_rate_records_per_second", "Records committed per second, last 10 s.",

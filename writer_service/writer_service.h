@@ -24,7 +24,10 @@ namespace etl {
 class WriterServiceImpl final : public v1::WriterService::CallbackService {
  public:
   struct Options {
-    int64_t max_page_bytes = 256 << 20;  // A page (all its chunks) larger than this is refused.
+    int64_t max_page_bytes = 256 << 20;  // A page (all its chunks) larger than this is refused;
+                                         // also the most a stream holds of an unfinished page.
+    int64_t max_message_bytes = 64 << 20;  // A RecordBatch carrying more is refused
+                                           // (INVALID_ARGUMENT: permanent).
     int ledger_threads = 4;              // Threads serving the ledger RPCs.
     std::string database_url;            // For write-mode swaps, cursors and dead letters.
   };

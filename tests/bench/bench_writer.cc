@@ -66,6 +66,20 @@ int RunGrpc() {
   auto channel = grpc::CreateCustomChannel(absl::GetFlag(FLAGS_address),
                                            grpc::InsecureChannelCredentials(), args);
   auto stub = etl::v1::WriterService::NewStub(channel);
+  {
+    // The writer refuses pages of jobs it has not registered.
+    grpc::ClientContext ctx;
+    etl::v1::RegisterJobRequest reg;
+    reg.set_job_id(job);
+    reg.mutable_spec()->set_cliente_id(absl::GetFlag(FLAGS_cliente_id));
+    reg.mutable_spec()->set_rota(absl::GetFlag(FLAGS_rota));
+    etl::v1::JobRecord rec;
+    grpc::Status st = stub->RegisterJob(&ctx, reg, &rec);
+    if (!st.ok()) {
+      std::fprintf(stderr, "RegisterJob failed: %s\n", st.error_message().c_str());
+      return 1;
+    }
+  }
   const int64_t pages = (total + page_records - 1) / page_records;
   const std::string write_mode = absl::GetFlag(FLAGS_write_mode);
   if (!write_mode.empty()) {

@@ -108,6 +108,12 @@ def main(deploy):
                 env = {e["name"]: e for e in c.get("env", [])}
                 check("secretKeyRef" in env.get("DATABASE_URL", {}).get("valueFrom", {}),
                       f"{path}: DATABASE_URL is not from a Secret")
+                # Readiness follows PostgreSQL; liveness ("" = the process) must not, or a database
+                # outage restarts every writer.
+                check(c.get("readinessProbe", {}).get("grpc", {}).get("service") == "etl.v1.WriterService",
+                      f"{path}: writer readiness does not check etl.v1.WriterService")
+                check(c.get("livenessProbe", {}).get("grpc", {}).get("service", "") == "",
+                      f"{path}: writer liveness must check the overall health \"\"")
         if d.get("kind") == "Deployment":
             pod = d["spec"]["template"]["spec"]
             name = d["metadata"]["name"]
