@@ -66,8 +66,8 @@ ABSL_FLAG(std::string, http_listen, "",
 ABSL_FLAG(std::string, http_port_file, "", "write the bound dashboard port here once serving");
 ABSL_FLAG(
     std::string, http_auth_token_file, "",
-    "file holding the API token that enables cancel/retry on the dashboard (the gRPC API's token); "
-    "empty = read-only dashboard");
+    "file holding the API token that enables cancel/retry on the dashboard; default: the gRPC "
+    "API's --auth-token-file; neither = read-only dashboard");
 ABSL_FLAG(std::string, log_format, "",
           "log lines as text or json (env ETL_LOG_FORMAT; default text)");
 ABSL_FLAG(std::string, log_level, "",
@@ -147,8 +147,10 @@ int main(int argc, char** argv) {
   options.writer_security.tls_server_name = absl::GetFlag(FLAGS_writer_tls_server_name);
   options.writer_security.token_file = absl::GetFlag(FLAGS_writer_token_file);
   options.http_listen = etl::LoopbackByDefault(absl::GetFlag(FLAGS_http_listen));
-  if (const std::string token_file = absl::GetFlag(FLAGS_http_auth_token_file);
-      !token_file.empty()) {
+  // The dashboard's actions need the gRPC API's own token unless it is given one of its own.
+  std::string dashboard_token_file = absl::GetFlag(FLAGS_http_auth_token_file);
+  if (dashboard_token_file.empty()) dashboard_token_file = options.security.auth_token_file;
+  if (const std::string& token_file = dashboard_token_file; !token_file.empty()) {
     absl::StatusOr<std::string> token = ReadTokenFile(token_file);
     if (!token.ok()) {
       etl::LogError(token.status().message());
