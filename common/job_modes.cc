@@ -142,10 +142,9 @@ absl::Status ValidateJobModes(const v1::JobSpec& spec) {
   for (const auto& [what, value] : {std::make_pair("initial_value", &inc.initial_value()),
                                     std::make_pair("start_value", &inc.start_value())}) {
     if (value->empty()) continue;
-    bool ok = inc.cursor_type() == v1::TIMESTAMP ? ParseTimestamp(*value) : [&] {
-      int64_t v;
-      return absl::SimpleAtoi(*value, &v);
-    }();
+    int64_t integer;
+    bool ok = inc.cursor_type() == v1::TIMESTAMP ? ParseTimestamp(*value)
+                                                 : absl::SimpleAtoi(*value, &integer);
     if (!ok) {
       return absl::InvalidArgumentError(
           absl::StrCat("incremental ", what, ": \"", *value, "\" is not a ",
