@@ -93,6 +93,8 @@ JobEnv Collector::MakeEnv() {
   env.max_message_bytes = options_.max_message_bytes;
   env.max_response_bytes = options_.max_response_bytes;
   env.max_buffered_bytes = options_.max_buffered_bytes;
+  env.max_stream_bytes = options_.max_stream_bytes;
+  env.max_stream_duration = options_.max_stream_duration;
   return env;
 }
 
@@ -117,6 +119,14 @@ std::shared_ptr<Job> Collector::AddJob(const std::string& id, const v1::JobSpec&
 }
 
 absl::StatusOr<v1::Job> Collector::StartJob(const v1::JobSpec& in, const TraceContext& trace) {
+  // Refused before anything reaches the ledger: the client's retry on another replica then
+  // loads the data once.
+  {
+    absl::MutexLock l(&mu_);
+    if (shutdown_) {
+      return absl::UnavailableError("the collector is shutting down; the job was not registered");
+    }
+  }
   absl::Status valid = ValidateJobSpec(in);
   if (!valid.ok()) return valid;
   v1::JobSpec spec = WithDefaults(in, options_.fetch_concurrency);
@@ -153,7 +163,18 @@ absl::StatusOr<v1::Job> Collector::StartJob(const v1::JobSpec& in, const TraceCo
   TraceContext job_trace = trace;
   if (job_trace.request_id.empty()) job_trace.request_id = id;
   std::shared_ptr<Job> job = AddJob(id, spec, job_trace, created, false);
-  if (job == nullptr) return absl::UnavailableError("the collector is shutting down");
+  if (job == nullptr) {
+    // Shutdown began after the ledger took the job: it stays PENDING there and a collector that
+    // resumes unfinished jobs runs it. Answering UNAVAILABLE now would make the client start it
+    // a second time.
+    LogInfo("job ", id, " PENDING: registered while shutting down; left to the next collector");
+    v1::JobRecord pending = record;
+    pending.set_job_id(id);
+    *pending.mutable_spec() = spec;
+    pending.set_state(v1::PENDING);
+    pending.set_created_at_unix_ms(created);
+    return JobFromRecord(pending);
+  }
   counters_.jobs_started.fetch_add(1);
   ScopedLogContext log_context(id, job_trace.request_id, job_trace.traceparent);
   LogInfo("job ", id, " PENDING: accepted, ", spec.url(), " -> ", job->Snapshot().table_name());

@@ -45,6 +45,11 @@ struct CollectorOptions {
   // Fetched record bytes a job holds before its fetchers wait (one page is always admitted, so a
   // single page larger than this still goes through).
   size_t max_buffered_bytes = size_t(16) << 20;
+  // A Write stream is half-closed and replaced once it carried this many record bytes ...
+  int64_t max_stream_bytes = int64_t(64) << 20;
+  // ... or was open this long (page boundaries only): proxies' body and duration limits never cut
+  // one, a broken stream replays at most one stream's pages, and streams spread over writers.
+  absl::Duration max_stream_duration = absl::Seconds(60);
   bool resume_unfinished = true;  // Resume the writer's unfinished jobs at start-up.
   absl::Duration status_poll_interval = absl::Seconds(1);  // Writer counters for live progress.
   absl::Duration shutdown_grace = absl::Seconds(10);  // For open RPCs (e.g. WatchJob) on shutdown.

@@ -44,6 +44,9 @@ std::string RenderCollectorMetrics(const CollectorCounters& c, const DashboardSe
        &c.pages_buffered},
       {"etl_collector_writer_reconnects_total", "Write streams re-opened after a break.", true,
        &c.writer_reconnects},
+      {"etl_collector_writer_streams_rotated_total",
+       "Write streams closed at --max-stream-bytes/--max-stream-seconds and replaced.", true,
+       &c.writer_streams_rotated},
       {"etl_collector_writer_rpc_errors_total", "Failed calls to the writer.", true,
        &c.writer_rpc_errors},
   };

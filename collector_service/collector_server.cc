@@ -18,7 +18,14 @@ absl::StatusOr<std::unique_ptr<CollectorServer>> CollectorServer::Start(
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);
   args.SetMaxSendMessageSize(-1);
+  // Pings every 30 s, only while calls are open: above the writer's 5 s minimum and accepted by
+  // Envoy and Istio sidecars (no too_many_pings GOAWAY); a dead writer is noticed in 40 s.
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
+  // A `dns:///writer:50052` address resolves to every writer pod behind a headless Service;
+  // round_robin spreads the calls and streams over them (one address behaves as pick_first).
+  args.SetLoadBalancingPolicyName("round_robin");
   // Reconnect quickly after a writer restart.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
@@ -59,6 +66,9 @@ absl::StatusOr<std::unique_ptr<CollectorServer>> CollectorServer::Start(
     s->metrics_ = std::move(*metrics);
   }
   s->collector_->Start();
+  // "" and the service's own name, so probes and meshes that ask either one see it serving.
+  s->server_->GetHealthCheckService()->SetServingStatus(v1::CollectorService::service_full_name(),
+                                                        true);
   s->server_->GetHealthCheckService()->SetServingStatus(true);
   LogInfo("collector serving on port ", s->port_, "; writer at ", options.writer_address);
   return s;
@@ -73,7 +83,7 @@ void CollectorServer::Shutdown() {
     shut_down_ = true;
   }
   if (server_) {
-    server_->GetHealthCheckService()->SetServingStatus(false);
+    server_->GetHealthCheckService()->SetServingStatus(false);  // "" and etl.v1.CollectorService.
     // Jobs first, so open WatchJob streams see them stop; then the RPCs get a grace period.
     collector_->Shutdown();
     server_->Shutdown(absl::ToChronoTime(absl::Now() + options_.shutdown_grace));

@@ -217,6 +217,9 @@ Job::RunOutcome Job::RunOnce() {
   });
 
   bool broken = false;
+  std::optional<RunOutcome> ended;  // Set when a bounded stream's close ends the run.
+  int64_t stream_bytes = 0;
+  absl::Time stream_opened = absl::Now();
   FetchedPage page;
   while (window.TakeNext(&page)) {
     if (stopping()) break;
@@ -224,28 +227,50 @@ Job::RunOutcome Job::RunOnce() {
       if (!page.cancelled) RecordFailure(page);
       continue;
     }
-    if (!SendPage(stream.get(), &page)) {
+    int64_t page_bytes = 0;
+    if (!SendPage(stream.get(), &page, &page_bytes)) {
       broken = true;
       break;
     }
-    absl::MutexLock l(&mu_);
-    // A page that failed in an earlier run and now went through is no longer failed.
-    failed_pages_.erase(std::remove_if(failed_pages_.begin(), failed_pages_.end(),
-                                       [&](const v1::FailedPage& f) {
-                                         return f.page_number() == page.page_number;
-                                       }),
-                        failed_pages_.end());
+    {
+      absl::MutexLock l(&mu_);
+      // A page that failed in an earlier run and now went through is no longer failed.
+      failed_pages_.erase(std::remove_if(failed_pages_.begin(), failed_pages_.end(),
+                                         [&](const v1::FailedPage& f) {
+                                           return f.page_number() == page.page_number;
+                                         }),
+                          failed_pages_.end());
+    }
+    stream_bytes += page_bytes;
+    if (stream_bytes >= env_.max_stream_bytes ||
+        absl::Now() - stream_opened >= env_.max_stream_duration) {
+      // Half-close, wait until the writer acknowledged every page of it, open the next one.
+      ended = CloseStream(stream.get(), summary);
+      if (ended.has_value()) break;
+      env_.counters->writer_streams_rotated.fetch_add(1);
+      ctx = std::make_unique<grpc::ClientContext>();
+      summary.Clear();
+      stream = writer_.OpenWrite(ctx.get(), &summary);
+      stream_bytes = 0;
+      stream_opened = absl::Now();
+    }
   }
   window.Abort();
   producer_thread.join();
   progress_.SetBuffered(0);
   page = FetchedPage();
 
+  if (ended.has_value()) return *ended;
   if (broken) {
     grpc::Status st = stream->Finish();
     LogWarning("job ", id_, ": write stream failed: ", st.error_message());
     return stopping() ? RunOutcome::kDone : RunOutcome::kStreamBroken;
   }
+  return CloseStream(stream.get(), summary).value_or(RunOutcome::kDone);
+}
+
+std::optional<Job::RunOutcome> Job::CloseStream(
+    grpc::ClientWriterInterface<v1::RecordBatch>* stream, const v1::WriteSummary& summary) {
   stream->WritesDone();
   grpc::Status st = stream->Finish();
   if (!st.ok()) {
@@ -260,10 +285,11 @@ Job::RunOutcome Job::RunOnce() {
   LogInfo("job ", id_, ": stream committed: ", summary.records_committed(), " records in ",
           summary.pages_committed(), " pages (", summary.pages_skipped(),
           " pages already committed, ", summary.records_rejected(), " records dead-lettered)");
-  return RunOutcome::kDone;
+  return std::nullopt;
 }
 
-bool Job::SendPage(grpc::ClientWriterInterface<v1::RecordBatch>* stream, FetchedPage* page) {
+bool Job::SendPage(grpc::ClientWriterInterface<v1::RecordBatch>* stream, FetchedPage* page,
+                   int64_t* sent_bytes) {
   for (v1::RecordBatch& batch : page->batches) {
     batch.set_next_page_token(page->next_token);
     int64_t bytes = 0;
@@ -271,6 +297,7 @@ bool Job::SendPage(grpc::ClientWriterInterface<v1::RecordBatch>* stream, Fetched
     if (!stream->Write(batch)) return false;
     env_.counters->batches_sent.fetch_add(1);
     env_.counters->bytes_sent.fetch_add(bytes);
+    *sent_bytes += bytes;
     batch = v1::RecordBatch();  // Written (serialised by gRPC): release its records now.
   }
   progress_.PageSent(page->records);

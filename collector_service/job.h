@@ -20,6 +20,7 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -54,6 +55,8 @@ struct JobEnv {
   // The window is bounded by bytes too: pages past the next one to send wait while the pages held
   // (fetched, being fetched at the largest page size seen, being sent) reach this.
   size_t max_buffered_bytes = size_t(16) << 20;
+  int64_t max_stream_bytes = int64_t(64) << 20;             // Record bytes per Write stream ...
+  absl::Duration max_stream_duration = absl::Seconds(60);  // ... and its longest life.
   absl::Duration writer_rpc_timeout = absl::Seconds(30);    // Deadline of each ledger call.
   absl::Duration max_reconnect_backoff = absl::Seconds(5);  // Longest wait between reconnects.
   int max_consecutive_failed_pages = 5;  // PAGE/OFFSET without a known total give up after this.
@@ -95,7 +98,13 @@ class Job {
 
   void Run();
   RunOutcome RunOnce();
-  bool SendPage(grpc::ClientWriterInterface<v1::RecordBatch>* stream, FetchedPage* page);
+  // Writes the page's batches; adds their record bytes to *sent_bytes.
+  bool SendPage(grpc::ClientWriterInterface<v1::RecordBatch>* stream, FetchedPage* page,
+                int64_t* sent_bytes);
+  // Half-closes the stream and waits for its summary (every page committed). nullopt = all
+  // acknowledged, the run may go on; otherwise how the run ends.
+  std::optional<RunOutcome> CloseStream(grpc::ClientWriterInterface<v1::RecordBatch>* stream,
+                                        const v1::WriteSummary& summary);
   void RecordFailure(const FetchedPage& page);
   void Finalize();
   void SetFatal(const std::string& error);

@@ -28,6 +28,10 @@ ABSL_FLAG(int64_t, max_response_bytes, int64_t(8) << 20,
 ABSL_FLAG(int64_t, max_buffered_bytes, int64_t(16) << 20,
           "fetched record bytes per job held before fetchers wait (at least one page is always "
           "admitted)");
+ABSL_FLAG(int64_t, max_stream_bytes, int64_t(64) << 20,
+          "record bytes per Write stream; then it is closed (after its commit summary) and the "
+          "next one opened");
+ABSL_FLAG(int32_t, max_stream_seconds, 60, "longest life of one Write stream, in seconds");
 ABSL_FLAG(bool, resume, true, "resume the writer's unfinished jobs at start-up");
 ABSL_FLAG(std::string, metrics_listen, "",
           "Prometheus /metrics address: \":port\" binds loopback, host:port binds that host; empty "
@@ -114,6 +118,9 @@ int main(int argc, char** argv) {
       size_t(std::max<int64_t>(1024, absl::GetFlag(FLAGS_max_response_bytes)));
   options.max_buffered_bytes =
       size_t(std::max<int64_t>(1, absl::GetFlag(FLAGS_max_buffered_bytes)));
+  options.max_stream_bytes = std::max<int64_t>(1, absl::GetFlag(FLAGS_max_stream_bytes));
+  options.max_stream_duration =
+      absl::Seconds(std::max<int32_t>(1, absl::GetFlag(FLAGS_max_stream_seconds)));
   options.resume_unfinished = absl::GetFlag(FLAGS_resume);
   options.metrics_listen = etl::LoopbackByDefault(absl::GetFlag(FLAGS_metrics_listen));
   const std::string credentials_file = absl::GetFlag(FLAGS_credentials);

@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <future>
 #include <iostream>
 #include <memory>
@@ -57,6 +58,8 @@ class TableLock {
 
 class CollectorIntegrationTest : public ::testing::Test {
  protected:
+  int64_t max_stream_bytes_ = 0;  // > 0: the collector's --max-stream-bytes.
+  std::string writer_target_;     // Non-empty: the collector's writer address instead of writer_.
   void SetUp() override {
     if (etl::testing::PostgresConnString().empty()) GTEST_SKIP() << "no PostgreSQL configured";
     StartWriter("127.0.0.1:0");
@@ -87,8 +90,9 @@ class CollectorIntegrationTest : public ::testing::Test {
   void StartCollector(bool resume = false, size_t max_buffered_bytes = 0) {
     CollectorOptions options;
     if (max_buffered_bytes > 0) options.max_buffered_bytes = max_buffered_bytes;
+    if (max_stream_bytes_ > 0) options.max_stream_bytes = max_stream_bytes_;
     options.listen = "127.0.0.1:0";
-    options.writer_address = writer_->address();
+    options.writer_address = writer_target_.empty() ? writer_->address() : writer_target_;
     options.resume_unfinished = resume;
     options.status_poll_interval = absl::Milliseconds(200);
     options.fetcher.allow_private_networks = true;  // The test APIs are on loopback.
@@ -689,6 +693,50 @@ TEST_F(CollectorIntegrationTest, WatchJobStreamsProgressUntilTheEnd) {
   EXPECT_EQ(progress.back().records_committed(), 300);
   EXPECT_EQ(progress.back().pages_committed(), 6);
   EXPECT_EQ(job.progress().records_committed(), 300);
+}
+
+TEST_F(CollectorIntegrationTest, StartJobDuringShutdownIsRefusedBeforeTheLedgerSeesIt) {
+  TestApi& api = NewApi(100, 50);
+  v1::JobSpec spec = PageSpec(api, 50);
+  // The jobs stop first while the gRPC server still answers, as in a SIGTERM's drain.
+  collector_->collector()->Shutdown();
+  grpc::ClientContext ctx;
+  v1::Job job;
+  grpc::Status s = stub_->StartJob(&ctx, spec, &job);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  // Nothing was registered, so the client's retry elsewhere loads the data once.
+  EXPECT_EQ(etl::testing::QueryValue(absl::StrCat(
+                "SELECT count(*) FROM etl_jobs WHERE cliente_id = '", spec.cliente_id(), "'")),
+            "0");
+  EXPECT_TRUE(api.requests().empty());
+}
+
+TEST_F(CollectorIntegrationTest, HealthServesTheCollectorServiceName) {
+  const std::string probe = absl::StrCat(etl::testing::BinaryPath("etl_health_probe"),
+                                         " --quiet 127.0.0.1:", collector_->port());
+  EXPECT_EQ(std::system((probe + " --service=etl.v1.CollectorService").c_str()), 0);
+  EXPECT_EQ(std::system(probe.c_str()), 0);
+  EXPECT_NE(std::system((probe + " --service=etl.v1.NoSuchService").c_str()), 0);
+}
+
+TEST_F(CollectorIntegrationTest, BoundedWriteStreamsRotateOverTwoWritersWithoutLoss) {
+  // A second writer on the same database; the collector's channel holds both (round_robin), and
+  // every page fills its stream (1 byte bound), so each page goes in a stream of its own.
+  auto second = ChildProcess::Start(etl::testing::BinaryPath("writer_server"),
+                                    {"--listen=127.0.0.1:0", "--flush_interval_ms=20"});
+  ASSERT_TRUE(second.ok()) << second.status();
+  collector_.reset();
+  max_stream_bytes_ = 1;
+  writer_target_ = absl::StrCat("ipv4:", writer_->address(), ",", (*second)->address());
+  ASSERT_NO_FATAL_FAILURE(StartCollector());
+  TestApi& api = NewApi(500, 50);
+  v1::Job job = RunToEnd(PageSpec(api, 50, /*with_total_pages=*/true));
+  EXPECT_EQ(job.state(), v1::SUCCEEDED) << job.error();
+  ExpectTableExact(job.table_name(), api.records());
+  EXPECT_EQ(api.requests().size(), 10u);  // No page fetched twice.
+  EXPECT_GE(collector_->collector()->counters().writer_streams_rotated.load(), 9);
+  EXPECT_EQ(collector_->collector()->counters().writer_reconnects.load(), 0);
+  collector_.reset();  // Before the second writer goes away.
 }
 
 }  // namespace

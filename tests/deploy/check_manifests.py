@@ -21,6 +21,71 @@ def check(cond, msg):
         errors.append(msg)
 
 
+def check_replicas_and_network(docs):
+    """Replicas, client-side balancing, pinned images and the NetworkPolicy (issue: many replicas)."""
+    by_kind = {}
+    for path, d in docs:
+        by_kind.setdefault((d.get("kind"), d.get("metadata", {}).get("name")), (path, d))
+    path, writer = by_kind.get(("Deployment", "writer"), (None, None))
+    if writer:
+        check(writer["spec"].get("replicas", 1) >= 2, f"{path}: writer runs fewer than 2 replicas")
+    path, headless = by_kind.get(("Service", "writer-headless"), (None, None))
+    check(headless is not None and headless["spec"].get("clusterIP") == "None",
+          "k8s: no headless writer Service (clusterIP: None) for client-side balancing")
+    path, collector = by_kind.get(("Deployment", "collector"), (None, None))
+    if collector:
+        args = collector["spec"]["template"]["spec"]["containers"][0].get("args", [])
+        check("--writer=dns:///writer-headless:50052" in args,
+              f"{path}: collector does not reach the writers through dns:/// and the headless Service")
+    for path, d in docs:
+        if d.get("kind") != "Deployment":
+            continue
+        for c in d["spec"]["template"]["spec"]["containers"]:
+            image = c.get("image", "")
+            tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else ""
+            check(tag not in ("", "latest"), f"{path}: {c['name']} image {image} has no pinned tag")
+            check(c.get("imagePullPolicy") == "IfNotPresent",
+                  f"{path}: {c['name']} imagePullPolicy is not IfNotPresent")
+            check("memory" in c.get("resources", {}).get("limits", {}),
+                  f"{path}: {c['name']} has no memory limit")
+    policies = [d for _, d in docs if d.get("kind") == "NetworkPolicy"]
+
+    def selects(policy, name):
+        return policy["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name") == name
+
+    ingress = [p for p in policies if selects(p, "writer") and "Ingress" in p["spec"]["policyTypes"]]
+    check(ingress, "k8s: no NetworkPolicy restricts the writer's ingress")
+    for p in ingress:
+        for rule in p["spec"].get("ingress", []):
+            ports = {x["port"] for x in rule.get("ports", [])}
+            check(rule.get("from") and ports, "k8s: writer ingress rule open to every source or port")
+            if 50052 in ports:
+                names = {f.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name")
+                         for f in rule["from"]}
+                check(names == {"collector"}, f"k8s: writer gRPC ingress from {names}, not collectors only")
+    egress = [p for p in policies if selects(p, "collector") and "Egress" in p["spec"]["policyTypes"]]
+    check(egress, "k8s: no NetworkPolicy restricts the collector's egress")
+    for p in egress:
+        rules = p["spec"].get("egress", [])
+        check(all(r.get("to") and r.get("ports") for r in rules),
+              "k8s: collector egress rule open to every destination or port")
+        to_writer = [r for r in rules
+                     if any(t.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name")
+                            == "writer" for t in r.get("to", []))]
+        check(to_writer, "k8s: collector egress does not allow the writer")
+        for r in rules:
+            for t in r.get("to", []):
+                if "ipBlock" in t:
+                    check("10.0.0.0/8" in t["ipBlock"].get("except", []),
+                          "k8s: collector egress to external APIs does not exclude private ranges")
+
+
+def check_compose_replicas(services):
+    """Two writers in compose (scaled by deploy.replicas)."""
+    w = services.get("writer", {})
+    check(w.get("deploy", {}).get("replicas", 1) >= 2, "compose: writer is not scaled to 2 replicas")
+
+
 def main(deploy):
     # Dockerfiles.
     for svc, port in (("writer", "50052"), ("collector", "50051"), ("sample_api", "8080")):
@@ -131,6 +196,9 @@ def main(deploy):
             check(any(p["name"].startswith("grpc-") for p in d["spec"]["ports"]), f"{path}: Service port not grpc-*")
             for p in d["spec"]["ports"]:
                 check(len(p["name"]) <= 15, f"{path}: port name {p['name']} longer than 15")
+
+    check_replicas_and_network(docs)
+    check_compose_replicas(services)
 
     compose_bin = shutil.which("docker-compose")
     if compose_bin:
