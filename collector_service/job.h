@@ -56,7 +56,7 @@ struct JobEnv {
   // (fetched, being fetched at the largest page size seen, being sent) reach this.
   size_t max_buffered_bytes = size_t(16) << 20;
   int64_t max_stream_bytes = int64_t(64) << 20;             // Record bytes per Write stream ...
-  absl::Duration max_stream_duration = absl::Seconds(60);  // ... and its longest life.
+  absl::Duration max_stream_duration = absl::Seconds(60);   // ... and its longest life.
   absl::Duration writer_rpc_timeout = absl::Seconds(30);    // Deadline of each ledger call.
   absl::Duration max_reconnect_backoff = absl::Seconds(5);  // Longest wait between reconnects.
   int max_consecutive_failed_pages = 5;  // PAGE/OFFSET without a known total give up after this.
