@@ -175,7 +175,7 @@ class Suite:
         return p
 
     def stop(self, p):
-        p.stop()
+        p.stop(grace=300 if self.a.service_wrapper else 20)
         if p in self.procs:
             self.procs.remove(p)
 
@@ -296,13 +296,15 @@ http {{
         for f in (wport, cport):
             if os.path.exists(f):
                 os.remove(f)
-        w = self.start("writer", [os.path.join(self.bin, "writer_server"), "--listen=127.0.0.1:0",
+        wrap = lambda name: [x.replace("{name}", name) for x in self.a.service_wrapper.split()]
+        slow = 300 if self.a.service_wrapper else 30
+        w = self.start("writer", [*wrap("writer"), os.path.join(self.bin, "writer_server"), "--listen=127.0.0.1:0",
                                   f"--port_file={wport}", *writer_flags], env)
-        wp = wait_file(wport, proc=w)
-        c = self.start("collector", [os.path.join(self.bin, "collector_server"), "--listen=127.0.0.1:0",
+        wp = wait_file(wport, timeout=slow, proc=w)
+        c = self.start("collector", [*wrap("collector"), os.path.join(self.bin, "collector_server"), "--listen=127.0.0.1:0",
                                      f"--port_file={cport}", f"--writer=127.0.0.1:{wp}",
                                      *collector_flags], env)
-        cp = wait_file(cport, proc=c)
+        cp = wait_file(cport, timeout=slow, proc=c)
         return w, c, f"127.0.0.1:{cp}"
 
     def job_argv(self, collector, rota, pages, page_size, port=None, extra=()):
@@ -565,6 +567,9 @@ def main():
     ap.add_argument("--tuned-writer-flags", default="")
     ap.add_argument("--tuned-collector-flags", default="")
     ap.add_argument("--tuned-job-flags", default="--fetch-concurrency=8")
+    ap.add_argument("--service-wrapper", default="",
+                    help="command prefix for both services, {name} = writer|collector, e.g. "
+                         "'valgrind --tool=callgrind --callgrind-out-file=/tmp/{name}.cg'")
     ap.add_argument("--out", default="", help="also write the report (markdown) and raw JSON here")
     a = ap.parse_args()
     if a.quick:
