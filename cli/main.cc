@@ -60,7 +60,7 @@ ABSL_FLAG(std::string, id_path, "", "run: JSON pointer to each record's natural 
 ABSL_FLAG(std::string, max_attempts, "", "run: attempts per page, the first included (default 3)");
 ABSL_FLAG(std::string, backoff_scale, "", "run: retry n waits scale*(2^n+0.5) s (default 1)");
 ABSL_FLAG(std::string, max_backoff, "", "run: cap in seconds of one retry delay, Retry-After included (default 60)");
-ABSL_FLAG(std::string, fetch_concurrency, "", "run: pages fetched in parallel when the page count is known (default 1)");
+ABSL_FLAG(std::string, fetch_concurrency, "", "run: pages fetched in parallel when the page count is known (default: the collector's, 4)");
 ABSL_FLAG(std::string, timeout, "", "run: seconds allowed for one HTTP request (default 60)");
 ABSL_FLAG(std::string, connect_timeout, "", "run: seconds allowed to connect (default 10)");
 ABSL_FLAG(std::string, bearer_token_env, "", "run: NAME of the collector's environment variable holding a bearer token");
