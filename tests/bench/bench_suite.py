@@ -13,6 +13,7 @@ Every process started here is stopped here (finally blocks; SIGTERM/SIGINT end t
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -199,35 +200,44 @@ class Suite:
     # ---- data -------------------------------------------------------------------------------
     def render(self, records, page_size):
         name = f"r{records}_p{page_size}"
-        d = os.path.join(self.work, "pages", name)
-        if not os.path.exists(os.path.join(d, "1.json")):
-            os.makedirs(d, exist_ok=True)
+        d = os.path.join(self.a.data_dir, "pages", name)
+        if not os.path.isdir(d):
+            tmp = d + ".tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            os.makedirs(tmp)
+            os.chmod(tmp, 0o755)
             log(f"rendering {records} records in pages of {page_size}")
-            subprocess.run([os.path.join(self.bin, "bench_render_pages"), f"--dir={d}",
+            subprocess.run([os.path.join(self.bin, "bench_render_pages"), f"--dir={tmp}",
                             f"--records={records}", f"--page_size={page_size}"], check=True)
+            os.rename(tmp, d)  # Complete sets only.
         return name
 
     def copy_files(self, records):
-        whole = os.path.join(self.work, f"rows_{records}.copy")
+        whole = os.path.join(self.a.data_dir, f"rows_{records}.copy")
         halves = [whole + ".a", whole + ".b"]
-        if not os.path.exists(whole):
+        if not os.path.exists(halves[1]):
             log(f"dumping {records} records as COPY text")
             with open(whole, "wb") as f:
                 subprocess.run([os.path.join(self.bin, "bench_dump_records"), f"--records={records}",
                                 "--page_size=1000"], stdout=f, check=True)
             half = (records + 1) // 2
-            with open(whole, "rb") as f, open(halves[0], "wb") as a, open(halves[1], "wb") as b:
+            with open(whole, "rb") as f, open(halves[0], "wb") as a, open(halves[1] + ".tmp", "wb") as b:
                 for i, line in enumerate(f):
                     (a if i < half else b).write(line)
+            os.rename(halves[1] + ".tmp", halves[1])  # Marks the set complete.
         return whole, halves
 
     def start_nginx(self):
-        root = os.path.join(self.work, "pages")
+        root = os.path.join(self.a.data_dir, "pages")
         os.makedirs(root, exist_ok=True)
+        d = root
+        while d != "/":  # nginx's workers (www-data when run as root) must reach the pages.
+            if os.stat(d).st_mode & 0o005 != 0o005:
+                raise SystemExit(f"{d} is not readable by others; use --data-dir elsewhere")
+            d = os.path.dirname(d)
         tmp = os.path.join(self.work, "nginx_tmp")
         os.makedirs(tmp, exist_ok=True)
-        for d in (self.work, root):
-            os.chmod(d, 0o755)
+        os.chmod(self.work, 0o755)
         self.api_port, self.stall_port = free_port(), free_port()
         conf = os.path.join(self.work, "nginx.conf")
         user = "user www-data;" if os.getuid() == 0 else ""
@@ -570,25 +580,42 @@ def main():
     ap.add_argument("--service-wrapper", default="",
                     help="command prefix for both services, {name} = writer|collector, e.g. "
                          "'valgrind --tool=callgrind --callgrind-out-file=/tmp/{name}.cg'")
+    ap.add_argument("--data-dir", default="",
+                    help="rendered pages and COPY files, kept between runs (default BUILD/bench-data)")
+    ap.add_argument("--prepare-only", action="store_true", help="render the data and stop")
     ap.add_argument("--out", default="", help="also write the report (markdown) and raw JSON here")
     a = ap.parse_args()
     if a.quick:
         a.records, a.reps, a.page_sizes = "200000", 1, "1000"
     a.records = [int(x) for x in a.records.split(",") if x]
+    a.data_dir = os.path.abspath(a.data_dir or os.path.join(a.build, "bench-data"))
+    os.makedirs(a.data_dir, exist_ok=True)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     s = Suite(a)
     started = time.time()
     try:
-        s.start_nginx()
+        if not a.prepare_only:
+            s.start_nginx()
         for i, n in enumerate(a.records):
             cases = a.cases.split(",") if i == 0 else [c for c in a.big_cases.split(",")
                                                         if c in a.cases.split(",")]
+            page_sizes = [int(x) for x in a.page_sizes.split(",")] if i == 0 else [1000]
+            if a.prepare_only:
+                if "copy_1" in cases or "copy_2" in cases:
+                    s.copy_files(n)
+                for ps in page_sizes if "default" in cases else []:
+                    s.render(n, ps)
+                if set(cases) & {"tuned", "seed", "merge", "stall"}:
+                    s.render(n, 1000)
+                if "jobs8" in cases:
+                    s.render(n // 8, 1000)
+                continue
             for case in cases:
                 if case in ("copy_1", "copy_2"):
                     s.case_copy(n, int(case[-1]))
                 elif case == "default":
-                    for ps in [int(x) for x in a.page_sizes.split(",")] if i == 0 else [1000]:
+                    for ps in page_sizes:
                         s.case_pipeline(f"default_p{ps}", n, ps)
                 elif case == "tuned":
                     s.case_pipeline("tuned", n, 1000, writer_flags=a.tuned_writer_flags.split(),
@@ -611,6 +638,8 @@ def main():
                     raise SystemExit(f"unknown case {case}")
     finally:
         s.stop_all()
+    if a.prepare_only:
+        return
     rep = s.report()
     header = (f"scripts/bench {' '.join(sys.argv[1:])}\nrecords {a.records}, {a.reps} repetition(s), "
               f"{time.time() - started:.0f} s, load average at end {os.getloadavg()[0]:.1f}\n")
