@@ -161,7 +161,8 @@ class Suite:
         self.logs = os.path.join(self.work, "logs")
         os.makedirs(self.logs, exist_ok=True)
         self.procs = []  # Everything started and not yet stopped.
-        self.postmaster = int(open(os.path.join(args.pg_dir, "data", "postmaster.pid")).readline())
+        self.postmaster = None if args.prepare_only else int(
+            open(os.path.join(args.pg_dir, "data", "postmaster.pid")).readline())
         self.nginx = None
         self.api_port = None
         self.stall_port = None
