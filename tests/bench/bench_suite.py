@@ -309,11 +309,13 @@ http {{
                 os.remove(f)
         wrap = lambda name: [x.replace("{name}", name) for x in self.a.service_wrapper.split()]
         slow = 300 if self.a.service_wrapper else 30
-        w = self.start("writer", [*wrap("writer"), os.path.join(self.bin, "writer_server"), "--listen=127.0.0.1:0",
-                                  f"--port_file={wport}", *writer_flags], env)
+        w = self.start("writer", [*wrap("writer"), os.path.join(self.bin, "writer_server"),
+                                  "--listen=127.0.0.1:0", f"--port_file={wport}",
+                                  *self.a.writer_flags.split(), *writer_flags], env)
         wp = wait_file(wport, timeout=slow, proc=w)
-        c = self.start("collector", [*wrap("collector"), os.path.join(self.bin, "collector_server"), "--listen=127.0.0.1:0",
-                                     f"--port_file={cport}", f"--writer=127.0.0.1:{wp}",
+        c = self.start("collector", [*wrap("collector"), os.path.join(self.bin, "collector_server"),
+                                     "--listen=127.0.0.1:0", f"--port_file={cport}",
+                                     f"--writer=127.0.0.1:{wp}", *self.a.collector_flags.split(),
                                      *collector_flags], env)
         cp = wait_file(cport, timeout=slow, proc=c)
         return w, c, f"127.0.0.1:{cp}"
@@ -575,6 +577,8 @@ def main():
     ap.add_argument("--cases", default="copy_1,copy_2,default,tuned,seed,merge,jobs8,stall")
     ap.add_argument("--big-cases", default="copy_1,default")
     ap.add_argument("--page-sizes", default="100,1000,10000", help="for the default case")
+    ap.add_argument("--writer-flags", default="", help="extra writer_server flags for every case")
+    ap.add_argument("--collector-flags", default="", help="extra collector_server flags for every case")
     ap.add_argument("--tuned-writer-flags", default="")
     ap.add_argument("--tuned-collector-flags", default="")
     ap.add_argument("--tuned-job-flags", default="--fetch-concurrency=8")
