@@ -1,12 +1,16 @@
 #include "cli/commands.h"
 
-#include <chrono>
-#include <memory>
-#include <thread>
-
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <memory>
+#include <thread>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
+#include "cli/dead_letter_format.h"
 #include "cli/progress_format.h"
 #include "etl.grpc.pb.h"
 #include "google/protobuf/util/json_util.h"
@@ -43,10 +47,13 @@ const char* CodeName(grpc::StatusCode code) {
   }
 }
 
-std::shared_ptr<grpc::Channel> Channel(const std::string& address) {
+// main checked ctx.security (CheckChannelSecurity) before any command runs.
+std::shared_ptr<grpc::Channel> Channel(const CommandContext& ctx, const std::string& address) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  auto channel = CreateSecureChannel(address, ctx.security, args);
+  if (!channel.ok()) return grpc::CreateCustomChannel("unix:/nonexistent", grpc::InsecureChannelCredentials(), args);
+  return *channel;
 }
 
 void Prepare(const CommandContext& ctx, grpc::ClientContext* cc, bool deadline) {
@@ -173,7 +180,7 @@ int FollowAndReport(const CommandContext& ctx, CollectorService::Stub* stub, con
 }  // namespace
 
 int RunJob(const CommandContext& ctx, const etl::v1::JobSpec& spec, bool detach) {
-  auto stub = CollectorService::NewStub(Channel(ctx.collector));
+  auto stub = CollectorService::NewStub(Channel(ctx, ctx.collector));
   grpc::ClientContext cc;
   Prepare(ctx, &cc, true);
   Job job;
@@ -189,12 +196,12 @@ int RunJob(const CommandContext& ctx, const etl::v1::JobSpec& spec, bool detach)
 }
 
 int WatchJob(const CommandContext& ctx, const std::string& job_id) {
-  auto stub = CollectorService::NewStub(Channel(ctx.collector));
+  auto stub = CollectorService::NewStub(Channel(ctx, ctx.collector));
   return FollowAndReport(ctx, stub.get(), job_id);
 }
 
 int ShowJob(const CommandContext& ctx, const std::string& job_id) {
-  auto stub = CollectorService::NewStub(Channel(ctx.collector));
+  auto stub = CollectorService::NewStub(Channel(ctx, ctx.collector));
   Job job;
   if (!CallJobRpc(ctx, stub.get(), &CollectorService::Stub::GetJob, "GetJob", job_id, &job)) return 1;
   *ctx.out << (ctx.json ? ToJson(job) : FormatJobDetails(job)) << std::flush;
@@ -202,21 +209,108 @@ int ShowJob(const CommandContext& ctx, const std::string& job_id) {
 }
 
 int ListJobs(const CommandContext& ctx, bool unfinished_only, int limit) {
-  auto stub = CollectorService::NewStub(Channel(ctx.collector));
-  grpc::ClientContext cc;
-  Prepare(ctx, &cc, true);
   etl::v1::ListJobsRequest req;
   req.set_unfinished_only(unfinished_only);
   req.set_limit(limit);
+  return ListJobs(ctx, req);
+}
+
+int ListJobs(const CommandContext& ctx, const etl::v1::ListJobsRequest& req) {
+  auto stub = CollectorService::NewStub(Channel(ctx, ctx.collector));
+  grpc::ClientContext cc;
+  Prepare(ctx, &cc, true);
   etl::v1::ListJobsResponse resp;
   grpc::Status st = stub->ListJobs(&cc, req, &resp);
   if (!st.ok()) return RpcError(ctx, "ListJobs", "collector_server", ctx.collector, st);
   *ctx.out << (ctx.json ? ToJson(resp) : FormatJobTable(resp)) << std::flush;
+  if (!ctx.json && !resp.next_page_token().empty()) {
+    *ctx.err << "more jobs: add --page-token=" << resp.next_page_token() << std::endl;
+  }
+  return 0;
+}
+
+int RetryJob(const CommandContext& ctx, const std::string& job_id, bool detach) {
+  auto stub = CollectorService::NewStub(Channel(ctx, ctx.collector));
+  Job job;
+  if (!CallJobRpc(ctx, stub.get(), &CollectorService::Stub::RetryJob, "RetryJob", job_id, &job))
+    return 1;
+  if (detach) {
+    PrintJob(ctx, job, job.job_id());
+    return 0;
+  }
+  *ctx.err << "job " << job.job_id() << " restarted: fetching the pages not committed" << std::endl;
+  return FollowAndReport(ctx, stub.get(), job.job_id());
+}
+
+int DeadLetters(const CommandContext& ctx, const std::string& job_id, int64_t limit,
+                const std::string& export_path) {
+  auto stub = WriterService::NewStub(Channel(ctx, ctx.writer));
+  std::ofstream file;
+  if (!export_path.empty()) {
+    file.open(export_path, std::ios::binary | std::ios::trunc);
+    if (!file) {
+      *ctx.err << "etlctl: cannot write " << export_path << std::endl;
+      return 1;
+    }
+  }
+  std::vector<etl::v1::DeadLetter> rows;
+  int64_t total = 0;
+  int64_t after = 0;
+  while (limit <= 0 || total < limit) {
+    grpc::ClientContext cc;
+    Prepare(ctx, &cc, true);
+    etl::v1::ListDeadLettersRequest req;
+    req.set_job_id(job_id);
+    req.set_after_id(after);
+    req.set_limit(static_cast<int32_t>(limit <= 0 ? 1000 : std::min<int64_t>(1000, limit - total)));
+    etl::v1::ListDeadLettersResponse resp;
+    grpc::Status st = stub->ListDeadLetters(&cc, req, &resp);
+    if (!st.ok()) return RpcError(ctx, "ListDeadLetters", "writer_server", ctx.writer, st);
+    for (const auto& d : resp.dead_letters()) {
+      after = d.id();
+      ++total;
+      if (file.is_open()) {
+        file << DeadLetterJsonLine(d) << "\n";
+      } else {
+        rows.push_back(d);
+      }
+    }
+    if (resp.dead_letters_size() < req.limit()) break;
+  }
+  if (file.is_open()) {
+    file.close();
+    if (!file) {
+      *ctx.err << "etlctl: cannot write " << export_path << std::endl;
+      return 1;
+    }
+    *ctx.err << total << " dead letters written to " << export_path << std::endl;
+    return 0;
+  }
+  if (ctx.json) {
+    for (const auto& d : rows) *ctx.out << DeadLetterJsonLine(d) << "\n";
+    *ctx.out << std::flush;
+  } else {
+    *ctx.out << FormatDeadLetterTable(rows) << std::flush;
+  }
+  return 0;
+}
+
+int Cursors(const CommandContext& ctx, const std::string& cliente_id, const std::string& rota) {
+  auto stub = WriterService::NewStub(Channel(ctx, ctx.writer));
+  grpc::ClientContext cc;
+  Prepare(ctx, &cc, true);
+  etl::v1::ListCursorsRequest req;
+  req.set_cliente_id(cliente_id);
+  req.set_rota(rota);
+  etl::v1::ListCursorsResponse resp;
+  grpc::Status st = stub->ListCursors(&cc, req, &resp);
+  if (!st.ok()) return RpcError(ctx, "ListCursors", "writer_server", ctx.writer, st);
+  *ctx.out << (ctx.json ? ToJson(resp) : FormatCursorTable(resp)) << std::flush;
   return 0;
 }
 
 int CancelJob(const CommandContext& ctx, const std::string& job_id) {
-  auto stub = CollectorService::NewStub(Channel(ctx.collector));
+  auto stub = CollectorService::NewStub(Channel(ctx, ctx.collector));
   Job job;
   if (!CallJobRpc(ctx, stub.get(), &CollectorService::Stub::CancelJob, "CancelJob", job_id, &job)) return 1;
   PrintJob(ctx, job,
@@ -226,7 +320,7 @@ int CancelJob(const CommandContext& ctx, const std::string& job_id) {
 }
 
 int WriterStatus(const CommandContext& ctx) {
-  auto stub = WriterService::NewStub(Channel(ctx.writer));
+  auto stub = WriterService::NewStub(Channel(ctx, ctx.writer));
   grpc::ClientContext cc;
   Prepare(ctx, &cc, true);
   etl::v1::WriterStatus status;

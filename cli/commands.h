@@ -8,9 +8,11 @@
 #ifndef ETL_CLI_COMMANDS_H_
 #define ETL_CLI_COMMANDS_H_
 
+#include <cstdint>
 #include <ostream>
 #include <string>
 
+#include "common/grpc_security.h"
 #include "etl.pb.h"
 
 namespace etl::cli {
@@ -25,6 +27,7 @@ struct CommandContext {
   bool live = false;                          // Redraw one progress line with \r (stderr is a TTY).
   std::string request_id;                     // Sent as x-request-id metadata; empty = none.
   int watch_reconnects = 30;                  // Times a broken WatchJob stream is re-opened.
+  ChannelSecurityOptions security;            // TLS, client certificate, token (default plaintext).
   std::ostream* out = nullptr;                // Results.
   std::ostream* err = nullptr;                // Progress and errors.
 };
@@ -35,6 +38,18 @@ int RunJob(const CommandContext& ctx, const etl::v1::JobSpec& spec, bool detach)
 int WatchJob(const CommandContext& ctx, const std::string& job_id);
 int ShowJob(const CommandContext& ctx, const std::string& job_id);
 int ListJobs(const CommandContext& ctx, bool unfinished_only, int limit);
+// One page of jobs matching `request` (filters, limit, page_token); prints the next page's token
+// (to stderr, as a ready --page-token flag) when there are more.
+int ListJobs(const CommandContext& ctx, const etl::v1::ListJobsRequest& request);
+// Runs a finished job again from its ledger (only the pages not committed); follows it unless
+// detach.
+int RetryJob(const CommandContext& ctx, const std::string& job_id, bool detach);
+// Dead letters of one job ("" = all), at most `limit` (0 = all); with a non-empty `export_path`,
+// writes them as JSON lines there instead of a table.
+int DeadLetters(const CommandContext& ctx, const std::string& job_id, int64_t limit,
+                const std::string& export_path);
+// Incremental high-water marks, optionally of one client and/or route.
+int Cursors(const CommandContext& ctx, const std::string& cliente_id, const std::string& rota);
 int CancelJob(const CommandContext& ctx, const std::string& job_id);
 int WriterStatus(const CommandContext& ctx);
 

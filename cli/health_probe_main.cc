@@ -10,12 +10,17 @@
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
 #include "common/flags.h"
+#include "common/grpc_security.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 
 ABSL_FLAG(std::string, addr, "", "server address host:port (or the first positional argument)");
 ABSL_FLAG(std::string, service, "", "service name to check; empty = the server as a whole");
 ABSL_FLAG(double, timeout, 2, "seconds to wait for the answer, connecting included");
 ABSL_FLAG(bool, quiet, false, "print nothing");
+ABSL_FLAG(std::string, tls_ca, "", "TLS: CA certificate (PEM) of the server's certificate; empty = plaintext");
+ABSL_FLAG(std::string, tls_cert, "", "TLS: client certificate (PEM) for servers requiring one (mutual TLS)");
+ABSL_FLAG(std::string, tls_key, "", "TLS: private key of --tls-cert");
+ABSL_FLAG(std::string, tls_server_name, "", "TLS: name expected in the server certificate");
 
 int main(int argc, char** argv) {
   // --help lists the flags of this file (absl's default looks for <program>.cc / <program>_main.cc).
@@ -34,7 +39,17 @@ int main(int argc, char** argv) {
     return 64;
   }
   const bool quiet = absl::GetFlag(FLAGS_quiet);
-  auto stub = grpc::health::v1::Health::NewStub(grpc::CreateChannel(addr, grpc::InsecureChannelCredentials()));
+  etl::ChannelSecurityOptions security;
+  security.tls_ca_file = absl::GetFlag(FLAGS_tls_ca);
+  security.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
+  security.tls_key_file = absl::GetFlag(FLAGS_tls_key);
+  security.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
+  auto channel = etl::CreateSecureChannel(addr, security);
+  if (!channel.ok()) {
+    std::cerr << "etl_health_probe: " << channel.status().message() << std::endl;
+    return 64;
+  }
+  auto stub = grpc::health::v1::Health::NewStub(*channel);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() +
                    std::chrono::milliseconds(static_cast<int64_t>(absl::GetFlag(FLAGS_timeout) * 1000)));

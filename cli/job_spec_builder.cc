@@ -7,6 +7,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "common/job_modes.h"
 #include "common/names.h"
 #include "common/status_macros.h"
 #include "google/protobuf/util/json_util.h"
@@ -90,7 +91,9 @@ const std::vector<std::string>& JobSpecFlagNames() {
       "total_count_path", "records_path", "max_pages", "start_date", "end_date", "start_param", "end_param",
       "date_format", "id_path", "max_attempts", "backoff_scale", "max_backoff", "fetch_concurrency", "timeout",
       "connect_timeout", "bearer_token_env", "bearer_token_file", "api_key_env", "api_key_file",
-      "api_key_header", "api_key_param", "basic_user", "basic_password_env", "basic_password_file"};
+      "api_key_header", "api_key_param", "basic_user", "basic_password_env", "basic_password_file",
+      "write_mode", "incremental_path", "incremental_type", "incremental_param",
+      "incremental_initial", "lookback", "full_refresh", "credential"};
   return *names;
 }
 
@@ -201,6 +204,9 @@ absl::StatusOr<JobSpec> BuildJobSpec(const SpecInputs& in) {
       {"end_param", d->mutable_end_param()},
       {"date_format", d->mutable_format()},
       {"id_path", spec.mutable_id_path()},
+      {"incremental_path", spec.mutable_incremental()->mutable_cursor_path()},
+      {"incremental_param", spec.mutable_incremental()->mutable_param()},
+      {"incremental_initial", spec.mutable_incremental()->mutable_initial_value()},
   };
   for (const auto& [name, field] : strings) {
     if (has(name)) *field = std::string(absl::StripAsciiWhitespace(get(name)));
@@ -209,6 +215,35 @@ absl::StatusOr<JobSpec> BuildJobSpec(const SpecInputs& in) {
     ASSIGN_OR_RETURN(etl::v1::PaginationStyle style, ParsePaginationStyle(get("pagination")));
     p->set_style(style);
   }
+
+  if (has("write_mode")) {
+    auto mode = ParseWriteMode(get("write_mode"));
+    if (!mode.ok())
+      return FlagError("write_mode",
+                       absl::StrCat("\"", get("write_mode"), "\" is not append, merge or replace"));
+    spec.set_write_mode(*mode);
+  }
+  if (has("incremental_type")) {
+    auto type = ParseCursorType(get("incremental_type"));
+    if (!type.ok())
+      return FlagError("incremental_type", absl::StrCat("\"", get("incremental_type"),
+                                                        "\" is not timestamp or integer"));
+    spec.mutable_incremental()->set_cursor_type(*type);
+  }
+  if (has("lookback")) {
+    auto seconds = ParseDurationSeconds(get("lookback"));
+    if (!seconds.ok()) return FlagError("lookback", seconds.status().message());
+    spec.mutable_incremental()->set_lookback_seconds(*seconds);
+  }
+  if (has("full_refresh")) {
+    std::string v = absl::AsciiStrToLower(absl::StripAsciiWhitespace(get("full_refresh")));
+    if (v != "true" && v != "false" && v != "1" && v != "0" && v != "yes" && v != "no") {
+      return FlagError("full_refresh",
+                       absl::StrCat("\"", get("full_refresh"), "\" is not true or false"));
+    }
+    spec.mutable_incremental()->set_full_refresh(v == "true" || v == "1" || v == "yes");
+  }
+  if (!spec.has_incremental() || spec.incremental().ByteSizeLong() == 0) spec.clear_incremental();
 
   // Numbers.
   if (has("page_size")) { ASSIGN_OR_RETURN(int64_t v, ParseInt("page_size", get("page_size"), 0)); p->set_page_size(v); }
@@ -231,6 +266,9 @@ absl::StatusOr<JobSpec> BuildJobSpec(const SpecInputs& in) {
     ASSIGN_OR_RETURN(double v, ParseSeconds("connect_timeout", get("connect_timeout")));
     spec.set_connect_timeout_seconds(v);
   }
+
+  // A credential declared by the operator on the collector (the way to authenticate).
+  if (has("credential")) spec.set_credential(get("credential"));
 
   // Auth: one method; the secret stays where it is, only its location travels.
   struct AuthFlags {
@@ -338,10 +376,30 @@ absl::StatusOr<JobSpec> BuildJobSpec(const SpecInputs& in) {
     return absl::InvalidArgumentError(
         absl::StrCat("--end-date ", d->end_date(), " precedes --start-date ", d->start_date()));
   }
+  if (!spec.credential().empty() && spec.auth().type() != etl::v1::AUTH_NONE) {
+    return absl::InvalidArgumentError("--credential replaces the --bearer-token/--api-key/--basic flags: give one");
+  }
   if (spec.auth().type() != etl::v1::AUTH_NONE && spec.auth().secret_env().empty() &&
       spec.auth().secret_file().empty()) {
     return absl::InvalidArgumentError("auth: name the secret's environment variable or file");
   }
+  if (spec.write_mode() == etl::v1::MERGE && spec.id_path().empty()) {
+    return absl::InvalidArgumentError("--write-mode=merge needs --id-path (e.g. --id-path=/id)");
+  }
+  if (spec.has_incremental()) {
+    const etl::v1::Incremental& inc = spec.incremental();
+    if (inc.cursor_path().empty()) {
+      return absl::InvalidArgumentError(
+          "--incremental-path is required for an incremental load (e.g. "
+          "--incremental-path=/updated_at)");
+    }
+    RETURN_IF_ERROR(CheckPointer("--incremental-path", inc.cursor_path()));
+    if (inc.cursor_type() == etl::v1::CURSOR_TYPE_UNSPECIFIED) {
+      return absl::InvalidArgumentError(
+          "--incremental-type is required with --incremental-path: timestamp or integer");
+    }
+  }
+  RETURN_IF_ERROR(ValidateJobModes(spec));
   return spec;
 }
 

@@ -4,15 +4,15 @@
 #include <random>
 #include <vector>
 
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
-#include <grpcpp/health_check_service_interface.h>
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "collector_service/job_reruns.h"
 #include "collector_service/job_spec.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
+#include "common/metrics_server.h"
 #include "common/names.h"
+#include "common/status_macros.h"
 
 namespace etl {
 namespace {
@@ -23,7 +23,8 @@ std::string NewJobId() {
   absl::MutexLock l(&mu);
   if (rng == nullptr) {
     std::random_device rd;
-    rng = new std::mt19937_64((uint64_t(rd()) << 32) ^ rd() ^ uint64_t(absl::ToUnixNanos(absl::Now())));
+    rng = new std::mt19937_64((uint64_t(rd()) << 32) ^ rd() ^
+                              uint64_t(absl::ToUnixNanos(absl::Now())));
   }
   return absl::StrFormat("%016x%016x", (*rng)(), (*rng)());
 }
@@ -54,7 +55,8 @@ v1::Job JobFromRecord(const v1::JobRecord& r) {
   p->set_records_committed(r.records_committed());
   p->set_records_rejected(r.records_rejected());
   p->set_eta_seconds(IsTerminal(r.state()) ? 0 : -1);
-  int64_t end = r.finished_at_unix_ms() > 0 ? r.finished_at_unix_ms() : absl::ToUnixMillis(absl::Now());
+  int64_t end =
+      r.finished_at_unix_ms() > 0 ? r.finished_at_unix_ms() : absl::ToUnixMillis(absl::Now());
   p->set_elapsed_seconds(double(std::max<int64_t>(0, end - r.created_at_unix_ms())) / 1000.0);
   p->set_message(r.error());
   return job;
@@ -71,7 +73,7 @@ Collector::Collector(CollectorOptions options, std::shared_ptr<grpc::Channel> wr
     : options_(std::move(options)),
       channel_(std::move(writer_channel)),
       writer_(v1::WriterService::NewStub(channel_)),
-      fetcher_(fetcher ? std::move(fetcher) : std::make_unique<CurlHttpFetcher>()),
+      fetcher_(fetcher ? std::move(fetcher) : std::make_unique<CurlHttpFetcher>(options_.fetcher)),
       slots_(options_.max_concurrent_jobs) {}
 
 Collector::~Collector() { Shutdown(); }
@@ -85,6 +87,7 @@ JobEnv Collector::MakeEnv() {
   JobEnv env;
   env.writer = writer_.get();
   env.fetcher = fetcher_.get();
+  env.credentials = options_.credentials.get();
   env.counters = &counters_;
   env.slots = &slots_;
   env.max_message_bytes = options_.max_message_bytes;
@@ -93,8 +96,9 @@ JobEnv Collector::MakeEnv() {
   return env;
 }
 
-std::shared_ptr<Job> Collector::AddJob(const std::string& id, const v1::JobSpec& spec, const TraceContext& trace,
-                                       int64_t created_ms, bool resumed) {
+std::shared_ptr<Job> Collector::AddJob(const std::string& id, const v1::JobSpec& spec,
+                                       const TraceContext& trace, int64_t created_ms,
+                                       bool resumed) {
   auto job = std::make_shared<Job>(id, spec, trace, MakeEnv(), created_ms, resumed);
   {
     absl::MutexLock l(&mu_);
@@ -116,10 +120,19 @@ absl::StatusOr<v1::Job> Collector::StartJob(const v1::JobSpec& in, const TraceCo
   absl::Status valid = ValidateJobSpec(in);
   if (!valid.ok()) return valid;
   v1::JobSpec spec = WithDefaults(in, options_.fetch_concurrency);
-  if (spec.auth().type() != v1::AUTH_NONE) {
-    auto secret = ReadSecret(spec.auth());
-    if (!secret.ok()) return secret.status();
+  absl::Status allowed =
+      CheckJobCredential(spec, options_.credentials.get(), options_.allow_spec_secret_paths);
+  if (!allowed.ok()) return allowed;
+  // The secret must be readable now (FAILED_PRECONDITION), not at the first page.
+  auto credential = ResolveJobCredential(spec, options_.credentials.get());
+  if (!credential.ok()) return credential.status();
+  if (counters_.jobs_pending.load() >= options_.max_pending_jobs) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(options_.max_pending_jobs, " jobs are already waiting to run; retry later"));
   }
+  // The incremental start is fixed now and stored with the job, so a resume or a retry asks the
+  // API for the same data.
+  RETURN_IF_ERROR(ResolveIncrementalStart(writer_.get(), absl::Seconds(10), &spec));
   const std::string id = NewJobId();
   v1::RegisterJobRequest req;
   req.set_job_id(id);
@@ -135,13 +148,15 @@ absl::StatusOr<v1::Job> Collector::StartJob(const v1::JobSpec& in, const TraceCo
     return absl::UnavailableError(absl::StrCat("cannot register the job with the writer at ",
                                                options_.writer_address, ": ", s.error_message()));
   }
-  int64_t created = record.created_at_unix_ms() > 0 ? record.created_at_unix_ms() : absl::ToUnixMillis(absl::Now());
+  int64_t created = record.created_at_unix_ms() > 0 ? record.created_at_unix_ms()
+                                                    : absl::ToUnixMillis(absl::Now());
   TraceContext job_trace = trace;
   if (job_trace.request_id.empty()) job_trace.request_id = id;
   std::shared_ptr<Job> job = AddJob(id, spec, job_trace, created, false);
   if (job == nullptr) return absl::UnavailableError("the collector is shutting down");
   counters_.jobs_started.fetch_add(1);
-  LogInfo("job ", id, " accepted: ", spec.url(), " -> ", job->Snapshot().table_name());
+  ScopedLogContext log_context(id, job_trace.request_id, job_trace.traceparent);
+  LogInfo("job ", id, " PENDING: accepted, ", spec.url(), " -> ", job->Snapshot().table_name());
   return job->Snapshot();
 }
 
@@ -169,50 +184,111 @@ absl::StatusOr<v1::Job> Collector::GetJob(const std::string& job_id) {
 }
 
 absl::StatusOr<v1::ListJobsResponse> Collector::ListJobs(const v1::ListJobsRequest& request) {
-  const int limit = request.limit() > 0 ? request.limit() : 100;
-  std::map<std::string, v1::Job> merged;
-  v1::ListJobRecordsRequest req;
-  req.set_unfinished_only(request.unfinished_only());
-  req.set_limit(limit);
+  // The ledger answers the query (filters, order, page token); jobs running here show their live
+  // progress instead of the ledger's last figures.
+  const v1::ListJobRecordsRequest req = ToListJobRecordsRequest(request);
   v1::ListJobRecordsResponse resp;
   grpc::ClientContext ctx;
   PrepareWriterContext(&ctx, absl::Seconds(10));
   grpc::Status s = writer_->ListJobRecords(&ctx, req, &resp);
+  v1::ListJobsResponse out;
   if (s.ok()) {
-    for (const auto& r : resp.jobs()) merged[r.job_id()] = JobFromRecord(r);
-  } else {
-    LogWarning("ListJobs: writer unavailable (", s.error_message(), "); listing this collector's jobs only");
+    for (const auto& r : resp.jobs()) {
+      v1::Job job = JobFromRecord(r);
+      if (auto live = FindJob(r.job_id())) job = live->Snapshot();
+      if (request.unfinished_only() && IsTerminal(job.state())) continue;
+      *out.add_jobs() = std::move(job);
+    }
+    out.set_next_page_token(resp.next_page_token());
+    return out;
   }
-  std::vector<std::shared_ptr<Job>> local;
+  if (!request.page_token().empty()) return FromGrpcStatus(s);
+  LogWarning("ListJobs: writer unavailable (", s.error_message(),
+             "); listing this collector's jobs only");
+  std::vector<v1::Job> jobs;
+  {
+    std::vector<std::shared_ptr<Job>> local;
+    {
+      absl::MutexLock l(&mu_);
+      for (const auto& [id, job] : jobs_) local.push_back(job);
+    }
+    for (const auto& job : local) {
+      v1::Job snap = job->Snapshot();
+      if (MatchesListFilters(request, snap)) jobs.push_back(std::move(snap));
+    }
+  }
+  std::sort(jobs.begin(), jobs.end(), [](const v1::Job& a, const v1::Job& b) {
+    return a.created_at_unix_ms() != b.created_at_unix_ms()
+               ? a.created_at_unix_ms() > b.created_at_unix_ms()
+               : a.job_id() > b.job_id();
+  });
+  for (size_t i = 0; i < jobs.size() && int(i) < req.limit(); ++i) {
+    *out.add_jobs() = std::move(jobs[i]);
+  }
+  return out;
+}
+
+absl::StatusOr<v1::Job> Collector::RetryJob(const std::string& job_id, const TraceContext& trace) {
+  if (job_id.empty()) return absl::InvalidArgumentError("job_id is required");
+  if (auto live = FindJob(job_id); live != nullptr && !live->done()) {
+    return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " is running"));
+  }
+  v1::ListJobRecordsRequest req;
+  req.set_job_id(job_id);
+  req.set_limit(1);
+  v1::ListJobRecordsResponse resp;
+  grpc::ClientContext ctx;
+  PrepareWriterContext(&ctx, absl::Seconds(10));
+  grpc::Status s = writer_->ListJobRecords(&ctx, req, &resp);
+  if (!s.ok()) return FromGrpcStatus(s);
+  if (resp.jobs_size() == 0 || resp.jobs(0).job_id() != job_id) {
+    return absl::NotFoundError(absl::StrCat("no job ", job_id));
+  }
+  const v1::JobRecord& record = resp.jobs(0);
+  switch (record.state()) {
+    case v1::PARTIAL:
+    case v1::FAILED:
+    case v1::CANCELLED:
+      break;
+    case v1::SUCCEEDED:
+      return absl::FailedPreconditionError(
+          absl::StrCat("job ", job_id, " SUCCEEDED: nothing to retry (run it again instead)"));
+    default:
+      return absl::FailedPreconditionError(
+          absl::StrCat("job ", job_id, " is ", v1::JobState_Name(record.state()),
+                       ": it is running or will be resumed from its ledger by a collector"));
+  }
+  RETURN_IF_ERROR(ValidateJobSpec(record.spec()));
+  // PENDING clears the stored error and end time; the job's run sets RUNNING and its final state.
+  v1::UpdateJobRequest update;
+  update.set_job_id(job_id);
+  update.set_state(v1::PENDING);
+  v1::JobRecord updated;
+  grpc::ClientContext uctx;
+  PrepareWriterContext(&uctx, absl::Seconds(10));
+  s = writer_->UpdateJob(&uctx, update, &updated);
+  if (!s.ok()) return FromGrpcStatus(s);
   {
     absl::MutexLock l(&mu_);
-    for (const auto& [id, job] : jobs_) local.push_back(job);
+    auto it = jobs_.find(job_id);
+    if (it != jobs_.end() && it->second->done()) jobs_.erase(it);
   }
-  for (const auto& job : local) {
-    v1::Job snap = job->Snapshot();
-    if (request.unfinished_only() && IsTerminal(snap.state())) {
-      merged.erase(snap.job_id());
-      continue;
-    }
-    merged[snap.job_id()] = std::move(snap);
-  }
-  std::vector<v1::Job> jobs;
-  for (auto& [id, job] : merged) jobs.push_back(std::move(job));
-  std::sort(jobs.begin(), jobs.end(), [](const v1::Job& a, const v1::Job& b) {
-    return a.created_at_unix_ms() != b.created_at_unix_ms() ? a.created_at_unix_ms() > b.created_at_unix_ms()
-                                                            : a.job_id() < b.job_id();
-  });
-  v1::ListJobsResponse out;
-  for (size_t i = 0; i < jobs.size() && int(i) < limit; ++i) *out.add_jobs() = std::move(jobs[i]);
-  return out;
+  TraceContext job_trace = trace;
+  if (job_trace.request_id.empty()) job_trace.request_id = job_id;
+  std::shared_ptr<Job> job = AddJob(job_id, WithDefaults(record.spec(), options_.fetch_concurrency),
+                                    job_trace, record.created_at_unix_ms(), /*resumed=*/true);
+  if (job == nullptr) return absl::UnavailableError("the collector is shutting down");
+  LogInfo("job ", job_id, " retried from ", v1::JobState_Name(record.state()),
+          ": fetching the pages not committed");
+  return job->Snapshot();
 }
 
 absl::StatusOr<v1::Job> Collector::CancelJob(const std::string& job_id) {
   if (job_id.empty()) return absl::InvalidArgumentError("job_id is required");
   if (auto job = FindJob(job_id)) {
     if (job->done()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("job ", job_id, " already ended ", v1::JobState_Name(job->Snapshot().state())));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "job ", job_id, " already ended ", v1::JobState_Name(job->Snapshot().state())));
     }
     LogInfo("job ", job_id, ": cancel requested");
     job->Cancel();
@@ -265,15 +341,15 @@ void Collector::ResumeLoop() {
         LogInfo("resuming unfinished job ", r.job_id(), " (", v1::JobState_Name(r.state()), ")");
         TraceContext trace;
         trace.request_id = r.job_id();
-        if (AddJob(r.job_id(), WithDefaults(r.spec(), options_.fetch_concurrency), trace, r.created_at_unix_ms(),
-                   true) != nullptr) {
+        if (AddJob(r.job_id(), WithDefaults(r.spec(), options_.fetch_concurrency), trace,
+                   r.created_at_unix_ms(), true) != nullptr) {
           counters_.jobs_resumed.fetch_add(1);
         }
       }
       return;
     }
-    LogWarning("cannot list unfinished jobs from the writer (", s.error_message(), "); retrying in ",
-               absl::FormatDuration(delay));
+    LogWarning("cannot list unfinished jobs from the writer (", s.error_message(),
+               "); retrying in ", absl::FormatDuration(delay));
     if (!WaitUnlessShutdown(delay)) return;
     delay = std::min(delay * 2, absl::Seconds(5));
   }
@@ -306,7 +382,8 @@ void Collector::Shutdown() {
   std::vector<std::shared_ptr<Job>> jobs;
   {
     absl::MutexLock l(&mu_);
-    if (shutdown_ && jobs_.empty() && !poll_thread_.joinable() && !resume_thread_.joinable()) return;
+    if (shutdown_ && jobs_.empty() && !poll_thread_.joinable() && !resume_thread_.joinable())
+      return;
     shutdown_ = true;
     for (const auto& [id, job] : jobs_) jobs.push_back(job);
   }
@@ -316,159 +393,6 @@ void Collector::Shutdown() {
   if (poll_thread_.joinable()) poll_thread_.join();
 }
 
-std::string Collector::RenderMetrics() const {
-  std::string out;
-  const CollectorCounters& c = counters_;
-  struct Item {
-    const char* name;
-    const char* help;
-    const char* type;
-    const std::atomic<int64_t>* value;
-  } items[] = {
-      {"etl_collector_jobs_started_total", "Jobs accepted by StartJob.", "counter", &c.jobs_started},
-      {"etl_collector_jobs_resumed_total", "Unfinished jobs resumed from the writer's ledger.", "counter", &c.jobs_resumed},
-      {"etl_collector_jobs_pending", "Jobs waiting for a slot.", "gauge", &c.jobs_pending},
-      {"etl_collector_jobs_running", "Jobs fetching now.", "gauge", &c.jobs_running},
-      {"etl_collector_jobs_succeeded_total", "Jobs ended SUCCEEDED.", "counter", &c.jobs_succeeded},
-      {"etl_collector_jobs_partial_total", "Jobs ended PARTIAL.", "counter", &c.jobs_partial},
-      {"etl_collector_jobs_failed_total", "Jobs ended FAILED.", "counter", &c.jobs_failed},
-      {"etl_collector_jobs_cancelled_total", "Jobs ended CANCELLED.", "counter", &c.jobs_cancelled},
-      {"etl_collector_http_requests_total", "HTTP requests, retries included.", "counter", &c.http_requests},
-      {"etl_collector_http_retries_total", "HTTP requests retried.", "counter", &c.http_retries},
-      {"etl_collector_http_errors_total", "HTTP attempts that failed.", "counter", &c.http_errors},
-      {"etl_collector_bytes_fetched_total", "Response body bytes.", "counter", &c.bytes_fetched},
-      {"etl_collector_pages_fetched_total", "Pages fetched and parsed.", "counter", &c.pages_fetched},
-      {"etl_collector_pages_failed_total", "Pages failed after all attempts.", "counter", &c.pages_failed},
-      {"etl_collector_pages_utf8_fallback_total", "Pages with invalid UTF-8 parsed by the fallback scanner.", "counter", &c.pages_utf8_fallback},
-      {"etl_collector_records_fetched_total", "Records parsed out of pages.", "counter", &c.records_fetched},
-      {"etl_collector_pages_sent_total", "Pages written to the writer.", "counter", &c.pages_sent},
-      {"etl_collector_batches_sent_total", "RecordBatch messages written.", "counter", &c.batches_sent},
-      {"etl_collector_bytes_sent_total", "Record bytes written to the writer.", "counter", &c.bytes_sent},
-      {"etl_collector_pages_buffered", "Fetched pages waiting to be sent.", "gauge", &c.pages_buffered},
-      {"etl_collector_writer_reconnects_total", "Write streams re-opened after a break.", "counter", &c.writer_reconnects},
-      {"etl_collector_writer_rpc_errors_total", "Failed calls to the writer.", "counter", &c.writer_rpc_errors},
-  };
-  for (const Item& i : items) AppendMetric(&out, i.name, i.help, i.type, double(i.value->load()));
-  return out;
-}
-
-// ---- gRPC service ----
-
-namespace {
-
-TraceContext TraceFrom(const grpc::ServerContext* ctx) {
-  TraceContext t;
-  const auto& md = ctx->client_metadata();
-  if (auto it = md.find("traceparent"); it != md.end()) t.traceparent = std::string(it->second.data(), it->second.size());
-  if (auto it = md.find("x-request-id"); it != md.end()) t.request_id = std::string(it->second.data(), it->second.size());
-  // Header values end up in outgoing requests: drop anything that could split a header.
-  for (std::string* v : {&t.traceparent, &t.request_id}) {
-    if (v->find_first_of("\r\n") != std::string::npos || v->size() > 256) v->clear();
-  }
-  return t;
-}
-
-// The unary RPCs all answer the same way: the result on success, else the status mapped to gRPC.
-template <typename T>
-grpc::Status Reply(absl::StatusOr<T> result, T* response) {
-  if (!result.ok()) return ToGrpcStatus(result.status());
-  *response = std::move(*result);
-  return grpc::Status::OK;
-}
-
-}  // namespace
-
-grpc::Status CollectorServiceImpl::StartJob(grpc::ServerContext* ctx, const v1::JobSpec* spec, v1::Job* job) {
-  return Reply(collector_->StartJob(*spec, TraceFrom(ctx)), job);
-}
-
-grpc::Status CollectorServiceImpl::GetJob(grpc::ServerContext*, const v1::JobRef* ref, v1::Job* job) {
-  return Reply(collector_->GetJob(ref->job_id()), job);
-}
-
-grpc::Status CollectorServiceImpl::ListJobs(grpc::ServerContext*, const v1::ListJobsRequest* req,
-                                            v1::ListJobsResponse* resp) {
-  return Reply(collector_->ListJobs(*req), resp);
-}
-
-grpc::Status CollectorServiceImpl::CancelJob(grpc::ServerContext*, const v1::JobRef* ref, v1::Job* job) {
-  return Reply(collector_->CancelJob(ref->job_id()), job);
-}
-
-grpc::Status CollectorServiceImpl::WatchJob(grpc::ServerContext* ctx, const v1::JobRef* ref,
-                                            grpc::ServerWriter<v1::JobProgress>* writer) {
-  std::shared_ptr<Job> job = collector_->FindJob(ref->job_id());
-  if (job == nullptr) {
-    auto result = collector_->GetJob(ref->job_id());
-    if (!result.ok()) return ToGrpcStatus(result.status());
-    writer->Write(result->progress());
-    return grpc::Status::OK;
-  }
-  while (!ctx->IsCancelled()) {
-    bool done = job->WaitDone(absl::ZeroDuration());
-    if (!writer->Write(job->Progress())) return grpc::Status::OK;
-    if (done) return grpc::Status::OK;
-    job->WaitDone(absl::Seconds(1));
-  }
-  return grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled");
-}
-
-// ---- server ----
-
-absl::StatusOr<std::unique_ptr<CollectorServer>> CollectorServer::Start(CollectorOptions options,
-                                                                        std::unique_ptr<HttpFetcher> fetcher) {
-  std::unique_ptr<CollectorServer> s(new CollectorServer());
-  s->options_ = options;
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(-1);
-  args.SetMaxSendMessageSize(-1);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
-  // Reconnect quickly after a writer restart.
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-  auto channel = grpc::CreateCustomChannel(options.writer_address, grpc::InsecureChannelCredentials(), args);
-  s->collector_ = std::make_unique<Collector>(options, channel, std::move(fetcher));
-  s->service_ = std::make_unique<CollectorServiceImpl>(s->collector_.get());
-
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &s->port_);
-  builder.RegisterService(s->service_.get());
-  builder.SetMaxReceiveMessageSize(16 << 20);
-  s->server_ = builder.BuildAndStart();
-  if (s->server_ == nullptr || s->port_ == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
-  }
-  if (!options.metrics_listen.empty()) {
-    Collector* c = s->collector_.get();
-    auto metrics = MetricsServer::Start(options.metrics_listen, [c] { return c->RenderMetrics(); });
-    if (!metrics.ok()) return metrics.status();
-    s->metrics_ = std::move(*metrics);
-  }
-  s->collector_->Start();
-  s->server_->GetHealthCheckService()->SetServingStatus(true);
-  LogInfo("collector serving on port ", s->port_, "; writer at ", options.writer_address);
-  return s;
-}
-
-CollectorServer::~CollectorServer() { Shutdown(); }
-
-void CollectorServer::Shutdown() {
-  {
-    absl::MutexLock l(&mu_);
-    if (shut_down_) return;
-    shut_down_ = true;
-  }
-  if (server_) {
-    server_->GetHealthCheckService()->SetServingStatus(false);
-    // Jobs first, so open WatchJob streams see them stop; then the RPCs get a grace period.
-    collector_->Shutdown();
-    server_->Shutdown(absl::ToChronoTime(absl::Now() + options_.shutdown_grace));
-    server_->Wait();
-  }
-  metrics_.reset();
-  if (collector_) collector_->Shutdown();
-}
+std::string Collector::RenderMetrics() const { return RenderCollectorMetrics(counters_, nullptr); }
 
 }  // namespace etl

@@ -1,50 +1,65 @@
-// collector_service: the CollectorService gRPC API over a set of running jobs.
+// Collector: the registry of a collector's jobs (start, list, cancel, resume, live progress).
 //
-// Collector owns the jobs (one thread each, at most max_concurrent_jobs fetching, the rest PENDING),
-// the shared HTTP fetcher and the channel to the writer. It is stateless across restarts: every
-// job is registered with the writer before StartJob returns, and on start-up Collector asks the
-// writer for unfinished jobs and resumes them from its ledger. A poller reads the writer's per-job
-// commit counters about once a second for live progress.
+// Collector owns the jobs (one thread each, at most max_concurrent_jobs fetching, the rest
+// PENDING), the shared HTTP fetcher and the channel to the writer. It is stateless across restarts:
+// every job is registered with the writer before StartJob returns, and on start-up Collector asks
+// the writer for unfinished jobs and resumes them from its ledger. A poller reads the writer's
+// per-job commit counters about once a second for live progress.
 //
-// CollectorServer assembles Collector, the gRPC server (CollectorService + health + reflection) and
-// the optional /metrics endpoint; main.cc and in-process tests both use it.
+// The gRPC API over it is CollectorServiceImpl (collector_service.h); CollectorServer
+// (collector_server.h) assembles both with the gRPC server, health, reflection and metrics.
 //
 // Thread-safety: all public methods are thread-safe.
 #ifndef ETL_COLLECTOR_SERVICE_COLLECTOR_H_
 #define ETL_COLLECTOR_SERVICE_COLLECTOR_H_
+
+#include <grpcpp/grpcpp.h>
 
 #include <map>
 #include <memory>
 #include <string>
 #include <thread>
 
-#include <grpcpp/grpcpp.h>
-
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "collector_service/counters.h"
+#include "collector_service/credentials.h"
+#include "collector_service/dashboard_server.h"
 #include "collector_service/http_fetcher.h"
 #include "collector_service/job.h"
-#include "common/metrics_server.h"
+#include "common/grpc_security.h"
 #include "etl.grpc.pb.h"
 
 namespace etl {
 
 struct CollectorOptions {
-  std::string listen = "0.0.0.0:50051";          // gRPC address; port 0 = any free port.
+  std::string listen = "0.0.0.0:50051";            // gRPC address; port 0 = any free port.
   std::string writer_address = "localhost:50052";  // writer_service.
-  std::string metrics_listen;                    // Prometheus endpoint (host:port); "" = off.
-  int max_concurrent_jobs = 8;                   // Jobs fetching at once; the others wait PENDING.
-  int fetch_concurrency = 4;                     // Default per job when its spec says 0.
-  size_t max_message_bytes = size_t(1) << 20;    // Record bytes per RecordBatch before a page is chunked.
-  size_t max_response_bytes = size_t(256) << 20;  // Largest API response body accepted.
+  std::string metrics_listen;                      // Prometheus endpoint (host:port); "" = off.
+  int max_concurrent_jobs = 8;  // Jobs fetching at once; the others wait PENDING.
+  int fetch_concurrency = 4;    // Default per job when its spec says 0.
+  size_t max_message_bytes = size_t(1)
+                             << 20;  // Record bytes per RecordBatch before a page is chunked.
+  size_t max_response_bytes = size_t(8) << 20;  // Largest API response body (decompressed).
   // Fetched record bytes a job holds before its fetchers wait (one page is always admitted, so a
   // single page larger than this still goes through).
   size_t max_buffered_bytes = size_t(16) << 20;
-  bool resume_unfinished = true;                 // Resume the writer's unfinished jobs at start-up.
+  bool resume_unfinished = true;  // Resume the writer's unfinished jobs at start-up.
   absl::Duration status_poll_interval = absl::Seconds(1);  // Writer counters for live progress.
-  absl::Duration shutdown_grace = absl::Seconds(10);       // For open RPCs (e.g. WatchJob) on shutdown.
+  absl::Duration shutdown_grace = absl::Seconds(10);  // For open RPCs (e.g. WatchJob) on shutdown.
+  // Operator credentials jobs may name (--credentials); null = none. Shared so that main can
+  // reload it on SIGHUP while jobs run.
+  std::shared_ptr<CredentialStore> credentials;
+  bool allow_spec_secret_paths = false;  // Accept JobSpec.auth secret_env / secret_file.
+  HttpFetcherOptions
+      fetcher;  // SSRF guard and limits of the default fetcher (no private networks).
+  int max_pending_jobs =
+      1000;  // Jobs waiting PENDING at once; StartJob beyond: RESOURCE_EXHAUSTED.
+  ServerSecurityOptions security;          // TLS, mTLS and token of CollectorService (health open).
+  ChannelSecurityOptions writer_security;  // TLS, client certificate and token towards the writer.
+  std::string http_listen;     // Web dashboard address (host:port); "" = off.
+  DashboardOptions dashboard;  // Its token and limits (listen = http_listen).
 };
 
 class Collector {
@@ -63,6 +78,9 @@ class Collector {
   absl::StatusOr<v1::Job> GetJob(const std::string& job_id);
   absl::StatusOr<v1::ListJobsResponse> ListJobs(const v1::ListJobsRequest& request);
   absl::StatusOr<v1::Job> CancelJob(const std::string& job_id);
+  // Runs a PARTIAL, FAILED or CANCELLED job again under its id, fetching only the pages its ledger
+  // does not hold as committed. FAILED_PRECONDITION while it runs or once it SUCCEEDED.
+  absl::StatusOr<v1::Job> RetryJob(const std::string& job_id, const TraceContext& trace);
   // The live job, or null when it is not running in this process.
   std::shared_ptr<Job> FindJob(const std::string& job_id);
 
@@ -73,8 +91,8 @@ class Collector {
   CollectorCounters& counters() { return counters_; }
 
  private:
-  std::shared_ptr<Job> AddJob(const std::string& id, const v1::JobSpec& spec, const TraceContext& trace,
-                              int64_t created_ms, bool resumed);
+  std::shared_ptr<Job> AddJob(const std::string& id, const v1::JobSpec& spec,
+                              const TraceContext& trace, int64_t created_ms, bool resumed);
   void ResumeLoop();
   void PollLoop();
   bool WaitUnlessShutdown(absl::Duration d);
@@ -92,48 +110,6 @@ class Collector {
   mutable absl::Mutex mu_;
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
   std::map<std::string, std::shared_ptr<Job>> jobs_ ABSL_GUARDED_BY(mu_);
-};
-
-class CollectorServiceImpl final : public v1::CollectorService::Service {
- public:
-  explicit CollectorServiceImpl(Collector* collector) : collector_(collector) {}
-
-  grpc::Status StartJob(grpc::ServerContext* ctx, const v1::JobSpec* spec, v1::Job* job) override;
-  grpc::Status GetJob(grpc::ServerContext* ctx, const v1::JobRef* ref, v1::Job* job) override;
-  grpc::Status ListJobs(grpc::ServerContext* ctx, const v1::ListJobsRequest* req, v1::ListJobsResponse* resp) override;
-  grpc::Status CancelJob(grpc::ServerContext* ctx, const v1::JobRef* ref, v1::Job* job) override;
-  grpc::Status WatchJob(grpc::ServerContext* ctx, const v1::JobRef* ref,
-                        grpc::ServerWriter<v1::JobProgress>* writer) override;
-
- private:
-  Collector* const collector_;
-};
-
-class CollectorServer {
- public:
-  static absl::StatusOr<std::unique_ptr<CollectorServer>> Start(CollectorOptions options,
-                                                                std::unique_ptr<HttpFetcher> fetcher = nullptr);
-  ~CollectorServer();  // Shutdown().
-  CollectorServer(const CollectorServer&) = delete;
-  CollectorServer& operator=(const CollectorServer&) = delete;
-
-  int port() const { return port_; }
-  int metrics_port() const { return metrics_ ? metrics_->port() : 0; }
-  Collector* collector() { return collector_.get(); }
-
-  // Health NOT_SERVING, stop accepting RPCs, stop jobs (left resumable), stop. Idempotent.
-  void Shutdown();
-
- private:
-  CollectorServer() = default;
-  CollectorOptions options_;
-  std::unique_ptr<Collector> collector_;
-  std::unique_ptr<CollectorServiceImpl> service_;
-  std::unique_ptr<grpc::Server> server_;
-  std::unique_ptr<MetricsServer> metrics_;
-  int port_ = 0;
-  absl::Mutex mu_;
-  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace etl

@@ -7,6 +7,16 @@
 // follows redirects only to http/https, and caps the body size so a hostile server cannot exhaust
 // memory.
 //
+// It is also the SSRF guard: only http/https; the URL's host must match the allowed-host patterns
+// (when any are set); and every socket libcurl opens is checked on the address actually connected
+// (CURLOPT_OPENSOCKETFUNCTION), so loopback, private, link-local (169.254.169.254 metadata), CGNAT,
+// multicast, unspecified, IPv4-mapped/compatible IPv6 and ULA targets are refused however they are
+// spelled (0x7f.1, 2130706433, a DNS name resolving inward, DNS rebinding, a redirect), unless
+// allow_private_networks. Redirects are followed here, hop by hop, each hop checked the same way;
+// credentials (credential_headers, basic auth, credential_query_param, and any Authorization/Cookie
+// header) go only to the origin of the first request. Environment proxies are ignored (the check
+// must see the real target). Decompressed bytes, header count and header bytes are capped.
+//
 // Thread-safety: Fetch() may be called from any number of threads at once.
 #ifndef ETL_COLLECTOR_SERVICE_HTTP_FETCHER_H_
 #define ETL_COLLECTOR_SERVICE_HTTP_FETCHER_H_
@@ -26,11 +36,19 @@ namespace etl {
 struct HttpRequest {
   std::string url;
   std::vector<std::pair<std::string, std::string>> headers;
-  std::string basic_username;  // Non-empty: HTTP basic auth with basic_password.
+  // Sent only to the origin (scheme, host, port) of `url`, never across a redirect to another one.
+  std::vector<std::pair<std::string, std::string>> credential_headers;
+  // Query parameter carrying a credential: removed from a redirect target on another origin.
+  std::string credential_query_param;
+  std::string basic_username;  // Non-empty: HTTP basic auth with basic_password (origin only).
   std::string basic_password;
-  double timeout_seconds = 60;          // Whole transfer.
-  double connect_timeout_seconds = 10;  // TCP + TLS handshake.
-  size_t max_response_bytes = size_t(256) << 20;  // Larger bodies fail with RESOURCE_EXHAUSTED.
+  // Host patterns the credentials above are bound to: when set and `url`'s host matches none, the
+  // fetch fails with PERMISSION_DENIED before connecting (a next-page URL from the API pointing
+  // elsewhere cannot take the credential along).
+  std::vector<std::string> credential_hosts;
+  double timeout_seconds = 60;                  // Whole transfer.
+  double connect_timeout_seconds = 10;          // TCP + TLS handshake.
+  size_t max_response_bytes = size_t(8) << 20;  // Decompressed; larger bodies: RESOURCE_EXHAUSTED.
   // When set and true, an ongoing transfer is aborted (CANCELLED).
   const std::atomic<bool>* cancelled = nullptr;
 };
@@ -51,14 +69,35 @@ class HttpFetcher {
  public:
   virtual ~HttpFetcher() = default;
   // Any HTTP status is a successful fetch. Errors: UNAVAILABLE (connection refused/reset, DNS, TLS,
-  // truncated transfer), DEADLINE_EXCEEDED (timeout), RESOURCE_EXHAUSTED (body over the cap),
-  // CANCELLED, INVALID_ARGUMENT (bad URL).
+  // truncated transfer), DEADLINE_EXCEEDED (timeout), RESOURCE_EXHAUSTED (body, headers or
+  // redirects over the cap), CANCELLED, INVALID_ARGUMENT (bad or too long URL), PERMISSION_DENIED
+  // (the SSRF guard refused the host or the address connected; the message says which and why).
   virtual absl::StatusOr<HttpResponse> Fetch(const HttpRequest& request) = 0;
 };
 
+struct HttpFetcherOptions {
+  // Connect to loopback/private/link-local/... addresses (single-host setups, tests, the demo).
+  bool allow_private_networks = false;
+  // IP literals allowed even though internal (e.g. one API at 10.0.0.5), checked on the address
+  // connected like everything else.
+  std::vector<std::string> allowed_private_addresses;
+  // Host patterns (exact or "*.domain", see credentials.h) every request and redirect must match;
+  // empty = any host.
+  std::vector<std::string> allowed_hosts;
+  size_t max_header_count = 256;        // Response header lines per response.
+  size_t max_header_bytes = 256 << 10;  // Response header bytes per response.
+  int max_redirects = 10;               // Redirect hops followed.
+  size_t max_url_bytes = 16 << 10;      // Longest request or redirect URL.
+};
+
+// Why `ip` (an IPv4 or IPv6 literal) is not a public address: "loopback", "private", "link-local",
+// "CGNAT", "multicast", "unspecified", "reserved", "IPv4-mapped IPv6", "unique-local"...; "" when
+// it is public. Unparsable text is "invalid".
+std::string InternalAddressKind(absl::string_view ip);
+
 class CurlHttpFetcher : public HttpFetcher {
  public:
-  CurlHttpFetcher();
+  explicit CurlHttpFetcher(HttpFetcherOptions options = {});
   ~CurlHttpFetcher() override;
   CurlHttpFetcher(const CurlHttpFetcher&) = delete;
   CurlHttpFetcher& operator=(const CurlHttpFetcher&) = delete;
@@ -68,9 +107,14 @@ class CurlHttpFetcher : public HttpFetcher {
   struct Share;
 
  private:
+  // One request without following redirects; `*redirect` = the Location target of a 3xx.
+  absl::StatusOr<HttpResponse> FetchOnce(const HttpRequest& request, const std::string& url,
+                                         bool same_origin, double timeout_seconds,
+                                         std::string* redirect);
   void* TakeHandle();
   void ReturnHandle(void* handle);
 
+  const HttpFetcherOptions options_;
   std::unique_ptr<Share> share_;
   absl::Mutex mu_;
   std::vector<void*> idle_ ABSL_GUARDED_BY(mu_);  // CURL* easy handles.
@@ -81,9 +125,10 @@ class CurlHttpFetcher : public HttpFetcher {
 // RFC 3986 percent-encoding of everything but unreserved characters.
 std::string PercentEncode(absl::string_view s);
 
-// `url` with "k=v" pairs appended to its query (both percent-encoded). INVALID_ARGUMENT on a bad URL.
-absl::StatusOr<std::string> AppendQueryParams(const std::string& url,
-                                              const std::vector<std::pair<std::string, std::string>>& params);
+// `url` with "k=v" pairs appended to its query (both percent-encoded). INVALID_ARGUMENT on a bad
+// URL.
+absl::StatusOr<std::string> AppendQueryParams(
+    const std::string& url, const std::vector<std::pair<std::string, std::string>>& params);
 
 // `url` without any query parameter named `name` (used to keep credentials out of stored tokens).
 std::string RemoveQueryParam(const std::string& url, const std::string& name);
@@ -105,7 +150,8 @@ std::string FindNextLink(const std::vector<std::string>& link_header_values);
 // Seconds to wait from a Retry-After value (delta-seconds or an HTTP date); -1 when absent/invalid.
 double ParseRetryAfter(absl::string_view value, double now_unix_seconds);
 
-// `text` with every occurrence of each secret (and its percent-encoded form) replaced by "[REDACTED]".
+// `text` with every occurrence of each secret (and its percent-encoded form) replaced by
+// "[REDACTED]".
 std::string Redact(std::string text, const std::vector<std::string>& secrets);
 
 }  // namespace etl

@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/civil_time.h"
+#include "common/job_modes.h"
 #include "common/json_page.h"
 #include "common/names.h"
 #include "common/status_macros.h"
@@ -28,7 +29,8 @@ absl::Status ValidateUrl(const std::string& url) {
   if (url.empty()) return absl::InvalidArgumentError("url is required");
   std::unique_ptr<CURLU, CurlUrlDeleter> u(curl_url());
   if (curl_url_set(u.get(), CURLUPART_URL, url.c_str(), 0) != CURLUE_OK) {
-    return absl::InvalidArgumentError(absl::StrCat("url \"", url, "\" is not a valid absolute URL"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("url \"", url, "\" is not a valid absolute URL"));
   }
   char* scheme = nullptr;
   char* host = nullptr;
@@ -48,7 +50,8 @@ absl::Status ValidateUrl(const std::string& url) {
 
 absl::Status ValidatePointer(absl::string_view field, const std::string& pointer) {
   auto tokens = ParseJsonPointer(pointer);
-  if (!tokens.ok()) return absl::InvalidArgumentError(absl::StrCat(field, ": ", tokens.status().message()));
+  if (!tokens.ok())
+    return absl::InvalidArgumentError(absl::StrCat(field, ": ", tokens.status().message()));
   return absl::OkStatus();
 }
 
@@ -83,8 +86,8 @@ absl::Status ValidateDateFormat(const std::string& format) {
     if (c != '%') continue;
     size_t j = i + 1;
     while (j < format.size() && absl::StrContains("_-0^#", format[j])) ++j;  // glibc flags.
-    while (j < format.size() && absl::ascii_isdigit(format[j])) ++j;           // Field width.
-    if (j < format.size() && (format[j] == 'E' || format[j] == 'O')) ++j;       // Alternative forms.
+    while (j < format.size() && absl::ascii_isdigit(format[j])) ++j;         // Field width.
+    if (j < format.size() && (format[j] == 'E' || format[j] == 'O')) ++j;    // Alternative forms.
     if (j >= format.size()) {
       return absl::InvalidArgumentError(
           absl::StrCat("date_filter.format \"", format, "\" ends with an incomplete % conversion"));
@@ -93,8 +96,9 @@ absl::Status ValidateDateFormat(const std::string& format) {
     if (absl::StrContains(kDate, conv)) {
       has_date = true;
     } else if (!absl::StrContains(kOther, conv)) {
-      return absl::InvalidArgumentError(absl::StrCat("date_filter.format \"", format, "\" has the unknown conversion %",
-                                                     format.substr(j, 1), ": use strftime conversions such as %Y, %m, %d"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("date_filter.format \"", format, "\" has the unknown conversion %",
+                       format.substr(j, 1), ": use strftime conversions such as %Y, %m, %d"));
     }
     i = j;
   }
@@ -105,20 +109,24 @@ absl::Status ValidateDateFormat(const std::string& format) {
   // The widest sample: a two-digit day and month, a long month and weekday name.
   for (const char* sample : {"2024-12-25", "2024-09-30"}) {
     auto formatted = FormatDate(sample, format);
-    if (!formatted.ok()) return absl::InvalidArgumentError(absl::StrCat("date_filter.format: ", formatted.status().message()));
+    if (!formatted.ok())
+      return absl::InvalidArgumentError(
+          absl::StrCat("date_filter.format: ", formatted.status().message()));
   }
   return absl::OkStatus();
 }
 
 absl::Status NonNegative(absl::string_view field, double v) {
-  if (v < 0) return absl::InvalidArgumentError(absl::StrCat(field, " must not be negative (got ", v, ")"));
+  if (v < 0)
+    return absl::InvalidArgumentError(absl::StrCat(field, " must not be negative (got ", v, ")"));
   return absl::OkStatus();
 }
 
 }  // namespace
 
 std::string StyleName(v1::PaginationStyle style) {
-  return v1::PaginationStyle_IsValid(style) ? v1::PaginationStyle_Name(style) : absl::StrCat(int(style));
+  return v1::PaginationStyle_IsValid(style) ? v1::PaginationStyle_Name(style)
+                                            : absl::StrCat(int(style));
 }
 
 absl::Status ValidateDate(absl::string_view field, absl::string_view date) {
@@ -128,8 +136,8 @@ absl::Status ValidateDate(absl::string_view field, absl::string_view date) {
   }
   absl::CivilDay day;
   if (!shape || !absl::ParseCivilTime(date, &day) || absl::FormatCivilTime(day) != date) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, " \"", date, "\" is not a valid date: expected YYYY-MM-DD (e.g. 2024-01-31)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, " \"", date, "\" is not a valid date: expected YYYY-MM-DD (e.g. 2024-01-31)"));
   }
   return absl::OkStatus();
 }
@@ -146,8 +154,8 @@ absl::StatusOr<std::string> FormatDate(absl::string_view date, const std::string
   char buf[256];
   size_t n = std::strftime(buf, sizeof buf, format.c_str(), &tm);
   if (n == 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("date format \"", format, "\" produces an empty string or more than 255 characters"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "date format \"", format, "\" produces an empty string or more than 255 characters"));
   }
   return std::string(buf, n);
 }
@@ -158,9 +166,9 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
 
   const v1::Pagination& p = spec.pagination();
   if (p.style() == v1::PAGINATION_STYLE_UNSPECIFIED || !v1::PaginationStyle_IsValid(p.style())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "pagination style ", StyleName(p.style()),
-        " is not valid: use PAGE, OFFSET, CURSOR, LINK, NEXT_URL or NONE"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("pagination style ", StyleName(p.style()),
+                     " is not valid: use PAGE, OFFSET, CURSOR, LINK, NEXT_URL or NONE"));
   }
   RETURN_IF_ERROR(ValidatePointer("records_path", p.records_path()));
   RETURN_IF_ERROR(ValidatePointer("cursor_path", p.cursor_path()));
@@ -169,20 +177,24 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
   RETURN_IF_ERROR(ValidatePointer("total_count_path", p.total_count_path()));
   RETURN_IF_ERROR(ValidatePointer("id_path", spec.id_path()));
   if (p.style() == v1::CURSOR && p.cursor_path().empty()) {
-    return absl::InvalidArgumentError("CURSOR pagination needs cursor_path (JSON pointer to the next cursor)");
+    return absl::InvalidArgumentError(
+        "CURSOR pagination needs cursor_path (JSON pointer to the next cursor)");
   }
   if (p.style() == v1::NEXT_URL && p.next_url_path().empty()) {
-    return absl::InvalidArgumentError("NEXT_URL pagination needs next_url_path (JSON pointer to the next URL)");
+    return absl::InvalidArgumentError(
+        "NEXT_URL pagination needs next_url_path (JSON pointer to the next URL)");
   }
   RETURN_IF_ERROR(NonNegative("page_size", double(p.page_size())));
   RETURN_IF_ERROR(NonNegative("start_page", double(p.start_page())));
   RETURN_IF_ERROR(NonNegative("max_pages", double(p.max_pages())));
-  for (const auto& [name, value] : {std::pair<const char*, const std::string*>{"page_param", &p.page_param()},
-                                    {"size_param", &p.size_param()},
-                                    {"offset_param", &p.offset_param()},
-                                    {"limit_param", &p.limit_param()},
-                                    {"cursor_param", &p.cursor_param()}}) {
-    if (HasControl(*value)) return absl::InvalidArgumentError(absl::StrCat(name, " has control characters"));
+  for (const auto& [name, value] :
+       {std::pair<const char*, const std::string*>{"page_param", &p.page_param()},
+        {"size_param", &p.size_param()},
+        {"offset_param", &p.offset_param()},
+        {"limit_param", &p.limit_param()},
+        {"cursor_param", &p.cursor_param()}}) {
+    if (HasControl(*value))
+      return absl::InvalidArgumentError(absl::StrCat(name, " has control characters"));
   }
 
   const v1::DateFilter& d = spec.date_filter();
@@ -197,7 +209,9 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
   for (const std::string* date : {&d.start_date(), &d.end_date()}) {
     if (date->empty() || d.format().empty()) continue;
     auto formatted = FormatDate(*date, d.format());
-    if (!formatted.ok()) return absl::InvalidArgumentError(absl::StrCat("date_filter.format: ", formatted.status().message()));
+    if (!formatted.ok())
+      return absl::InvalidArgumentError(
+          absl::StrCat("date_filter.format: ", formatted.status().message()));
   }
 
   const v1::Auth& a = spec.auth();
@@ -213,15 +227,28 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
       return absl::InvalidArgumentError("BASIC auth needs a username");
     }
     if (a.type() == v1::API_KEY && !a.header_name().empty() && !IsHeaderToken(a.header_name())) {
-      return absl::InvalidArgumentError(absl::StrCat("auth header_name \"", a.header_name(), "\" is not a valid header name"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("auth header_name \"", a.header_name(), "\" is not a valid header name"));
+    }
+  }
+  if (!spec.credential().empty()) {
+    if (a.type() != v1::AUTH_NONE) {
+      return absl::InvalidArgumentError(
+          "credential and auth are exclusive: name the credential only");
+    }
+    if (spec.credential().size() > 128 || !IsHeaderToken(spec.credential())) {
+      return absl::InvalidArgumentError(
+          "credential must be the name of a credential of the collector");
     }
   }
   for (const auto& kv : spec.headers()) {
     if (!IsHeaderToken(kv.key())) {
-      return absl::InvalidArgumentError(absl::StrCat("header name \"", kv.key(), "\" is not a valid header name"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("header name \"", kv.key(), "\" is not a valid header name"));
     }
     if (HasControl(kv.value())) {
-      return absl::InvalidArgumentError(absl::StrCat("header \"", kv.key(), "\" has control characters in its value"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("header \"", kv.key(), "\" has control characters in its value"));
     }
   }
   for (const auto& kv : spec.query_params()) {
@@ -230,7 +257,8 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
 
   const v1::RetryPolicy& r = spec.retry();
   if (r.max_attempts() < 0 || r.max_attempts() > kMaxAttemptsLimit) {
-    return absl::InvalidArgumentError(absl::StrCat("retry.max_attempts must be 0 (default 3) to ", kMaxAttemptsLimit));
+    return absl::InvalidArgumentError(
+        absl::StrCat("retry.max_attempts must be 0 (default 3) to ", kMaxAttemptsLimit));
   }
   RETURN_IF_ERROR(NonNegative("retry.backoff_scale", r.backoff_scale()));
   RETURN_IF_ERROR(NonNegative("retry.max_backoff_seconds", r.max_backoff_seconds()));
@@ -240,7 +268,7 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
   }
   RETURN_IF_ERROR(NonNegative("timeout_seconds", spec.timeout_seconds()));
   RETURN_IF_ERROR(NonNegative("connect_timeout_seconds", spec.connect_timeout_seconds()));
-  return absl::OkStatus();
+  return ValidateJobModes(spec);
 }
 
 v1::JobSpec WithDefaults(const v1::JobSpec& in, int default_fetch_concurrency) {
@@ -261,7 +289,8 @@ v1::JobSpec WithDefaults(const v1::JobSpec& in, int default_fetch_concurrency) {
   if (r->max_attempts() == 0) r->set_max_attempts(3);
   if (r->backoff_scale() == 0) r->set_backoff_scale(1);
   if (r->max_backoff_seconds() == 0) r->set_max_backoff_seconds(60);
-  if (spec.fetch_concurrency() == 0) spec.set_fetch_concurrency(std::max(1, default_fetch_concurrency));
+  if (spec.fetch_concurrency() == 0)
+    spec.set_fetch_concurrency(std::max(1, default_fetch_concurrency));
   if (spec.timeout_seconds() == 0) spec.set_timeout_seconds(60);
   if (spec.connect_timeout_seconds() == 0) spec.set_connect_timeout_seconds(10);
   v1::Auth* a = spec.mutable_auth();
@@ -271,13 +300,68 @@ v1::JobSpec WithDefaults(const v1::JobSpec& in, int default_fetch_concurrency) {
   return spec;
 }
 
+absl::Status CheckJobCredential(const v1::JobSpec& spec, const CredentialStore* store,
+                                bool allow_spec_secret_paths) {
+  if (spec.auth().type() != v1::AUTH_NONE && !allow_spec_secret_paths) {
+    return absl::InvalidArgumentError(
+        "auth.secret_env / auth.secret_file are refused by this collector: name a credential "
+        "declared "
+        "by the operator (JobSpec.credential, etlctl --credential=NAME); single-user setups can "
+        "allow "
+        "them with collector_server --allow-spec-secret-paths");
+  }
+  if (spec.credential().empty()) return absl::OkStatus();
+  if (store == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("credential \"", spec.credential(),
+                     "\": this collector has no credentials file (--credentials)"));
+  }
+  return store->CheckAllowed(spec.credential(), spec.url());
+}
+
+absl::StatusOr<ResolvedCredential> ResolveJobCredential(const v1::JobSpec& spec,
+                                                        const CredentialStore* store) {
+  if (!spec.credential().empty()) {
+    if (store == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("credential \"", spec.credential(),
+                                                     "\": this collector has no credentials file"));
+    }
+    return store->Resolve(spec.credential(), spec.url());
+  }
+  ResolvedCredential out;
+  const v1::Auth& auth = spec.auth();
+  if (auth.type() == v1::AUTH_NONE) return out;
+  ASSIGN_OR_RETURN(out.secret, ReadSecret(auth));
+  switch (auth.type()) {
+    case v1::BEARER:
+      out.headers.emplace_back("Authorization", absl::StrCat("Bearer ", out.secret));
+      break;
+    case v1::API_KEY:
+      if (!auth.query_param().empty()) {
+        out.query_param = auth.query_param();
+      } else {
+        out.headers.emplace_back(auth.header_name().empty() ? "X-API-Key" : auth.header_name(),
+                                 out.secret);
+      }
+      break;
+    case v1::BASIC:
+      out.basic_username = auth.username();
+      out.basic_password = out.secret;
+      break;
+    default:
+      break;
+  }
+  return out;
+}
+
 absl::StatusOr<std::string> ReadSecret(const v1::Auth& auth) {
   std::string secret;
   if (!auth.secret_env().empty()) {
     const char* v = std::getenv(auth.secret_env().c_str());
     if (v == nullptr || *v == '\0') {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "auth: environment variable ", auth.secret_env(), " is not set (or empty) in the collector"));
+      return absl::FailedPreconditionError(absl::StrCat("auth: environment variable ",
+                                                        auth.secret_env(),
+                                                        " is not set (or empty) in the collector"));
     }
     secret = v;
   } else {
@@ -291,7 +375,8 @@ absl::StatusOr<std::string> ReadSecret(const v1::Auth& auth) {
     secret = ss.str();
     while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
     if (secret.empty()) {
-      return absl::FailedPreconditionError(absl::StrCat("auth: secret file ", auth.secret_file(), " is empty"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("auth: secret file ", auth.secret_file(), " is empty"));
     }
   }
   if (HasControl(secret)) {

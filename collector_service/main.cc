@@ -1,39 +1,163 @@
 // collector_server: serves etl.v1.CollectorService; fetches paginated HTTP/JSON APIs and streams
 // their records to writer_service.
+#include <csignal>
+#include <fstream>
+#include <iterator>
 #include <string>
 
 #include "absl/flags/flag.h"
-#include "collector_service/collector.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "collector_service/collector_server.h"
+#include "collector_service/credentials.h"
 #include "common/flags.h"
 #include "common/logging.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "gRPC listen address (port 0 = any free port)");
-ABSL_FLAG(std::string, writer, "", "writer_service address (env ETL_WRITER; default localhost:50052)");
+ABSL_FLAG(std::string, writer, "",
+          "writer_service address (env ETL_WRITER; default localhost:50052)");
 ABSL_FLAG(int32_t, max_concurrent_jobs, 8, "jobs fetching at once; others wait PENDING");
-ABSL_FLAG(int32_t, fetch_concurrency, 4, "default parallel page fetches per job when the page count is known");
-ABSL_FLAG(int64_t, max_message_bytes, 1 << 20, "record bytes per RecordBatch message before a page is chunked");
-ABSL_FLAG(int64_t, max_response_bytes, int64_t(256) << 20, "largest API response body accepted");
+ABSL_FLAG(int32_t, fetch_concurrency, 4,
+          "default parallel page fetches per job when the page count is known");
+ABSL_FLAG(int64_t, max_message_bytes, 1 << 20,
+          "record bytes per RecordBatch message before a page is chunked");
+ABSL_FLAG(int64_t, max_response_bytes, int64_t(8) << 20,
+          "largest API response body accepted, counted after decompression (a page being parsed "
+          "takes about 6x this)");
 ABSL_FLAG(int64_t, max_buffered_bytes, int64_t(16) << 20,
-          "fetched record bytes per job held before fetchers wait (at least one page is always admitted)");
+          "fetched record bytes per job held before fetchers wait (at least one page is always "
+          "admitted)");
 ABSL_FLAG(bool, resume, true, "resume the writer's unfinished jobs at start-up");
-ABSL_FLAG(std::string, metrics_listen, "", "Prometheus /metrics address (host:port); empty = off");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "Prometheus /metrics address: \":port\" binds loopback, host:port binds that host; empty "
+          "= off");
+ABSL_FLAG(std::string, credentials, "",
+          "operator credentials file (JSON: name -> type, env or file, hosts); reloaded on SIGHUP");
+ABSL_FLAG(bool, allow_spec_secret_paths, false,
+          "let job specs name an environment variable or file of this host as their secret "
+          "(single-user setups only)");
+ABSL_FLAG(
+    std::string, allowed_hosts, "",
+    "comma-separated host patterns (host or *.domain) every API request and redirect must match; "
+    "empty = any public host");
+ABSL_FLAG(bool, allow_private_networks, false,
+          "allow API addresses on loopback, private, link-local, CGNAT... networks (tests, demos, "
+          "single-host setups)");
+ABSL_FLAG(std::string, allowed_private_addresses, "",
+          "comma-separated internal IP addresses allowed anyway (e.g. one API at 10.0.0.5)");
+ABSL_FLAG(int32_t, max_pending_jobs, 1000, "jobs waiting PENDING at once; more are refused");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain for gRPC TLS (with --tls-key); empty = plaintext");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "require client certificates signed by this CA (mutual TLS)");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "file with the bearer token every caller must send (needs TLS)");
+ABSL_FLAG(std::string, writer_tls_ca, "",
+          "TLS to the writer: CA of its certificate; empty = plaintext");
+ABSL_FLAG(std::string, writer_tls_cert, "", "client certificate (PEM) presented to the writer");
+ABSL_FLAG(std::string, writer_tls_key, "", "private key of --writer-tls-cert");
+ABSL_FLAG(std::string, writer_tls_server_name, "", "name expected in the writer's certificate");
+ABSL_FLAG(std::string, writer_token_file, "", "file with the collector's token for the writer");
+ABSL_FLAG(std::string, http_listen, "",
+          "web dashboard and its JSON API: \":port\" binds loopback, host:port binds that host; "
+          "empty = off");
+ABSL_FLAG(std::string, http_port_file, "", "write the bound dashboard port here once serving");
+ABSL_FLAG(
+    std::string, http_auth_token_file, "",
+    "file holding the API token that enables cancel/retry on the dashboard; default: the gRPC "
+    "API's --auth-token-file; neither = read-only dashboard");
+ABSL_FLAG(std::string, log_format, "",
+          "log lines as text or json (env ETL_LOG_FORMAT; default text)");
+ABSL_FLAG(std::string, log_level, "",
+          "debug, info, warning or error (env ETL_LOG_LEVEL; default info)");
 ABSL_FLAG(std::string, port_file, "", "write the bound gRPC port here once serving");
+
+namespace {
+
+// A token file's content without surrounding whitespace; the error names the path, never the
+// content.
+absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string token((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  token = std::string(absl::StripAsciiWhitespace(token));
+  if (!in.good() && !in.eof())
+    return absl::FailedPreconditionError(absl::StrCat("cannot read ", path));
+  if (token.empty())
+    return absl::FailedPreconditionError(absl::StrCat("token file ", path, " is missing or empty"));
+  return token;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   etl::TuneAllocatorForFlatMemory();
   etl::BlockTerminationSignals();
   etl::ParseFlags(argc, argv, "collector_server: fetches paginated APIs into writer_service");
+  if (absl::Status s =
+          etl::ConfigureLogging(absl::GetFlag(FLAGS_log_format), absl::GetFlag(FLAGS_log_level));
+      !s.ok()) {
+    etl::LogError(s.message());
+    return 2;
+  }
   etl::CollectorOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
   options.writer_address = absl::GetFlag(FLAGS_writer);
-  if (options.writer_address.empty()) options.writer_address = etl::EnvOr("ETL_WRITER", "localhost:50052");
+  if (options.writer_address.empty())
+    options.writer_address = etl::EnvOr("ETL_WRITER", "localhost:50052");
   options.max_concurrent_jobs = absl::GetFlag(FLAGS_max_concurrent_jobs);
   options.fetch_concurrency = absl::GetFlag(FLAGS_fetch_concurrency);
-  options.max_message_bytes = size_t(std::max<int64_t>(1024, absl::GetFlag(FLAGS_max_message_bytes)));
-  options.max_response_bytes = size_t(std::max<int64_t>(1024, absl::GetFlag(FLAGS_max_response_bytes)));
-  options.max_buffered_bytes = size_t(std::max<int64_t>(1, absl::GetFlag(FLAGS_max_buffered_bytes)));
+  options.max_message_bytes =
+      size_t(std::max<int64_t>(1024, absl::GetFlag(FLAGS_max_message_bytes)));
+  options.max_response_bytes =
+      size_t(std::max<int64_t>(1024, absl::GetFlag(FLAGS_max_response_bytes)));
+  options.max_buffered_bytes =
+      size_t(std::max<int64_t>(1, absl::GetFlag(FLAGS_max_buffered_bytes)));
   options.resume_unfinished = absl::GetFlag(FLAGS_resume);
-  options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  options.metrics_listen = etl::LoopbackByDefault(absl::GetFlag(FLAGS_metrics_listen));
+  const std::string credentials_file = absl::GetFlag(FLAGS_credentials);
+  if (!credentials_file.empty()) {
+    auto store = etl::CredentialStore::Load(credentials_file);
+    if (!store.ok()) {
+      etl::LogError("collector_server: ", store.status().ToString());
+      return 1;
+    }
+    options.credentials = std::move(*store);
+  }
+  options.allow_spec_secret_paths = absl::GetFlag(FLAGS_allow_spec_secret_paths);
+  options.fetcher.allowed_hosts = etl::SplitList(absl::GetFlag(FLAGS_allowed_hosts));
+  for (const std::string& pattern : options.fetcher.allowed_hosts) {
+    if (absl::Status valid = etl::ValidateHostPattern(pattern); !valid.ok()) {
+      etl::LogError("collector_server: --allowed-hosts: ", valid.message());
+      return 1;
+    }
+  }
+  options.fetcher.allow_private_networks = absl::GetFlag(FLAGS_allow_private_networks);
+  options.fetcher.allowed_private_addresses =
+      etl::SplitList(absl::GetFlag(FLAGS_allowed_private_addresses));
+  options.max_pending_jobs = absl::GetFlag(FLAGS_max_pending_jobs);
+  options.security.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
+  options.security.tls_key_file = absl::GetFlag(FLAGS_tls_key);
+  options.security.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
+  options.security.auth_token_file = absl::GetFlag(FLAGS_auth_token_file);
+  options.writer_security.tls_ca_file = absl::GetFlag(FLAGS_writer_tls_ca);
+  options.writer_security.tls_cert_file = absl::GetFlag(FLAGS_writer_tls_cert);
+  options.writer_security.tls_key_file = absl::GetFlag(FLAGS_writer_tls_key);
+  options.writer_security.tls_server_name = absl::GetFlag(FLAGS_writer_tls_server_name);
+  options.writer_security.token_file = absl::GetFlag(FLAGS_writer_token_file);
+  options.http_listen = etl::LoopbackByDefault(absl::GetFlag(FLAGS_http_listen));
+  // The dashboard's actions need the gRPC API's own token unless it is given one of its own.
+  std::string dashboard_token_file = absl::GetFlag(FLAGS_http_auth_token_file);
+  if (dashboard_token_file.empty()) dashboard_token_file = options.security.auth_token_file;
+  if (const std::string& token_file = dashboard_token_file; !token_file.empty()) {
+    absl::StatusOr<std::string> token = ReadTokenFile(token_file);
+    if (!token.ok()) {
+      etl::LogError(token.status().message());
+      return 2;
+    }
+    options.dashboard.auth_token = *std::move(token);
+  }
 
   etl::SetThreadComponent("collector/main");
   auto server = etl::CollectorServer::Start(options);
@@ -41,8 +165,24 @@ int main(int argc, char** argv) {
     etl::LogError("collector_server: ", server.status().ToString());
     return 1;
   }
+  // The dashboard's port first: a script that waited for the gRPC port finds both.
+  etl::WritePortFile(absl::GetFlag(FLAGS_http_port_file), (*server)->dashboard_port());
   etl::WritePortFile(absl::GetFlag(FLAGS_port_file), (*server)->port());
-  int sig = etl::WaitForTerminationSignal();
+  int sig = 0;
+  while ((sig = etl::WaitForTerminationOrReloadSignal()) == SIGHUP) {
+    if (!options.credentials) {
+      etl::LogWarning("SIGHUP: no --credentials file to reload");
+      continue;
+    }
+    absl::Status reloaded = options.credentials->Reload();
+    if (reloaded.ok()) {
+      etl::LogInfo("SIGHUP: credentials reloaded (", options.credentials->Names().size(),
+                   " declared)");
+    } else {
+      etl::LogWarning("SIGHUP: credentials not reloaded, the previous ones stay: ",
+                      reloaded.message());
+    }
+  }
   etl::LogInfo("signal ", sig, ": shutting down (unfinished jobs stay resumable)");
   (*server)->Shutdown();
   return 0;

@@ -1,14 +1,15 @@
 #include "common/json_page.h"
 
+#include <simdjson.h>
+
 #include <cmath>
 #include <cstring>
 #include <utility>
 
-#include <simdjson.h>
-
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 namespace etl {
 
@@ -152,6 +153,16 @@ struct Captures {
   JsonScalar current_id;
   bool captured[kTargetCount] = {false, false, false, false, false, false};
   absl::Status status;  // Non-JSON problems found while walking (e.g. records not an array).
+  size_t max_records = 0;
+  bool too_many_records = false;  // Stops both walkers; reported before any JSON error.
+
+  // False (and the walk stops) once the page holds max_records records.
+  bool Admit() {
+    if (page->records.size() < max_records) return true;
+    too_many_records = true;
+    return false;
+  }
+  bool records_object = false;  // The value at records_path is an object (not records).
 
   JsonScalar* Slot(int t) {
     switch (t) {
@@ -173,6 +184,9 @@ struct Captures {
   }
 };
 
+constexpr char kTooDeep[] = "nesting deeper than 512 levels";
+static_assert(kMaxJsonNestingDepth == 512, "update kTooDeep");
+
 // ---------------------------------------------------------------------------------------------------
 // simdjson On-Demand walker. Every value is visited, so syntax errors anywhere are reported; records
 // are delimited by the iterator's position before and after the walk of each one.
@@ -191,7 +205,10 @@ class SimdWalker {
   SimdWalker(Targets* targets, Captures* captures, od::document* doc, const char* body_end)
       : targets_(targets), captures_(captures), doc_(doc), body_end_(body_end) {}
 
+  // `depth` is the nesting level of `v`; the recursion stops at kMaxJsonNestingDepth so a hostile
+  // page cannot overflow the stack.
   error_code WalkValue(od::value& v, size_t depth, uint32_t mask) {
+    if (depth > kMaxJsonNestingDepth) return simdjson::DEPTH_ERROR;
     uint32_t here = 0, deeper = 0;
     targets_->Split(mask, depth, &here, &deeper);
     if (here & Bit(kRecords)) {
@@ -269,10 +286,13 @@ class SimdWalker {
     od::json_type type;
     SJ_TRY(v.type().get(type));
     if (type == od::json_type::null) return WalkValue(v, depth, mask);
-    if (type == od::json_type::object) return WalkRecord(v, depth, mask);
     if (type != od::json_type::array) {
-      captures_->status = absl::InvalidArgumentError(
-          "the value at records_path is neither an array, an object nor null");
+      if (type == od::json_type::object) {
+        captures_->records_object = true;
+      } else {
+        captures_->status = absl::InvalidArgumentError(
+            "the value at records_path is neither an array of records nor null");
+      }
       return WalkValue(v, depth, mask);
     }
     uint32_t here = 0, deeper = 0;
@@ -310,6 +330,7 @@ class SimdWalker {
       record = TrimRight(start, start + token.size());
       SJ_TRY(WalkValue(v, depth, mask));
     }
+    if (!captures_->Admit()) return simdjson::CAPACITY;
     captures_->page->records.push_back(record);
     if (want_id) {
       const JsonScalar& id = captures_->current_id;
@@ -358,8 +379,6 @@ class FallbackScanner {
   }
 
  private:
-  static constexpr size_t kMaxDepth = 1024;
-
   absl::Status Error() const {
     return absl::DataLossError(absl::StrCat("malformed JSON: ", error_.empty() ? "syntax error" : error_));
   }
@@ -372,7 +391,7 @@ class FallbackScanner {
   }
 
   bool WalkValue(size_t depth, uint32_t mask) {
-    if (depth > kMaxDepth) return Fail("nesting too deep");
+    if (depth > kMaxJsonNestingDepth) return Fail(kTooDeep);
     uint32_t here = 0, deeper = 0;
     targets_->Split(mask, depth, &here, &deeper);
     if (here & Bit(kRecords)) return WalkRecords(depth, mask & ~Bit(kRecords));
@@ -476,11 +495,12 @@ class FallbackScanner {
   bool WalkRecords(size_t depth, uint32_t mask) {
     captures_->records_found = true;
     if (p_ >= end_) return Fail("unexpected end of input");
-    if (*p_ == '{') return WalkRecord(depth, mask);
     if (*p_ != '[') {
-      if (*p_ != 'n') {
+      if (*p_ == '{') {
+        captures_->records_object = true;
+      } else if (*p_ != 'n') {
         captures_->status = absl::InvalidArgumentError(
-            "the value at records_path is neither an array, an object nor null");
+            "the value at records_path is neither an array of records nor null");
       }
       return WalkValue(depth, mask);
     }
@@ -521,6 +541,7 @@ class FallbackScanner {
     }
     const char* start = p_;
     if (!WalkValue(depth, mask)) return false;
+    if (!captures_->Admit()) return Fail("too many records");
     captures_->page->records.push_back(absl::string_view(start, size_t(p_ - start)));
     if (want_id) {
       const JsonScalar& id = captures_->current_id;
@@ -636,6 +657,7 @@ class FallbackScanner {
 struct JsonPageParser::Impl {
   Targets targets;
   std::string records_path;
+  size_t max_records = 0;
   od::parser parser;
 };
 
@@ -645,6 +667,7 @@ JsonPageParser::~JsonPageParser() = default;
 absl::StatusOr<std::unique_ptr<JsonPageParser>> JsonPageParser::Create(const PageParseOptions& options) {
   auto impl = std::make_unique<Impl>();
   impl->records_path = options.records_path;
+  impl->max_records = options.max_records;
   struct {
     int target;
     const std::string* pointer;
@@ -672,11 +695,52 @@ absl::StatusOr<std::unique_ptr<JsonPageParser>> JsonPageParser::Create(const Pag
 
 void JsonPageParser::ReleaseBuffers() { impl_->parser = od::parser(); }
 
+namespace {
+
+// "; top-level keys: results (array), count" for messages about a misplaced records_path; "" when
+// the body is not a JSON object.
+std::string DescribeTopLevel(od::parser* parser, const char* data, size_t len, size_t capacity) {
+  od::document doc;
+  od::object obj;
+  if (parser->iterate(data, len, capacity).get(doc) != simdjson::SUCCESS ||
+      doc.get_object().get(obj) != simdjson::SUCCESS) {
+    return "";
+  }
+  std::vector<std::string> keys;
+  for (auto field_result : obj) {
+    od::field field;
+    std::string_view key;
+    if (std::move(field_result).get(field) != simdjson::SUCCESS ||
+        field.unescaped_key().get(key) != simdjson::SUCCESS) {
+      break;
+    }
+    if (keys.size() == 20) {
+      keys.push_back("...");
+      break;
+    }
+    std::string k(key.substr(0, 64));
+    od::json_type type;
+    if (field.value().type().get(type) == simdjson::SUCCESS && type == od::json_type::array) {
+      k += " (array)";
+    }
+    keys.push_back(std::move(k));
+  }
+  if (keys.empty()) return "; the response is an empty object";
+  return absl::StrCat("; top-level keys: ", absl::StrJoin(keys, ", "));
+}
+
+}  // namespace
+
 absl::StatusOr<ParsedPage> JsonPageParser::Parse(std::string* body) {
   ParsedPage page;
   Captures captures;
   captures.page = &page;
+  captures.max_records = impl_->max_records;
   Targets& targets = impl_->targets;
+  auto too_many = [&] {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the page has more than ", impl_->max_records, " records (the per-page limit)"));
+  };
   const size_t len = body->size();
   if (body->capacity() < len + simdjson::SIMDJSON_PADDING) body->reserve(len + simdjson::SIMDJSON_PADDING);
   const char* data = body->data();
@@ -707,23 +771,38 @@ absl::StatusOr<ParsedPage> JsonPageParser::Parse(std::string* body) {
       }
     }
   }
+  if (captures.too_many_records) return too_many();
   if (err == simdjson::UTF8_ERROR) {
     // Invalid UTF-8 somewhere in the body: extract the records anyway so only the bad ones are lost.
     page = ParsedPage();
     captures = Captures();
     captures.page = &page;
+    captures.max_records = impl_->max_records;
     FallbackScanner scanner(&targets, &captures, absl::string_view(data, len));
     absl::Status s = scanner.ScanDocument();
+    if (captures.too_many_records) return too_many();
     if (!s.ok()) return s;
     page.used_utf8_fallback = true;
   } else if (err != simdjson::SUCCESS) {
     if (len == 0) return absl::DataLossError("malformed JSON: empty body");
+    if (err == simdjson::DEPTH_ERROR) return absl::DataLossError(absl::StrCat("malformed JSON: ", kTooDeep));
     return absl::DataLossError(absl::StrCat("malformed JSON: ", simdjson::error_message(err)));
   }
   if (!captures.status.ok()) return captures.status;
-  if (!captures.records_found) {
-    return absl::NotFoundError(
-        absl::StrCat("records_path \"", impl_->records_path, "\" not found in the response"));
+  if (!captures.records_found || captures.records_object) {
+    // Never store a whole object as one record: say where the records might be instead.
+    std::string keys = DescribeTopLevel(&impl_->parser, data, len, body->capacity());
+    const std::string& path = impl_->records_path;
+    if (!captures.records_found) {
+      return absl::NotFoundError(absl::StrCat("records path ", path, " not found", keys));
+    }
+    if (path.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the response is an object, not an array of records: set records_path to the array",
+          keys));
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat("records path ", path, " is an object, not an array of records", keys));
   }
   return page;
 }

@@ -29,6 +29,10 @@
 
 namespace etl {
 
+// Deepest nesting of arrays/objects accepted in a page (every parser path, the UTF-8 fallback
+// included); deeper pages are DATA_LOSS errors, never a stack overflow.
+inline constexpr size_t kMaxJsonNestingDepth = 512;
+
 // Splits an RFC 6901 pointer into unescaped reference tokens. "" -> {} (the whole document).
 // INVALID_ARGUMENT when it does not start with '/' or has a '~' not followed by '0' or '1'.
 absl::StatusOr<std::vector<std::string>> ParseJsonPointer(absl::string_view pointer);
@@ -52,6 +56,9 @@ struct PageParseOptions {
   std::string next_url_path;                 // Next page URL.
   std::string total_pages_path;              // Total number of pages.
   std::string total_count_path;              // Total number of records.
+  // Most records accepted in one page: each costs a view (16 bytes) besides its text, so a body of
+  // "[1,1,1,...]" must not turn into gigabytes. More is RESOURCE_EXHAUSTED.
+  size_t max_records = 1000000;
 };
 
 struct ParsedPage {
@@ -81,7 +88,8 @@ class JsonPageParser {
 
   // Parses `body` (its capacity may be grown for simdjson's padding, so views taken before the call
   // are invalidated; the returned views stay valid until `body` is modified again).
-  // DATA_LOSS for a malformed/truncated body, NOT_FOUND when records_path is absent, INVALID_ARGUMENT
+  // DATA_LOSS for a malformed/truncated body or one nested deeper than kMaxJsonNestingDepth,
+  // RESOURCE_EXHAUSTED for more than max_records records, NOT_FOUND when records_path is absent, INVALID_ARGUMENT
   // when it points at something other than an array, an object (one record) or null (no records).
   absl::StatusOr<ParsedPage> Parse(std::string* body);
 

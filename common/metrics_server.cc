@@ -5,6 +5,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/metrics.h"
 
 namespace etl {
 
@@ -47,9 +48,10 @@ MetricsServer::~MetricsServer() {
 
 void AppendMetric(std::string* out, const std::string& name, const std::string& help,
                   const std::string& type, double value, const std::string& labels) {
+  // Same formatting as ExpositionWriter (integers exact); `labels` is pre-rendered text.
   absl::StrAppend(out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n", name);
   if (!labels.empty()) absl::StrAppend(out, "{", labels, "}");
-  absl::StrAppend(out, " ", value, "\n");
+  absl::StrAppend(out, " ", FormatSampleValue(value), "\n");
 }
 
 }  // namespace etl

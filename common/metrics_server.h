@@ -37,7 +37,7 @@ class MetricsServer {
   int port_ = 0;
 };
 
-// Helpers for the text exposition format.
+// One family with one sample, formatted like ExpositionWriter (common/metrics.h), which new code uses.
 void AppendMetric(std::string* out, const std::string& name, const std::string& help,
                   const std::string& type, double value, const std::string& labels = "");
 

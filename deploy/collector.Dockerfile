@@ -7,7 +7,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       cmake g++ make pkg-config \
       libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev grpc-proto \
-      libcurl4-openssl-dev libpq-dev libabsl-dev libsimdjson-dev libcpp-httplib-dev libssl-dev zlib1g-dev \
+      libcurl4-openssl-dev libpq-dev libabsl-dev libsimdjson-dev libcpp-httplib-dev libssl-dev zlib1g-dev libyaml-cpp-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -17,7 +17,7 @@ RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF \
 
 FROM debian:12-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623 libcurl4 libpq5 libsimdjson14 libcpp-httplib0.11 \
+ && apt-get install -y --no-install-recommends ca-certificates libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623 libcurl4 libpq5 libsimdjson14 libcpp-httplib0.11 libyaml-cpp0.7 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin etl
 COPY --from=build /build/bin/collector_server /usr/local/bin/collector_server

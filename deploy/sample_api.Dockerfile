@@ -7,7 +7,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       cmake g++ make pkg-config \
       libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev grpc-proto \
-      libcurl4-openssl-dev libpq-dev libabsl-dev libsimdjson-dev libcpp-httplib-dev libssl-dev zlib1g-dev \
+      libcurl4-openssl-dev libpq-dev libabsl-dev libsimdjson-dev libcpp-httplib-dev libssl-dev zlib1g-dev libyaml-cpp-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

@@ -2,9 +2,14 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/logging.h"
 #include "common/names.h"
 #include "common/status_macros.h"
+#include "writer_service/copy_text.h"
 #include "writer_service/pg_schema.h"
 
 namespace etl {
@@ -28,6 +33,9 @@ std::string StripNul(std::string s) {
   return s;
 }
 
+// Creation time in ms: listings are newest first by it (then job id), and so are their page tokens.
+constexpr const char* kCreatedMs = "(extract(epoch from j.created_at) * 1000)::bigint";
+
 constexpr const char* kJobColumns =
     "j.job_id, j.spec::text, j.state, j.error, j.pages_total, j.records_total, "
     "(extract(epoch from j.created_at) * 1000)::bigint, "
@@ -39,14 +47,18 @@ constexpr const char* kJobColumns =
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<PgConnection>> LedgerStore::Acquire() {
+absl::StatusOr<std::unique_ptr<PgConnection>> LedgerStore::Acquire(bool* reused) {
   bool need_schema;
+  if (reused != nullptr) *reused = false;
   {
     absl::MutexLock l(&mu_);
     while (!idle_.empty()) {
       std::unique_ptr<PgConnection> c = std::move(idle_.back());
       idle_.pop_back();
-      if (c->healthy()) return c;
+      if (c->healthy()) {
+        if (reused != nullptr) *reused = true;
+        return c;
+      }
     }
     need_schema = !schema_ready_;
   }
@@ -66,28 +78,40 @@ void LedgerStore::Release(std::unique_ptr<PgConnection> conn) {
   if (idle_.size() < options_.max_idle_connections) idle_.push_back(std::move(conn));
 }
 
-// Returns the connection to the pool when the call is done.
-class LedgerStore::Lease {
- public:
-  Lease(LedgerStore* store, std::unique_ptr<PgConnection> c) : store_(store), c_(std::move(c)) {}
-  ~Lease() { store_->Release(std::move(c_)); }
-  PgConnection* operator->() { return c_.get(); }
-  PgConnection* get() { return c_.get(); }
-
- private:
-  LedgerStore* store_;
-  std::unique_ptr<PgConnection> c_;
-};
+absl::Status LedgerStore::Run(const std::function<absl::Status(PgConnection*)>& fn) {
+  bool reused = false;
+  absl::Status s;
+  {
+    ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> c, Acquire(&reused));
+    s = fn(c.get());
+    // A connection the server closed: stale in the pool, or lost during the call (restart).
+    bool stale = !s.ok() && !c->healthy();
+    Release(std::move(c));
+    if (!stale) return s;
+  }
+  // The server closed the connection (e.g. PostgreSQL restarted): the other idle ones are gone
+  // too. Every ledger call is idempotent, so it runs once more on a new connection.
+  LogInfo("ledger connection closed by the server (", s.message(), "); reconnecting",
+          reused ? " (it was idle in the pool)" : "");
+  {
+    absl::MutexLock l(&mu_);
+    idle_.clear();
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> c, Acquire());
+  s = fn(c.get());
+  Release(std::move(c));
+  return s;
+}
 
 absl::StatusOr<std::vector<v1::JobRecord>> LedgerStore::LoadJobs(PgConnection* conn,
                                                                  const std::string& where,
                                                                  const std::vector<PgParam>& params,
                                                                  int limit) {
-  ASSIGN_OR_RETURN(PgResult res,
-                   conn->Query(absl::StrCat("SELECT ", kJobColumns, " FROM etl_jobs j WHERE ",
-                                            where, " ORDER BY j.created_at, j.job_id LIMIT ",
-                                            limit),
-                               params));
+  ASSIGN_OR_RETURN(
+      PgResult res,
+      conn->Query(absl::StrCat("SELECT ", kJobColumns, " FROM etl_jobs j WHERE ", where,
+                               " ORDER BY ", kCreatedMs, " DESC, j.job_id DESC LIMIT ", limit),
+                  params));
   std::vector<v1::JobRecord> jobs(static_cast<size_t>(res.rows()));
   for (int r = 0; r < res.rows(); ++r) {
     v1::JobRecord& j = jobs[static_cast<size_t>(r)];
@@ -108,13 +132,14 @@ absl::StatusOr<std::vector<v1::JobRecord>> LedgerStore::LoadJobs(PgConnection* c
     j.set_records_committed(res.GetInt(r, 10));
     j.set_records_rejected(res.GetInt(r, 11));
     ASSIGN_OR_RETURN(PgResult failed,
-                     conn->Query("SELECT page_number, page_token, error, attempts FROM etl_pages "
+                     conn->Query("SELECT page_number, page_token, error, attempts, "
+                                 "encode(page_token_raw, 'hex') FROM etl_pages "
                                  "WHERE job_id = $1 AND state = 'failed' ORDER BY page_number",
                                  {PgParam::Text(j.job_id())}));
     for (int f = 0; f < failed.rows(); ++f) {
       v1::FailedPage* fp = j.add_failed_pages();
       fp->set_page_number(failed.GetInt(f, 0));
-      fp->set_page_token(failed.Get(f, 1));
+      fp->set_page_token(TokenFromColumns(failed, f, 1, 4));
       fp->set_error(failed.Get(f, 2));
       fp->set_attempts(static_cast<int32_t>(failed.GetInt(f, 3)));
     }
@@ -131,24 +156,26 @@ absl::StatusOr<v1::JobRecord> LedgerStore::RegisterJob(const v1::RegisterJobRequ
   if (!google::protobuf::util::MessageToJsonString(req.spec(), &spec_json, opts).ok()) {
     return absl::InvalidArgumentError("spec cannot be encoded as JSON");
   }
-  ASSIGN_OR_RETURN(auto c, Acquire());
-  Lease conn(this, std::move(c));
-  RETURN_IF_ERROR(conn->Query("INSERT INTO etl_jobs (job_id, cliente_id, rota, table_name, spec, "
-                              "state) VALUES ($1, $2, $3, $4, $5::jsonb, 'PENDING') "
-                              "ON CONFLICT (job_id) DO NOTHING",
-                              {PgParam::Text(req.job_id()), PgParam::Text(req.spec().cliente_id()),
-                               PgParam::Text(req.spec().rota()), PgParam::Text(table),
-                               PgParam::Text(StripNul(spec_json))})
-                      .status());
-  ASSIGN_OR_RETURN(auto jobs, LoadJobs(conn.get(), "j.job_id = $1", {PgParam::Text(req.job_id())}, 1));
-  if (jobs.empty()) return absl::InternalError("registered job vanished");
-  return jobs[0];
+  v1::JobRecord out;
+  RETURN_IF_ERROR(Run([&](PgConnection* conn) -> absl::Status {
+    RETURN_IF_ERROR(conn->Query("INSERT INTO etl_jobs (job_id, cliente_id, rota, table_name, spec, "
+                                "state) VALUES ($1, $2, $3, $4, $5::jsonb, 'PENDING') "
+                                "ON CONFLICT (job_id) DO NOTHING",
+                                {PgParam::Text(req.job_id()),
+                                 PgParam::Text(req.spec().cliente_id()),
+                                 PgParam::Text(req.spec().rota()), PgParam::Text(table),
+                                 PgParam::Text(StripNul(spec_json))})
+                        .status());
+    ASSIGN_OR_RETURN(auto jobs, LoadJobs(conn, "j.job_id = $1", {PgParam::Text(req.job_id())}, 1));
+    if (jobs.empty()) return absl::InternalError("registered job vanished");
+    out = std::move(jobs[0]);
+    return absl::OkStatus();
+  }));
+  return out;
 }
 
 absl::StatusOr<v1::JobRecord> LedgerStore::UpdateJob(const v1::UpdateJobRequest& req) {
   RETURN_IF_ERROR(ValidateJobId(req.job_id()));
-  ASSIGN_OR_RETURN(auto c, Acquire());
-  Lease conn(this, std::move(c));
   std::string state = req.state() == v1::JOB_STATE_UNSPECIFIED ? "" : v1::JobState_Name(req.state());
   // Terminal states stamp finished_at; going back to PENDING/RUNNING (a re-run) clears it and the error.
   std::string finished = req.state() == v1::JOB_STATE_UNSPECIFIED ? "finished_at"
@@ -159,6 +186,8 @@ absl::StatusOr<v1::JobRecord> LedgerStore::UpdateJob(const v1::UpdateJobRequest&
   std::string error = (req.state() != v1::JOB_STATE_UNSPECIFIED && !IsTerminal(req.state()))
                           ? "COALESCE(NULLIF($3::text, ''), '')"
                           : "COALESCE(NULLIF($3::text, ''), error)";
+  v1::JobRecord out;
+  RETURN_IF_ERROR(Run([&](PgConnection* conn) -> absl::Status {
   ASSIGN_OR_RETURN(
       PgResult res,
       conn->Query(absl::StrCat("UPDATE etl_jobs SET state = CASE WHEN $2::text = '' THEN state ELSE $2::text END, "
@@ -171,49 +200,60 @@ absl::StatusOr<v1::JobRecord> LedgerStore::UpdateJob(const v1::UpdateJobRequest&
                    PgParam::Text(StripNul(req.error())), PgParam::Text(absl::StrCat(req.pages_total())),
                    PgParam::Text(absl::StrCat(req.records_total()))}));
   if (res.rows() == 0) return absl::NotFoundError(absl::StrCat("no job ", req.job_id()));
-  ASSIGN_OR_RETURN(auto jobs, LoadJobs(conn.get(), "j.job_id = $1", {PgParam::Text(req.job_id())}, 1));
+  ASSIGN_OR_RETURN(auto jobs, LoadJobs(conn, "j.job_id = $1", {PgParam::Text(req.job_id())}, 1));
   if (jobs.empty()) return absl::NotFoundError(absl::StrCat("no job ", req.job_id()));
-  return jobs[0];
+  out = std::move(jobs[0]);
+  return absl::OkStatus();
+  }));
+  return out;
 }
 
 absl::Status LedgerStore::RecordPageFailure(const v1::PageFailure& req) {
   RETURN_IF_ERROR(ValidateJobId(req.job_id()));
-  ASSIGN_OR_RETURN(auto c, Acquire());
-  Lease conn(this, std::move(c));
-  return conn
-      ->Query("INSERT INTO etl_pages (job_id, page_number, state, page_token, error, attempts) "
-              "VALUES ($1, $2::bigint, 'failed', $3, $4, $5::integer) "
-              "ON CONFLICT (job_id, page_number) DO UPDATE SET state = 'failed', "
-              "page_token = EXCLUDED.page_token, error = EXCLUDED.error, "
-              "attempts = EXCLUDED.attempts, updated_at = now() "
-              "WHERE etl_pages.state <> 'committed'",
-              {PgParam::Text(req.job_id()), PgParam::Text(absl::StrCat(req.page().page_number())),
-               PgParam::Text(StripNul(req.page().page_token())),
-               PgParam::Text(StripNul(req.page().error())),
-               PgParam::Text(absl::StrCat(req.page().attempts()))})
-      .status();
+  if (req.page().page_number() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_number ", req.page().page_number(), " is negative"));
+  }
+  return Run([&](PgConnection* conn) {
+    return conn
+        ->Query("INSERT INTO etl_pages (job_id, page_number, state, page_token, error, attempts, "
+                "page_token_raw) VALUES ($1, $2::bigint, 'failed', $3, $4, $5::integer, $6::bytea) "
+                "ON CONFLICT (job_id, page_number) DO UPDATE SET state = 'failed', "
+                "page_token = EXCLUDED.page_token, page_token_raw = EXCLUDED.page_token_raw, "
+                "error = EXCLUDED.error, attempts = EXCLUDED.attempts, updated_at = now() "
+                "WHERE etl_pages.state <> 'committed'",
+                {PgParam::Text(req.job_id()), PgParam::Text(absl::StrCat(req.page().page_number())),
+                 TokenText(req.page().page_token()), PgParam::Text(LossyUtf8(req.page().error())),
+                 PgParam::Text(absl::StrCat(req.page().attempts())),
+                 TokenRaw(req.page().page_token())})
+        .status();
+  });
 }
 
 absl::StatusOr<v1::JobLedger> LedgerStore::GetJobLedger(const std::string& job_id) {
   RETURN_IF_ERROR(ValidateJobId(job_id));
-  ASSIGN_OR_RETURN(auto c, Acquire());
-  Lease conn(this, std::move(c));
-  ASSIGN_OR_RETURN(auto jobs, LoadJobs(conn.get(), "j.job_id = $1", {PgParam::Text(job_id)}, 1));
-  if (jobs.empty()) return absl::NotFoundError(absl::StrCat("no job ", job_id));
   v1::JobLedger ledger;
-  *ledger.mutable_job() = std::move(jobs[0]);
-  ASSIGN_OR_RETURN(PgResult res,
-                   conn->Query("SELECT page_number, page_token, next_page_token, records "
-                               "FROM etl_pages WHERE job_id = $1 AND state = 'committed' "
-                               "ORDER BY page_number",
-                               {PgParam::Text(job_id)}));
-  for (int r = 0; r < res.rows(); ++r) {
-    v1::CommittedPage* p = ledger.add_pages();
-    p->set_page_number(res.GetInt(r, 0));
-    p->set_page_token(res.Get(r, 1));
-    p->set_next_page_token(res.Get(r, 2));
-    p->set_records(res.GetInt(r, 3));
-  }
+  RETURN_IF_ERROR(Run([&](PgConnection* conn) -> absl::Status {
+    ledger.Clear();
+    ASSIGN_OR_RETURN(auto jobs, LoadJobs(conn, "j.job_id = $1", {PgParam::Text(job_id)}, 1));
+    if (jobs.empty()) return absl::NotFoundError(absl::StrCat("no job ", job_id));
+    *ledger.mutable_job() = std::move(jobs[0]);
+    ASSIGN_OR_RETURN(PgResult res,
+                     conn->Query("SELECT page_number, page_token, next_page_token, records, "
+                                 "encode(page_token_raw, 'hex'), "
+                                 "encode(next_page_token_raw, 'hex') "
+                                 "FROM etl_pages WHERE job_id = $1 AND state = 'committed' "
+                                 "ORDER BY page_number",
+                                 {PgParam::Text(job_id)}));
+    for (int r = 0; r < res.rows(); ++r) {
+      v1::CommittedPage* p = ledger.add_pages();
+      p->set_page_number(res.GetInt(r, 0));
+      p->set_page_token(TokenFromColumns(res, r, 1, 4));
+      p->set_next_page_token(TokenFromColumns(res, r, 2, 5));
+      p->set_records(res.GetInt(r, 3));
+    }
+    return absl::OkStatus();
+  }));
   return ledger;
 }
 
@@ -221,17 +261,48 @@ absl::StatusOr<v1::ListJobRecordsResponse> LedgerStore::ListJobRecords(
     const v1::ListJobRecordsRequest& req) {
   std::string where = "true";
   std::vector<PgParam> params;
+  auto param = [&params](std::string v) {
+    params.push_back(PgParam::Text(StripNul(std::move(v))));
+    return absl::StrCat("$", params.size());
+  };
   if (req.unfinished_only()) where = "j.state IN ('PENDING', 'RUNNING')";
-  if (!req.job_id().empty()) {
-    params.push_back(PgParam::Text(StripNul(req.job_id())));
-    absl::StrAppend(&where, " AND j.job_id = $1");
+  if (!req.job_id().empty()) absl::StrAppend(&where, " AND j.job_id = ", param(req.job_id()));
+  if (!req.cliente_id().empty())
+    absl::StrAppend(&where, " AND j.cliente_id = ", param(req.cliente_id()));
+  if (!req.rota().empty()) absl::StrAppend(&where, " AND j.rota = ", param(req.rota()));
+  if (req.states_size() > 0) {
+    std::vector<std::string> names;
+    for (int st : req.states()) names.push_back(v1::JobState_Name(static_cast<v1::JobState>(st)));
+    absl::StrAppend(&where, " AND j.state = ANY(",
+                    param(absl::StrCat("{", absl::StrJoin(names, ","), "}")), "::text[])");
+  }
+  if (!req.page_token().empty()) {
+    // "<created_at in ms>:<job id>" of the last job of the previous page, base64 (web-safe).
+    std::string token;
+    int64_t ms = 0;
+    size_t colon = std::string::npos;
+    if (absl::WebSafeBase64Unescape(req.page_token(), &token)) colon = token.find(':');
+    if (colon == std::string::npos || !absl::SimpleAtoi(token.substr(0, colon), &ms)) {
+      return absl::InvalidArgumentError("page_token is not one this service returned");
+    }
+    std::string after_ms = param(absl::StrCat(ms));
+    std::string after_id = param(token.substr(colon + 1));
+    absl::StrAppend(&where, " AND (", kCreatedMs, ", j.job_id) < (", after_ms, "::bigint, ",
+                    after_id, ")");
   }
   int limit = req.limit() <= 0 ? 100 : std::min(req.limit(), 10000);
-  ASSIGN_OR_RETURN(auto c, Acquire());
-  Lease conn(this, std::move(c));
-  ASSIGN_OR_RETURN(auto jobs, LoadJobs(conn.get(), where, params, limit));
   v1::ListJobRecordsResponse resp;
-  for (auto& j : jobs) *resp.add_jobs() = std::move(j);
+  RETURN_IF_ERROR(Run([&](PgConnection* conn) -> absl::Status {
+    resp.Clear();
+    ASSIGN_OR_RETURN(auto jobs, LoadJobs(conn, where, params, limit + 1));
+    if (jobs.size() > static_cast<size_t>(limit)) {
+      jobs.resize(static_cast<size_t>(limit));
+      resp.set_next_page_token(absl::WebSafeBase64Escape(
+          absl::StrCat(jobs.back().created_at_unix_ms(), ":", jobs.back().job_id())));
+    }
+    for (auto& j : jobs) *resp.add_jobs() = std::move(j);
+    return absl::OkStatus();
+  }));
   return resp;
 }
 

@@ -2,10 +2,13 @@
 // the writer's ledger RPCs: register a job (idempotent), update its state, record failed pages, read
 // the committed pages (the resume point) and list jobs.
 //
-// Thread-safe: each call borrows a connection from a small pool (no lock is held during I/O).
+// Thread-safe: each call borrows a connection from a small pool (no lock is held during I/O). A
+// pooled connection the server closed meanwhile (PostgreSQL restarted) is noticed on use: the pool
+// is emptied and the call runs once more on a new connection, so callers never see the restart.
 #ifndef ETL_WRITER_SERVICE_LEDGER_STORE_H_
 #define ETL_WRITER_SERVICE_LEDGER_STORE_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -39,8 +42,11 @@ class LedgerStore {
   absl::StatusOr<v1::ListJobRecordsResponse> ListJobRecords(const v1::ListJobRecordsRequest& req);
 
  private:
-  class Lease;
-  absl::StatusOr<std::unique_ptr<PgConnection>> Acquire();
+  // `*reused`: the connection comes from the pool (it may be stale).
+  absl::StatusOr<std::unique_ptr<PgConnection>> Acquire(bool* reused = nullptr);
+  // Runs `fn` on a connection; once more on a new one when the server closed the connection (stale
+  // in the pool, or lost during the call).
+  absl::Status Run(const std::function<absl::Status(PgConnection*)>& fn);
   void Release(std::unique_ptr<PgConnection> conn);
   // Loads jobs matching `where` (SQL over etl_jobs j, parameters $1...) with their page summaries.
   absl::StatusOr<std::vector<v1::JobRecord>> LoadJobs(PgConnection* conn, const std::string& where,

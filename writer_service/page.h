@@ -28,6 +28,7 @@ struct PageResult {
   // kCommitted: true on exactly one page per owner per transaction, so an owner counts the
   // transactions that committed its pages by counting these.
   bool first_in_batch_for_owner = false;
+  bool content_differs = false;   // kSkipped: the committed page had other records.
   absl::Status error;             // kFailed: why the page was not committed.
 };
 

@@ -1,6 +1,10 @@
 #include "writer_service/pg_conn.h"
 
 #include <libpq-fe.h>
+#include <poll.h>
+
+#include <algorithm>
+#include <cerrno>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -12,13 +16,19 @@ namespace {
 absl::StatusCode CodeForSqlState(absl::string_view state) {
   if (state.empty()) return absl::StatusCode::kUnavailable;  // No server answer: connection trouble.
   absl::string_view cls = state.substr(0, 2);
-  if (cls == "08" || state == "57P01" || state == "57P02" || state == "57P03" || cls == "53") {
+  // Transient: the connection or the server (shutdown, out of resources, system error).
+  if (cls == "08" || cls == "53" || cls == "58" || state == "57P01" || state == "57P02" ||
+      state == "57P03") {
     return absl::StatusCode::kUnavailable;
   }
-  if (cls == "22" || cls == "54") return absl::StatusCode::kInvalidArgument;
-  if (state == "40001" || state == "40P01") return absl::StatusCode::kAborted;
+  // Transient on the same connection: serialization failure, deadlock, lock or statement timeout.
+  if (state == "40001" || state == "40P01" || state == "55P03" || state == "57014") {
+    return absl::StatusCode::kAborted;
+  }
+  // The values are at fault: data exceptions, integrity constraint violations, program limits.
+  if (cls == "22" || cls == "23" || cls == "54") return absl::StatusCode::kInvalidArgument;
   if (state == "42P01") return absl::StatusCode::kNotFound;
-  return absl::StatusCode::kInternal;
+  return absl::StatusCode::kInternal;  // Permanent (e.g. permissions, a trigger raising).
 }
 
 std::string Trimmed(const char* msg) {
@@ -52,12 +62,15 @@ int64_t PgResult::GetInt(int row, int col) const {
 }
 
 absl::StatusOr<std::unique_ptr<PgConnection>> PgConnection::Connect(const std::string& conninfo,
-                                                                    absl::string_view application) {
+                                                                    absl::string_view application,
+                                                                    int connect_timeout_s) {
   // Pass the application name as a separate keyword so conninfo (which may hold a password) is never
   // copied into messages.
   std::string app(application);
-  const char* keys[] = {"dbname", "application_name", nullptr};
-  const char* values[] = {conninfo.c_str(), app.c_str(), nullptr};
+  std::string timeout = absl::StrCat(connect_timeout_s);
+  const char* keys[] = {"dbname", "application_name",
+                        connect_timeout_s > 0 ? "connect_timeout" : nullptr, nullptr};
+  const char* values[] = {conninfo.c_str(), app.c_str(), timeout.c_str(), nullptr};
   pg_conn* c = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
   if (c == nullptr) return absl::ResourceExhaustedError("libpq could not allocate a connection");
   if (PQstatus(c) != CONNECTION_OK) {
@@ -103,6 +116,29 @@ absl::Status PgConnection::Exec(const std::string& sql) {
   absl::Status s = ResultStatus(r, "statement failed");
   if (r != nullptr) PQclear(r);
   return s;
+}
+
+absl::Status PgConnection::ExecWithTimeout(const std::string& sql, absl::Duration timeout) {
+  if (PQsendQuery(conn_, sql.c_str()) != 1) return ConnectionError("statement failed");
+  const absl::Time deadline = absl::Now() + timeout;
+  while (PQisBusy(conn_) != 0) {
+    int64_t ms = absl::ToInt64Milliseconds(deadline - absl::Now());
+    if (ms <= 0) {
+      return absl::UnavailableError(
+          absl::StrCat("PostgreSQL did not answer within ", absl::FormatDuration(timeout)));
+    }
+    pollfd p{PQsocket(conn_), POLLIN, 0};
+    int r = poll(&p, 1, static_cast<int>(std::min<int64_t>(ms, 1000)));
+    if (r < 0 && errno != EINTR) return ConnectionError("statement failed");
+    if (r > 0 && PQconsumeInput(conn_) != 1) return ConnectionError("statement failed");
+  }
+  absl::Status result;
+  while (pg_result* r = PQgetResult(conn_)) {
+    absl::Status s = ResultStatus(r, "statement failed");
+    if (result.ok()) result = s;
+    PQclear(r);
+  }
+  return result;
 }
 
 absl::StatusOr<PgResult> PgConnection::Query(const std::string& sql,

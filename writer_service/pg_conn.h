@@ -1,9 +1,11 @@
 // PgConnection: a thin owner of one libpq connection that turns libpq errors into absl::Status.
 //
 // Error codes (conventions #5): UNAVAILABLE when the connection is gone or the server is shutting
-// down (retry on a new connection); INVALID_ARGUMENT for data errors (SQLSTATE classes 22 and 54: the
-// values are at fault); ABORTED for serialization failures and deadlocks; NOT_FOUND for an undefined
-// table; INTERNAL otherwise. The SQLSTATE of the last error is kept in sqlstate().
+// down or out of resources (SQLSTATE classes 08, 53, 58, 57P01-03: retry on a new connection);
+// ABORTED for serialization failures, deadlocks, lock and statement timeouts (40001, 40P01, 55P03,
+// 57014: retry the transaction); INVALID_ARGUMENT when the values are at fault (classes 22 data
+// exception, 23 integrity constraint violation, 54 program limit); NOT_FOUND for an undefined
+// table; INTERNAL (permanent) otherwise. The SQLSTATE of the last error is kept in sqlstate().
 //
 // Thread-compatible: one thread at a time. Error messages never contain the connection string.
 #ifndef ETL_WRITER_SERVICE_PG_CONN_H_
@@ -16,6 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 
 struct pg_conn;
 struct pg_result;
@@ -53,14 +56,19 @@ struct PgParam {
 class PgConnection {
  public:
   // `conninfo` as for PQconnectdb ("" = libpq's environment: PGHOST, PGPORT, ...).
+  // `connect_timeout_s` > 0 overrides the connection string's connect_timeout.
   static absl::StatusOr<std::unique_ptr<PgConnection>> Connect(const std::string& conninfo,
-                                                               absl::string_view application);
+                                                               absl::string_view application,
+                                                               int connect_timeout_s = 0);
   ~PgConnection();
   PgConnection(const PgConnection&) = delete;
   PgConnection& operator=(const PgConnection&) = delete;
 
   // Runs one or more statements without parameters.
   absl::Status Exec(const std::string& sql);
+  // Exec that gives up after `timeout` (UNAVAILABLE; the connection is then unusable): for checks
+  // that must answer even when the server hangs.
+  absl::Status ExecWithTimeout(const std::string& sql, absl::Duration timeout);
   // Runs one statement with parameters; returns its rows (if any).
   absl::StatusOr<PgResult> Query(const std::string& sql, const std::vector<PgParam>& params = {});
 

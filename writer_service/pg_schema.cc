@@ -1,14 +1,18 @@
 #include "writer_service/pg_schema.h"
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/names.h"
 #include "common/status_macros.h"
+#include "writer_service/copy_text.h"
 
 namespace etl {
 namespace {
 
 // Key of the advisory lock that serializes all of the writer's DDL ("ETLDDL" in ASCII).
 constexpr const char* kDdlLock = "SELECT pg_advisory_xact_lock(76989560669260)";
+
+}  // namespace
 
 absl::Status RunDdl(PgConnection* conn, const std::string& ddl) {
   RETURN_IF_ERROR(conn->Exec("BEGIN"));
@@ -19,7 +23,7 @@ absl::Status RunDdl(PgConnection* conn, const std::string& ddl) {
   return s;
 }
 
-}  // namespace
+absl::Status TakeDdlLock(PgConnection* conn) { return conn->Exec(kDdlLock); }
 
 absl::Status EnsureLedgerSchema(PgConnection* conn) {
   return RunDdl(conn, R"sql(
@@ -65,20 +69,62 @@ CREATE TABLE IF NOT EXISTS etl_dead_letters (
   reason       text NOT NULL,
   created_at   timestamptz NOT NULL DEFAULT now()
 );
+-- Exact token bytes when the text copy is not exact; a digest of each committed page's records.
+-- (Checked first: ALTER TABLE would take an exclusive lock on every start.)
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'etl_pages'::regclass
+                 AND attname = 'content_digest' AND NOT attisdropped) THEN
+    ALTER TABLE etl_pages ADD COLUMN IF NOT EXISTS page_token_raw bytea,
+                          ADD COLUMN IF NOT EXISTS next_page_token_raw bytea,
+                          ADD COLUMN IF NOT EXISTS content_digest text;
+  END IF;
+END $$;
 CREATE INDEX IF NOT EXISTS etl_dead_letters_job_idx ON etl_dead_letters (job_id, page_number);
+CREATE TABLE IF NOT EXISTS etl_cursors (
+  cliente_id  text NOT NULL,
+  rota        text NOT NULL,
+  cursor_path text NOT NULL,
+  cursor_type text NOT NULL,
+  value       text NOT NULL,
+  sort_key    numeric NOT NULL,
+  job_id      text NOT NULL,
+  updated_at  timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (cliente_id, rota, cursor_path)
+);
+CREATE TABLE IF NOT EXISTS etl_table_swaps (
+  job_id     text PRIMARY KEY,
+  table_name text NOT NULL,
+  swapped_at timestamptz NOT NULL DEFAULT now()
+);
 )sql");
 }
 
-absl::Status EnsureRawTable(PgConnection* conn, const std::string& table) {
-  std::string q = QuoteIdentifier(table);
-  return RunDdl(conn, absl::StrCat("CREATE TABLE IF NOT EXISTS ", q, R"sql( (
+PgParam TokenText(const std::string& token) { return PgParam::Text(LossyUtf8(token)); }
+
+PgParam TokenRaw(const std::string& token) {
+  if (IsValidUtf8(token) && token.find('\0') == std::string::npos) return PgParam::Null();
+  return PgParam::Bytes(token);
+}
+
+std::string TokenFromColumns(const PgResult& res, int row, int text_col, int raw_hex_col) {
+  if (res.IsNull(row, raw_hex_col)) return res.Get(row, text_col);
+  return absl::HexStringToBytes(res.Get(row, raw_hex_col));
+}
+
+std::string RawTableDdl(const std::string& table) {
+  return absl::StrCat("CREATE TABLE IF NOT EXISTS ", QuoteIdentifier(table), R"sql( (
   id           bigserial PRIMARY KEY,
   payload      jsonb NOT NULL,
   natural_key  text,
   job_id       text NOT NULL,
   page_number  bigint NOT NULL,
   collected_at timestamptz NOT NULL DEFAULT now()
-))sql"));
+))sql");
+}
+
+absl::Status EnsureRawTable(PgConnection* conn, const std::string& table) {
+  return RunDdl(conn, RawTableDdl(table));
 }
 
 }  // namespace etl

@@ -4,9 +4,18 @@
 //   1. upsert the pages' ledger rows (etl_pages) ... WHERE state <> 'committed' RETURNING: pages not
 //      returned were committed before and are skipped;
 //   2. COPY the records of the new pages (text format) into their raw tables;
-//   3. dead-letter the records PostgreSQL cannot store (pre-checked here, or found by retrying the
-//      COPY of a failing page in halves under savepoints, so good neighbours still commit);
-//   4. COMMIT.
+//   3. dead-letter the records PostgreSQL cannot store (pre-checked here: invalid UTF-8, NUL, a
+//      natural key that is not valid UTF-8; or found by retrying the COPY of a failing page in
+//      halves under savepoints when PostgreSQL reports a data error or a constraint violation,
+//      SQLSTATE classes 22/23/54), so good neighbours still commit; a page hit by any other
+//      permanent error (e.g. a user trigger raising) is refused alone (ledger row 'failed'), and
+//      the other pages of the batch commit;
+//   4. advance the incremental marks of the records committed (etl_cursors);
+//   5. COMMIT.
+// Pages of job ids not in etl_jobs are refused (FAILED_PRECONDITION). A skipped page whose content
+// digest differs from the committed one is reported (PageResult::content_differs).
+// Write modes (write_modes.h): MERGE pages are COPYed into a temporary staging table and merged
+// into the raw table by natural key; REPLACE pages go to the job's fresh table.
 // Raw tables are created on first use (cached per sink).
 //
 // Thread-compatible: one writer thread per sink (it owns one connection).
@@ -20,6 +29,8 @@
 #include "absl/container/flat_hash_set.h"
 #include "writer_service/pg_conn.h"
 #include "writer_service/record_sink.h"
+#include "writer_service/cursor_store.h"
+#include "writer_service/write_modes.h"
 
 namespace etl {
 
@@ -33,6 +44,7 @@ class PgRecordSink : public RecordSink {
   explicit PgRecordSink(Options options) : options_(std::move(options)) {}
 
   absl::Status Connect() override;
+  absl::Status Ping(absl::Duration timeout) override;
   absl::StatusOr<std::vector<PageResult>> CommitPages(const std::vector<const QueuedPage*>& pages,
                                                       const std::string& batch_id) override;
 
@@ -47,12 +59,18 @@ class PgRecordSink : public RecordSink {
                            const std::vector<size_t>& page_indexes);
   absl::Status CopyIsolating(const std::string& table, Work& w, size_t page_index,
                              std::vector<uint32_t> records);
+  absl::Status CheckJobsRegistered(Work& w);
+  absl::Status CompareSkippedDigests(Work& w, const std::vector<size_t>& candidates);
+  absl::Status AdvanceCursors(Work& w);
   absl::Status CopySubset(const std::string& table, Work& w, size_t page_index,
                           const std::vector<uint32_t>& records);
 
   const Options options_;
   std::unique_ptr<PgConnection> conn_;
   absl::flat_hash_set<std::string> known_tables_;
+  absl::flat_hash_set<std::string> known_jobs_;  // Registered job ids seen (bounded).
+  WriteModeCache modes_;               // Write mode per job; tables and staging made ready.
+  CursorExtractor cursor_extractor_;   // Incremental jobs: reads each record's cursor value.
   std::string buffer_;  // Reused COPY buffer: no per-batch allocation once warm.
   std::string last_failed_batch_id_;  // Batch whose COMMIT outcome is unknown.
 };

@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "writer_service/page.h"
 
 namespace etl {
@@ -23,12 +24,18 @@ class RecordSink {
   // Makes the sink usable (connect, create the ledger tables). Called again after UNAVAILABLE.
   virtual absl::Status Connect() = 0;
 
+  // Checks that the database answers (reconnecting if needed). Used by an idle writer's health
+  // check on a sink of its own. UNAVAILABLE when it does not, or not within about `timeout` (a
+  // hung server).
+  virtual absl::Status Ping(absl::Duration timeout) = 0;
+
   // Commits whole pages in ONE transaction, each page with its ledger row; pages already committed
   // are skipped; records the database refuses go to the dead-letter table. Returns one result per
   // page, in order. `batch_id` is the same on every attempt of the same batch, so a retry after an
   // unknown COMMIT outcome recognises its own pages.
-  // Errors: UNAVAILABLE = connection lost, retry the same batch after Connect(); anything else =
-  // this batch cannot be committed as it is.
+  // A page refused on its own (permanent error, unregistered job) is a kFailed result; the other
+  // pages commit. Errors: UNAVAILABLE = connection lost, retry the same batch after Connect();
+  // ABORTED / NOT_FOUND = transient, retry the batch; anything else = permanent for this batch.
   virtual absl::StatusOr<std::vector<PageResult>> CommitPages(
       const std::vector<const QueuedPage*>& pages, const std::string& batch_id) = 0;
 };

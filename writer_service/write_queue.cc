@@ -49,6 +49,57 @@ WriteQueue::Admission WriteQueue::HasRoomOrPark(int64_t records, int64_t bytes,
   return Admission::kParked;
 }
 
+void WriteQueue::AddPartial(int64_t bytes) {
+  absl::MutexLock l(&mu_);
+  partial_bytes_ += bytes;
+}
+
+WriteQueue::Admission WriteQueue::PushAssembledOrPark(const void* holder,
+                                                      std::unique_ptr<QueuedPage>* page,
+                                                      std::function<void()> on_room) {
+  absl::MutexLock l(&mu_);
+  if (closed_) return Admission::kClosed;
+  // The page's bytes are already counted in partial_bytes_.
+  const bool fits = draining_ || pages_.empty() ||
+                    (records_ + (*page)->records <= options_.max_records &&
+                     bytes_ + partial_bytes_ <= options_.max_bytes);
+  if (!fits) {
+    waiters_.push_back(std::move(on_room));
+    return Admission::kParked;
+  }
+  partial_bytes_ -= (*page)->bytes;
+  if (oversize_holder_ == holder) oversize_holder_ = nullptr;
+  AddLocked(std::move(*page));
+  return Admission::kAdmitted;
+}
+
+void WriteQueue::ReleasePartial(const void* holder, int64_t bytes) {
+  std::vector<std::function<void()>> wake;
+  {
+    absl::MutexLock l(&mu_);
+    partial_bytes_ -= bytes;
+    if (oversize_holder_ == holder) oversize_holder_ = nullptr;
+    wake = TakeWaitersLocked();
+  }
+  RunAll(std::move(wake));
+}
+
+WriteQueue::Admission WriteQueue::ReadRoomOrPark(const void* holder, int64_t own_partial,
+                                                 std::function<void()> on_room) {
+  absl::MutexLock l(&mu_);
+  if (closed_) return Admission::kClosed;
+  if (draining_ || oversize_holder_ == holder) return Admission::kAdmitted;
+  if (records_ < options_.max_records && bytes_ + partial_bytes_ < options_.max_bytes) {
+    return Admission::kAdmitted;
+  }
+  if (pages_.empty() && oversize_holder_ == nullptr && own_partial > 0) {
+    oversize_holder_ = holder;  // Nothing to commit frees room: let one page complete.
+    return Admission::kAdmitted;
+  }
+  waiters_.push_back(std::move(on_room));
+  return Admission::kParked;
+}
+
 bool WriteQueue::Push(std::unique_ptr<QueuedPage> page) {
   absl::MutexLock l(&mu_);
   const int64_t r = page->records, b = page->bytes;
@@ -148,7 +199,7 @@ void WriteQueue::Close() {
 WriteQueue::Depth WriteQueue::depth() const {
   absl::MutexLock l(&mu_);
   return Depth{records_, bytes_, static_cast<int64_t>(pages_.size()),
-               static_cast<int64_t>(waiters_.size())};
+               static_cast<int64_t>(waiters_.size()), partial_bytes_};
 }
 
 }  // namespace etl

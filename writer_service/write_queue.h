@@ -7,6 +7,15 @@
 // bigger than the whole bound must still get through). Push() is the blocking form for ordinary
 // threads.
 //
+// Pages still being assembled from chunks by Write streams count against the byte bound too
+// (AddPartial / PushAssembledOrPark / ReleasePartial), and a stream reads its next message only
+// when ReadRoomOrPark() says the queue plus all partial pages are under the bound. So that streams
+// holding partial pages never wait for each other forever, one stream at a time (the "oversize
+// holder") may go past the bound when no complete page is queued, until its page is queued or
+// abandoned.
+// Record bytes held are thus at most max_bytes + one page (bounded by the service's max_page_bytes)
+// + one message per open stream.
+//
 // Consumers take whole pages with PopBatch(), which waits until a batch is full, the queue is full
 // (a producer waits for room), the oldest page has waited `flush_interval`, a flush was requested,
 // or the queue is draining/closed.
@@ -43,6 +52,7 @@ class WriteQueue {
     int64_t bytes = 0;
     int64_t pages = 0;
     int64_t parked = 0;  // Producers waiting for room.
+    int64_t partial_bytes = 0;  // Of pages still being assembled.
   };
 
   explicit WriteQueue(Options options);
@@ -59,6 +69,21 @@ class WriteQueue {
   // kAdmitted when `records`/`bytes` more would be admitted now; otherwise as above. Used by a
   // stream still assembling a page from several chunks, before it reads the next chunk.
   Admission HasRoomOrPark(int64_t records, int64_t bytes, std::function<void()> on_room);
+
+  // Chunk-wise assembly by a stream (`holder` identifies it). AddPartial counts bytes just read.
+  // PushAssembledOrPark is PushOrPark for a completed page whose bytes were added: admitted when
+  // the queue's records and queued + partial bytes stay within the bound, or the queue holds no
+  // page, or it drains. ReleasePartial returns the bytes of an abandoned page (or of a completed
+  // page the closed queue refused). Admission and release end `holder`'s oversize allowance.
+  void AddPartial(int64_t bytes);
+  Admission PushAssembledOrPark(const void* holder, std::unique_ptr<QueuedPage>* page,
+                                std::function<void()> on_room);
+  void ReleasePartial(const void* holder, int64_t bytes);
+  // kAdmitted when the stream may read its next message: queued records and queued + partial bytes
+  // are under the bound, or the queue is draining, or `holder` is or (no complete page queued, and
+  // it holds `own_partial` > 0 bytes of a page) becomes the one oversize holder. Otherwise
+  // kParked (on_room runs once room may have freed) or kClosed.
+  Admission ReadRoomOrPark(const void* holder, int64_t own_partial, std::function<void()> on_room);
 
   // Blocking push for ordinary threads. Returns false (page dropped) when the queue is closed.
   bool Push(std::unique_ptr<QueuedPage> page);
@@ -91,6 +116,8 @@ class WriteQueue {
   std::deque<std::unique_ptr<QueuedPage>> pages_ ABSL_GUARDED_BY(mu_);
   int64_t records_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t partial_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  const void* oversize_holder_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::vector<std::function<void()>> waiters_ ABSL_GUARDED_BY(mu_);
   int blocked_pushers_ ABSL_GUARDED_BY(mu_) = 0;  // Threads blocked in Push().
   bool flush_requested_ ABSL_GUARDED_BY(mu_) = false;

@@ -9,7 +9,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/logging.h"
-#include "common/metrics_server.h"
 
 namespace etl {
 
@@ -45,6 +44,8 @@ class Writer::RateMeter {
 
 namespace {
 
+int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
+
 std::string NewBatchPrefix() {
   std::random_device rd;
   return absl::StrFormat("%d-%08x%08x", getpid(), rd(), rd());
@@ -69,6 +70,36 @@ void Writer::Start() {
     ++threads_running_;
     threads_.emplace_back([this, i] { ThreadMain(i); });
   }
+  if (options_.health_check_interval > absl::ZeroDuration()) {
+    health_thread_ = std::thread([this] { HealthCheckMain(); });
+  }
+}
+
+void Writer::HealthCheckMain() {
+  SetThreadComponent("writer/health");
+  std::unique_ptr<RecordSink> sink;
+  const int64_t interval_ms = absl::ToInt64Milliseconds(options_.health_check_interval);
+  while (true) {
+    {
+      absl::MutexLock l(&mu_);
+      auto stop = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return stopped_; };
+      if (mu_.AwaitWithTimeout(absl::Condition(&stop), options_.health_check_interval)) return;
+    }
+    // Commits (or connects) within the interval already prove the database answers.
+    if (db_ok_.load() && NowMs() - last_db_ok_ms_.load() < interval_ms) continue;
+    if (sink == nullptr) sink = sink_factory_();
+    absl::Status s =
+        sink->Ping(std::max(absl::Seconds(1), 2 * options_.health_check_interval));
+    if (s.ok()) {
+      last_db_ok_ms_.store(NowMs());
+      SetDbOk(true);
+      continue;
+    }
+    counters_.health_checks_failed.fetch_add(1);
+    SetLastError(std::string(s.message()));
+    if (db_ok_.load()) LogWarning("PostgreSQL health check failed: ", s.message());
+    SetDbOk(false);
+  }
 }
 
 void Writer::SetServingListener(std::function<void(bool)> listener) {
@@ -92,6 +123,7 @@ void Writer::UpdateServing() {
 }
 
 void Writer::SetDbOk(bool ok) {
+  if (ok) last_db_ok_ms_.store(NowMs());
   if (db_ok_.exchange(ok) != ok) UpdateServing();
 }
 
@@ -142,11 +174,13 @@ void Writer::BeginDrain() {
 
 void Writer::Stop(absl::Duration timeout) {
   std::vector<std::thread> threads;
+  std::thread health;
   {
     absl::MutexLock l(&mu_);
     if (stopped_) return;
     stopped_ = true;
     threads.swap(threads_);
+    health = std::move(health_thread_);
   }
   draining_.store(true);
   UpdateServing();
@@ -160,6 +194,7 @@ void Writer::Stop(absl::Duration timeout) {
     hard_stop_ = true;
   }
   for (std::thread& t : threads) t.join();
+  if (health.joinable()) health.join();
   // Anything still queued (no thread ever ran) is reported failed so its streams can finish.
   while (true) {
     auto rest = queue_.PopBatch(INT64_MAX, INT64_MAX, absl::ZeroDuration());
@@ -214,8 +249,8 @@ void Writer::CommitWithRetry(RecordSink* sink, bool* connected,
   pages.reserve(batch.size());
   for (const auto& p : batch) pages.push_back(p.get());
   const std::string batch_id = absl::StrCat(batch_prefix_, "-", batch_seq_.fetch_add(1));
-  int connection_failures = 0;
-  int other_failures = 0;
+  int transient_failures = 0;
+  const absl::Time first_try = absl::Now();
   while (true) {
     absl::Status status;
     if (!*connected) {
@@ -227,32 +262,45 @@ void Writer::CommitWithRetry(RecordSink* sink, bool* connected,
       }
     }
     if (*connected) {
+      const absl::Time commit_start = absl::Now();
       absl::StatusOr<std::vector<PageResult>> results = sink->CommitPages(pages, batch_id);
       if (results.ok()) {
+        counters_.commit_seconds.Observe(absl::ToDoubleSeconds(absl::Now() - commit_start));
         SetDbOk(true);
         ApplyResults(batch, *results);
         return;
       }
       status = results.status();
     }
-    counters_.commit_retries.fetch_add(1);
     SetLastError(std::string(status.message()));
-    int attempt;
+    int attempt = 0;
     if (absl::IsUnavailable(status)) {
       *connected = false;
       SetDbOk(false);
-      attempt = ++connection_failures;
-      LogWarning("PostgreSQL unavailable (", status.message(), "); keeping ", batch.size(),
-                 " pages and retrying");
-    } else {
-      attempt = ++other_failures;
-      LogWarning("commit of ", batch.size(), " pages failed (attempt ", attempt, "/",
-                 options_.max_commit_attempts, "): ", status.message());
+      attempt = ++transient_failures;
+      if (absl::Now() - first_try >= options_.max_unavailable) {
+        FailPages(batch, absl::UnavailableError(absl::StrCat(
+                             "PostgreSQL unavailable for ",
+                             absl::FormatDuration(options_.max_unavailable), ": ",
+                             status.message())));
+        return;
+      }
+      LogWarning("commit retry ", attempt, ": PostgreSQL unavailable (", status.message(),
+                 "); keeping ", batch.size(), " pages");
+    } else if (absl::IsAborted(status) || absl::IsNotFound(status)) {
+      attempt = ++transient_failures;
       if (attempt >= options_.max_commit_attempts) {
         FailPages(batch, status);
         return;
       }
+      LogWarning("commit retry ", attempt, "/", options_.max_commit_attempts - 1, " of ",
+                 batch.size(), " pages: ", status.message());
+    } else {
+      // Permanent: retrying the same transaction would fail the same way.
+      FailPages(batch, status);
+      return;
     }
+    counters_.commit_retries.fetch_add(1);
     absl::Duration d =
         std::min(options_.max_backoff, options_.initial_backoff * (1 << std::min(attempt - 1, 16)));
     if (!Backoff(d)) {
@@ -277,13 +325,26 @@ void Writer::FailPages(std::vector<std::unique_ptr<QueuedPage>>& batch, const ab
 void Writer::ApplyResults(std::vector<std::unique_ptr<QueuedPage>>& batch,
                           const std::vector<PageResult>& results) {
   int64_t committed = 0;
+  const int64_t now_us = absl::ToUnixMicros(absl::Now());
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const QueuedPage& p = *batch[i];
+    if (results[i].kind != PageResult::Kind::kCommitted || p.chunks.empty()) continue;
+    const int64_t fetched_us = p.chunks.front().fetched_at_unix_micros();
+    if (fetched_us <= 0) continue;
+    counters_.record_latency_seconds.Observe(double(std::max<int64_t>(0, now_us - fetched_us)) / 1e6,
+                                             results[i].records_committed + results[i].records_rejected);
+  }
   {
     absl::MutexLock l(&jobs_mu_);
     for (size_t i = 0; i < batch.size(); ++i) {
       const PageResult& r = results[i];
       auto it = jobs_.find(batch[i]->job_id);
       v1::JobCounters* jc = it == jobs_.end() ? nullptr : &it->second.counters;
-      if (r.kind == PageResult::Kind::kCommitted) {
+      if (r.kind == PageResult::Kind::kFailed) {
+        counters_.pages_failed.fetch_add(1);
+        LogError("job ", batch[i]->job_id, " page ", batch[i]->page_number,
+                 " not committed: ", r.error.message());
+      } else if (r.kind == PageResult::Kind::kCommitted) {
         counters_.pages_committed.fetch_add(1);
         counters_.records_committed.fetch_add(r.records_committed);
         counters_.records_rejected.fetch_add(r.records_rejected);
@@ -302,6 +363,11 @@ void Writer::ApplyResults(std::vector<std::unique_ptr<QueuedPage>>& batch,
         counters_.pages_skipped.fetch_add(1);
         counters_.records_skipped.fetch_add(r.records_skipped);
         if (jc != nullptr) jc->set_pages_skipped(jc->pages_skipped() + 1);
+        if (r.content_differs) {
+          counters_.pages_resent_different.fetch_add(1);
+          LogWarning("job ", batch[i]->job_id, " page ", batch[i]->page_number,
+                     " was re-sent with other content than the committed page; skipped");
+        }
       }
     }
   }
@@ -339,6 +405,8 @@ v1::WriterStatus Writer::Status() const {
   s.set_bytes_received(c.bytes_received.load());
   s.set_bytes_committed(c.bytes_committed.load());
   s.set_commit_retries(c.commit_retries.load());
+  s.set_pages_resent_different(c.pages_resent_different.load());
+  s.set_pages_failed(c.pages_failed.load());
   WriteQueue::Depth d = queue_.depth();
   s.set_records_queued(d.records);
   s.set_queue_depth_records(d.records);
@@ -357,72 +425,6 @@ v1::WriterStatus Writer::Status() const {
     for (const auto& [id, e] : jobs_) *s.add_jobs() = e.counters;
   }
   return s;
-}
-
-std::string Writer::RenderMetrics() const {
-  v1::WriterStatus s = Status();
-  const WriterCounters& c = counters_;
-  std::string out;
-  auto counter = [&](const char* name, const char* help, double v) {
-    AppendMetric(&out, absl::StrCat("etl_writer_", name), help, "counter", v);
-  };
-  auto gauge = [&](const char* name, const char* help, double v) {
-    AppendMetric(&out, absl::StrCat("etl_writer_", name), help, "gauge", v);
-  };
-  gauge("serving", "1 when PostgreSQL is reachable and the writer is not draining.", s.serving());
-  gauge("streams_active", "Write streams open now.", static_cast<double>(s.streams_active()));
-  counter("streams_total", "Write streams accepted.", static_cast<double>(s.streams_total()));
-  counter("streams_refused_total", "Write streams refused while draining.",
-          static_cast<double>(c.streams_refused.load()));
-  counter("streams_failed_total", "Write streams that ended with an error.",
-          static_cast<double>(c.streams_failed.load()));
-  counter("records_received_total", "Records received in complete pages.",
-          static_cast<double>(s.records_received()));
-  counter("records_committed_total", "Records committed into raw tables.",
-          static_cast<double>(s.records_committed()));
-  counter("records_rejected_total", "Records sent to etl_dead_letters.",
-          static_cast<double>(s.records_rejected()));
-  counter("records_skipped_total", "Records of pages already in the ledger.",
-          static_cast<double>(s.records_skipped()));
-  counter("pages_committed_total", "Pages committed.", static_cast<double>(s.pages_committed()));
-  counter("pages_skipped_total", "Pages already in the ledger.", static_cast<double>(s.pages_skipped()));
-  counter("pages_failed_total", "Pages given up after retries.",
-          static_cast<double>(c.pages_failed.load()));
-  counter("batches_committed_total", "Transactions committed.",
-          static_cast<double>(s.batches_committed()));
-  counter("bytes_received_total", "Record bytes received.", static_cast<double>(s.bytes_received()));
-  counter("bytes_committed_total", "Record bytes committed.", static_cast<double>(s.bytes_committed()));
-  counter("commit_retries_total", "Transactions retried after a PostgreSQL error.",
-          static_cast<double>(s.commit_retries()));
-  counter("reconnects_total", "Reconnections to PostgreSQL.", static_cast<double>(c.reconnects.load()));
-  gauge("queue_records", "Records in the queue.", static_cast<double>(s.queue_depth_records()));
-  gauge("queue_bytes", "Record bytes in the queue.", static_cast<double>(s.queue_depth_bytes()));
-  gauge("queue_capacity_records", "Queue bound in records.",
-        static_cast<double>(s.queue_capacity_records()));
-  gauge("queue_capacity_bytes", "Queue bound in bytes.", static_cast<double>(s.queue_capacity_bytes()));
-  gauge("commit_rate_records_per_second", "Records committed per second, last 10 s.",
-        s.commit_rate_records_per_second());
-  gauge("uptime_seconds", "Seconds since start.", static_cast<double>(s.uptime_seconds()));
-  if (s.jobs_size() > 0) {
-    absl::StrAppend(&out,
-                    "# HELP etl_writer_job_records_committed_total Records committed per job.\n"
-                    "# TYPE etl_writer_job_records_committed_total counter\n");
-    for (const v1::JobCounters& j : s.jobs()) {
-      // Job ids are caller-chosen: escape them for the label syntax.
-      std::string id;
-      for (char ch : j.job_id()) {
-        if (ch == '\\' || ch == '"') id.push_back('\\');
-        if (ch == '\n') {
-          id.append("\\n");
-          continue;
-        }
-        id.push_back(ch);
-      }
-      absl::StrAppend(&out, "etl_writer_job_records_committed_total{job_id=\"", id, "\"} ",
-                      j.records_committed(), "\n");
-    }
-  }
-  return out;
 }
 
 }  // namespace etl

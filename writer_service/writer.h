@@ -3,9 +3,16 @@
 // serving state (PostgreSQL reachable and not draining).
 //
 // Producers (Write streams) push complete pages into queue(); each page's owner hears the outcome of
-// its page from a writer thread after the commit. A failed commit is retried: a lost connection
-// forever (with exponential backoff, serving = false meanwhile; the queue is kept), any other error
-// up to max_commit_attempts, after which the pages are reported failed.
+// its page from a writer thread after the commit. Every error is transient or permanent:
+//   - connection lost / server down (UNAVAILABLE): retried with exponential backoff for up to
+//     max_unavailable (serving = false meanwhile; the queue is kept), then the pages fail;
+//   - serialization failure, deadlock, lock timeout, table dropped (ABORTED, NOT_FOUND): retried
+//     up to max_commit_attempts, then the pages fail;
+//   - anything else is permanent: the pages fail at once (the sink already isolated bad records and
+//     pages, so only what the error concerns fails). Failed pages are counted, logged and reported
+//     to their streams; nothing is retried forever.
+// An idle writer checks PostgreSQL every health_check_interval on a connection of its own, so
+// serving() turns false while the database is down even without traffic.
 //
 // Thread-safe.
 #ifndef ETL_WRITER_SERVICE_WRITER_H_
@@ -24,6 +31,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/metrics.h"
 #include "etl.pb.h"
 #include "writer_service/page.h"
 #include "writer_service/record_sink.h"
@@ -39,7 +47,10 @@ struct WriterOptions {
   absl::Duration flush_interval = absl::Milliseconds(200);  // A partial batch waits at most this.
   int writer_threads = 2;                  // Connections committing in parallel: one COPYs while
                                            // the other waits for its commit to reach disk.
-  int max_commit_attempts = 5;             // For errors other than a lost connection.
+  int max_commit_attempts = 5;             // For transient errors other than a lost connection.
+  absl::Duration max_unavailable = absl::Minutes(10);  // A batch waits this long for PostgreSQL.
+  // Idle check of PostgreSQL (0 = off); an answer slower than max(1 s, 2 intervals) fails it.
+  absl::Duration health_check_interval = absl::Seconds(2);
   absl::Duration initial_backoff = absl::Milliseconds(100);  // Doubles per retry ...
   absl::Duration max_backoff = absl::Seconds(5);              // ... up to this.
   size_t max_jobs_tracked = 1000;          // Per-job counters kept for this many recent jobs.
@@ -47,6 +58,8 @@ struct WriterOptions {
 
 // Every counter of the writer (conventions #8). Snapshotted by GetStatus and /metrics.
 struct WriterCounters {
+  Histogram commit_seconds{LatencyBuckets()};          // Each successful transaction (COPY + commit).
+  Histogram record_latency_seconds{LatencyBuckets()};  // Per record: collector fetch -> commit.
   std::atomic<int64_t> streams_active{0};
   std::atomic<int64_t> streams_total{0};
   std::atomic<int64_t> streams_refused{0};
@@ -64,6 +77,8 @@ struct WriterCounters {
   std::atomic<int64_t> batches_committed{0};
   std::atomic<int64_t> commit_retries{0};
   std::atomic<int64_t> reconnects{0};
+  std::atomic<int64_t> pages_resent_different{0};  // Skipped re-sent pages with other content.
+  std::atomic<int64_t> health_checks_failed{0};
 };
 
 class Writer {
@@ -102,6 +117,7 @@ class Writer {
  private:
   class RateMeter;
   void ThreadMain(int index);
+  void HealthCheckMain();
   void CommitWithRetry(RecordSink* sink, bool* connected,
                        std::vector<std::unique_ptr<QueuedPage>> batch);
   void FailPages(std::vector<std::unique_ptr<QueuedPage>>& batch, const absl::Status& error);
@@ -123,9 +139,11 @@ class Writer {
   std::atomic<bool> draining_{false};
   std::atomic<bool> db_ok_{false};
   std::atomic<uint64_t> batch_seq_{0};
+  std::atomic<int64_t> last_db_ok_ms_{0};  // Unix ms of the last successful commit or check.
 
   mutable absl::Mutex mu_;
   std::vector<std::thread> threads_ ABSL_GUARDED_BY(mu_);
+  std::thread health_thread_ ABSL_GUARDED_BY(mu_);
   bool hard_stop_ ABSL_GUARDED_BY(mu_) = false;
   int threads_running_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;

@@ -28,13 +28,34 @@ absl::StatusOr<std::unique_ptr<WriterServer>> WriterServer::Start(WriterServerOp
   s->ledger_ = std::make_unique<LedgerStore>(LedgerStore::Options{options.database_url});
   WriterServiceImpl::Options so;
   so.max_page_bytes = options.max_page_bytes;
+  so.max_message_bytes = options.max_message_bytes;
+  so.database_url = options.database_url;
   s->service_ = std::make_unique<WriterServiceImpl>(s->writer_.get(), s->ledger_.get(), so);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  ServerSecurityOptions security = options.security;
+  security.peer_methods = {"/etl.v1.WriterService/Write", "/etl.v1.WriterService/RegisterJob",
+                           "/etl.v1.WriterService/UpdateJob", "/etl.v1.WriterService/RecordPageFailure",
+                           "/etl.v1.WriterService/GetJobLedger", "/etl.v1.WriterService/ListJobRecords"};
+  auto credentials = BuildServerCredentials(security);
+  if (!credentials.ok()) return credentials.status();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &s->port_);
-  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  builder.AddListeningPort(options.listen, *credentials, &s->port_);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, options.max_streams_per_connection);
+  // gRPC's own limit sits 1 MiB above ours so that most oversized messages get the service's clear
+  // INVALID_ARGUMENT instead of a bare RESOURCE_EXHAUSTED.
+  constexpr int kSlack = 1 << 20;
+  builder.SetMaxReceiveMessageSize(options.max_message_bytes > INT32_MAX - kSlack
+                                       ? INT32_MAX
+                                       : options.max_message_bytes + kSlack);
+  auto ms = [](absl::Duration d) { return static_cast<int>(absl::ToInt64Milliseconds(d)); };
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                             ms(options.keepalive_min_ping_interval));
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);  // 0 = never GOAWAY on pings.
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, ms(options.keepalive_time));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, ms(options.keepalive_timeout));
   // A fixed HTTP/2 window (no BDP probing) keeps each stream's receive buffers small: the queue, not
   // the transport, is where pages wait.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
@@ -44,6 +65,11 @@ absl::StatusOr<std::unique_ptr<WriterServer>> WriterServer::Start(WriterServerOp
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
   }
   WriterServer* raw = s.get();
+  {
+    // Liveness: "" is SERVING from now on; readiness follows PostgreSQL.
+    grpc::HealthCheckServiceInterface* health = s->server_->GetHealthCheckService();
+    if (health != nullptr) health->SetServingStatus(true);
+  }
   s->SetHealth(false);
   s->writer_->SetServingListener([raw](bool serving) { raw->SetHealth(serving); });
   s->writer_->Start();
@@ -67,7 +93,7 @@ void WriterServer::SetHealth(bool serving) {
   if (server_ == nullptr) return;
   grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
   if (health == nullptr) return;
-  health->SetServingStatus(serving);
+  // Only the service's readiness: "" stays SERVING while the process works (see the header).
   health->SetServingStatus("etl.v1.WriterService", serving);
 }
 

@@ -5,9 +5,15 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/names.h"
+#include "common/status_macros.h"
+#include "writer_service/cursor_store.h"
+#include "writer_service/pg_schema.h"
+#include "writer_service/write_modes.h"
 
 namespace etl {
 namespace {
@@ -20,8 +26,13 @@ constexpr size_t kMaxJobIdBytes = 200;
 // never race. No lock is held while calling StartRead/Finish (they may run reactions inline).
 class WriteReactor final : public grpc::ServerReadReactor<v1::RecordBatch>, public PageOwner {
  public:
-  WriteReactor(Writer* writer, v1::WriteSummary* summary, int64_t max_page_bytes)
-      : writer_(writer), response_(summary), max_page_bytes_(max_page_bytes) {
+  WriteReactor(Writer* writer, v1::WriteSummary* summary, int64_t max_page_bytes,
+               int64_t max_message_bytes)
+      : writer_(writer),
+        response_(summary),
+        max_page_bytes_(max_page_bytes),
+        max_message_bytes_(max_message_bytes),
+        started_(absl::Now()) {
     if (!writer_->StreamStarted()) {
       refused_ = true;
       Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "writer is shutting down"));
@@ -93,12 +104,13 @@ class WriteReactor final : public grpc::ServerReadReactor<v1::RecordBatch>, publ
         last_cliente_ = m.cliente_id();
         last_rota_ = m.rota();
       }
+      if (m.page_number() < 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("page_number ", m.page_number(), " is negative"));
+      }
       if (m.chunk_index() != 0) {
         return absl::InvalidArgumentError(absl::StrCat("page ", m.page_number(), " starts with chunk ",
                                                        m.chunk_index(), " instead of 0"));
-      }
-      if (m.page_token().find('\0') != std::string::npos) {
-        return absl::InvalidArgumentError("page_token contains a NUL character");
       }
       page_ = std::make_unique<QueuedPage>();
       page_->table = last_table_;
@@ -118,16 +130,26 @@ class WriteReactor final : public grpc::ServerReadReactor<v1::RecordBatch>, publ
                                                      m.records_size(), " records but ",
                                                      m.natural_keys_size(), " natural keys"));
     }
-    if (m.next_page_token().find('\0') != std::string::npos) {
-      return absl::InvalidArgumentError("next_page_token contains a NUL character");
-    }
     int64_t bytes = 0;
     for (const std::string& r : m.records()) bytes += static_cast<int64_t>(r.size());
+    int64_t message_bytes = bytes + static_cast<int64_t>(m.page_token().size() +
+                                                         m.next_page_token().size());
+    for (const std::string& k : m.natural_keys()) message_bytes += static_cast<int64_t>(k.size());
+    if (message_bytes > max_message_bytes_) {
+      // Permanent: the same message is refused every time. A record this large cannot be written;
+      // the sender must dead-letter it (or fail its page) instead of sending it again.
+      return absl::InvalidArgumentError(absl::StrCat(
+          "RecordBatch of page ", m.page_number(), " carries ", message_bytes,
+          " bytes, more than max_message_bytes = ", max_message_bytes_,
+          " (the largest message, hence record, the pipeline carries)"));
+    }
     page_->records += m.records_size();
     page_->bytes += bytes;
+    writer_->queue().AddPartial(bytes);
     if (page_->bytes > max_page_bytes_) {
       return absl::InvalidArgumentError(absl::StrCat("page ", page_->page_number, " exceeds ",
-                                                     max_page_bytes_, " bytes"));
+                                                     "max_page_bytes = ", max_page_bytes_,
+                                                     " bytes"));
     }
     page_->next_page_token = m.next_page_token();
     const bool last = m.last_chunk();
@@ -136,6 +158,8 @@ class WriteReactor final : public grpc::ServerReadReactor<v1::RecordBatch>, publ
     if (last) {
       writer_->NoteReceived(*page_);
       summary_records_received_ += page_->records;
+      ++pages_received_;
+      if (first_job_.empty()) first_job_ = page_->job_id;
       absl::MutexLock l(&mu_);
       ++outstanding_;
       pending_ = std::move(page_);
@@ -143,28 +167,31 @@ class WriteReactor final : public grpc::ServerReadReactor<v1::RecordBatch>, publ
     return absl::OkStatus();
   }
 
-  // Holder of the read right: queue the complete page, then read on when there is room.
+  // Holder of the read right: queue the complete page, then read on when there is room (the queue
+  // and every stream's partial page count against the bound).
   void Continue() {
     WriteQueue& q = writer_->queue();
+    if (pending_ != nullptr) {
+      switch (q.PushAssembledOrPark(this, &pending_, [this] { Continue(); })) {
+        case WriteQueue::Admission::kParked:
+          return;  // The queue calls Continue() again when room frees.
+        case WriteQueue::Admission::kClosed:
+          EndInput(absl::UnavailableError("writer is shutting down"), /*eof=*/false);
+          return;  // EndInput released and failed the pending page.
+        case WriteQueue::Admission::kAdmitted:
+          break;
+      }
+    }
     if (writer_->draining()) {
-      if (pending_ != nullptr && !q.PushForce(std::move(pending_))) FailPending();
       EndInput(absl::UnavailableError("writer is shutting down; the pages received are committed, "
                                       "send the rest again"),
                /*eof=*/false);
       return;
     }
-    WriteQueue::Admission a = WriteQueue::Admission::kAdmitted;
-    if (pending_ != nullptr) {
-      a = q.PushOrPark(&pending_, [this] { Continue(); });
-    } else if (page_ != nullptr) {
-      // More chunks of this page to come: only read them when the queue could take it.
-      a = q.HasRoomOrPark(page_->records, page_->bytes, [this] { Continue(); });
-    }
-    switch (a) {
+    switch (q.ReadRoomOrPark(this, page_ == nullptr ? 0 : page_->bytes, [this] { Continue(); })) {
       case WriteQueue::Admission::kParked:
         return;  // The queue calls Continue() again when room frees.
       case WriteQueue::Admission::kClosed:
-        if (pending_ != nullptr) FailPending();
         EndInput(absl::UnavailableError("writer is shutting down"), /*eof=*/false);
         return;
       case WriteQueue::Admission::kAdmitted:
@@ -173,8 +200,8 @@ class WriteReactor final : public grpc::ServerReadReactor<v1::RecordBatch>, publ
     }
   }
 
+  // The queue dropped the complete page (closed): its stream hears it failed.
   void FailPending() {
-    pending_.reset();
     PageResult r;
     r.kind = PageResult::Kind::kFailed;
     r.error = absl::UnavailableError("writer is shutting down");
@@ -187,9 +214,16 @@ class WriteReactor final : public grpc::ServerReadReactor<v1::RecordBatch>, publ
       status = absl::InvalidArgumentError(
           absl::StrCat("stream ended inside page ", page_->page_number, " of job ", page_->job_id,
                        " (chunk ", page_->chunks.size() - 1, " without last_chunk)"));
+    }
+    if (page_ != nullptr) {
+      // An incomplete page is never committed: its bytes leave the bound.
+      writer_->queue().ReleasePartial(this, page_->bytes);
       page_.reset();
-    } else if (page_ != nullptr) {
-      page_.reset();  // An incomplete page is never committed.
+    }
+    if (pending_ != nullptr) {  // Complete but never queued (the queue closed).
+      writer_->queue().ReleasePartial(this, pending_->bytes);
+      pending_.reset();
+      FailPending();
     }
     bool finish = false;
     {
@@ -212,12 +246,28 @@ class WriteReactor final : public grpc::ServerReadReactor<v1::RecordBatch>, publ
     }
     response_->set_records_received(summary_records_received_);
     final_ok_ = status.ok();
+    double secs = absl::ToDoubleSeconds(absl::Now() - started_);
+    std::string line = absl::StrFormat(
+        "stream ended: job %s, %d pages, %d records received, %d committed, %d rejected, %d pages "
+        "skipped, %.3f s, %.0f records/s: %s",
+        first_job_.empty() ? "-" : first_job_, pages_received_, summary_records_received_,
+        response_->records_committed(), response_->records_rejected(),
+        response_->pages_skipped(), secs,
+        secs > 0 ? static_cast<double>(response_->records_committed()) / secs : 0.0,
+        status.ok() ? "OK" : status.ToString());
+    if (status.ok()) {
+      LogInfo(line);
+    } else {
+      LogWarning(line);
+    }
     Finish(ToGrpcStatus(status));
   }
 
   Writer* const writer_;
   v1::WriteSummary* const response_;
   const int64_t max_page_bytes_;
+  const int64_t max_message_bytes_;
+  const absl::Time started_;
   bool refused_ = false;
   bool final_ok_ = false;
 
@@ -227,6 +277,8 @@ class WriteReactor final : public grpc::ServerReadReactor<v1::RecordBatch>, publ
   std::unique_ptr<QueuedPage> pending_;  // Complete, not yet admitted by the queue.
   std::string last_cliente_, last_rota_, last_table_;
   int64_t summary_records_received_ = 0;
+  int64_t pages_received_ = 0;
+  std::string first_job_;  // For the stream's log line (a stream usually carries one job).
 
   absl::Mutex mu_;
   int64_t outstanding_ ABSL_GUARDED_BY(mu_) = 0;  // Complete pages not yet committed/skipped/failed.
@@ -246,7 +298,7 @@ WriterServiceImpl::WriterServiceImpl(Writer* writer, LedgerStore* ledger, Option
 
 grpc::ServerReadReactor<v1::RecordBatch>* WriterServiceImpl::Write(
     grpc::CallbackServerContext* context, v1::WriteSummary* summary) {
-  return new WriteReactor(writer_, summary, options_.max_page_bytes);
+  return new WriteReactor(writer_, summary, options_.max_page_bytes, options_.max_message_bytes);
 }
 
 grpc::ServerUnaryReactor* WriterServiceImpl::GetStatus(grpc::CallbackServerContext* context,
@@ -286,6 +338,12 @@ grpc::ServerUnaryReactor* WriterServiceImpl::UpdateJob(grpc::CallbackServerConte
                                                        const v1::UpdateJobRequest* request,
                                                        v1::JobRecord* response) {
   return RunLedger(context, [this, request, response]() -> absl::Status {
+    if (request->state() == v1::SUCCEEDED) {
+      // REPLACE jobs swap their fresh table in before they are marked SUCCEEDED (idempotent, so a
+      // retried UpdateJob is harmless); other states never swap.
+      ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> conn, Connect());
+      RETURN_IF_ERROR(SwapInReplaceTable(conn.get(), request->job_id()));
+    }
     absl::StatusOr<v1::JobRecord> r = ledger_->UpdateJob(*request);
     if (!r.ok()) return r.status();
     *response = *std::move(r);
@@ -317,6 +375,36 @@ grpc::ServerUnaryReactor* WriterServiceImpl::ListJobRecords(
     absl::StatusOr<v1::ListJobRecordsResponse> r = ledger_->ListJobRecords(*request);
     if (!r.ok()) return r.status();
     *response = *std::move(r);
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::unique_ptr<PgConnection>> WriterServiceImpl::Connect() const {
+  ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> conn,
+                   PgConnection::Connect(options_.database_url, "etl-writer-admin"));
+  RETURN_IF_ERROR(EnsureLedgerSchema(conn.get()));
+  return conn;
+}
+
+grpc::ServerUnaryReactor* WriterServiceImpl::ListCursors(grpc::CallbackServerContext* context,
+                                                         const v1::ListCursorsRequest* request,
+                                                         v1::ListCursorsResponse* response) {
+  return RunLedger(context, [this, request, response]() -> absl::Status {
+    ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> conn, Connect());
+    ASSIGN_OR_RETURN(std::vector<v1::Cursor> cursors,
+                     etl::ListCursors(conn.get(), request->cliente_id(), request->rota()));
+    for (v1::Cursor& c : cursors) *response->add_cursors() = std::move(c);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* WriterServiceImpl::ListDeadLetters(
+    grpc::CallbackServerContext* context, const v1::ListDeadLettersRequest* request,
+    v1::ListDeadLettersResponse* response) {
+  return RunLedger(context, [this, request, response]() -> absl::Status {
+    ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> conn, Connect());
+    ASSIGN_OR_RETURN(std::vector<v1::DeadLetter> dead, etl::ListDeadLetters(conn.get(), *request));
+    for (v1::DeadLetter& d : dead) *response->add_dead_letters() = std::move(d);
     return absl::OkStatus();
   });
 }

@@ -11,6 +11,8 @@
 #define ETL_WRITER_SERVICE_WRITER_SERVICE_H_
 
 #include <cstdint>
+#include <memory>
+#include <string>
 
 #include "etl.grpc.pb.h"
 #include "writer_service/ledger_store.h"
@@ -22,8 +24,12 @@ namespace etl {
 class WriterServiceImpl final : public v1::WriterService::CallbackService {
  public:
   struct Options {
-    int64_t max_page_bytes = 256 << 20;  // A page (all its chunks) larger than this is refused.
+    int64_t max_page_bytes = 256 << 20;  // A page (all its chunks) larger than this is refused;
+                                         // also the most a stream holds of an unfinished page.
+    int64_t max_message_bytes = 64 << 20;  // A RecordBatch carrying more is refused
+                                           // (INVALID_ARGUMENT: permanent).
     int ledger_threads = 4;              // Threads serving the ledger RPCs.
+    std::string database_url;            // For write-mode swaps, cursors and dead letters.
   };
   // REQUIRES: writer and ledger outlive the service.
   WriterServiceImpl(Writer* writer, LedgerStore* ledger, Options options);
@@ -48,11 +54,20 @@ class WriterServiceImpl final : public v1::WriterService::CallbackService {
   grpc::ServerUnaryReactor* ListJobRecords(grpc::CallbackServerContext* context,
                                            const v1::ListJobRecordsRequest* request,
                                            v1::ListJobRecordsResponse* response) override;
+  grpc::ServerUnaryReactor* ListCursors(grpc::CallbackServerContext* context,
+                                        const v1::ListCursorsRequest* request,
+                                        v1::ListCursorsResponse* response) override;
+  grpc::ServerUnaryReactor* ListDeadLetters(grpc::CallbackServerContext* context,
+                                            const v1::ListDeadLettersRequest* request,
+                                            v1::ListDeadLettersResponse* response) override;
 
  private:
   // Runs `fn` (returning absl::Status) on the ledger threads and finishes the RPC with its status.
   template <typename Fn>
   grpc::ServerUnaryReactor* RunLedger(grpc::CallbackServerContext* context, Fn fn);
+
+  // A connection for the rare calls outside the ledger (replace swap, cursors, dead letters).
+  absl::StatusOr<std::unique_ptr<PgConnection>> Connect() const;
 
   Writer* const writer_;
   LedgerStore* const ledger_;

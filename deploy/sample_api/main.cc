@@ -4,7 +4,6 @@
 #include <iostream>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
 #include "common/flags.h"
 #include "common/logging.h"
@@ -25,11 +24,6 @@ ABSL_FLAG(std::string, require_api_key_env, "",
 ABSL_FLAG(std::string, api_key_header, "X-API-Key", "header that carries the API key");
 
 int main(int argc, char** argv) {
-  // --help lists the flags of this file (absl's default looks for <program>.cc / <program>_main.cc).
-  absl::FlagsUsageConfig usage_config;
-  usage_config.contains_help_flags = [](absl::string_view file) { return absl::EndsWith(file, "sample_api/main.cc"); };
-  usage_config.contains_helpshort_flags = usage_config.contains_help_flags;
-  absl::SetFlagsUsageConfig(usage_config);
   etl::BlockTerminationSignals();
   etl::ParseFlags(argc, argv,
                   "sample_api: deterministic paginated order records over HTTP.\n"

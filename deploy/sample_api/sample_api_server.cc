@@ -253,6 +253,13 @@ void SampleApiServer::HandleCollection(const httplib::Request& req, httplib::Res
     Count(collection, 1, 0, 0);
     return JsonError(res, 400, range.status().message());
   }
+  // since_id=N: only records whose id (index + 1) is greater than N (incremental loads by id).
+  int64_t since_id = 0;
+  if (!IntParam(req, "since_id", 0, 0, &since_id, &error)) {
+    Count(collection, 1, 0, 0);
+    return JsonError(res, 400, error);
+  }
+  range->begin = std::max(range->begin, std::min(since_id, range->end));
   const int64_t n = range->size();
 
   // Position of this page within the filtered collection.

@@ -11,6 +11,7 @@
 //   total=N                 records of the (cliente, rota) collection (default --records)
 //   records_per_day=N       record i is dated 2023-01-01 + i/N days (default 100)
 //   data_inicio / start_date, data_fim / end_date   YYYY-MM-DD, inclusive: serve only records dated within
+//   since_id=N              serve only records whose id is greater than N (incremental loads)
 //   page=P (1-based), page_size=K   page, link, next_url styles (page_size also for cursor; default 100,
 //                                   clamped to 10000)
 //   offset=O, limit=L       offset style (limit default 100)

@@ -47,6 +47,9 @@ ABSL_FLAG(std::string, job_id, "", "job id (default: unique per run)");
 ABSL_FLAG(std::string, out, "", "output file (generate)");
 ABSL_FLAG(std::string, table, "bench_seed", "target table (seed); created if missing");
 ABSL_FLAG(std::string, url, "", "seed: fetch the records from this page URL (?page=1..) instead");
+ABSL_FLAG(std::string, write_mode, "",
+          "grpc: register the job with this write mode (append | merge) and send natural keys; "
+          "empty = unregistered job, no keys");
 
 namespace {
 
@@ -76,7 +79,40 @@ int RunGrpc() {
   auto channel = grpc::CreateCustomChannel(absl::GetFlag(FLAGS_address),
                                            grpc::InsecureChannelCredentials(), args);
   auto stub = etl::v1::WriterService::NewStub(channel);
+  {
+    // The writer refuses pages of jobs it has not registered.
+    grpc::ClientContext ctx;
+    etl::v1::RegisterJobRequest reg;
+    reg.set_job_id(job);
+    reg.mutable_spec()->set_cliente_id(absl::GetFlag(FLAGS_cliente_id));
+    reg.mutable_spec()->set_rota(absl::GetFlag(FLAGS_rota));
+    etl::v1::JobRecord rec;
+    grpc::Status st = stub->RegisterJob(&ctx, reg, &rec);
+    if (!st.ok()) {
+      std::fprintf(stderr, "RegisterJob failed: %s\n", st.error_message().c_str());
+      return 1;
+    }
+  }
   const int64_t pages = (total + page_records - 1) / page_records;
+  const std::string write_mode = absl::GetFlag(FLAGS_write_mode);
+  if (!write_mode.empty()) {
+    etl::v1::RegisterJobRequest req;
+    req.set_job_id(job);
+    etl::v1::JobSpec* spec = req.mutable_spec();
+    spec->set_cliente_id(absl::GetFlag(FLAGS_cliente_id));
+    spec->set_rota(absl::GetFlag(FLAGS_rota));
+    spec->set_url("http://127.0.0.1/bench");
+    spec->mutable_pagination()->set_style(etl::v1::PAGE);
+    spec->set_id_path("/id");
+    spec->set_write_mode(write_mode == "merge" ? etl::v1::MERGE : etl::v1::APPEND);
+    etl::v1::JobRecord rec;
+    grpc::ClientContext ctx;
+    grpc::Status st = stub->RegisterJob(&ctx, req, &rec);
+    if (!st.ok()) {
+      std::fprintf(stderr, "RegisterJob: %s\n", st.error_message().c_str());
+      return 1;
+    }
+  }
   std::vector<std::thread> threads;
   std::vector<grpc::Status> statuses(streams);
   std::vector<etl::v1::WriteSummary> summaries(streams);
@@ -97,6 +133,7 @@ int RunGrpc() {
         b.set_last_chunk(true);
         for (int64_t i = p * page_records; i < std::min(total, (p + 1) * page_records); ++i) {
           b.add_records(Order(i));
+          if (!write_mode.empty()) b.add_natural_keys(absl::StrCat(i));
         }
         if (!w->Write(b)) break;
       }
@@ -113,7 +150,8 @@ int RunGrpc() {
     }
     committed += summaries[s].records_committed();
   }
-  Report("grpc_write", committed, absl::Now() - start);
+  Report(write_mode.empty() ? "grpc_write" : absl::StrCat("grpc_write_", write_mode).c_str(),
+         committed, absl::Now() - start);
   return committed == total ? 0 : 1;
 }
 

@@ -42,7 +42,7 @@ wait_port() {  # wait_port FILE -> prints port once the file exists (the process
 writer_pid=$!; pids+=($writer_pid)
 api_port=$(wait_port "$work/api.port"); writer_port=$(wait_port "$work/writer.port")
 "$bin/collector_server" --listen=127.0.0.1:0 --port_file="$work/collector.port" \
-  --writer="127.0.0.1:$writer_port" >"$work/collector.log" 2>&1 &
+  --writer="127.0.0.1:$writer_port" --allow-private-networks >"$work/collector.log" 2>&1 &
 collector_pid=$!; pids+=($collector_pid)
 collector_port=$(wait_port "$work/collector.port")
 

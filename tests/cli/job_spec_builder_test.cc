@@ -249,3 +249,20 @@ TEST(ParsePaginationStyleTest, AcceptsEveryStyleInAnyCase) {
 
 }  // namespace
 }  // namespace etl::cli
+
+namespace etl::cli {
+namespace {
+
+TEST(BuildJobSpecTest, CredentialFlagNamesTheOperatorsCredential) {
+  SpecInputs in = Minimal();
+  in.flags["credential"] = "pedidos_api";
+  auto spec = BuildJobSpec(in);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->credential(), "pedidos_api");
+  EXPECT_EQ(spec->auth().type(), etl::v1::AUTH_NONE);
+  in.flags["bearer_token_env"] = "API_TOKEN";
+  EXPECT_EQ(BuildJobSpec(in).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace etl::cli

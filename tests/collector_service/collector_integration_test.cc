@@ -1,22 +1,21 @@
 // End-to-end: a scripted HTTP API on loopback -> in-process CollectorServer (real gRPC channel)
 // -> writer_server child process -> real PostgreSQL. "Exact" = every API record exactly once.
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <libpq-fe.h>
 #include <signal.h>
 
 #include <algorithm>
-#include <iostream>
 #include <future>
+#include <iostream>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include <grpcpp/grpcpp.h>
-#include <gtest/gtest.h>
-#include <libpq-fe.h>
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
-#include "collector_service/collector.h"
+#include "collector_service/collector_server.h"
 #include "etl.grpc.pb.h"
 #include "tests/collector_service/test_api.h"
 #include "tests/testing/test_support.h"
@@ -34,7 +33,9 @@ class TableLock {
  public:
   explicit TableLock(const std::string& table)
       : conn_(PQconnectdb(etl::testing::PostgresConnString().c_str())) {
-    if (ok()) PQclear(PQexec(conn_, absl::StrCat("BEGIN; LOCK TABLE ", table, " IN ACCESS EXCLUSIVE MODE").c_str()));
+    if (ok())
+      PQclear(PQexec(
+          conn_, absl::StrCat("BEGIN; LOCK TABLE ", table, " IN ACCESS EXCLUSIVE MODE").c_str()));
   }
   TableLock(const TableLock&) = delete;
   TableLock& operator=(const TableLock&) = delete;
@@ -90,6 +91,8 @@ class CollectorIntegrationTest : public ::testing::Test {
     options.writer_address = writer_->address();
     options.resume_unfinished = resume;
     options.status_poll_interval = absl::Milliseconds(200);
+    options.fetcher.allow_private_networks = true;  // The test APIs are on loopback.
+    options.allow_spec_secret_paths = true;         // The auth tests name environment variables.
     auto server = CollectorServer::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
     collector_ = std::move(*server);
@@ -106,11 +109,14 @@ class CollectorIntegrationTest : public ::testing::Test {
     spec.mutable_pagination()->set_style(style);
     spec.mutable_retry()->set_backoff_scale(0.01);
     spec.set_id_path("/id");
+    // Append, not the default merge: a duplicated record must show up as a second row here.
+    spec.set_write_mode(v1::APPEND);
     return spec;
   }
 
   // PAGE style on the API's /page endpoint; the total page count and concurrency only when given.
-  v1::JobSpec PageSpec(const TestApi& api, int page_size, bool with_total_pages = false, int fetch_concurrency = 0) {
+  v1::JobSpec PageSpec(const TestApi& api, int page_size, bool with_total_pages = false,
+                       int fetch_concurrency = 0) {
     v1::JobSpec spec = BaseSpec(api.Url("/page"), v1::PAGE);
     spec.mutable_pagination()->set_records_path("/data");
     spec.mutable_pagination()->set_page_size(page_size);
@@ -141,11 +147,13 @@ class CollectorIntegrationTest : public ::testing::Test {
     StartCollector(/*resume=*/false, max_buffered_bytes);
   }
 
-  // Creates the job's raw table ahead of the writer (same layout); returns Exec's error, "" on success.
+  // Creates the job's raw table ahead of the writer (same layout); returns Exec's error, "" on
+  // success.
   static std::string CreateRawTable(const std::string& table) {
     return etl::testing::Exec(absl::StrCat(
         "CREATE TABLE ", table,
-        " (id bigserial PRIMARY KEY, payload jsonb NOT NULL, natural_key text, job_id text NOT NULL,"
+        " (id bigserial PRIMARY KEY, payload jsonb NOT NULL, natural_key text, job_id text NOT "
+        "NULL,"
         " page_number bigint NOT NULL, collected_at timestamptz NOT NULL DEFAULT now())"));
   }
 
@@ -153,16 +161,19 @@ class CollectorIntegrationTest : public ::testing::Test {
     return absl::StrCat("dados_raw_cliente_", spec.cliente_id(), "_", spec.rota());
   }
 
-  // Makes the API hold its answer to page `page_index` until `release` is notified (or `limit` passes).
-  static void HoldPage(TestApi& api, int page_index, absl::Notification& release, absl::Duration limit) {
+  // Makes the API hold its answer to page `page_index` until `release` is notified (or `limit`
+  // passes).
+  static void HoldPage(TestApi& api, int page_index, absl::Notification& release,
+                       absl::Duration limit) {
     api.SetHook([&release, page_index, limit](const ApiRequest& r, httplib::Response&) {
       if (r.page_index == page_index) release.WaitForNotificationWithTimeout(limit);
       return false;
     });
   }
 
-  // Starts `spec` with page `page_index` held, then shuts the collector down: the job stays unfinished
-  // in the ledger with the pages before `page_index` committed. `release` must outlive the API.
+  // Starts `spec` with page `page_index` held, then shuts the collector down: the job stays
+  // unfinished in the ledger with the pages before `page_index` committed. `release` must outlive
+  // the API.
   void StartThenStopCollectorAt(TestApi& api, const v1::JobSpec& spec, int page_index,
                                 absl::Notification& release, v1::Job* job) {
     HoldPage(api, page_index, release, absl::Seconds(60));
@@ -177,7 +188,9 @@ class CollectorIntegrationTest : public ::testing::Test {
   // True once the latest request the API received is for page `page_index`.
   static bool WaitForPageRequest(TestApi& api, int page_index) {
     return api.WaitFor(
-        [page_index](const std::vector<ApiRequest>& rs) { return !rs.empty() && rs.back().page_index == page_index; },
+        [page_index](const std::vector<ApiRequest>& rs) {
+          return !rs.empty() && rs.back().page_index == page_index;
+        },
         absl::Seconds(30));
   }
 
@@ -228,11 +241,13 @@ class CollectorIntegrationTest : public ::testing::Test {
     if (!expected.empty()) {
       std::vector<std::string> values;
       for (const auto& r : expected) values.push_back(absl::StrCat("($rec$", r, "$rec$)"));
-      want = etl::testing::Query(absl::StrCat("SELECT x::jsonb::text FROM (VALUES ", absl::StrJoin(values, ","),
+      want = etl::testing::Query(absl::StrCat("SELECT x::jsonb::text FROM (VALUES ",
+                                              absl::StrJoin(values, ","),
                                               ") v(x) ORDER BY (x::jsonb->>'id')::bigint"));
     }
     ASSERT_EQ(got.size(), want.size()) << "row count of " << table;
-    for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], want[i]) << "row " << i << " of " << table;
+    for (size_t i = 0; i < got.size(); ++i)
+      ASSERT_EQ(got[i], want[i]) << "row " << i << " of " << table;
   }
 
   static std::vector<std::string> Prefix(const TestApi& api, size_t n) {
@@ -254,7 +269,8 @@ struct StyleCase {
 
 void PrintTo(const StyleCase& c, std::ostream* os) { *os << c.name; }
 
-class PaginationStyleTest : public CollectorIntegrationTest, public ::testing::WithParamInterface<StyleCase> {};
+class PaginationStyleTest : public CollectorIntegrationTest,
+                            public ::testing::WithParamInterface<StyleCase> {};
 
 TEST_P(PaginationStyleTest, LoadsEveryRecordExactlyOnce) {
   const StyleCase& c = GetParam();
@@ -290,15 +306,16 @@ TEST_P(PaginationStyleTest, LoadsEveryRecordExactlyOnce) {
   EXPECT_EQ(job.progress().records_committed(), 1003);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Styles, PaginationStyleTest,
-    ::testing::Values(StyleCase{"page", v1::PAGE, "/page", "/data"},
-                      StyleCase{"offset", v1::OFFSET, "/offset", "/results"},
-                      StyleCase{"cursor", v1::CURSOR, "/cursor", "/items"},
-                      StyleCase{"link", v1::LINK, "/link", ""},
-                      StyleCase{"next_url", v1::NEXT_URL, "/next", "/data"},
-                      StyleCase{"none", v1::NONE, "/none", ""}),
-    [](const ::testing::TestParamInfo<StyleCase>& info) { return std::string(info.param.name); });
+INSTANTIATE_TEST_SUITE_P(Styles, PaginationStyleTest,
+                         ::testing::Values(StyleCase{"page", v1::PAGE, "/page", "/data"},
+                                           StyleCase{"offset", v1::OFFSET, "/offset", "/results"},
+                                           StyleCase{"cursor", v1::CURSOR, "/cursor", "/items"},
+                                           StyleCase{"link", v1::LINK, "/link", ""},
+                                           StyleCase{"next_url", v1::NEXT_URL, "/next", "/data"},
+                                           StyleCase{"none", v1::NONE, "/none", ""}),
+                         [](const ::testing::TestParamInfo<StyleCase>& info) {
+                           return std::string(info.param.name);
+                         });
 
 TEST_F(CollectorIntegrationTest, PageStyleWithoutTotalStopsOnShortPage) {
   TestApi& api = NewApi(120, 50);
@@ -423,8 +440,12 @@ TEST_F(CollectorIntegrationTest, TooManyRequestsHonoursRetryAfter) {
   for (const auto& r : api.requests()) {
     if (r.page_index == 1) page1.push_back(r.at);
   }
-  ASSERT_EQ(page1.size(), 2u);
-  EXPECT_GE(page1[1] - page1[0], absl::Milliseconds(950));  // Backoff alone would be ~25 ms.
+  // The 429 and at least one retry; libcurl may transparently re-send a request whose reused
+  // connection the server had closed, so a third arrival is possible, never an early one.
+  ASSERT_GE(page1.size(), 2u);
+  for (size_t i = 1; i < page1.size(); ++i) {
+    EXPECT_GE(page1[i] - page1[0], absl::Milliseconds(950));  // Backoff alone would be ~25 ms.
+  }
   ExpectTableExact(job.table_name(), api.records());
 }
 
@@ -484,8 +505,10 @@ TEST_F(CollectorIntegrationTest, CancelStopsFetchingAndKeepsWhatWasSent) {
   v1::Job final_job = WaitJob(job.job_id());
   release.Notify();
   EXPECT_EQ(final_job.state(), v1::CANCELLED);
-  // What was committed is a prefix of whole pages, each record once; page 10 and later never arrived.
-  int64_t rows = std::stoll(etl::testing::QueryValue(absl::StrCat("SELECT count(*) FROM ", final_job.table_name())));
+  // What was committed is a prefix of whole pages, each record once; page 10 and later never
+  // arrived.
+  int64_t rows = std::stoll(
+      etl::testing::QueryValue(absl::StrCat("SELECT count(*) FROM ", final_job.table_name())));
   EXPECT_LE(rows, 200);
   EXPECT_EQ(rows % 20, 0);
   ExpectTableExact(final_job.table_name(), Prefix(api, size_t(rows)));
@@ -521,7 +544,8 @@ TEST_F(CollectorIntegrationTest, TwoJobsAtOnceIntoDifferentTables) {
   v1::ListJobsResponse resp;
   ASSERT_TRUE(stub_->ListJobs(&ctx, req, &resp).ok());
   int found = 0;
-  for (const auto& j : resp.jobs()) found += (j.job_id() == ja.job_id() || j.job_id() == jb.job_id());
+  for (const auto& j : resp.jobs())
+    found += (j.job_id() == ja.job_id() || j.job_id() == jb.job_id());
   EXPECT_EQ(found, 2);
 }
 
@@ -553,7 +577,8 @@ TEST_F(CollectorIntegrationTest, RestartedCollectorResumesUnfinishedJobFromTheLe
   ASSERT_NO_FATAL_FAILURE(StartThenStopCollectorAt(api, spec, 15, release, &job));
   StartCollector(/*resume=*/true);
   // The new collector finds the job through the writer and continues after the last committed page.
-  ASSERT_TRUE(api.WaitFor([](const std::vector<ApiRequest>& rs) { return rs.size() > 16; }, absl::Seconds(30)));
+  ASSERT_TRUE(api.WaitFor([](const std::vector<ApiRequest>& rs) { return rs.size() > 16; },
+                          absl::Seconds(30)));
   v1::Job final_job = WaitJob(job.job_id());
   EXPECT_EQ(final_job.state(), v1::SUCCEEDED) << final_job.error();
   ExpectTableExact(final_job.table_name(), api.records());
@@ -567,8 +592,9 @@ TEST_F(CollectorIntegrationTest, RestartedCollectorResumesUnfinishedJobFromTheLe
 }
 
 TEST_F(CollectorIntegrationTest, ResumeRefetchesAGapLeftByConcurrentCommits) {
-  // Writer connections commit concurrently, so a crash can leave page 5 uncommitted while later pages
-  // are committed. A sequential job must resume after the contiguous prefix, not after the last page.
+  // Writer connections commit concurrently, so a crash can leave page 5 uncommitted while later
+  // pages are committed. A sequential job must resume after the contiguous prefix, not after the
+  // last page.
   TestApi& api = NewApi(2000, 50);
   absl::Notification release;
   v1::JobSpec spec = NextUrlSpec(api);
@@ -577,16 +603,21 @@ TEST_F(CollectorIntegrationTest, ResumeRefetchesAGapLeftByConcurrentCommits) {
   // Page 5 (0-based sequence number) as if its transaction had never committed.
   const std::string table = RawTableOf(spec);
   const std::string job_filter = absl::StrCat("job_id = '", job.job_id(), "'");
-  ASSERT_EQ(etl::testing::Exec(absl::StrCat("DELETE FROM etl_pages WHERE ", job_filter, " AND page_number = 5")), "");
-  ASSERT_EQ(etl::testing::Exec(absl::StrCat("DELETE FROM ", table, " WHERE ", job_filter, " AND page_number = 5")), "");
-  ASSERT_EQ(etl::testing::QueryValue(
-                absl::StrCat("SELECT count(*) > 0 FROM etl_pages WHERE ", job_filter, " AND page_number > 5")),
+  ASSERT_EQ(etl::testing::Exec(
+                absl::StrCat("DELETE FROM etl_pages WHERE ", job_filter, " AND page_number = 5")),
+            "");
+  ASSERT_EQ(etl::testing::Exec(
+                absl::StrCat("DELETE FROM ", table, " WHERE ", job_filter, " AND page_number = 5")),
+            "");
+  ASSERT_EQ(etl::testing::QueryValue(absl::StrCat("SELECT count(*) > 0 FROM etl_pages WHERE ",
+                                                  job_filter, " AND page_number > 5")),
             "t");
   const size_t requests_before = api.requests().size();
   StartCollector(/*resume=*/true);
   // The resumed job asks for page 5 again (the first page after the committed prefix).
-  ASSERT_TRUE(api.WaitFor([&](const std::vector<ApiRequest>& rs) { return rs.size() > requests_before; },
-                          absl::Seconds(30)));
+  ASSERT_TRUE(
+      api.WaitFor([&](const std::vector<ApiRequest>& rs) { return rs.size() > requests_before; },
+                  absl::Seconds(30)));
   v1::Job final_job = WaitJob(job.job_id());
   EXPECT_EQ(final_job.state(), v1::SUCCEEDED) << final_job.error();
   ExpectTableExact(final_job.table_name(), api.records());

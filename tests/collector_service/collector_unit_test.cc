@@ -1,11 +1,10 @@
 // Unit tests of the collector's pure parts and of CurlHttpFetcher against a loopback server.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <httplib.h>
 
 #include <string>
 #include <thread>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "collector_service/http_fetcher.h"
@@ -19,9 +18,12 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 TEST(LinkHeaderTest, FindsNextAmongSeveralLinksAndQuotedRelLists) {
-  EXPECT_EQ(FindNextLink({R"(<https://api.x/items?page=3>; rel="next", <https://api.x/items?page=9>; rel="last")"}),
-            "https://api.x/items?page=3");
-  EXPECT_EQ(FindNextLink({R"(<a?p=1>; rel="prev", <b?p=3>; title="x, y; z"; rel="next last")"}), "b?p=3");
+  EXPECT_EQ(
+      FindNextLink(
+          {R"(<https://api.x/items?page=3>; rel="next", <https://api.x/items?page=9>; rel="last")"}),
+      "https://api.x/items?page=3");
+  EXPECT_EQ(FindNextLink({R"(<a?p=1>; rel="prev", <b?p=3>; title="x, y; z"; rel="next last")"}),
+            "b?p=3");
   EXPECT_EQ(FindNextLink({R"(<a>; rel=prev)", R"(<c>; rel=NEXT)"}), "c");
   EXPECT_EQ(FindNextLink({R"(<a>; rel="prev")"}), "");
   EXPECT_EQ(FindNextLink({}), "");
@@ -34,7 +36,8 @@ TEST(LinkHeaderTest, FindsNextAmongSeveralLinksAndQuotedRelLists) {
 }
 
 TEST(UrlTest, ResolvesRelativeAndAbsoluteReferences) {
-  EXPECT_EQ(*ResolveUrl("http://h:1/api/v1/items?page=1", "items?page=2"), "http://h:1/api/v1/items?page=2");
+  EXPECT_EQ(*ResolveUrl("http://h:1/api/v1/items?page=1", "items?page=2"),
+            "http://h:1/api/v1/items?page=2");
   EXPECT_EQ(*ResolveUrl("http://h:1/api/v1/items?page=1", "/other?x=1"), "http://h:1/other?x=1");
   EXPECT_EQ(*ResolveUrl("http://h:1/a", "https://g/b"), "https://g/b");
   EXPECT_EQ(*ResolveUrl("http://h:1/a/b", "?page=2"), "http://h:1/a/b?page=2");
@@ -42,7 +45,8 @@ TEST(UrlTest, ResolvesRelativeAndAbsoluteReferences) {
 }
 
 TEST(UrlTest, AppendsEncodedParamsAndRemovesSecretParam) {
-  EXPECT_EQ(*AppendQueryParams("http://h/p", {{"a b", "x&y=z/é"}}), "http://h/p?a%20b=x%26y%3dz%2f%c3%a9");
+  EXPECT_EQ(*AppendQueryParams("http://h/p", {{"a b", "x&y=z/é"}}),
+            "http://h/p?a%20b=x%26y%3dz%2f%c3%a9");
   EXPECT_EQ(*AppendQueryParams("http://h/p?q=1#frag", {{"k", "v"}}), "http://h/p?q=1&k=v#frag");
   EXPECT_EQ(RemoveQueryParam("http://h/p?api_key=SECRET&page=2", "api_key"), "http://h/p?page=2");
   EXPECT_EQ(RemoveQueryParam("http://h/p?api_key=SECRET", "api_key"), "http://h/p");
@@ -69,7 +73,8 @@ TEST(RetryTest, ParsesRetryAfterSecondsAndHttpDate) {
 }
 
 TEST(RedactTest, RemovesSecretsAndTheirEncodedForm) {
-  EXPECT_EQ(Redact("GET /x?k=a%2Fb failed, token a/b", {"a/b"}), "GET /x?k=[REDACTED] failed, token [REDACTED]");
+  EXPECT_EQ(Redact("GET /x?k=a%2Fb failed, token a/b", {"a/b"}),
+            "GET /x?k=[REDACTED] failed, token [REDACTED]");
 }
 
 v1::JobSpec ValidSpec() {
@@ -101,13 +106,16 @@ TEST(JobSpecTest, RejectsBadSpecsWithClearMessages) {
       {[](v1::JobSpec* s) { s->set_url("ftp://h/x"); }, "scheme"},
       {[](v1::JobSpec* s) { s->set_url("http://:80/x"); }, "url"},
       {[](v1::JobSpec* s) { s->set_url("not a url"); }, "url"},
-      {[](v1::JobSpec* s) { s->mutable_pagination()->set_style(v1::PaginationStyle(42)); }, "pagination style"},
-      {[](v1::JobSpec* s) { s->mutable_pagination()->set_style(v1::PAGINATION_STYLE_UNSPECIFIED); }, "pagination style"},
+      {[](v1::JobSpec* s) { s->mutable_pagination()->set_style(v1::PaginationStyle(42)); },
+       "pagination style"},
+      {[](v1::JobSpec* s) { s->mutable_pagination()->set_style(v1::PAGINATION_STYLE_UNSPECIFIED); },
+       "pagination style"},
       {[](v1::JobSpec* s) { s->mutable_pagination()->set_records_path("data"); }, "records_path"},
       {[](v1::JobSpec* s) { s->set_id_path("/a~2"); }, "id_path"},
       {[](v1::JobSpec* s) { s->mutable_pagination()->set_style(v1::CURSOR); }, "cursor_path"},
       {[](v1::JobSpec* s) { s->mutable_pagination()->set_style(v1::NEXT_URL); }, "next_url_path"},
-      {[](v1::JobSpec* s) { s->mutable_date_filter()->set_start_date("2023-02-29"); }, "start_date"},
+      {[](v1::JobSpec* s) { s->mutable_date_filter()->set_start_date("2023-02-29"); },
+       "start_date"},
       {[](v1::JobSpec* s) { s->mutable_date_filter()->set_end_date("2024-1-5"); }, "end_date"},
       {[](v1::JobSpec* s) {
          s->mutable_date_filter()->set_start_date("2024-02-01");
@@ -156,8 +164,10 @@ TEST(JobSpecTest, RejectsDateFormatsThatCannotEncodeADate) {
       {"since-today", "no date conversion"},
       {"%%", "no date conversion"},
       {"%Z%Y", "unknown conversion %Z"},
-      {"%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d"
-       "%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d",
+      {"%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%"
+       "Y%m%d"
+       "%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%"
+       "Y%m%d",
        "more than 255"},
   };
   for (const Case& c : cases) {
@@ -174,7 +184,8 @@ TEST(JobSpecTest, RejectsDateFormatsThatCannotEncodeADate) {
       EXPECT_THAT(std::string(s.message()), HasSubstr(c.needle)) << c.format;
     }
   }
-  for (const char* good : {"%Y-%m-%d", "%d/%m/%Y", "%Y%m%d", "%s", "%Y-%m-%dT%H:%M:%S%z", "%-d.%-m.%Y", "%b %e %Y"}) {
+  for (const char* good :
+       {"%Y-%m-%d", "%d/%m/%Y", "%Y%m%d", "%s", "%Y-%m-%dT%H:%M:%S%z", "%-d.%-m.%Y", "%b %e %Y"}) {
     v1::JobSpec spec = ValidSpec();
     spec.mutable_date_filter()->set_format(good);
     spec.mutable_date_filter()->set_start_date("2024-01-01");
@@ -201,18 +212,27 @@ TEST(JobSpecTest, ReadsSecretFromEnvOrFileWithoutNamingTheValue) {
   EXPECT_EQ(*ReadSecret(file_auth), "file-secret");
 }
 
+// The servers of these tests are on loopback, which the SSRF guard refuses by default.
+HttpFetcherOptions LoopbackOptions() {
+  HttpFetcherOptions options;
+  options.allow_private_networks = true;
+  return options;
+}
+
 class FetcherTest : public ::testing::Test {
  protected:
   void SetUp() override {
     server_.Get("/json", [](const httplib::Request& req, httplib::Response& res) {
       res.set_header("Link", "<next>; rel=\"next\"");
-      res.set_content(std::string(R"({"a":")") + std::string(100000, 'x') + "\"}", "application/json");
+      res.set_content(std::string(R"({"a":")") + std::string(100000, 'x') + "\"}",
+                      "application/json");
     });
     server_.Get("/big", [](const httplib::Request&, httplib::Response& res) {
       res.set_content(std::string(5 << 20, 'x'), "application/json");
     });
     server_.Get("/headers", [](const httplib::Request& req, httplib::Response& res) {
-      res.set_content(req.get_header_value("Authorization") + "|" + req.get_header_value("X-Custom") + "|" +
+      res.set_content(req.get_header_value("Authorization") + "|" +
+                          req.get_header_value("X-Custom") + "|" +
                           req.get_header_value("Accept-Encoding"),
                       "text/plain");
     });
@@ -233,7 +253,7 @@ class FetcherTest : public ::testing::Test {
 };
 
 TEST_F(FetcherTest, FetchesBodyAndHeadersWithGzip) {
-  CurlHttpFetcher fetcher;
+  CurlHttpFetcher fetcher(LoopbackOptions());
   HttpRequest req;
   req.url = Url("/json");
   for (int i = 0; i < 3; ++i) {  // Handles and connections are reused across calls.
@@ -246,7 +266,7 @@ TEST_F(FetcherTest, FetchesBodyAndHeadersWithGzip) {
 }
 
 TEST_F(FetcherTest, SendsHeadersAndBasicAuth) {
-  CurlHttpFetcher fetcher;
+  CurlHttpFetcher fetcher(LoopbackOptions());
   HttpRequest req;
   req.url = Url("/headers");
   req.headers = {{"X-Custom", "v1"}};
@@ -259,7 +279,7 @@ TEST_F(FetcherTest, SendsHeadersAndBasicAuth) {
 }
 
 TEST_F(FetcherTest, OversizedBodyIsRefused) {
-  CurlHttpFetcher fetcher;
+  CurlHttpFetcher fetcher(LoopbackOptions());
   HttpRequest req;
   req.url = Url("/big");
   req.max_response_bytes = 1 << 20;
@@ -268,7 +288,7 @@ TEST_F(FetcherTest, OversizedBodyIsRefused) {
 }
 
 TEST_F(FetcherTest, ConnectionRefusedIsUnavailable) {
-  CurlHttpFetcher fetcher;
+  CurlHttpFetcher fetcher(LoopbackOptions());
   HttpRequest req;
   req.url = "http://127.0.0.1:1/x";
   EXPECT_EQ(fetcher.Fetch(req).status().code(), absl::StatusCode::kUnavailable);

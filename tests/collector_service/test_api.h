@@ -47,7 +47,8 @@ class TestApi {
       records_.push_back(MakeRecord(i));
       if (pad_bytes > 0) {
         records_.back().pop_back();
-        absl::StrAppend(&records_.back(), R"(,"pad":")", std::string(size_t(pad_bytes), 'p'), "\"}");
+        absl::StrAppend(&records_.back(), R"(,"pad":")", std::string(size_t(pad_bytes), 'p'),
+                        "\"}");
       }
     }
     server_.Get("/page", [this](const httplib::Request& req, httplib::Response& res) {
@@ -55,8 +56,8 @@ class TestApi {
       int page = IntParam(req, "page", 1);
       Serve(req, res, "/page", page - 1, [&] {
         int pages = (total_ + size - 1) / size;
-        return absl::StrCat(R"({"meta":{"total_pages":)", pages, R"(,"total":)", total_, R"(},"data":)",
-                            Slice((page - 1) * size, size), "}");
+        return absl::StrCat(R"({"meta":{"total_pages":)", pages, R"(,"total":)", total_,
+                            R"(},"data":)", Slice((page - 1) * size, size), "}");
       });
     });
     server_.Get("/offset", [this](const httplib::Request& req, httplib::Response& res) {
@@ -94,15 +95,17 @@ class TestApi {
     server_.Get("/next", [this](const httplib::Request& req, httplib::Response& res) {
       int page = IntParam(req, "page", 1);
       Serve(req, res, "/next", page - 1, [&] {
-        std::string next = page * page_size_ < total_ ? absl::StrCat("\"/next?page=", page + 1, "\"") : "null";
-        return absl::StrCat(R"({"data":)", Slice((page - 1) * page_size_, page_size_), R"(,"links":{"next":)",
-                            next, "}}");
+        std::string next =
+            page * page_size_ < total_ ? absl::StrCat("\"/next?page=", page + 1, "\"") : "null";
+        return absl::StrCat(R"({"data":)", Slice((page - 1) * page_size_, page_size_),
+                            R"(,"links":{"next":)", next, "}}");
       });
     });
     server_.Get("/none", [this](const httplib::Request& req, httplib::Response& res) {
       Serve(req, res, "/none", 0, [&] { return Slice(0, total_); });
     });
-    server_.set_tcp_nodelay(true);  // Avoids 40 ms delayed-ACK stalls between header and body writes.
+    server_.set_tcp_nodelay(
+        true);  // Avoids 40 ms delayed-ACK stalls between header and body writes.
     port_ = server_.bind_to_any_port("127.0.0.1");
     thread_ = std::thread([this] { server_.listen_after_bind(); });
     // stop() is a no-op until the accept loop runs: wait for it so teardown cannot hang.
@@ -114,7 +117,9 @@ class TestApi {
     thread_.join();
   }
 
-  std::string Url(const std::string& path) const { return absl::StrCat("http://127.0.0.1:", port_, path); }
+  std::string Url(const std::string& path) const {
+    return absl::StrCat("http://127.0.0.1:", port_, path);
+  }
   const std::vector<std::string>& records() const { return records_; }
   void SetHook(Hook hook) {
     absl::MutexLock l(&mu_);
@@ -130,7 +135,8 @@ class TestApi {
     return pages_served_;
   }
   // Waits until `pred(requests)` holds or `timeout` passes.
-  bool WaitFor(const std::function<bool(const std::vector<ApiRequest>&)>& pred, absl::Duration timeout) const {
+  bool WaitFor(const std::function<bool(const std::vector<ApiRequest>&)>& pred,
+               absl::Duration timeout) const {
     absl::MutexLock l(&mu_);
     auto cond = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return pred(requests_); };
     return mu_.AwaitWithTimeout(absl::Condition(&cond), timeout);
@@ -150,8 +156,8 @@ class TestApi {
   static std::string MakeRecord(int i) {
     // Raw text with escapes, Unicode (escaped and literal), a huge integer and nesting.
     return absl::StrCat(R"({"id":)", i, R"(,"big":1234567890123456789012345678)", i % 10,
-                        R"(,"name":"cliente \"q\" \\ \/ \u00e9 é 😀 \ud83d\ude00 #)", i,
-                        R"(","v":)", i % 7 == 0 ? "null" : "-1.5e3", R"(,"tags":["a",{"k":[1,true,false]}]})");
+                        R"(,"name":"cliente \"q\" \\ \/ \u00e9 é 😀 \ud83d\ude00 #)", i, R"(","v":)",
+                        i % 7 == 0 ? "null" : "-1.5e3", R"(,"tags":["a",{"k":[1,true,false]}]})");
   }
 
  private:
@@ -163,12 +169,13 @@ class TestApi {
 
   std::string Slice(int offset, int count) const {
     std::vector<std::string> part;
-    for (int i = std::max(0, offset); i < std::min(total_, offset + count); ++i) part.push_back(records_[size_t(i)]);
+    for (int i = std::max(0, offset); i < std::min(total_, offset + count); ++i)
+      part.push_back(records_[size_t(i)]);
     return absl::StrCat("[", absl::StrJoin(part, ",\n  "), "]");
   }
 
-  void Serve(const httplib::Request& req, httplib::Response& res, const std::string& path, int page_index,
-             const std::function<std::string()>& body) {
+  void Serve(const httplib::Request& req, httplib::Response& res, const std::string& path,
+             int page_index, const std::function<std::string()>& body) {
     ApiRequest r;
     r.path = path;
     r.page_index = page_index;

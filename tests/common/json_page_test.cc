@@ -113,19 +113,41 @@ TEST(JsonPageTest, ArrayIndexInPointer) {
   EXPECT_THAT(Records(page), ElementsAre("2", "3"));
 }
 
-TEST(JsonPageTest, ObjectAtRecordsPathIsOneRecordAndNullIsNone) {
-  std::string body = R"({"data":{"a":1}})";
+TEST(JsonPageTest, ObjectAtRecordsPathIsAnErrorNamingTheKeysAndNullIsNone) {
+  std::string body = R"({"data":{"a":1}, "items": [1], "count": 1})";
+  auto parser = *JsonPageParser::Create(RecordsAt("/data"));
+  auto parsed = parser->Parse(&body);
+  ASSERT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(parsed.status().message(),
+            "records path /data is an object, not an array of records; top-level keys: data, "
+            "items (array), count");
+  std::string null_body = R"({"data":null})";
   PageParseOptions options;
   options.records_path = "/data";
-  EXPECT_THAT(Records(MustParse(options, &body)), ElementsAre(R"({"a":1})"));
-  std::string null_body = R"({"data":null})";
   EXPECT_TRUE(MustParse(options, &null_body).records.empty());
 }
 
+TEST(JsonPageTest, ObjectBodyWithoutRecordsPathIsAnErrorAndAnArrayBodyIsFine) {
+  auto parser = *JsonPageParser::Create(RecordsAt(""));
+  std::string body = R"({"results": [{"id": 1}], "count": 1})";
+  auto parsed = parser->Parse(&body);
+  ASSERT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(parsed.status().message(),
+            "the response is an object, not an array of records: set records_path to the array; "
+            "top-level keys: results (array), count");
+  std::string array = R"([{"id": 1}, {"id": 2}])";
+  auto ok = parser->Parse(&array);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->records.size(), 2u);
+}
+
 TEST(JsonPageTest, MissingRecordsPathIsNotFound) {
-  std::string body = R"({"results":[1]})";
+  std::string body = R"({"results":[1], "count": 1})";
   auto parser = *JsonPageParser::Create(RecordsAt("/data"));
-  EXPECT_EQ(parser->Parse(&body).status().code(), absl::StatusCode::kNotFound);
+  auto parsed = parser->Parse(&body);
+  EXPECT_EQ(parsed.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(parsed.status().message(),
+            "records path /data not found; top-level keys: results (array), count");
   std::string scalar = R"({"data":5})";
   EXPECT_EQ(parser->Parse(&scalar).status().code(), absl::StatusCode::kInvalidArgument);
 }
@@ -180,6 +202,83 @@ TEST(JsonScalarTest, ToInt) {
   EXPECT_EQ(JsonScalarToInt({JsonScalar::Kind::kString, "7"}), 7);
   EXPECT_EQ(JsonScalarToInt({JsonScalar::Kind::kNumber, "-1"}), std::nullopt);
   EXPECT_EQ(JsonScalarToInt({JsonScalar::Kind::kNull, ""}), std::nullopt);
+}
+
+// A page nested 100,000 deep used to overflow the walker's stack (and crash the collector again on
+// every restart, because the job resumes at start-up): it is now a page error on every path.
+std::string Nested(size_t depth, absl::string_view leaf) {
+  return std::string(depth, '[') + std::string(leaf) + std::string(depth, ']');
+}
+
+TEST(JsonPageDepthTest, HundredThousandDeepIsAPageErrorNotACrash) {
+  for (const std::string& records_path : {std::string(""), std::string("/data")}) {
+    auto parser = JsonPageParser::Create(RecordsAt(records_path));
+    ASSERT_TRUE(parser.ok());
+    std::string body = Nested(100000, "1");
+    if (!records_path.empty()) body = "{\"data\":" + body + "}";
+    auto page = (*parser)->Parse(&body);
+    ASSERT_FALSE(page.ok());
+    EXPECT_EQ(page.status().code(), absl::StatusCode::kDataLoss);
+    EXPECT_THAT(std::string(page.status().message()), ::testing::HasSubstr("nesting deeper than 512"));
+  }
+}
+
+TEST(JsonPageDepthTest, DeepObjectsAndInvalidUtf8FallbackAreRefusedToo) {
+  auto parser = JsonPageParser::Create(RecordsAt("/data"));
+  ASSERT_TRUE(parser.ok());
+  std::string objects = "{\"data\":[";
+  for (int i = 0; i < 100000; ++i) objects += "{\"a\":";
+  objects += "1";
+  for (int i = 0; i < 100000; ++i) objects += "}";
+  objects += "]}";
+  auto page = (*parser)->Parse(&objects);
+  ASSERT_FALSE(page.ok());
+  EXPECT_EQ(page.status().code(), absl::StatusCode::kDataLoss);
+
+  // Invalid UTF-8 sends the body to the fallback scanner, which has the same limit.
+  std::string bad = "{\"data\":[\"\xff\"," + Nested(100000, "1") + "]}";
+  page = (*parser)->Parse(&bad);
+  ASSERT_FALSE(page.ok());
+  EXPECT_EQ(page.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(page.status().message()), ::testing::HasSubstr("nesting deeper than 512"));
+}
+
+TEST(JsonPageDepthTest, NestingUpToTheLimitIsAccepted) {
+  auto parser = JsonPageParser::Create(RecordsAt(""));
+  ASSERT_TRUE(parser.ok());
+  // The records array is level 0, so a record may nest kMaxJsonNestingDepth - 1 more levels.
+  std::string body = "[" + Nested(kMaxJsonNestingDepth - 1, "1") + "]";
+  auto page = (*parser)->Parse(&body);
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_EQ(page->records.size(), 1u);
+  std::string bad = "[\"\xff\"," + Nested(kMaxJsonNestingDepth - 1, "1") + "]";
+  page = (*parser)->Parse(&bad);
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_TRUE(page->used_utf8_fallback);
+  std::string deeper = "[" + Nested(kMaxJsonNestingDepth + 1, "1") + "]";
+  EXPECT_FALSE((*parser)->Parse(&deeper).ok());
+}
+
+TEST(JsonPageLimitsTest, RecordsPerPageAreCapped) {
+  PageParseOptions options = RecordsAt("");
+  options.max_records = 1000;
+  auto parser = JsonPageParser::Create(options);
+  ASSERT_TRUE(parser.ok());
+  std::string at_limit = "[";
+  for (int i = 0; i < 1000; ++i) at_limit += i ? ",1" : "1";
+  at_limit += "]";
+  auto page = (*parser)->Parse(&at_limit);
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_EQ(page->records.size(), 1000u);
+  for (const std::string& bad_byte : {std::string(""), std::string("\"\xff\",")}) {
+    std::string over = "[" + bad_byte + "1";
+    for (int i = 0; i < 5000; ++i) over += ",1";
+    over += "]";
+    page = (*parser)->Parse(&over);
+    ASSERT_FALSE(page.ok());
+    EXPECT_EQ(page.status().code(), absl::StatusCode::kResourceExhausted) << page.status();
+    EXPECT_THAT(std::string(page.status().message()), ::testing::HasSubstr("more than 1000 records"));
+  }
 }
 
 }  // namespace

@@ -128,5 +128,51 @@ TEST(WriteQueueTest, DrainAdmitsEverythingAndWakesParkedProducers) {
   EXPECT_EQ(q.PopBatch(100, 1000, kLong).size(), 2u);
 }
 
+TEST(WriteQueueTest, PartialPagesCountAgainstTheByteBound) {
+  WriteQueue q({/*max_records=*/1000, /*max_bytes=*/1000});
+  int a = 0, b = 0, c = 0;
+  std::atomic<int> woken{0};
+  // Stream a holds 600 bytes of an unfinished page, stream b 500: together over the bound.
+  q.AddPartial(600);
+  EXPECT_EQ(q.ReadRoomOrPark(&a, 600, [] {}), WriteQueue::Admission::kAdmitted);
+  q.AddPartial(500);
+  EXPECT_EQ(q.depth().partial_bytes, 1100);
+  // Nothing is queued, so one of them (the first to ask) may finish its page past the bound ...
+  EXPECT_EQ(q.ReadRoomOrPark(&a, 600, [&] { ++woken; }), WriteQueue::Admission::kAdmitted);
+  // ... but no other stream, whether it holds a partial page or starts a new one.
+  EXPECT_EQ(q.ReadRoomOrPark(&b, 500, [&] { ++woken; }), WriteQueue::Admission::kParked);
+  EXPECT_EQ(q.ReadRoomOrPark(&c, 0, [&] { ++woken; }), WriteQueue::Admission::kParked);
+  // a abandons its page: its bytes leave the bound and the parked streams are woken.
+  q.ReleasePartial(&a, 600);
+  EXPECT_EQ(woken.load(), 2);
+  EXPECT_EQ(q.depth().partial_bytes, 500);
+  EXPECT_EQ(q.ReadRoomOrPark(&c, 0, [] {}), WriteQueue::Admission::kAdmitted);
+  // b completes its page: the bytes move from partial into the queue.
+  auto page = Page(5, 500);
+  EXPECT_EQ(q.PushAssembledOrPark(&b, &page, [] {}), WriteQueue::Admission::kAdmitted);
+  EXPECT_EQ(q.depth().partial_bytes, 0);
+  EXPECT_EQ(q.depth().bytes, 500);
+}
+
+TEST(WriteQueueTest, CompletedPageWaitsWhileQueuedAndPartialBytesAreOverTheBound) {
+  WriteQueue q({/*max_records=*/1000, /*max_bytes=*/1000});
+  int a = 0, b = 0;
+  ASSERT_TRUE(q.PushForce(Page(1, 800)));
+  q.AddPartial(400);  // a's page, complete now
+  auto page = Page(4, 400);
+  std::atomic<int> woken{0};
+  EXPECT_EQ(q.PushAssembledOrPark(&a, &page, [&] { ++woken; }), WriteQueue::Admission::kParked);
+  ASSERT_NE(page, nullptr);  // Still the stream's.
+  // While a complete page is queued nobody gets past the bound: committing it frees room.
+  q.AddPartial(100);
+  EXPECT_EQ(q.ReadRoomOrPark(&b, 100, [&] { ++woken; }), WriteQueue::Admission::kParked);
+  auto batch = q.PopBatch(1000, 1 << 20, absl::ZeroDuration());
+  ASSERT_EQ(batch.size(), 1u);
+  EXPECT_EQ(woken.load(), 2);
+  EXPECT_EQ(q.PushAssembledOrPark(&a, &page, [] {}), WriteQueue::Admission::kAdmitted);
+  EXPECT_EQ(q.depth().bytes, 400);
+  EXPECT_EQ(q.depth().partial_bytes, 100);
+}
+
 }  // namespace
 }  // namespace etl

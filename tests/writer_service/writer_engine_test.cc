@@ -38,6 +38,8 @@ struct FakeDb {
   std::vector<std::string> attempt_batch_ids ABSL_GUARDED_BY(mu);
   std::deque<Fault> faults ABSL_GUARDED_BY(mu);
   int connects ABSL_GUARDED_BY(mu) = 0;
+  int pings ABSL_GUARDED_BY(mu) = 0;
+  absl::Status ping_status ABSL_GUARDED_BY(mu);  // What Ping() answers.
   int calls_while_disconnected ABSL_GUARDED_BY(mu) = 0;
   // When set, CommitPages announces itself and waits for `release` before committing.
   absl::Notification* entered = nullptr;
@@ -58,6 +60,12 @@ class FakeSink : public RecordSink {
     ++db_->connects;
     connected_ = true;
     return absl::OkStatus();
+  }
+
+  absl::Status Ping(absl::Duration) override {
+    absl::MutexLock l(&db_->mu);
+    ++db_->pings;
+    return db_->ping_status;
   }
 
   absl::StatusOr<std::vector<PageResult>> CommitPages(const std::vector<const QueuedPage*>& pages,
@@ -184,6 +192,7 @@ class WriterEngineTest : public ::testing::Test {
     o.initial_backoff = absl::Milliseconds(1);
     o.max_backoff = absl::Milliseconds(5);
     o.writer_threads = 1;
+    o.health_check_interval = absl::ZeroDuration();  // Tests of the check turn it on.
     return o;
   }
   RecordSinkFactory Factory() {
@@ -279,10 +288,117 @@ TEST_F(WriterEngineTest, LostConnectionIsRetriedWithTheSameBatchWithoutLossOrDup
   EXPECT_EQ(w.counters().pages_failed.load(), 0);
 }
 
-TEST_F(WriterEngineTest, OtherErrorsAreRetriedUpToTheLimitThenThePagesFail) {
+TEST_F(WriterEngineTest, PermanentErrorFailsThePagesAtOnceWithoutRetry) {
   {
     absl::MutexLock l(&db_.mu);
-    for (int i = 0; i < 3; ++i) db_.faults.push_back({absl::InternalError("disk full"), false});
+    db_.faults.push_back({absl::InternalError("permission denied for table"), false});
+  }
+  Writer w(Options(), Factory());
+  Queue(w, "job", 2, 10);
+  w.Start();
+  w.Stop(kLong);
+  for (auto& owner : owners_) {
+    auto r = owner->Wait();
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_EQ(r[0].kind, PageResult::Kind::kFailed);
+    EXPECT_TRUE(absl::IsInternal(r[0].error)) << r[0].error;
+  }
+  EXPECT_EQ(w.counters().commit_retries.load(), 0);
+  EXPECT_EQ(w.counters().pages_failed.load(), 2);
+  absl::MutexLock l(&db_.mu);
+  EXPECT_EQ(db_.attempts.size(), 1u);
+}
+
+TEST_F(WriterEngineTest, UnavailableIsRetriedOnlyForMaxUnavailableThenThePagesFail) {
+  {
+    absl::MutexLock l(&db_.mu);
+    for (int i = 0; i < 1000; ++i) db_.faults.push_back({absl::UnavailableError("down"), false});
+  }
+  WriterOptions o = Options();
+  o.max_unavailable = absl::Milliseconds(50);
+  Writer w(o, Factory());
+  Queue(w, "job", 1, 10);
+  w.queue().RequestFlush();
+  w.Start();
+  auto r = owners_[0]->Wait();  // Returns only because the retries are bounded.
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].kind, PageResult::Kind::kFailed);
+  EXPECT_TRUE(absl::IsUnavailable(r[0].error)) << r[0].error;
+  w.Stop(kLong);
+  EXPECT_FALSE(db_.Committed("job", 0));
+}
+
+TEST_F(WriterEngineTest, IdleWriterReportsNotServingWhileTheDatabaseDoesNotAnswer) {
+  WriterOptions o = Options();
+  o.health_check_interval = absl::Milliseconds(10);
+  Writer w(o, Factory());
+  w.Start();
+  auto wait_for = [&](bool serving) {
+    absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (w.serving() != serving && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
+    return w.serving() == serving;
+  };
+  ASSERT_TRUE(wait_for(true));  // Connected.
+  {
+    absl::MutexLock l(&db_.mu);
+    db_.ping_status = absl::UnavailableError("connection refused");
+  }
+  EXPECT_TRUE(wait_for(false));  // No traffic at all: only the check can notice.
+  EXPECT_GT(w.counters().health_checks_failed.load(), 0);
+  {
+    absl::MutexLock l(&db_.mu);
+    db_.ping_status = absl::OkStatus();
+  }
+  EXPECT_TRUE(wait_for(true));
+  w.Stop(kLong);
+}
+
+TEST_F(WriterEngineTest, PageRefusedAloneFailsAndItsNeighboursCommit) {
+  // A sink that refuses every page of job "bad" on its own (permanent error for that page only).
+  class RefusingSink : public FakeSink {
+   public:
+    using FakeSink::FakeSink;
+    absl::StatusOr<std::vector<PageResult>> CommitPages(const std::vector<const QueuedPage*>& pages,
+                                                        const std::string& batch_id) override {
+      std::vector<const QueuedPage*> good;
+      for (const QueuedPage* p : pages) {
+        if (p->job_id != "bad") good.push_back(p);
+      }
+      auto r = FakeSink::CommitPages(good, batch_id);
+      if (!r.ok()) return r;
+      std::vector<PageResult> out;
+      size_t k = 0;
+      for (const QueuedPage* p : pages) {
+        if (p->job_id != "bad") {
+          out.push_back((*r)[k++]);
+        } else {
+          PageResult f;
+          f.kind = PageResult::Kind::kFailed;
+          f.error = absl::InternalError("trigger raised");
+          out.push_back(f);
+        }
+      }
+      return out;
+    }
+  };
+  Writer w(Options(), [this] { return std::make_unique<RefusingSink>(&db_); });
+  Queue(w, "good", 1, 10);
+  Queue(w, "bad", 1, 10);
+  w.Start();
+  w.Stop(kLong);
+  EXPECT_EQ(owners_[0]->Wait()[0].kind, PageResult::Kind::kCommitted);
+  EXPECT_EQ(owners_[1]->Wait()[0].kind, PageResult::Kind::kFailed);
+  EXPECT_EQ(w.counters().pages_failed.load(), 1);
+  EXPECT_EQ(w.counters().pages_committed.load(), 1);
+  EXPECT_EQ(w.counters().batches_committed.load(), 1);
+}
+
+TEST_F(WriterEngineTest, TransientErrorsAreRetriedUpToTheLimitThenThePagesFail) {
+  {
+    absl::MutexLock l(&db_.mu);
+    for (int i = 0; i < 3; ++i) {
+      db_.faults.push_back({absl::AbortedError("deadlock detected"), false});
+    }
   }
   WriterOptions o = Options();
   o.max_commit_attempts = 3;
@@ -294,7 +410,7 @@ TEST_F(WriterEngineTest, OtherErrorsAreRetriedUpToTheLimitThenThePagesFail) {
     auto r = owner->Wait();
     ASSERT_EQ(r.size(), 1u);
     EXPECT_EQ(r[0].kind, PageResult::Kind::kFailed);
-    EXPECT_TRUE(absl::IsInternal(r[0].error)) << r[0].error;
+    EXPECT_TRUE(absl::IsAborted(r[0].error)) << r[0].error;
   }
   EXPECT_EQ(w.counters().pages_failed.load(), 2);
   EXPECT_EQ(w.counters().batches_committed.load(), 0);

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <future>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -36,6 +37,15 @@ class WriterIntegrationTest : public ::testing::Test {
     suffix_ = ::etl::testing::UniqueSuffix();
     cliente_ = "t" + suffix_;
     table_ = absl::StrCat("dados_raw_cliente_", cliente_, "_pedidos");
+  }
+
+  // The jobs a test registered end CANCELLED, so that collectors resuming unfinished jobs from the
+  // shared test database (other tests) never see them.
+  void TearDown() override {
+    if (suffix_.empty()) return;
+    ::etl::testing::Exec(absl::StrCat(
+        "UPDATE etl_jobs SET state = 'CANCELLED', finished_at = now() WHERE right(job_id, ",
+        suffix_.size(), ") = '", suffix_, "' AND state IN ('PENDING', 'RUNNING')"));
   }
 
   void StartWriter(WriterOptions w = {}) {
@@ -84,7 +94,24 @@ class WriterIntegrationTest : public ::testing::Test {
     grpc::Status status;
     v1::WriteSummary summary;
   };
-  SendResult Send(const std::vector<v1::RecordBatch>& pages) {
+  // The writer takes pages only of registered jobs. Errors (e.g. an invalid rota) are left for the
+  // Write stream to report.
+  void Register(const std::string& job, const std::string& rota = "pedidos") {
+    grpc::ClientContext ctx;
+    v1::RegisterJobRequest reg;
+    reg.set_job_id(job);
+    reg.mutable_spec()->set_cliente_id(cliente_);
+    reg.mutable_spec()->set_rota(rota);
+    v1::JobRecord rec;
+    (void)stub_->RegisterJob(&ctx, reg, &rec);
+  }
+
+  SendResult Send(const std::vector<v1::RecordBatch>& pages, bool register_jobs = true) {
+    if (register_jobs) {
+      std::set<std::pair<std::string, std::string>> jobs;
+      for (const auto& p : pages) jobs.emplace(p.job_id(), p.rota());
+      for (const auto& [job, rota] : jobs) Register(job, rota);
+    }
     SendResult r;
     grpc::ClientContext ctx;
     auto writer = stub_->Write(&ctx, &r.summary);

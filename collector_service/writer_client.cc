@@ -1,0 +1,150 @@
+#include "collector_service/writer_client.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
+#include "common/logging.h"
+
+namespace etl {
+namespace {
+
+bool IsTerminal(v1::JobState s) {
+  return s == v1::SUCCEEDED || s == v1::PARTIAL || s == v1::FAILED || s == v1::CANCELLED;
+}
+
+bool IsTransient(const grpc::Status& s) {
+  return s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+         s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+         s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED ||
+         s.error_code() == grpc::StatusCode::ABORTED;
+}
+
+}  // namespace
+
+WriterClient::WriterClient(v1::WriterService::StubInterface* stub, std::string job_id,
+                           TraceContext trace, CollectorCounters* counters,
+                           WriterClientOptions options)
+    : stub_(stub),
+      job_id_(std::move(job_id)),
+      trace_(std::move(trace)),
+      counters_(counters),
+      options_(options) {}
+
+void WriterClient::Shutdown() {
+  absl::MutexLock l(&mu_);
+  shutting_down_ = true;
+}
+
+bool WriterClient::shutting_down() const {
+  absl::MutexLock l(&mu_);
+  return shutting_down_;
+}
+
+void WriterClient::PrepareContext(grpc::ClientContext* ctx, bool with_deadline) const {
+  if (!trace_.traceparent.empty()) ctx->AddMetadata("traceparent", trace_.traceparent);
+  if (!trace_.request_id.empty()) ctx->AddMetadata("x-request-id", trace_.request_id);
+  if (with_deadline) ctx->set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
+}
+
+absl::Status WriterClient::Call(const char* what, const Rpc& call, int max_attempts) {
+  absl::Duration delay = absl::Milliseconds(200);
+  for (int attempt = 1;; ++attempt) {
+    grpc::ClientContext ctx;
+    PrepareContext(&ctx, true);
+    grpc::Status s = call(&ctx);
+    if (s.ok()) return absl::OkStatus();
+    counters_->writer_rpc_errors.fetch_add(1);
+    if (!IsTransient(s) || (max_attempts > 0 && attempt >= max_attempts)) {
+      return FromGrpcStatus(s);
+    }
+    LogWarning("writer ", what, " failed (", s.error_message(), "); retrying in ",
+               absl::FormatDuration(delay));
+    bool stop;
+    {
+      absl::MutexLock l(&mu_);
+      if (max_attempts <= 0 && shutting_down_) return FromGrpcStatus(s);
+      // Even a cancelled job must record its final state, so this wait ignores cancellation.
+      mu_.AwaitWithTimeout(absl::Condition(&shutting_down_), delay);
+      stop = shutting_down_;
+    }
+    if (stop && max_attempts <= 0) return FromGrpcStatus(s);
+    delay = std::min(delay * 2, options_.max_backoff);
+  }
+}
+
+absl::Status WriterClient::UpdateState(v1::JobState state, const std::string& error) {
+  v1::UpdateJobRequest req;
+  req.set_job_id(job_id_);
+  req.set_state(state);
+  req.set_error(error);
+  v1::JobRecord resp;
+  return Call(
+      "UpdateJob", [&](grpc::ClientContext* ctx) { return stub_->UpdateJob(ctx, req, &resp); },
+      IsTerminal(state) ? 20 : 5);
+}
+
+absl::Status WriterClient::UpdateTotals(int64_t pages_total, int64_t records_total) {
+  v1::UpdateJobRequest req;
+  req.set_job_id(job_id_);
+  req.set_pages_total(pages_total);
+  req.set_records_total(records_total);
+  v1::JobRecord resp;
+  return Call(
+      "UpdateJob", [&](grpc::ClientContext* ctx) { return stub_->UpdateJob(ctx, req, &resp); }, 3);
+}
+
+absl::Status WriterClient::GetLedger(v1::JobLedger* ledger) {
+  v1::JobRef ref;
+  ref.set_job_id(job_id_);
+  return Call(
+      "GetJobLedger",
+      [&](grpc::ClientContext* ctx) { return stub_->GetJobLedger(ctx, ref, ledger); }, 3);
+}
+
+absl::Status WriterClient::RecordPageFailure(const v1::FailedPage& page) {
+  v1::PageFailure req;
+  req.set_job_id(job_id_);
+  *req.mutable_page() = page;
+  v1::PageFailureAck ack;
+  return Call(
+      "RecordPageFailure",
+      [&](grpc::ClientContext* ctx) { return stub_->RecordPageFailure(ctx, req, &ack); }, 5);
+}
+
+absl::StatusOr<v1::JobRecord> WriterClient::GetJobRecord() {
+  v1::ListJobRecordsRequest req;
+  req.set_job_id(job_id_);
+  req.set_limit(1);
+  v1::ListJobRecordsResponse resp;
+  absl::Status s = Call(
+      "ListJobRecords",
+      [&](grpc::ClientContext* ctx) { return stub_->ListJobRecords(ctx, req, &resp); }, 3);
+  if (!s.ok()) return s;
+  if (resp.jobs_size() != 1 || resp.jobs(0).job_id() != job_id_) {
+    return absl::NotFoundError(absl::StrCat("the writer has no record of job ", job_id_));
+  }
+  return resp.jobs(0);
+}
+
+absl::StatusOr<v1::JobCounters> WriterClient::GetCounters() {
+  v1::WriterStatus status;
+  grpc::ClientContext ctx;
+  PrepareContext(&ctx, true);
+  grpc::Status s = stub_->GetStatus(&ctx, v1::GetStatusRequest(), &status);
+  if (!s.ok()) return FromGrpcStatus(s);
+  v1::JobCounters counters;
+  for (const auto& c : status.jobs()) {
+    if (c.job_id() == job_id_) counters = c;
+  }
+  return counters;
+}
+
+std::unique_ptr<grpc::ClientWriterInterface<v1::RecordBatch>> WriterClient::OpenWrite(
+    grpc::ClientContext* ctx, v1::WriteSummary* summary) {
+  PrepareContext(ctx, false);
+  return stub_->Write(ctx, summary);
+}
+
+}  // namespace etl
