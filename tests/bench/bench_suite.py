@@ -315,7 +315,8 @@ http {{
         wp = wait_file(wport, timeout=slow, proc=w)
         c = self.start("collector", [*wrap("collector"), os.path.join(self.bin, "collector_server"),
                                      "--listen=127.0.0.1:0", f"--port_file={cport}",
-                                     f"--writer=127.0.0.1:{wp}", *self.a.collector_flags.split(),
+                                     f"--writer=127.0.0.1:{wp}", "--allow-private-networks",
+                                     *self.a.collector_flags.split(),
                                      *collector_flags], env)
         cp = wait_file(cport, timeout=slow, proc=c)
         return w, c, f"127.0.0.1:{cp}"
@@ -451,9 +452,9 @@ http {{
         return self.record(case, records, reps, {"page_size": page_size})
 
     def write_mode_known(self):
-        r = subprocess.run([os.path.join(self.bin, "etlctl"), "--helpfull"], capture_output=True,
+        r = subprocess.run([os.path.join(self.bin, "etlctl"), "--help"], capture_output=True,
                            text=True)
-        return "write_mode" in (r.stdout + r.stderr)
+        return "write-mode" in (r.stdout + r.stderr) or "write_mode" in (r.stdout + r.stderr)
 
     def case_stall(self, records):
         """A job whose table is locked for 10 s once a fifth of it is committed: the fetch rate at the
