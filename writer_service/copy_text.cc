@@ -1,5 +1,6 @@
 #include "writer_service/copy_text.h"
 
+#include <cstdint>
 #include <cstring>
 
 #include <simdjson.h>
@@ -20,6 +21,18 @@ struct EscapeTable {
   }
 };
 constexpr EscapeTable kEscapes;
+
+// True when some byte of `word` is a backslash or below 0x0E (tab, newline and carriage return are;
+// other control bytes give a harmless false positive). Exact "has a zero byte" bit tricks: no byte
+// that needs escaping is ever missed.
+inline bool WordMayNeedEscape(uint64_t word) {
+  constexpr uint64_t kOnes = 0x0101010101010101ULL;
+  constexpr uint64_t kHighs = 0x8080808080808080ULL;
+  const uint64_t backslashes = word ^ (kOnes * static_cast<unsigned char>('\\'));
+  const uint64_t has_backslash = (backslashes - kOnes) & ~backslashes & kHighs;
+  const uint64_t has_below_0e = (word - kOnes * 0x0E) & ~word & kHighs;
+  return (has_backslash | has_below_0e) != 0;
+}
 
 // Length of the valid UTF-8 sequence starting at s[i], or 0 when it is invalid.
 size_t ValidSequenceLength(absl::string_view s, size_t i) {
@@ -47,14 +60,24 @@ size_t ValidSequenceLength(absl::string_view s, size_t i) {
 }  // namespace
 
 void AppendCopyText(std::string* out, absl::string_view value) {
+  // Most JSON has no byte that needs escaping: skip 8 bytes at a time while no byte of the word can
+  // be one, and copy whole runs of ordinary bytes with one append.
+  out->reserve(out->size() + value.size());
   const char* p = value.data();
-  const char* end = p + value.size();
-  // Copy runs of ordinary bytes in one append; most JSON has no byte that needs escaping.
-  while (p < end) {
-    const char* run = p;
-    while (p < end && !kEscapes.special[static_cast<unsigned char>(*p)]) ++p;
-    out->append(run, static_cast<size_t>(p - run));
+  const char* const end = p + value.size();
+  const char* run = p;  // First byte not appended yet.
+  while (true) {
+    while (end - p >= 8) {
+      uint64_t word;
+      std::memcpy(&word, p, sizeof(word));
+      if (WordMayNeedEscape(word)) break;
+      p += 8;
+    }
+    const char* const stop = end - p >= 8 ? p + 8 : end;
+    while (p < stop && !kEscapes.special[static_cast<unsigned char>(*p)]) ++p;
     if (p == end) break;
+    if (p == stop) continue;  // The word held another control byte: nothing to escape.
+    out->append(run, static_cast<size_t>(p - run));
     char e;
     switch (*p) {
       case '\\': e = '\\'; break;
@@ -64,8 +87,9 @@ void AppendCopyText(std::string* out, absl::string_view value) {
     }
     out->push_back('\\');
     out->push_back(e);
-    ++p;
+    run = ++p;
   }
+  out->append(run, static_cast<size_t>(end - run));
 }
 
 bool IsValidUtf8(absl::string_view bytes) {
@@ -73,17 +97,17 @@ bool IsValidUtf8(absl::string_view bytes) {
 }
 
 bool HasJsonNulEscape(absl::string_view json) {
-  size_t pos = 0;
-  while (true) {
-    const void* hit = memmem(json.data() + pos, json.size() - pos, "u0000", 5);
-    if (hit == nullptr) return false;
-    size_t u = static_cast<size_t>(static_cast<const char*>(hit) - json.data());
-    // It is an escape when an odd number of backslashes precedes the 'u'.
-    size_t backslashes = 0;
-    while (backslashes < u && json[u - 1 - backslashes] == '\\') ++backslashes;
-    if (backslashes % 2 == 1) return true;
-    pos = u + 1;
+  // Escapes read left to right from the first backslash of a run: "\\" pairs are skipped whole, so
+  // a 'u' is an escape exactly when an odd number of backslashes precedes it.
+  const char* p = json.data();
+  const char* const end = p + json.size();
+  while (end - p >= 2) {
+    p = static_cast<const char*>(std::memchr(p, '\\', static_cast<size_t>(end - p)));
+    if (p == nullptr || end - p < 2) return false;
+    if (p[1] == 'u' && end - p >= 6 && std::memcmp(p + 2, "0000", 4) == 0) return true;
+    p += 2;
   }
+  return false;
 }
 
 absl::Status PrecheckRecord(absl::string_view json) {

@@ -5,13 +5,23 @@
 //                                                                           COPY text file (psql \copy)
 //   bench_writer --mode=seed --records=1000000                              the seed's design: INSERT
 //                                                                           batches of 50, one transaction each
+//   bench_writer --mode=seed --url=http://127.0.0.1:8080/pages/             the same, end to end: a fetch
+//                                                                           thread reads pages URL?page=1..
+//                                                                           (records at /data, total pages
+//                                                                           at /total_pages) into a queue of
+//                                                                           1000 records; the main thread
+//                                                                           INSERTs 50 per transaction
 // Prints "<mode> rows=<n> seconds=<s> rows_per_second=<r>".
 #include <cstdio>
+#include <deque>
+#include <memory>
+#include <utility>
 #include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <curl/curl.h>
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 #include <libpq-fe.h>
@@ -19,8 +29,10 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/flags.h"
+#include "common/json_page.h"
 #include "etl.grpc.pb.h"
 #include "writer_service/copy_text.h"
 
@@ -34,6 +46,7 @@ ABSL_FLAG(std::string, rota, "pedidos", "rota");
 ABSL_FLAG(std::string, job_id, "", "job id (default: unique per run)");
 ABSL_FLAG(std::string, out, "", "output file (generate)");
 ABSL_FLAG(std::string, table, "bench_seed", "target table (seed); created if missing");
+ABSL_FLAG(std::string, url, "", "seed: fetch the records from this page URL (?page=1..) instead");
 ABSL_FLAG(std::string, write_mode, "",
           "grpc: register the job with this write mode (append | merge) and send natural keys; "
           "empty = unregistered job, no keys");
@@ -154,7 +167,86 @@ int RunGenerate() {
   return out.good() ? 0 : 1;
 }
 
-// The seed's design: multi-row INSERT of 50 rows, each in its own transaction.
+// The seed's fetch thread: pages URL?page=1.. into a queue of at most 1000 records.
+class SeedFetcher {
+ public:
+  static constexpr size_t kQueueRecords = 1000;
+
+  explicit SeedFetcher(std::string url) : url_(std::move(url)) {}
+
+  // Fetches every page into the queue, then marks the end (and the first error, if any).
+  void Run() {
+    etl::PageParseOptions options;
+    options.records_path = "/data";
+    options.total_pages_path = "/total_pages";
+    auto parser = etl::JsonPageParser::Create(options);
+    CURL* curl = curl_easy_init();
+    std::string body;
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, +[](char* p, size_t, size_t n, void* out) {
+      static_cast<std::string*>(out)->append(p, n);
+      return n;
+    });
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
+    std::string error;
+    for (int64_t page = 1, total = 1; page <= total && error.empty(); ++page) {
+      body.clear();
+      const std::string url = absl::StrCat(url_, url_.find('?') == std::string::npos ? "?" : "&",
+                                           "page=", page);
+      curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+      long code = 0;
+      if (curl_easy_perform(curl) != CURLE_OK ||
+          curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code) != CURLE_OK || code != 200) {
+        error = absl::StrCat("GET ", url, " failed (HTTP ", code, ")");
+        break;
+      }
+      auto parsed = (*parser)->Parse(&body);
+      if (!parsed.ok()) {
+        error = absl::StrCat("page ", page, ": ", parsed.status().ToString());
+        break;
+      }
+      total = etl::JsonScalarToInt(parsed->total_pages).value_or(page);
+      for (absl::string_view r : parsed->records) {
+        absl::MutexLock l(&mu_);
+        mu_.Await(absl::Condition(this, &SeedFetcher::HasRoom));
+        queue_.push_back({std::string(r), page - 1});
+      }
+    }
+    curl_easy_cleanup(curl);
+    absl::MutexLock l(&mu_);
+    done_ = true;
+    error_ = error;
+  }
+
+  // Moves up to `max` records into `out`; false once the queue is drained and fetching ended.
+  bool Take(size_t max, std::vector<std::pair<std::string, int64_t>>* out) {
+    out->clear();
+    absl::MutexLock l(&mu_);
+    mu_.Await(absl::Condition(this, &SeedFetcher::HasRecordsOrDone));
+    while (!queue_.empty() && out->size() < max) {
+      out->push_back(std::move(queue_.front()));
+      queue_.pop_front();
+    }
+    return !out->empty();
+  }
+
+  std::string error() {
+    absl::MutexLock l(&mu_);
+    return error_;
+  }
+
+ private:
+  bool HasRoom() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return queue_.size() < kQueueRecords; }
+  bool HasRecordsOrDone() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !queue_.empty() || done_; }
+
+  const std::string url_;
+  absl::Mutex mu_;
+  std::deque<std::pair<std::string, int64_t>> queue_ ABSL_GUARDED_BY(mu_);
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  std::string error_ ABSL_GUARDED_BY(mu_);
+};
+
+// The seed's design: multi-row INSERT of 50 rows, each in its own transaction; with --url, records
+// come from a fetch thread through a queue of 1000 (the whole seed), else they are generated.
 int RunSeed() {
   PGconn* c = PQconnectdb(etl::EnvOr("DATABASE_URL", "").c_str());
   if (PQstatus(c) != CONNECTION_OK) {
@@ -163,30 +255,66 @@ int RunSeed() {
   }
   const std::string table = absl::GetFlag(FLAGS_table);
   PQclear(PQexec(c, absl::StrCat("CREATE TABLE IF NOT EXISTS ", table,
-                                 " (id bigserial primary key, payload jsonb not null)")
+                                 " (id bigserial primary key, payload jsonb not null, natural_key text,"
+                                 " job_id text not null default 'seed', page_number bigint not null default 0,"
+                                 " collected_at timestamptz not null default now())")
                         .c_str()));
+  const std::string url = absl::GetFlag(FLAGS_url);
   const int64_t total = absl::GetFlag(FLAGS_records);
+  std::unique_ptr<SeedFetcher> fetcher;
+  std::thread fetch_thread;
+  if (!url.empty()) {
+    fetcher = std::make_unique<SeedFetcher>(url);
+    fetch_thread = std::thread([&] { fetcher->Run(); });
+  }
+  int64_t next = 0;  // Generated records.
+  std::vector<std::pair<std::string, int64_t>> rows;
+  auto take = [&]() -> bool {
+    if (fetcher) return fetcher->Take(50, &rows);
+    rows.clear();
+    for (; next < total && rows.size() < 50; ++next) rows.push_back({Order(next), next / 1000});
+    return !rows.empty();
+  };
   absl::Time start = absl::Now();
-  for (int64_t i = 0; i < total; i += 50) {
-    std::string sql = absl::StrCat("INSERT INTO ", table, " (payload) VALUES ");
-    std::vector<std::string> values;
-    std::vector<const char*> ptrs;
-    for (int64_t k = i; k < std::min(total, i + 50); ++k) {
-      values.push_back(Order(k));
-      absl::StrAppend(&sql, k == i ? "" : ",", "($", values.size(), "::jsonb)");
+  int64_t inserted = 0;
+  int rc = 0;
+  std::vector<std::string> pages;
+  std::vector<const char*> ptrs;
+  while (take()) {
+    std::string sql = absl::StrCat("INSERT INTO ", table, " (payload, page_number) VALUES ");
+    pages.clear();
+    ptrs.clear();
+    for (size_t k = 0; k < rows.size(); ++k) pages.push_back(absl::StrCat(rows[k].second));
+    for (size_t k = 0; k < rows.size(); ++k) {
+      ptrs.push_back(rows[k].first.c_str());
+      ptrs.push_back(pages[k].c_str());
+      absl::StrAppend(&sql, k == 0 ? "" : ",", "($", 2 * k + 1, "::jsonb,$", 2 * k + 2, "::bigint)");
     }
-    for (auto& v : values) ptrs.push_back(v.c_str());
     PGresult* r = PQexecParams(c, sql.c_str(), static_cast<int>(ptrs.size()), nullptr, ptrs.data(),
                                nullptr, nullptr, 0);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
       std::fprintf(stderr, "insert: %s", PQresultErrorMessage(r));
-      return 1;
+      PQclear(r);
+      rc = 1;
+      break;
     }
     PQclear(r);
+    inserted += static_cast<int64_t>(rows.size());
   }
-  Report("seed_insert50", total, absl::Now() - start);
+  if (fetcher) {
+    if (rc != 0) {  // Unblock the fetch thread so it can end.
+      while (fetcher->Take(1000, &rows)) {
+      }
+    }
+    fetch_thread.join();
+    if (!fetcher->error().empty()) {
+      std::fprintf(stderr, "fetch: %s\n", fetcher->error().c_str());
+      rc = 1;
+    }
+  }
+  Report("seed_insert50", inserted, absl::Now() - start);
   PQfinish(c);
-  return 0;
+  return rc;
 }
 
 }  // namespace
