@@ -248,6 +248,7 @@ Job::RunOutcome Job::RunOnce() {
       ended = CloseStream(stream.get(), summary);
       if (ended.has_value()) break;
       env_.counters->writer_streams_rotated.fetch_add(1);
+      stream.reset();  // Before its context goes.
       ctx = std::make_unique<grpc::ClientContext>();
       summary.Clear();
       stream = writer_.OpenWrite(ctx.get(), &summary);
