@@ -327,10 +327,12 @@ TEST_F(JobsRerunTest, RetryOfACancelledJobFetchesTheRest) {
   v1::Job done = WaitJob(job.job_id());
   EXPECT_EQ(done.state(), v1::SUCCEEDED) << done.error();
   ExpectTableIsCollection("pedidos", 800);
-  // The API may still count the slow answer the cancel abandoned (one page): never more.
+  // The API may still count the slow answer the cancel abandoned, and libcurl may transparently
+  // re-send one request on a reused connection: at most two pages more. That no committed page is
+  // fetched and sent again is checked exactly below, on the writer's side.
   const int64_t served = api_->StatsFor(cliente_, "pedidos").records - before.records;
   EXPECT_GE(served, 800 - committed);
-  EXPECT_LE(served, 800 - committed + 100);
+  EXPECT_LE(served, 800 - committed + 200);
   // No committed page reached the writer again.
   v1::WriterStatus status;
   grpc::ClientContext sctx;
