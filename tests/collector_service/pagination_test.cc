@@ -517,6 +517,68 @@ TEST(PageFetcherTest, BuildsChunksUnderMaxMessageBytes) {
   EXPECT_EQ(page.batches[0].records(0), R"({"id":0,"pad":"xxxxxxxxxxxxxxxx"})");
 }
 
+// Records that are not JSON objects travel with a rejection (dead letters) unless the spec
+// allows them; the objects of the same page are sent as usual.
+TEST(PageFetcherTest, NonObjectRecordsAreRejectedUnlessAllowed) {
+  for (bool allow : {false, true}) {
+    v1::JobSpec spec = BaseSpec(v1::NONE);
+    spec.set_allow_non_object_records(allow);
+    Harness h(spec, [](const HttpRequest&) -> absl::StatusOr<HttpResponse> {
+      return Reply(200, R"([{"a":1}, 2, "s", [3], null])");
+    });
+    std::vector<FetchedPage> pages = h.Produce();
+    ASSERT_EQ(pages.size(), 1u);
+    ASSERT_TRUE(pages[0].ok) << pages[0].error;
+    ASSERT_EQ(pages[0].batches.size(), 1u);
+    const v1::RecordBatch& b = pages[0].batches[0];
+    ASSERT_EQ(b.records_size(), 5);
+    if (allow) {
+      EXPECT_EQ(b.rejections_size(), 0);
+    } else {
+      ASSERT_EQ(b.rejections_size(), 5);
+      EXPECT_EQ(b.rejections(0), "");
+      for (int i = 1; i < 5; ++i) {
+        EXPECT_THAT(b.rejections(i), HasSubstr("not a JSON object")) << i;
+      }
+    }
+  }
+}
+
+// A record that cannot fit in one writer message is sent as a prefix with its reason, never whole
+// (the writer would refuse the message and the stream would break on every resume).
+TEST(PageFetcherTest, RecordLargerThanTheWriterLimitIsRejectedNotSent) {
+  v1::JobSpec spec = BaseSpec(v1::NONE);
+  PageFetcherOptions options;
+  options.max_message_bytes = 1 << 10;
+  options.writer_max_message_bytes = 1 << 16;
+  const std::string big = absl::StrCat(R"({"v":")", std::string(100000, 'x'), R"("})");
+  Harness h(
+      spec,
+      [&](const HttpRequest&) -> absl::StatusOr<HttpResponse> {
+        return Reply(200, absl::StrCat(R"([{"a":1},)", big, R"(,{"b":2}])"));
+      },
+      options);
+  std::vector<FetchedPage> pages = h.Produce();
+  ASSERT_EQ(pages.size(), 1u);
+  ASSERT_TRUE(pages[0].ok) << pages[0].error;
+  EXPECT_EQ(pages[0].records, 3);
+  std::vector<std::string> records, rejections;
+  for (const auto& b : pages[0].batches) {
+    EXPECT_LE(b.ByteSizeLong(), options.writer_max_message_bytes);
+    ASSERT_EQ(b.rejections_size(), b.records_size());
+    for (int i = 0; i < b.records_size(); ++i) {
+      records.push_back(b.records(i));
+      rejections.push_back(b.rejections(i));
+    }
+  }
+  ASSERT_EQ(records.size(), 3u);
+  EXPECT_EQ(records[0], R"({"a":1})");
+  EXPECT_EQ(records[1].size(), kRejectedRecordPrefixBytes);
+  EXPECT_THAT(rejections[1], HasSubstr("exceeds the message limit"));
+  EXPECT_EQ(rejections[0], "");
+  EXPECT_EQ(rejections[2], "");
+}
+
 TEST(PageFetcherTest, SendsTheCredentialButKeepsItOutOfErrors) {
   v1::JobSpec spec = BaseSpec(v1::PAGE);
   spec.mutable_auth()->set_type(v1::BEARER);
