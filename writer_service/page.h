@@ -53,9 +53,18 @@ struct QueuedPage {
   PageOwner* owner = nullptr;   // May be null (tests, tools).
   absl::Time enqueued_at;       // Set by the queue.
 
-  // Calls f(record, natural_key_or_null, collector_rejection_or_null) for every record in order.
+  // Calls f(record, natural_key_or_null) for every record in order.
   template <typename F>
   void ForEachRecord(F f) const {
+    ForEachRecordWithRejection(
+        [&](absl::string_view record, const std::string* key, const std::string*) {
+          f(record, key);
+        });
+  }
+
+  // Calls f(record, natural_key_or_null, collector_rejection_or_null) for every record in order.
+  template <typename F>
+  void ForEachRecordWithRejection(F f) const {
     for (const v1::RecordBatch& c : chunks) {
       bool keys = c.natural_keys_size() == c.records_size();
       bool rejections = c.rejections_size() == c.records_size();

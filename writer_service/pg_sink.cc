@@ -157,7 +157,7 @@ absl::StatusOr<std::vector<PageResult>> PgRecordSink::CommitPages(
     Work::Page& p = w.pages[i];
     p.page = pages[i];
     p.records.reserve(static_cast<size_t>(p.page->records));
-    p.page->ForEachRecord(
+    p.page->ForEachRecordWithRejection(
         [&](absl::string_view json, const std::string* key, const std::string* rejection) {
           p.records.push_back(Work::Record{json, key, rejection});
         });
