@@ -67,7 +67,12 @@ void Prepare(const CommandContext& ctx, grpc::ClientContext* cc, bool deadline) 
 int RpcError(const CommandContext& ctx, const char* rpc, const std::string& service, const std::string& address,
              const grpc::Status& st) {
   *ctx.err << "etlctl: " << rpc << " failed: " << CodeName(st.error_code()) << ": " << st.error_message();
-  if (st.error_code() == grpc::StatusCode::UNAVAILABLE || st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+  if (st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    // The server may well be up and waiting on something (a hung writer, a locked table): only an
+    // unreachable server gets the "is it running?" hint.
+    *ctx.err << "\n  (" << service << " at " << address
+             << " did not answer in time; the request may still take effect: check with etlctl list)";
+  } else if (st.error_code() == grpc::StatusCode::UNAVAILABLE) {
     *ctx.err << "\n  (is " << service << " running at " << address << "? set "
              << (service == "writer_server" ? "--writer or ETL_WRITER" : "--collector or ETL_COLLECTOR") << ")";
   }

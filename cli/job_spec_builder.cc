@@ -93,7 +93,8 @@ const std::vector<std::string>& JobSpecFlagNames() {
       "connect_timeout", "bearer_token_env", "bearer_token_file", "api_key_env", "api_key_file",
       "api_key_header", "api_key_param", "basic_user", "basic_password_env", "basic_password_file",
       "write_mode", "incremental_path", "incremental_type", "incremental_param",
-      "incremental_initial", "lookback", "full_refresh", "credential"};
+      "incremental_initial", "lookback", "full_refresh", "credential",
+      "allow_non_object_records"};
   return *names;
 }
 
@@ -244,6 +245,16 @@ absl::StatusOr<JobSpec> BuildJobSpec(const SpecInputs& in) {
     spec.mutable_incremental()->set_full_refresh(v == "true" || v == "1" || v == "yes");
   }
   if (!spec.has_incremental() || spec.incremental().ByteSizeLong() == 0) spec.clear_incremental();
+  if (has("allow_non_object_records")) {
+    std::string v =
+        absl::AsciiStrToLower(absl::StripAsciiWhitespace(get("allow_non_object_records")));
+    if (v != "true" && v != "false" && v != "1" && v != "0" && v != "yes" && v != "no") {
+      return FlagError("allow_non_object_records",
+                       absl::StrCat("\"", get("allow_non_object_records"),
+                                    "\" is not true or false"));
+    }
+    spec.set_allow_non_object_records(v == "true" || v == "1" || v == "yes");
+  }
 
   // Numbers.
   if (has("page_size")) { ASSIGN_OR_RETURN(int64_t v, ParseInt("page_size", get("page_size"), 0)); p->set_page_size(v); }

@@ -97,6 +97,8 @@ ABSL_FLAG(std::string, incremental_param, "", "run: query parameter that sends t
 ABSL_FLAG(std::string, incremental_initial, "", "run: mark sent when none is stored yet (default: no lower bound)");
 ABSL_FLAG(std::string, lookback, "", "run: send the mark this much earlier, for late data (e.g. 1h, 30m, 90s; timestamp cursors)");
 ABSL_FLAG(bool, full_refresh, false, "run: ignore the stored incremental mark for this run");
+ABSL_FLAG(bool, allow_non_object_records, false,
+          "run: store records that are not JSON objects (default: they go to the dead letters)");
 
 namespace {
 
@@ -192,7 +194,10 @@ int main(int argc, char** argv) {
     etl::cli::SpecInputs in;
     for (const std::string& name : etl::cli::JobSpecFlagNames()) {
       absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
-      if (flag != nullptr && (given.count(name) > 0 || (name == "full_refresh" && given.count("nofull_refresh") > 0))) {
+      const bool negated =
+          (name == "full_refresh" && given.count("nofull_refresh") > 0) ||
+          (name == "allow_non_object_records" && given.count("noallow_non_object_records") > 0);
+      if (flag != nullptr && (given.count(name) > 0 || negated)) {
         in.flags[name] = flag->CurrentValue();
       }
     }

@@ -92,6 +92,7 @@ JobEnv Collector::MakeEnv() {
   env.slots = &slots_;
   env.max_message_bytes = options_.max_message_bytes;
   env.max_response_bytes = options_.max_response_bytes;
+  env.writer_max_message_bytes = options_.writer_max_message_bytes;
   env.max_buffered_bytes = options_.max_buffered_bytes;
   env.max_stream_bytes = options_.max_stream_bytes;
   env.max_stream_duration = options_.max_stream_duration;

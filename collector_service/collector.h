@@ -42,6 +42,9 @@ struct CollectorOptions {
   size_t max_message_bytes = size_t(1)
                              << 20;  // Record bytes per RecordBatch before a page is chunked.
   size_t max_response_bytes = size_t(8) << 20;  // Largest API response body (decompressed).
+  // The writer's --max_message_bytes (one setting for both sides): a record that cannot fit in a
+  // message of this size goes to the dead letters instead of breaking the stream.
+  size_t writer_max_message_bytes = size_t(64) << 20;
   // Fetched record bytes a job holds before its fetchers wait (one page is always admitted, so a
   // single page larger than this still goes through).
   size_t max_buffered_bytes = size_t(16) << 20;

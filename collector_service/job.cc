@@ -30,7 +30,9 @@ Job::Job(std::string job_id, v1::JobSpec spec, TraceContext trace, JobEnv env,
       writer_(env_.writer, id_, trace_, env_.counters,
               WriterClientOptions{env_.writer_rpc_timeout, env_.max_reconnect_backoff}),
       fetcher_(id_, &spec_, trace_, env_.fetcher, env_.counters,
-               PageFetcherOptions{env_.max_message_bytes, env_.max_response_bytes}, &stop_,
+               PageFetcherOptions{env_.max_message_bytes, env_.max_response_bytes,
+                                  env_.writer_max_message_bytes},
+               &stop_,
                PageFetcher::Hooks{[this](absl::Duration d) { return WaitUnlessStopping(d); },
                                   [this](const std::string& message) {
                                     progress_.AddRetry();

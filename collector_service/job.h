@@ -51,6 +51,7 @@ struct JobEnv {
   JobSlots* slots = nullptr;
   size_t max_message_bytes = size_t(1) << 20;     // Record bytes per RecordBatch before chunking.
   size_t max_response_bytes = size_t(256) << 20;  // Larger API responses fail the attempt.
+  size_t writer_max_message_bytes = size_t(64) << 20;  // The writer's limit (page_fetcher.h).
   int extra_window_pages = 2;                     // Window = fetch_concurrency + this.
   // The window is bounded by bytes too: pages past the next one to send wait while the pages held
   // (fetched, being fetched at the largest page size seen, being sent) reach this.

@@ -22,6 +22,9 @@ ABSL_FLAG(int32_t, fetch_concurrency, 4,
           "default parallel page fetches per job when the page count is known");
 ABSL_FLAG(int64_t, max_message_bytes, 1 << 20,
           "record bytes per RecordBatch message before a page is chunked");
+ABSL_FLAG(int64_t, writer_max_message_bytes, int64_t(64) << 20,
+          "the writer's --max_message_bytes (keep both equal): a record that cannot fit in one "
+          "message goes to the dead letters with the reason instead of breaking the stream");
 ABSL_FLAG(int64_t, max_response_bytes, int64_t(8) << 20,
           "largest API response body accepted, counted after decompression (a page being parsed "
           "takes about 6x this)");
@@ -116,6 +119,8 @@ int main(int argc, char** argv) {
       size_t(std::max<int64_t>(1024, absl::GetFlag(FLAGS_max_message_bytes)));
   options.max_response_bytes =
       size_t(std::max<int64_t>(1024, absl::GetFlag(FLAGS_max_response_bytes)));
+  options.writer_max_message_bytes =
+      size_t(std::max<int64_t>(int64_t(1) << 16, absl::GetFlag(FLAGS_writer_max_message_bytes)));
   options.max_buffered_bytes =
       size_t(std::max<int64_t>(1, absl::GetFlag(FLAGS_max_buffered_bytes)));
   options.max_stream_bytes = std::max<int64_t>(1, absl::GetFlag(FLAGS_max_stream_bytes));

@@ -219,6 +219,22 @@ FetchedPage PageFetcher::Fetch(int64_t page_number, const std::string& token,
   return page;
 }
 
+std::string PageFetcher::RecordRejection(absl::string_view record, size_t extra_bytes) const {
+  if (record.size() + extra_bytes + kMessageOverheadBytes > options_.writer_max_message_bytes) {
+    return absl::StrCat("record of ", record.size(), " bytes exceeds the message limit of ",
+                        options_.writer_max_message_bytes,
+                        " bytes (--writer_max_message_bytes); only its first ",
+                        kRejectedRecordPrefixBytes, " bytes are kept here");
+  }
+  if (!spec_->allow_non_object_records()) {
+    size_t i = record.find_first_not_of(" \t\r\n");
+    if (i == absl::string_view::npos || record[i] != '{') {
+      return "record is not a JSON object (JobSpec.allow_non_object_records is false)";
+    }
+  }
+  return "";
+}
+
 void PageFetcher::BuildBatches(FetchedPage* page) const {
   std::vector<absl::string_view>& records = page->parsed.records;
   std::vector<std::string>& keys = page->parsed.natural_keys;
@@ -238,20 +254,41 @@ void PageFetcher::BuildBatches(FetchedPage* page) const {
     batch.set_fetched_at_unix_micros(fetched_at);
     return &batch;
   };
+  // Why each record is refused ("" = sent as is); computed first so that a page without refusals
+  // sends no rejections field.
+  std::vector<std::string> rejections(records.size());
+  bool any_rejected = false;
+  for (size_t i = 0; i < records.size(); ++i) {
+    rejections[i] = RecordRejection(
+        records[i], (with_keys ? keys[i].size() : 0) + page->token.size() +
+                        page->parsed.cursor.text.size() + page->parsed.next_url.text.size());
+    any_rejected |= !rejections[i].empty();
+  }
   page->batches.clear();
   v1::RecordBatch* batch = start_batch();
   size_t chunk_bytes = 0;
   page->bytes = 0;
   for (size_t i = 0; i < records.size(); ++i) {
-    if (chunk_bytes > 0 && chunk_bytes + records[i].size() > options_.max_message_bytes) {
+    // A refused record travels as a bounded prefix: the dead letter keeps its start and reason.
+    absl::string_view record = records[i];
+    if (!rejections[i].empty()) {
+      if (record.size() > kRejectedRecordPrefixBytes) {
+        record = record.substr(0, kRejectedRecordPrefixBytes);
+      }
+      if (with_keys && keys[i].size() > kRejectedRecordPrefixBytes) {
+        keys[i].resize(kRejectedRecordPrefixBytes);
+      }
+    }
+    if (chunk_bytes > 0 && chunk_bytes + record.size() > options_.max_message_bytes) {
       batch = start_batch();
       chunk_bytes = 0;
     }
-    page->bytes += records[i].size() + kPerRecordOverhead +
-                   (with_keys ? keys[i].size() + kPerRecordOverhead : 0);
-    chunk_bytes += records[i].size();
-    batch->add_records(std::string(records[i]));
+    page->bytes +=
+        record.size() + kPerRecordOverhead + (with_keys ? keys[i].size() + kPerRecordOverhead : 0);
+    chunk_bytes += record.size();
+    batch->add_records(std::string(record));
     if (with_keys) batch->add_natural_keys(std::move(keys[i]));
+    if (any_rejected) batch->add_rejections(std::move(rejections[i]));
   }
   batch->set_last_chunk(true);
   page->records = int64_t(records.size());

@@ -37,7 +37,16 @@ double BackoffSeconds(const v1::RetryPolicy& policy, int retry, double retry_aft
 struct PageFetcherOptions {
   size_t max_message_bytes = size_t(1) << 20;     // Record bytes per RecordBatch before chunking.
   size_t max_response_bytes = size_t(256) << 20;  // Larger API responses fail the attempt.
+  // The writer's largest accepted message (its --max_message_bytes; the collector's
+  // --writer_max_message_bytes must equal it). A record that cannot fit with its key and tokens
+  // is sent as a short prefix with a rejection: it goes to the dead letters with the reason.
+  size_t writer_max_message_bytes = size_t(64) << 20;
 };
+
+// A rejected record travels as its first this many bytes (kept in the dead letter).
+inline constexpr size_t kRejectedRecordPrefixBytes = 4096;
+// Room in a writer message for everything but one record: framing, job id, table, chunk fields.
+inline constexpr size_t kMessageOverheadBytes = 4096;
 
 class PageFetcher {
  public:
@@ -71,6 +80,10 @@ class PageFetcher {
 
   // Moves the page's records (views into the response body) into its RecordBatch messages.
   void BuildBatches(FetchedPage* page) const;
+
+  // Why a record must go to the dead letters instead of the table ("" = it is sent as is):
+  // `extra_bytes` is what travels with it in the same message (its key and the page's tokens).
+  std::string RecordRejection(absl::string_view record, size_t extra_bytes) const;
 
  private:
   bool stopping() const { return stop_->load(); }

@@ -56,7 +56,8 @@ void PageProducer::Produce(PageWindow* window, const std::vector<v1::CommittedPa
 std::string PageProducer::IndexedToken(int64_t n) const {
   const v1::Pagination& p = spec_->pagination();
   if (p.style() == v1::PAGE) return absl::StrCat(p.start_page() + n);
-  return absl::StrCat(p.start_page() + n * p.page_size());
+  const int64_t size = effective_page_size_ > 0 ? effective_page_size_ : p.page_size();
+  return absl::StrCat(p.start_page() + n * size);
 }
 
 void PageProducer::ProduceIndexed(PageWindow* window,
@@ -85,10 +86,11 @@ void PageProducer::ProduceIndexed(PageWindow* window,
     if (auto tc = JsonScalarToInt(parsed.total_count);
         tc.has_value() && !p.total_count_path().empty()) {
       progress_->RaiseRecordsTotal(*tc);
-      if (p.page_size() > 0 && total == 0) {
+      const int64_t size = effective_page_size_ > 0 ? effective_page_size_ : p.page_size();
+      if (size > 0 && total == 0) {
         int64_t remaining =
             p.style() == v1::OFFSET ? std::max<int64_t>(0, *tc - p.start_page()) : *tc;
-        total = (remaining + p.page_size() - 1) / p.page_size();
+        total = (remaining + size - 1) / size;
         if (total == 0) total = 1;  // The (empty) first page itself.
       }
     }
@@ -124,13 +126,42 @@ void PageProducer::ProduceIndexed(PageWindow* window,
     bool last = false;
     if (page.ok) {
       consecutive_failures = 0;
-      learn_totals(page.parsed);
       int64_t records = page.records;
+      // An API that caps the page size below the requested one: when the first page is short
+      // but a record total says more follows, the page size is what the API really returns.
+      if (n == 0 && records > 0 && p.page_size() > 0 && records < p.page_size() &&
+          !p.total_count_path().empty()) {
+        if (auto tc = JsonScalarToInt(page.parsed.total_count); tc.has_value()) {
+          const int64_t remaining =
+              p.style() == v1::OFFSET ? std::max<int64_t>(0, *tc - p.start_page()) : *tc;
+          if (remaining > records) {
+            effective_page_size_ = records;
+            if (hooks_.message) {
+              hooks_.message(absl::StrCat("the API returns ", records, " records per page (",
+                                          p.page_size(), " requested); following its total of ",
+                                          *tc, " records"));
+            }
+          }
+        }
+      }
+      learn_totals(page.parsed);
+      const int64_t size = effective_page_size_ > 0 ? effective_page_size_ : p.page_size();
       int64_t total = progress_->pages_total();
-      last = records == 0 || (p.page_size() > 0 && records < p.page_size()) ||
-             (total > 0 && n + 1 >= total);
+      if (total > 0) {
+        // A known total decides the end; a short page alone does not.
+        last = n + 1 >= total;
+        if (!last && records == 0) {
+          page.ok = false;
+          page.error = absl::StrCat("the API returned an empty page ", n,
+                                    " before its reported total of ", total, " pages");
+          if (hooks_.stop_note) hooks_.stop_note(page.error);
+          last = true;
+        }
+      } else {
+        last = records == 0 || (size > 0 && records < size);
+      }
       if (p.style() == v1::OFFSET && progress_->records_total() > 0 &&
-          p.start_page() + n * p.page_size() + records >= progress_->records_total()) {
+          p.start_page() + n * size + records >= progress_->records_total()) {
         last = true;
       }
       page.next_token = last ? "" : IndexedToken(n + 1);
@@ -198,6 +229,12 @@ void PageProducer::ProduceIndexed(PageWindow* window,
             fatal = true;
           }
           page.next_token = page_number + 1 >= total ? "" : IndexedToken(page_number + 1);
+          if (page.ok && page.records == 0 && page_number + 1 < total) {
+            // The API's answers contradict its own total: the page is missing data (PARTIAL).
+            page.ok = false;
+            page.error = absl::StrCat("the API returned an empty page ", page_number,
+                                      " before its reported total of ", total, " pages");
+          }
           window->Put(my_slot, std::move(page));
         }
       };

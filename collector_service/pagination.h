@@ -71,6 +71,10 @@ class PageProducer {
   PageFetcher* const fetcher_;
   JobProgressTracker* const progress_;
   const PaginationOptions options_;
+  // Records per page the API really returns (OFFSET tokens advance by it): the requested page
+  // size until the first page is shorter while a record total is known. Set before fetch workers
+  // start, read-only afterwards.
+  int64_t effective_page_size_ = 0;
   const std::atomic<bool>* const stop_;
   const Hooks hooks_;
   std::atomic<bool> fatal_{false};

@@ -56,10 +56,21 @@ struct QueuedPage {
   // Calls f(record, natural_key_or_null) for every record in order.
   template <typename F>
   void ForEachRecord(F f) const {
+    ForEachRecordWithRejection(
+        [&](absl::string_view record, const std::string* key, const std::string*) {
+          f(record, key);
+        });
+  }
+
+  // Calls f(record, natural_key_or_null, collector_rejection_or_null) for every record in order.
+  template <typename F>
+  void ForEachRecordWithRejection(F f) const {
     for (const v1::RecordBatch& c : chunks) {
       bool keys = c.natural_keys_size() == c.records_size();
+      bool rejections = c.rejections_size() == c.records_size();
       for (int i = 0; i < c.records_size(); ++i) {
-        f(absl::string_view(c.records(i)), keys ? &c.natural_keys(i) : nullptr);
+        f(absl::string_view(c.records(i)), keys ? &c.natural_keys(i) : nullptr,
+          rejections && !c.rejections(i).empty() ? &c.rejections(i) : nullptr);
       }
     }
   }

@@ -90,7 +90,8 @@ struct PgRecordSink::DeadLetter {
 struct PgRecordSink::Work {
   struct Record {
     absl::string_view json;
-    const std::string* key;  // Natural key or null.
+    const std::string* key;        // Natural key or null.
+    const std::string* rejection;  // Why the collector refused the record, or null.
   };
   struct Page {
     const QueuedPage* page;
@@ -156,9 +157,10 @@ absl::StatusOr<std::vector<PageResult>> PgRecordSink::CommitPages(
     Work::Page& p = w.pages[i];
     p.page = pages[i];
     p.records.reserve(static_cast<size_t>(p.page->records));
-    p.page->ForEachRecord([&](absl::string_view json, const std::string* key) {
-      p.records.push_back(Work::Record{json, key});
-    });
+    p.page->ForEachRecordWithRejection(
+        [&](absl::string_view json, const std::string* key, const std::string* rejection) {
+          p.records.push_back(Work::Record{json, key, rejection});
+        });
     p.rejected.assign(p.records.size(), 0);
     absl::StatusOr<const JobWriteConfig*> config =
         modes_.ForJob(conn_.get(), p.page->job_id, p.page->table);
@@ -177,7 +179,9 @@ absl::StatusOr<std::vector<PageResult>> PgRecordSink::CommitPages(
     for (uint32_t r = 0; r < p.records.size(); ++r) {
       digest.Add(p.records[r].json);
       if (p.records[r].key != nullptr) digest.Add(*p.records[r].key);
-      absl::Status s = PrecheckRecord(p.records[r].json);
+      absl::Status s = p.records[r].rejection != nullptr
+                           ? absl::InvalidArgumentError(*p.records[r].rejection)
+                           : PrecheckRecord(p.records[r].json);
       if (s.ok() && p.records[r].key != nullptr) {
         if (p.records[r].key->find('\0') != std::string::npos) {
           s = absl::InvalidArgumentError("NUL character in natural key");

@@ -130,6 +130,11 @@ class WriteReactor final : public grpc::ServerReadReactor<v1::RecordBatch>, publ
                                                      m.records_size(), " records but ",
                                                      m.natural_keys_size(), " natural keys"));
     }
+    if (m.rejections_size() != 0 && m.rejections_size() != m.records_size()) {
+      return absl::InvalidArgumentError(absl::StrCat("page ", m.page_number(), " has ",
+                                                     m.records_size(), " records but ",
+                                                     m.rejections_size(), " rejections"));
+    }
     int64_t bytes = 0;
     for (const std::string& r : m.records()) bytes += static_cast<int64_t>(r.size());
     int64_t message_bytes = bytes + static_cast<int64_t>(m.page_token().size() +

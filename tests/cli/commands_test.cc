@@ -28,6 +28,9 @@ class FakeCollector final : public etl::v1::CollectorService::Service {
       if (md != ctx->client_metadata().end()) request_id_ = std::string(md->second.data(), md->second.size());
       spec_ = *spec;
     }
+    if (spec->cliente_id() == "slow") {
+      return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "the writer did not answer in time");
+    }
     if (spec->cliente_id() == "bad") {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "pagination.cursor_path \"x\" is not a JSON pointer");
     }
@@ -198,6 +201,15 @@ TEST_F(CommandsTest, UnreachableCollectorNamesTheAddressAndTheFlag) {
   EXPECT_THAT(err_.str(), HasSubstr("UNAVAILABLE"));
   EXPECT_THAT(err_.str(), HasSubstr("collector_server running at 127.0.0.1:1"));
   EXPECT_THAT(err_.str(), HasSubstr("ETL_COLLECTOR"));
+}
+
+// A reachable collector that answers DEADLINE_EXCEEDED (e.g. waiting on a hung writer) is not
+// reported as possibly not running.
+TEST_F(CommandsTest, DeadlineExceededFromAReachableCollectorGetsNoNotRunningHint) {
+  EXPECT_EQ(RunJob(ctx_, Spec("slow", "ok"), false), 1);
+  EXPECT_THAT(err_.str(), HasSubstr("DEADLINE_EXCEEDED"));
+  EXPECT_THAT(err_.str(), HasSubstr("did not answer in time"));
+  EXPECT_THAT(err_.str(), Not(HasSubstr("running at")));
 }
 
 TEST_F(CommandsTest, WatchReconnectsAfterABrokenStream) {

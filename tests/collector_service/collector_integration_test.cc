@@ -1,6 +1,7 @@
 // End-to-end: a scripted HTTP API on loopback -> in-process CollectorServer (real gRPC channel)
 // -> writer_server child process -> real PostgreSQL. "Exact" = every API record exactly once.
 #include <grpcpp/grpcpp.h>
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
 #include <signal.h>
@@ -94,6 +95,7 @@ class CollectorIntegrationTest : public ::testing::Test {
     options.listen = "127.0.0.1:0";
     options.writer_address = writer_target_.empty() ? writer_->address() : writer_target_;
     options.resume_unfinished = resume;
+    if (writer_max_message_bytes_ > 0) options.writer_max_message_bytes = writer_max_message_bytes_;
     options.status_poll_interval = absl::Milliseconds(200);
     options.fetcher.allow_private_networks = true;  // The test APIs are on loopback.
     options.allow_spec_secret_paths = true;         // The auth tests name environment variables.
@@ -259,6 +261,7 @@ class CollectorIntegrationTest : public ::testing::Test {
   }
 
   std::vector<std::unique_ptr<TestApi>> apis_;
+  size_t writer_max_message_bytes_ = 0;  // 0 = the collector's default.
   std::unique_ptr<ChildProcess> writer_;
   std::unique_ptr<CollectorServer> collector_;
   std::unique_ptr<v1::CollectorService::Stub> stub_;
@@ -327,6 +330,60 @@ TEST_F(CollectorIntegrationTest, PageStyleWithoutTotalStopsOnShortPage) {
   EXPECT_EQ(job.state(), v1::SUCCEEDED) << job.error();
   EXPECT_EQ(api.requests().size(), 3u);  // 50 + 50 + 20 (short page) and no more.
   ExpectTableExact(job.table_name(), api.records());
+}
+
+// An API capping its page size (20) below the requested one (50) while reporting its record
+// total: the job follows the total (offsets advance by records seen) and loads everything.
+TEST_F(CollectorIntegrationTest, OffsetStyleFollowsTheTotalWhenTheApiCapsThePageSize) {
+  TestApi& api = NewApi(130, 20);
+  api.SetHook([&](const ApiRequest& r, httplib::Response& res) {
+    auto it = r.params.find("offset");
+    int offset = it == r.params.end() ? 0 : std::stoi(it->second);
+    std::string body = R"({"total":130,"data":[)";
+    for (int i = offset; i < std::min(offset + 20, 130); ++i) {
+      absl::StrAppend(&body, i == offset ? "" : ",", api.records()[size_t(i)]);
+    }
+    res.set_content(body + "]}", "application/json");
+    return true;
+  });
+  v1::JobSpec spec = BaseSpec(api.Url("/offset"), v1::OFFSET);
+  spec.mutable_pagination()->set_records_path("/data");
+  spec.mutable_pagination()->set_total_count_path("/total");
+  spec.mutable_pagination()->set_page_size(50);
+  v1::Job job = RunToEnd(spec);
+  EXPECT_EQ(job.state(), v1::SUCCEEDED) << job.error();
+  ExpectTableExact(job.table_name(), api.records());
+}
+
+// Records that are not JSON objects and a record larger than the writer's message limit go to
+// the dead letters with their reasons; the job ends (never loops on a broken stream) and every
+// other record is stored exactly once.
+TEST_F(CollectorIntegrationTest, NonObjectAndOversizedRecordsGoToDeadLettersAndTheJobEnds) {
+  collector_.reset();
+  writer_.reset();
+  StartWriter("127.0.0.1:0", {"--max_message_bytes=1048576"});
+  writer_max_message_bytes_ = 1048576;
+  StartCollector();
+  TestApi& api = NewApi(3, 3);
+  const std::string big = absl::StrCat(R"({"id":99,"v":")", std::string(2 << 20, 'x'), R"("})");
+  api.SetHook([&](const ApiRequest&, httplib::Response& res) {
+    res.set_content(absl::StrCat(R"({"data":[{"id":1},2,"s",)", big, R"(,{"id":3}]})"),
+                    "application/json");
+    return true;
+  });
+  v1::JobSpec spec = BaseSpec(api.Url("/none"), v1::NONE);
+  spec.mutable_pagination()->set_records_path("/data");
+  spec.clear_id_path();
+  v1::Job job = RunToEnd(spec);
+  EXPECT_EQ(job.state(), v1::SUCCEEDED) << job.error();
+  ExpectTableExact(job.table_name(), {R"({"id":1})", R"({"id":3})"});
+  std::vector<std::string> reasons = etl::testing::Query(absl::StrCat(
+      "SELECT reason FROM etl_dead_letters WHERE job_id = '", job.job_id(),
+      "' ORDER BY record_index"));
+  ASSERT_EQ(reasons.size(), 3u);
+  EXPECT_THAT(reasons[0], ::testing::HasSubstr("not a JSON object"));
+  EXPECT_THAT(reasons[1], ::testing::HasSubstr("not a JSON object"));
+  EXPECT_THAT(reasons[2], ::testing::HasSubstr("exceeds the message limit"));
 }
 
 TEST_F(CollectorIntegrationTest, StartJobRejectsInvalidSpecs) {

@@ -201,6 +201,80 @@ TEST(PaginationTest, IndexedWithoutTotalStopsAtTheFirstShortPage) {
   EXPECT_THAT(h.fatal(), IsEmpty());
 }
 
+// An API that caps the page size (3) below the requested one (10) while reporting its total:
+// the job follows the total, offsets advance by the records really returned.
+TEST(PaginationTest, IndexedOffsetFollowsTheTotalWhenTheApiCapsThePageSize) {
+  v1::JobSpec spec = BaseSpec(v1::OFFSET);
+  spec.mutable_pagination()->set_page_size(10);
+  spec.mutable_pagination()->set_records_path("/data");
+  spec.mutable_pagination()->set_total_count_path("/total");
+  Harness h(spec, [](const HttpRequest& req) -> absl::StatusOr<HttpResponse> {
+    int offset = std::stoi(QueryParam(req.url, "offset"));
+    std::string body = R"({"total":10,"data":[)";
+    for (int i = offset; i < std::min(offset + 3, 10); ++i) {
+      absl::StrAppend(&body, i == offset ? "" : ",", R"({"i":)", i, "}");
+    }
+    return Reply(200, body + "]}");
+  });
+  std::vector<FetchedPage> pages = h.Produce();
+  EXPECT_THAT(Tokens(pages), ElementsAre("0", "3", "6", "9"));
+  EXPECT_THAT(NextTokens(pages), ElementsAre("3", "6", "9", ""));
+  int64_t records = 0;
+  for (const auto& p : pages) {
+    EXPECT_TRUE(p.ok) << p.error;
+    records += p.records;
+  }
+  EXPECT_EQ(records, 10);
+  EXPECT_EQ(h.progress().pages_total(), 4);
+  EXPECT_THAT(h.fatal(), IsEmpty());
+}
+
+// PAGE style with a capped page size: the API's own pages are followed to its total.
+TEST(PaginationTest, IndexedPageFollowsTheTotalWhenTheApiCapsThePageSize) {
+  v1::JobSpec spec = BaseSpec(v1::PAGE);
+  spec.mutable_pagination()->set_page_size(10);
+  spec.mutable_pagination()->set_records_path("/data");
+  spec.mutable_pagination()->set_total_count_path("/total");
+  Harness h(spec, [](const HttpRequest& req) -> absl::StatusOr<HttpResponse> {
+    int page = std::stoi(QueryParam(req.url, "page"));  // 1-based, 4 records per page.
+    std::string body = R"({"total":10,"data":[)";
+    for (int i = (page - 1) * 4; i < std::min(page * 4, 10); ++i) {
+      absl::StrAppend(&body, i == (page - 1) * 4 ? "" : ",", R"({"i":)", i, "}");
+    }
+    return Reply(200, body + "]}");
+  });
+  std::vector<FetchedPage> pages = h.Produce();
+  EXPECT_THAT(Tokens(pages), ElementsAre("1", "2", "3"));
+  int64_t records = 0;
+  for (const auto& p : pages) records += p.records;
+  EXPECT_EQ(records, 10);
+  EXPECT_THAT(h.fatal(), IsEmpty());
+}
+
+// An API whose pages run out before its reported total: the gap is a failed page (PARTIAL),
+// never a silent end.
+TEST(PaginationTest, IndexedEmptyPageBeforeTheTotalIsAFailedPage) {
+  v1::JobSpec spec = BaseSpec(v1::PAGE);
+  spec.mutable_pagination()->set_page_size(2);
+  spec.mutable_pagination()->set_records_path("/data");
+  spec.mutable_pagination()->set_total_pages_path("/pages");
+  Harness h(spec, [](const HttpRequest& req) -> absl::StatusOr<HttpResponse> {
+    std::string page = QueryParam(req.url, "page");
+    return Reply(200, page == "1" ? R"({"pages":5,"data":[{"a":1}]})" : R"({"pages":5,"data":[]})");
+  });
+  std::vector<FetchedPage> pages = h.Produce();
+  ASSERT_FALSE(pages.empty());
+  bool any_failed = false;
+  for (const auto& p : pages) {
+    if (!p.ok) {
+      any_failed = true;
+      EXPECT_THAT(p.error, HasSubstr("before its reported total"));
+    }
+  }
+  EXPECT_TRUE(any_failed);
+  EXPECT_EQ(h.http().urls().size(), 5u);
+}
+
 TEST(PaginationTest, IndexedSkipsCommittedPages) {
   v1::JobSpec spec = BaseSpec(v1::PAGE);
   spec.mutable_pagination()->set_page_size(1);
@@ -441,6 +515,68 @@ TEST(PageFetcherTest, BuildsChunksUnderMaxMessageBytes) {
   }
   EXPECT_EQ(records, 10);
   EXPECT_EQ(page.batches[0].records(0), R"({"id":0,"pad":"xxxxxxxxxxxxxxxx"})");
+}
+
+// Records that are not JSON objects travel with a rejection (dead letters) unless the spec
+// allows them; the objects of the same page are sent as usual.
+TEST(PageFetcherTest, NonObjectRecordsAreRejectedUnlessAllowed) {
+  for (bool allow : {false, true}) {
+    v1::JobSpec spec = BaseSpec(v1::NONE);
+    spec.set_allow_non_object_records(allow);
+    Harness h(spec, [](const HttpRequest&) -> absl::StatusOr<HttpResponse> {
+      return Reply(200, R"([{"a":1}, 2, "s", [3], null])");
+    });
+    std::vector<FetchedPage> pages = h.Produce();
+    ASSERT_EQ(pages.size(), 1u);
+    ASSERT_TRUE(pages[0].ok) << pages[0].error;
+    ASSERT_EQ(pages[0].batches.size(), 1u);
+    const v1::RecordBatch& b = pages[0].batches[0];
+    ASSERT_EQ(b.records_size(), 5);
+    if (allow) {
+      EXPECT_EQ(b.rejections_size(), 0);
+    } else {
+      ASSERT_EQ(b.rejections_size(), 5);
+      EXPECT_EQ(b.rejections(0), "");
+      for (int i = 1; i < 5; ++i) {
+        EXPECT_THAT(b.rejections(i), HasSubstr("not a JSON object")) << i;
+      }
+    }
+  }
+}
+
+// A record that cannot fit in one writer message is sent as a prefix with its reason, never whole
+// (the writer would refuse the message and the stream would break on every resume).
+TEST(PageFetcherTest, RecordLargerThanTheWriterLimitIsRejectedNotSent) {
+  v1::JobSpec spec = BaseSpec(v1::NONE);
+  PageFetcherOptions options;
+  options.max_message_bytes = 1 << 10;
+  options.writer_max_message_bytes = 1 << 16;
+  const std::string big = absl::StrCat(R"({"v":")", std::string(100000, 'x'), R"("})");
+  Harness h(
+      spec,
+      [&](const HttpRequest&) -> absl::StatusOr<HttpResponse> {
+        return Reply(200, absl::StrCat(R"([{"a":1},)", big, R"(,{"b":2}])"));
+      },
+      options);
+  std::vector<FetchedPage> pages = h.Produce();
+  ASSERT_EQ(pages.size(), 1u);
+  ASSERT_TRUE(pages[0].ok) << pages[0].error;
+  EXPECT_EQ(pages[0].records, 3);
+  std::vector<std::string> records, rejections;
+  for (const auto& b : pages[0].batches) {
+    EXPECT_LE(b.ByteSizeLong(), options.writer_max_message_bytes);
+    ASSERT_EQ(b.rejections_size(), b.records_size());
+    for (int i = 0; i < b.records_size(); ++i) {
+      records.push_back(b.records(i));
+      rejections.push_back(b.rejections(i));
+    }
+  }
+  ASSERT_EQ(records.size(), 3u);
+  EXPECT_EQ(records[0], R"({"a":1})");
+  EXPECT_EQ(records[1].size(), kRejectedRecordPrefixBytes);
+  EXPECT_THAT(rejections[1], HasSubstr("exceeds the message limit"));
+  EXPECT_EQ(rejections[0], "");
+  EXPECT_EQ(rejections[2], "");
 }
 
 TEST(PageFetcherTest, SendsTheCredentialButKeepsItOutOfErrors) {
