@@ -184,7 +184,7 @@ class Soak:
         self.counter += 1
         style = STYLES[self.counter % len(STYLES)]
         rota = "soak_%s_%d" % (style, self.counter)
-        total = self.rng.choice([3000, 8000, 20000])
+        total = self.rng.choice([20000, 50000, 100000])
         page_size = self.rng.choice([100, 250, 1000])
         if style == "none":
             page_size = 0
