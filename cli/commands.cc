@@ -26,24 +26,42 @@ using etl::v1::WriterService;
 
 const char* CodeName(grpc::StatusCode code) {
   switch (code) {
-    case grpc::StatusCode::OK: return "OK";
-    case grpc::StatusCode::CANCELLED: return "CANCELLED";
-    case grpc::StatusCode::UNKNOWN: return "UNKNOWN";
-    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
-    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
-    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
-    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
-    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
-    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
-    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
-    case grpc::StatusCode::ABORTED: return "ABORTED";
-    case grpc::StatusCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
-    case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
-    case grpc::StatusCode::INTERNAL: return "INTERNAL";
-    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
-    case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
-    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
-    default: return "UNKNOWN";
+    case grpc::StatusCode::OK:
+      return "OK";
+    case grpc::StatusCode::CANCELLED:
+      return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN:
+      return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND:
+      return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS:
+      return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return "PERMISSION_DENIED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED:
+      return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE:
+      return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL:
+      return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE:
+      return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS:
+      return "DATA_LOSS";
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return "UNAUTHENTICATED";
+    default:
+      return "UNKNOWN";
   }
 }
 
@@ -52,29 +70,35 @@ std::shared_ptr<grpc::Channel> Channel(const CommandContext& ctx, const std::str
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
   auto channel = CreateSecureChannel(address, ctx.security, args);
-  if (!channel.ok()) return grpc::CreateCustomChannel("unix:/nonexistent", grpc::InsecureChannelCredentials(), args);
+  if (!channel.ok())
+    return grpc::CreateCustomChannel("unix:/nonexistent", grpc::InsecureChannelCredentials(), args);
   return *channel;
 }
 
 void Prepare(const CommandContext& ctx, grpc::ClientContext* cc, bool deadline) {
   if (deadline && ctx.rpc_timeout_seconds > 0) {
-    cc->set_deadline(std::chrono::system_clock::now() +
-                     std::chrono::microseconds(static_cast<int64_t>(ctx.rpc_timeout_seconds * 1e6)));
+    cc->set_deadline(
+        std::chrono::system_clock::now() +
+        std::chrono::microseconds(static_cast<int64_t>(ctx.rpc_timeout_seconds * 1e6)));
   }
   if (!ctx.request_id.empty()) cc->AddMetadata("x-request-id", ctx.request_id);
 }
 
-int RpcError(const CommandContext& ctx, const char* rpc, const std::string& service, const std::string& address,
-             const grpc::Status& st) {
-  *ctx.err << "etlctl: " << rpc << " failed: " << CodeName(st.error_code()) << ": " << st.error_message();
+int RpcError(const CommandContext& ctx, const char* rpc, const std::string& service,
+             const std::string& address, const grpc::Status& st) {
+  *ctx.err << "etlctl: " << rpc << " failed: " << CodeName(st.error_code()) << ": "
+           << st.error_message();
   if (st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
     // The server may well be up and waiting on something (a hung writer, a locked table): only an
     // unreachable server gets the "is it running?" hint.
-    *ctx.err << "\n  (" << service << " at " << address
-             << " did not answer in time; the request may still take effect: check with etlctl list)";
+    *ctx.err
+        << "\n  (" << service << " at " << address
+        << " did not answer in time; the request may still take effect: check with etlctl list)";
   } else if (st.error_code() == grpc::StatusCode::UNAVAILABLE) {
     *ctx.err << "\n  (is " << service << " running at " << address << "? set "
-             << (service == "writer_server" ? "--writer or ETL_WRITER" : "--collector or ETL_COLLECTOR") << ")";
+             << (service == "writer_server" ? "--writer or ETL_WRITER"
+                                            : "--collector or ETL_COLLECTOR")
+             << ")";
   }
   *ctx.err << std::endl;
   return 1;
@@ -92,9 +116,10 @@ std::string ToJson(const google::protobuf::Message& m) {
 // The collector RPCs that take a JobRef and answer with the Job.
 using JobRpc = grpc::Status (CollectorService::Stub::*)(grpc::ClientContext*, const JobRef&, Job*);
 
-// Calls `rpc` for job_id with the usual deadline and request id; on failure prints why and returns false.
-bool CallJobRpc(const CommandContext& ctx, CollectorService::Stub* stub, JobRpc rpc, const char* rpc_name,
-                const std::string& job_id, Job* job) {
+// Calls `rpc` for job_id with the usual deadline and request id; on failure prints why and returns
+// false.
+bool CallJobRpc(const CommandContext& ctx, CollectorService::Stub* stub, JobRpc rpc,
+                const char* rpc_name, const std::string& job_id, Job* job) {
   grpc::ClientContext cc;
   Prepare(ctx, &cc, true);
   JobRef ref;
@@ -161,20 +186,22 @@ bool Follow(const CommandContext& ctx, CollectorService::Stub* stub, const std::
     }
     if (++reconnects > ctx.watch_reconnects) {
       end_live_line();
-      *ctx.err << "etlctl: lost the progress stream of job " << job_id << " (" << CodeName(st.error_code()) << ": "
-               << st.error_message() << "); the job may still be running: etlctl status " << job_id << std::endl;
+      *ctx.err << "etlctl: lost the progress stream of job " << job_id << " ("
+               << CodeName(st.error_code()) << ": " << st.error_message()
+               << "); the job may still be running: etlctl status " << job_id << std::endl;
       return false;
     }
     end_live_line();
-    *ctx.err << "etlctl: progress stream interrupted (" << CodeName(st.error_code()) << ": " << st.error_message()
-             << "); reconnecting..." << std::endl;
+    *ctx.err << "etlctl: progress stream interrupted (" << CodeName(st.error_code()) << ": "
+             << st.error_message() << "); reconnecting..." << std::endl;
     std::this_thread::sleep_for(std::chrono::seconds(1));
   }
   end_live_line();
   return true;
 }
 
-int FollowAndReport(const CommandContext& ctx, CollectorService::Stub* stub, const std::string& job_id) {
+int FollowAndReport(const CommandContext& ctx, CollectorService::Stub* stub,
+                    const std::string& job_id) {
   if (!Follow(ctx, stub, job_id)) return 1;
   Job job;
   if (!CallJobRpc(ctx, stub, &CollectorService::Stub::GetJob, "GetJob", job_id, &job)) return 1;
@@ -196,7 +223,8 @@ int RunJob(const CommandContext& ctx, const etl::v1::JobSpec& spec, bool detach)
     return 0;
   }
   *ctx.err << "job " << job.job_id() << " started: " << spec.url() << " -> " << job.table_name()
-           << "\n  (Ctrl-C stops watching, not the job: etlctl cancel " << job.job_id() << ")" << std::endl;
+           << "\n  (Ctrl-C stops watching, not the job: etlctl cancel " << job.job_id() << ")"
+           << std::endl;
   return FollowAndReport(ctx, stub.get(), job.job_id());
 }
 
@@ -208,7 +236,8 @@ int WatchJob(const CommandContext& ctx, const std::string& job_id) {
 int ShowJob(const CommandContext& ctx, const std::string& job_id) {
   auto stub = CollectorService::NewStub(Channel(ctx, ctx.collector));
   Job job;
-  if (!CallJobRpc(ctx, stub.get(), &CollectorService::Stub::GetJob, "GetJob", job_id, &job)) return 1;
+  if (!CallJobRpc(ctx, stub.get(), &CollectorService::Stub::GetJob, "GetJob", job_id, &job))
+    return 1;
   *ctx.out << (ctx.json ? ToJson(job) : FormatJobDetails(job)) << std::flush;
   return 0;
 }
@@ -317,10 +346,12 @@ int Cursors(const CommandContext& ctx, const std::string& cliente_id, const std:
 int CancelJob(const CommandContext& ctx, const std::string& job_id) {
   auto stub = CollectorService::NewStub(Channel(ctx, ctx.collector));
   Job job;
-  if (!CallJobRpc(ctx, stub.get(), &CollectorService::Stub::CancelJob, "CancelJob", job_id, &job)) return 1;
+  if (!CallJobRpc(ctx, stub.get(), &CollectorService::Stub::CancelJob, "CancelJob", job_id, &job))
+    return 1;
   PrintJob(ctx, job,
-           absl::StrCat("job ", job.job_id(), ": ", etl::v1::JobState_Name(job.state()),
-                        IsTerminal(job.state()) ? "" : " (cancelling; pages already sent are committed)"));
+           absl::StrCat(
+               "job ", job.job_id(), ": ", etl::v1::JobState_Name(job.state()),
+               IsTerminal(job.state()) ? "" : " (cancelling; pages already sent are committed)"));
   return 0;
 }
 

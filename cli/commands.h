@@ -1,8 +1,8 @@
 // etlctl's subcommands as functions: each talks to the collector or writer over gRPC, prints to the
 // given streams and returns the process exit status. main.cc only parses flags and dispatches here.
 //
-// Exit status: 0 success (run/watch: the job SUCCEEDED), 2 the job ended PARTIAL, 1 the job FAILED or
-// was CANCELLED, or an RPC failed, 64 a usage error.
+// Exit status: 0 success (run/watch: the job SUCCEEDED), 2 the job ended PARTIAL, 1 the job FAILED
+// or was CANCELLED, or an RPC failed, 64 a usage error.
 //
 // Thread-safety: each call is independent; a CommandContext is used by one thread.
 #ifndef ETL_CLI_COMMANDS_H_

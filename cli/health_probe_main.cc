@@ -1,10 +1,10 @@
-// etl_health_probe: gRPC health check client (grpc.health.v1) for Docker/Kubernetes probes and scripts.
-// Exit status 0 iff the server answers SERVING for the service; 1 otherwise (NOT_SERVING, unreachable,
-// deadline exceeded, unknown service); 64 on usage errors.
+// etl_health_probe: gRPC health check client (grpc.health.v1) for Docker/Kubernetes probes and
+// scripts. Exit status 0 iff the server answers SERVING for the service; 1 otherwise (NOT_SERVING,
+// unreachable, deadline exceeded, unknown service); 64 on usage errors.
+#include <grpcpp/grpcpp.h>
+
 #include <chrono>
 #include <iostream>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/usage_config.h"
@@ -17,25 +17,31 @@ ABSL_FLAG(std::string, addr, "", "server address host:port (or the first positio
 ABSL_FLAG(std::string, service, "", "service name to check; empty = the server as a whole");
 ABSL_FLAG(double, timeout, 2, "seconds to wait for the answer, connecting included");
 ABSL_FLAG(bool, quiet, false, "print nothing");
-ABSL_FLAG(std::string, tls_ca, "", "TLS: CA certificate (PEM) of the server's certificate; empty = plaintext");
-ABSL_FLAG(std::string, tls_cert, "", "TLS: client certificate (PEM) for servers requiring one (mutual TLS)");
+ABSL_FLAG(std::string, tls_ca, "",
+          "TLS: CA certificate (PEM) of the server's certificate; empty = plaintext");
+ABSL_FLAG(std::string, tls_cert, "",
+          "TLS: client certificate (PEM) for servers requiring one (mutual TLS)");
 ABSL_FLAG(std::string, tls_key, "", "TLS: private key of --tls-cert");
 ABSL_FLAG(std::string, tls_server_name, "", "TLS: name expected in the server certificate");
 
 int main(int argc, char** argv) {
-  // --help lists the flags of this file (absl's default looks for <program>.cc / <program>_main.cc).
+  // --help lists the flags of this file (absl's default looks for <program>.cc /
+  // <program>_main.cc).
   absl::FlagsUsageConfig usage_config;
-  usage_config.contains_help_flags = [](absl::string_view file) { return absl::EndsWith(file, "cli/health_probe_main.cc"); };
+  usage_config.contains_help_flags = [](absl::string_view file) {
+    return absl::EndsWith(file, "cli/health_probe_main.cc");
+  };
   usage_config.contains_helpshort_flags = usage_config.contains_help_flags;
   absl::SetFlagsUsageConfig(usage_config);
-  std::vector<std::string> positional = etl::ParseFlags(
-      argc, argv,
-      "etl_health_probe [--addr=]host:port [--service=NAME] [--timeout=2]\n"
-      "Exit 0 iff the gRPC health service reports SERVING.");
+  std::vector<std::string> positional =
+      etl::ParseFlags(argc, argv,
+                      "etl_health_probe [--addr=]host:port [--service=NAME] [--timeout=2]\n"
+                      "Exit 0 iff the gRPC health service reports SERVING.");
   std::string addr = absl::GetFlag(FLAGS_addr);
   if (addr.empty() && positional.size() == 2) addr = positional[1];
   if (addr.empty() || positional.size() > 2) {
-    std::cerr << "usage: etl_health_probe [--addr=]host:port [--service=NAME] [--timeout=SECONDS]" << std::endl;
+    std::cerr << "usage: etl_health_probe [--addr=]host:port [--service=NAME] [--timeout=SECONDS]"
+              << std::endl;
     return 64;
   }
   const bool quiet = absl::GetFlag(FLAGS_quiet);
@@ -51,8 +57,9 @@ int main(int argc, char** argv) {
   }
   auto stub = grpc::health::v1::Health::NewStub(*channel);
   grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() +
-                   std::chrono::milliseconds(static_cast<int64_t>(absl::GetFlag(FLAGS_timeout) * 1000)));
+  ctx.set_deadline(
+      std::chrono::system_clock::now() +
+      std::chrono::milliseconds(static_cast<int64_t>(absl::GetFlag(FLAGS_timeout) * 1000)));
   ctx.set_wait_for_ready(true);  // Wait (up to the deadline) for a server that is still starting.
   grpc::health::v1::HealthCheckRequest req;
   req.set_service(absl::GetFlag(FLAGS_service));
@@ -64,7 +71,8 @@ int main(int argc, char** argv) {
   }
   const bool serving = resp.status() == grpc::health::v1::HealthCheckResponse::SERVING;
   if (!quiet) {
-    std::cout << addr << ": " << grpc::health::v1::HealthCheckResponse::ServingStatus_Name(resp.status())
+    std::cout << addr << ": "
+              << grpc::health::v1::HealthCheckResponse::ServingStatus_Name(resp.status())
               << std::endl;
   }
   return serving ? 0 : 1;

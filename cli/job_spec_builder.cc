@@ -17,7 +17,9 @@ namespace {
 
 using etl::v1::JobSpec;
 
-std::string Dashed(const std::string& name) { return "--" + absl::StrReplaceAll(name, {{"_", "-"}}); }
+std::string Dashed(const std::string& name) {
+  return "--" + absl::StrReplaceAll(name, {{"_", "-"}});
+}
 
 absl::Status FlagError(const std::string& name, absl::string_view message) {
   return absl::InvalidArgumentError(absl::StrCat(Dashed(name), ": ", message));
@@ -25,7 +27,8 @@ absl::Status FlagError(const std::string& name, absl::string_view message) {
 
 absl::StatusOr<int64_t> ParseInt(const std::string& name, const std::string& text, int64_t min) {
   int64_t v = 0;
-  if (!absl::SimpleAtoi(text, &v)) return FlagError(name, absl::StrCat("\"", text, "\" is not an integer"));
+  if (!absl::SimpleAtoi(text, &v))
+    return FlagError(name, absl::StrCat("\"", text, "\" is not an integer"));
   if (v < min) return FlagError(name, absl::StrCat("must be >= ", min, ", got ", v));
   return v;
 }
@@ -43,8 +46,9 @@ absl::StatusOr<double> ParseSeconds(const std::string& name, const std::string& 
 
 absl::Status CheckPointer(const std::string& what, const std::string& pointer) {
   if (!pointer.empty() && pointer[0] != '/') {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, ": \"", pointer, "\" is not a JSON pointer (RFC 6901: empty or starting with '/', e.g. /data)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, ": \"", pointer,
+        "\" is not a JSON pointer (RFC 6901: empty or starting with '/', e.g. /data)"));
   }
   return absl::OkStatus();
 }
@@ -52,21 +56,25 @@ absl::Status CheckPointer(const std::string& what, const std::string& pointer) {
 absl::Status CheckDate(const std::string& what, const std::string& date) {
   if (date.empty()) return absl::OkStatus();
   int y = 0, m = 0, d = 0;
-  bool ok = date.size() == 10 && date[4] == '-' && date[7] == '-' && absl::SimpleAtoi(date.substr(0, 4), &y) &&
-            absl::SimpleAtoi(date.substr(5, 2), &m) && absl::SimpleAtoi(date.substr(8, 2), &d) &&
-            absl::ascii_isdigit(date[0]) && m >= 1 && m <= 12 && d >= 1 && d <= 31;
+  bool ok = date.size() == 10 && date[4] == '-' && date[7] == '-' &&
+            absl::SimpleAtoi(date.substr(0, 4), &y) && absl::SimpleAtoi(date.substr(5, 2), &m) &&
+            absl::SimpleAtoi(date.substr(8, 2), &d) && absl::ascii_isdigit(date[0]) && m >= 1 &&
+            m <= 12 && d >= 1 && d <= 31;
   if (ok) {
     static constexpr int kDaysIn[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
     ok = d <= kDaysIn[m - 1] && !(m == 2 && d == 29 && !leap);
   }
-  if (!ok) return absl::InvalidArgumentError(absl::StrCat(what, ": \"", date, "\" is not a date (YYYY-MM-DD)"));
+  if (!ok)
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": \"", date, "\" is not a date (YYYY-MM-DD)"));
   return absl::OkStatus();
 }
 
 // Replaces entries with the same key (case-insensitively for headers) and appends the rest.
 void MergeKeyValues(google::protobuf::RepeatedPtrField<etl::v1::KeyValue>* into,
-                    const std::vector<std::pair<std::string, std::string>>& extra, bool case_insensitive) {
+                    const std::vector<std::pair<std::string, std::string>>& extra,
+                    bool case_insensitive) {
   auto same = [&](const std::string& a, const std::string& b) {
     return case_insensitive ? absl::EqualsIgnoreCase(a, b) : a == b;
   };
@@ -85,16 +93,53 @@ void MergeKeyValues(google::protobuf::RepeatedPtrField<etl::v1::KeyValue>* into,
 }  // namespace
 
 const std::vector<std::string>& JobSpecFlagNames() {
-  static const auto* names = new std::vector<std::string>{
-      "cliente", "rota", "url", "pagination", "page_param", "size_param", "page_size", "start_page",
-      "offset_param", "limit_param", "cursor_param", "cursor_path", "next_url_path", "total_pages_path",
-      "total_count_path", "records_path", "max_pages", "start_date", "end_date", "start_param", "end_param",
-      "date_format", "id_path", "max_attempts", "backoff_scale", "max_backoff", "fetch_concurrency", "timeout",
-      "connect_timeout", "bearer_token_env", "bearer_token_file", "api_key_env", "api_key_file",
-      "api_key_header", "api_key_param", "basic_user", "basic_password_env", "basic_password_file",
-      "write_mode", "incremental_path", "incremental_type", "incremental_param",
-      "incremental_initial", "lookback", "full_refresh", "credential",
-      "allow_non_object_records"};
+  static const auto* names = new std::vector<std::string>{"cliente",
+                                                          "rota",
+                                                          "url",
+                                                          "pagination",
+                                                          "page_param",
+                                                          "size_param",
+                                                          "page_size",
+                                                          "start_page",
+                                                          "offset_param",
+                                                          "limit_param",
+                                                          "cursor_param",
+                                                          "cursor_path",
+                                                          "next_url_path",
+                                                          "total_pages_path",
+                                                          "total_count_path",
+                                                          "records_path",
+                                                          "max_pages",
+                                                          "start_date",
+                                                          "end_date",
+                                                          "start_param",
+                                                          "end_param",
+                                                          "date_format",
+                                                          "id_path",
+                                                          "max_attempts",
+                                                          "backoff_scale",
+                                                          "max_backoff",
+                                                          "fetch_concurrency",
+                                                          "timeout",
+                                                          "connect_timeout",
+                                                          "bearer_token_env",
+                                                          "bearer_token_file",
+                                                          "api_key_env",
+                                                          "api_key_file",
+                                                          "api_key_header",
+                                                          "api_key_param",
+                                                          "basic_user",
+                                                          "basic_password_env",
+                                                          "basic_password_file",
+                                                          "write_mode",
+                                                          "incremental_path",
+                                                          "incremental_type",
+                                                          "incremental_param",
+                                                          "incremental_initial",
+                                                          "lookback",
+                                                          "full_refresh",
+                                                          "credential",
+                                                          "allow_non_object_records"};
   return *names;
 }
 
@@ -107,8 +152,9 @@ absl::StatusOr<etl::v1::PaginationStyle> ParsePaginationStyle(const std::string&
   if (t == "link") return etl::v1::LINK;
   if (t == "next_url") return etl::v1::NEXT_URL;
   if (t == "none") return etl::v1::NONE;
-  return absl::InvalidArgumentError(absl::StrCat("--pagination: unknown style \"", text,
-                                                 "\"; use page, offset, cursor, link, next_url or none"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("--pagination: unknown style \"", text,
+                   "\"; use page, offset, cursor, link, next_url or none"));
 }
 
 absl::StatusOr<std::map<std::string, std::vector<std::string>>> ExtractRepeatedFlags(
@@ -128,8 +174,8 @@ absl::StatusOr<std::map<std::string, std::vector<std::string>>> ExtractRepeatedF
       continue;
     }
     size_t eq = a.find('=');
-    std::string name = absl::StrReplaceAll(a.substr(dashes, eq == std::string::npos ? std::string::npos : eq - dashes),
-                                           {{"-", "_"}});
+    std::string name = absl::StrReplaceAll(
+        a.substr(dashes, eq == std::string::npos ? std::string::npos : eq - dashes), {{"-", "_"}});
     if (names.count(name) == 0) {
       kept.push_back(a);
       continue;
@@ -154,8 +200,8 @@ std::set<std::string> FlagsNamedIn(const std::vector<std::string>& args) {
     if (a.size() < 2 || a[0] != '-') continue;
     size_t start = a[1] == '-' ? 2 : 1;
     size_t eq = a.find('=');
-    names.insert(absl::StrReplaceAll(a.substr(start, eq == std::string::npos ? std::string::npos : eq - start),
-                                     {{"-", "_"}}));
+    names.insert(absl::StrReplaceAll(
+        a.substr(start, eq == std::string::npos ? std::string::npos : eq - start), {{"-", "_"}}));
   }
   return names;
 }
@@ -167,8 +213,8 @@ absl::StatusOr<JobSpec> BuildJobSpec(const SpecInputs& in) {
     opts.ignore_unknown_fields = false;
     auto st = google::protobuf::util::JsonStringToMessage(in.spec_json, &spec, opts);
     if (!st.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(in.spec_origin, ": not a JobSpec in proto3 JSON: ", std::string(st.message())));
+      return absl::InvalidArgumentError(absl::StrCat(
+          in.spec_origin, ": not a JobSpec in proto3 JSON: ", std::string(st.message())));
     }
   }
 
@@ -249,17 +295,26 @@ absl::StatusOr<JobSpec> BuildJobSpec(const SpecInputs& in) {
     std::string v =
         absl::AsciiStrToLower(absl::StripAsciiWhitespace(get("allow_non_object_records")));
     if (v != "true" && v != "false" && v != "1" && v != "0" && v != "yes" && v != "no") {
-      return FlagError("allow_non_object_records",
-                       absl::StrCat("\"", get("allow_non_object_records"),
-                                    "\" is not true or false"));
+      return FlagError(
+          "allow_non_object_records",
+          absl::StrCat("\"", get("allow_non_object_records"), "\" is not true or false"));
     }
     spec.set_allow_non_object_records(v == "true" || v == "1" || v == "yes");
   }
 
   // Numbers.
-  if (has("page_size")) { ASSIGN_OR_RETURN(int64_t v, ParseInt("page_size", get("page_size"), 0)); p->set_page_size(v); }
-  if (has("start_page")) { ASSIGN_OR_RETURN(int64_t v, ParseInt("start_page", get("start_page"), 0)); p->set_start_page(v); }
-  if (has("max_pages")) { ASSIGN_OR_RETURN(int64_t v, ParseInt("max_pages", get("max_pages"), 1)); p->set_max_pages(v); }
+  if (has("page_size")) {
+    ASSIGN_OR_RETURN(int64_t v, ParseInt("page_size", get("page_size"), 0));
+    p->set_page_size(v);
+  }
+  if (has("start_page")) {
+    ASSIGN_OR_RETURN(int64_t v, ParseInt("start_page", get("start_page"), 0));
+    p->set_start_page(v);
+  }
+  if (has("max_pages")) {
+    ASSIGN_OR_RETURN(int64_t v, ParseInt("max_pages", get("max_pages"), 1));
+    p->set_max_pages(v);
+  }
   if (has("max_attempts")) {
     ASSIGN_OR_RETURN(int64_t v, ParseInt("max_attempts", get("max_attempts"), 1));
     if (v > 100) return FlagError("max_attempts", "must be <= 100");
@@ -270,9 +325,18 @@ absl::StatusOr<JobSpec> BuildJobSpec(const SpecInputs& in) {
     if (v > 256) return FlagError("fetch_concurrency", "must be <= 256");
     spec.set_fetch_concurrency(static_cast<int32_t>(v));
   }
-  if (has("backoff_scale")) { ASSIGN_OR_RETURN(double v, ParseSeconds("backoff_scale", get("backoff_scale"))); r->set_backoff_scale(v); }
-  if (has("max_backoff")) { ASSIGN_OR_RETURN(double v, ParseSeconds("max_backoff", get("max_backoff"))); r->set_max_backoff_seconds(v); }
-  if (has("timeout")) { ASSIGN_OR_RETURN(double v, ParseSeconds("timeout", get("timeout"))); spec.set_timeout_seconds(v); }
+  if (has("backoff_scale")) {
+    ASSIGN_OR_RETURN(double v, ParseSeconds("backoff_scale", get("backoff_scale")));
+    r->set_backoff_scale(v);
+  }
+  if (has("max_backoff")) {
+    ASSIGN_OR_RETURN(double v, ParseSeconds("max_backoff", get("max_backoff")));
+    r->set_max_backoff_seconds(v);
+  }
+  if (has("timeout")) {
+    ASSIGN_OR_RETURN(double v, ParseSeconds("timeout", get("timeout")));
+    spec.set_timeout_seconds(v);
+  }
   if (has("connect_timeout")) {
     ASSIGN_OR_RETURN(double v, ParseSeconds("connect_timeout", get("connect_timeout")));
     spec.set_connect_timeout_seconds(v);
@@ -295,10 +359,12 @@ absl::StatusOr<JobSpec> BuildJobSpec(const SpecInputs& in) {
     if (!has(m.env) && !has(m.file)) continue;
     if (++methods_given > 1) {
       return absl::InvalidArgumentError(
-          "choose one authentication method: --bearer-token-env/-file, --api-key-env/-file or --basic-password-env/-file");
+          "choose one authentication method: --bearer-token-env/-file, --api-key-env/-file or "
+          "--basic-password-env/-file");
     }
     if (has(m.env) && has(m.file)) {
-      return absl::InvalidArgumentError(absl::StrCat("give either ", Dashed(m.env), " or ", Dashed(m.file), ", not both"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("give either ", Dashed(m.env), " or ", Dashed(m.file), ", not both"));
     }
     etl::v1::Auth* auth = spec.mutable_auth();
     auth->Clear();
@@ -306,7 +372,9 @@ absl::StatusOr<JobSpec> BuildJobSpec(const SpecInputs& in) {
     if (has(m.env)) {
       std::string env = get(m.env);
       if (env.empty() || env.find_first_of("= \t") != std::string::npos) {
-        return FlagError(m.env, "expects the NAME of an environment variable holding the secret, not the secret");
+        return FlagError(
+            m.env,
+            "expects the NAME of an environment variable holding the secret, not the secret");
       }
       auth->set_secret_env(env);
     } else {
@@ -315,14 +383,16 @@ absl::StatusOr<JobSpec> BuildJobSpec(const SpecInputs& in) {
   }
   if (has("api_key_header") || has("api_key_param")) {
     if (spec.auth().type() != etl::v1::API_KEY) {
-      return absl::InvalidArgumentError("--api-key-header/--api-key-param need --api-key-env or --api-key-file");
+      return absl::InvalidArgumentError(
+          "--api-key-header/--api-key-param need --api-key-env or --api-key-file");
     }
     if (has("api_key_header")) spec.mutable_auth()->set_header_name(get("api_key_header"));
     if (has("api_key_param")) spec.mutable_auth()->set_query_param(get("api_key_param"));
   }
   if (has("basic_user")) {
     if (spec.auth().type() != etl::v1::BASIC) {
-      return absl::InvalidArgumentError("--basic-user needs --basic-password-env or --basic-password-file");
+      return absl::InvalidArgumentError(
+          "--basic-user needs --basic-password-env or --basic-password-file");
     }
     spec.mutable_auth()->set_username(get("basic_user"));
   }
@@ -338,15 +408,20 @@ absl::StatusOr<JobSpec> BuildJobSpec(const SpecInputs& in) {
   }
   for (const std::string& kv : in.headers) {
     size_t colon = kv.find(':');
-    std::string name = colon == std::string::npos ? "" : std::string(absl::StripAsciiWhitespace(kv.substr(0, colon)));
+    std::string name = colon == std::string::npos
+                           ? ""
+                           : std::string(absl::StripAsciiWhitespace(kv.substr(0, colon)));
     if (name.empty() || name.find_first_of(" \t\r\n") != std::string::npos) {
-      return absl::InvalidArgumentError(absl::StrCat("--header: \"", kv, "\" is not \"Name: value\""));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--header: \"", kv, "\" is not \"Name: value\""));
     }
     std::string value(absl::StripAsciiWhitespace(kv.substr(colon + 1)));
     if (value.find_first_of("\r\n") != std::string::npos) {
-      return absl::InvalidArgumentError(absl::StrCat("--header ", name, ": value must not contain line breaks"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--header ", name, ": value must not contain line breaks"));
     }
-    if (absl::EqualsIgnoreCase(name, "Authorization") || absl::EqualsIgnoreCase(name, "Proxy-Authorization")) {
+    if (absl::EqualsIgnoreCase(name, "Authorization") ||
+        absl::EqualsIgnoreCase(name, "Proxy-Authorization")) {
       return absl::InvalidArgumentError(
           "--header: credentials do not go in headers (they would be stored with the job); use "
           "--bearer-token-env, --api-key-env or --basic-user with --basic-password-env");
@@ -357,29 +432,38 @@ absl::StatusOr<JobSpec> BuildJobSpec(const SpecInputs& in) {
   MergeKeyValues(spec.mutable_headers(), headers, /*case_insensitive=*/true);
 
   // Checks of the merged spec: what the collector would refuse, said in terms of etlctl's flags.
-  if (spec.cliente_id().empty()) return absl::InvalidArgumentError("--cliente is required (e.g. --cliente=2151)");
-  if (spec.rota().empty()) return absl::InvalidArgumentError("--rota is required (e.g. --rota=pedidos)");
+  if (spec.cliente_id().empty())
+    return absl::InvalidArgumentError("--cliente is required (e.g. --cliente=2151)");
+  if (spec.rota().empty())
+    return absl::InvalidArgumentError("--rota is required (e.g. --rota=pedidos)");
   RETURN_IF_ERROR(ValidateNamePart("--cliente", spec.cliente_id()));
   RETURN_IF_ERROR(ValidateNamePart("--rota", spec.rota()));
   RETURN_IF_ERROR(RawTableName(spec.cliente_id(), spec.rota()).status());
   if (spec.url().empty()) return absl::InvalidArgumentError("--url is required");
   std::string lower_url = absl::AsciiStrToLower(spec.url());
   if (!absl::StartsWith(lower_url, "http://") && !absl::StartsWith(lower_url, "https://")) {
-    return absl::InvalidArgumentError(absl::StrCat("--url: \"", spec.url(), "\" must start with http:// or https://"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--url: \"", spec.url(), "\" must start with http:// or https://"));
   }
   if (p->style() == etl::v1::PAGINATION_STYLE_UNSPECIFIED) {
-    return absl::InvalidArgumentError("--pagination is required: page, offset, cursor, link, next_url or none");
+    return absl::InvalidArgumentError(
+        "--pagination is required: page, offset, cursor, link, next_url or none");
   }
   if (p->style() == etl::v1::CURSOR && p->cursor_path().empty()) {
-    return absl::InvalidArgumentError("--cursor-path is required with --pagination=cursor (e.g. /next_cursor)");
+    return absl::InvalidArgumentError(
+        "--cursor-path is required with --pagination=cursor (e.g. /next_cursor)");
   }
   if (p->style() == etl::v1::NEXT_URL && p->next_url_path().empty()) {
-    return absl::InvalidArgumentError("--next-url-path is required with --pagination=next_url (e.g. /next)");
+    return absl::InvalidArgumentError(
+        "--next-url-path is required with --pagination=next_url (e.g. /next)");
   }
   const std::pair<const char*, const std::string*> pointers[] = {
-      {"--cursor-path", &p->cursor_path()},           {"--next-url-path", &p->next_url_path()},
-      {"--total-pages-path", &p->total_pages_path()}, {"--total-count-path", &p->total_count_path()},
-      {"--records-path", &p->records_path()},         {"--id-path", &spec.id_path()}};
+      {"--cursor-path", &p->cursor_path()},
+      {"--next-url-path", &p->next_url_path()},
+      {"--total-pages-path", &p->total_pages_path()},
+      {"--total-count-path", &p->total_count_path()},
+      {"--records-path", &p->records_path()},
+      {"--id-path", &spec.id_path()}};
   for (const auto& [what, value] : pointers) RETURN_IF_ERROR(CheckPointer(what, *value));
   RETURN_IF_ERROR(CheckDate("--start-date", d->start_date()));
   RETURN_IF_ERROR(CheckDate("--end-date", d->end_date()));
@@ -388,7 +472,8 @@ absl::StatusOr<JobSpec> BuildJobSpec(const SpecInputs& in) {
         absl::StrCat("--end-date ", d->end_date(), " precedes --start-date ", d->start_date()));
   }
   if (!spec.credential().empty() && spec.auth().type() != etl::v1::AUTH_NONE) {
-    return absl::InvalidArgumentError("--credential replaces the --bearer-token/--api-key/--basic flags: give one");
+    return absl::InvalidArgumentError(
+        "--credential replaces the --bearer-token/--api-key/--basic flags: give one");
   }
   if (spec.auth().type() != etl::v1::AUTH_NONE && spec.auth().secret_env().empty() &&
       spec.auth().secret_file().empty()) {

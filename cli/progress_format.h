@@ -21,7 +21,8 @@ std::string FormatRate(double per_second);
 // Unix milliseconds as "2026-11-28 11:00:00Z"; 0 -> "-".
 std::string FormatTimestamp(int64_t unix_ms);
 
-// One line: state, records committed (of total), percent, pages, rate, ETA, elapsed, retries, failures.
+// One line: state, records committed (of total), percent, pages, rate, ETA, elapsed, retries,
+// failures.
 std::string FormatProgressLine(const etl::v1::JobProgress& progress);
 // The closing line of a finished job, e.g. "job 1f3c SUCCEEDED: 100,000 records in 4.1s (...)".
 std::string FormatJobOutcome(const etl::v1::Job& job);

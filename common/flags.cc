@@ -148,7 +148,10 @@ std::vector<std::string> ParseFlags(int argc, char** argv, absl::string_view usa
   for (size_t i = 1; i < storage.size(); ++i) {
     std::string& a = storage[i];
     if (after_double_dash) continue;
-    if (a == "--") { after_double_dash = true; continue; }
+    if (a == "--") {
+      after_double_dash = true;
+      continue;
+    }
     if (a.size() < 3 || a[0] != '-') continue;
     size_t start = a[1] == '-' ? 2 : 1;
     size_t end = a.find('=');

@@ -33,9 +33,9 @@ void WritePortFile(const std::string& path, int port);
 
 // Tunes glibc's allocator for services that must keep a flat footprint: pages, parser buffers and
 // gRPC message slices are MiB-sized and short-lived. With glibc's adaptive mmap threshold they soon
-// land in per-thread arenas, whose freed space stays resident and fragments; a fixed threshold keeps
-// them in their own mappings, returned to the OS on free, and few arenas bound what stays resident.
-// Call first thing in main. No-op on other C libraries.
+// land in per-thread arenas, whose freed space stays resident and fragments; a fixed threshold
+// keeps them in their own mappings, returned to the OS on free, and few arenas bound what stays
+// resident. Call first thing in main. No-op on other C libraries.
 void TuneAllocatorForFlatMemory();
 
 // Blocks SIGTERM, SIGINT and SIGHUP in the calling thread (call first in main, before any thread

@@ -43,7 +43,8 @@ absl::StatusOr<std::vector<std::string>> ParseJsonPointer(absl::string_view poin
 }
 
 std::optional<int64_t> JsonScalarToInt(const JsonScalar& s) {
-  if (s.kind != JsonScalar::Kind::kNumber && s.kind != JsonScalar::Kind::kString) return std::nullopt;
+  if (s.kind != JsonScalar::Kind::kNumber && s.kind != JsonScalar::Kind::kString)
+    return std::nullopt;
   int64_t v = 0;
   absl::string_view text = absl::StripAsciiWhitespace(s.text);
   if (absl::SimpleAtoi(text, &v)) {
@@ -166,12 +167,18 @@ struct Captures {
 
   JsonScalar* Slot(int t) {
     switch (t) {
-      case kCursor: return &page->cursor;
-      case kNextUrl: return &page->next_url;
-      case kTotalPages: return &page->total_pages;
-      case kTotalCount: return &page->total_count;
-      case kId: return &current_id;
-      default: return nullptr;
+      case kCursor:
+        return &page->cursor;
+      case kNextUrl:
+        return &page->next_url;
+      case kTotalPages:
+        return &page->total_pages;
+      case kTotalCount:
+        return &page->total_count;
+      case kId:
+        return &current_id;
+      default:
+        return nullptr;
     }
   }
   // Stores `value` for every target in `here` (first occurrence wins for duplicate keys).
@@ -188,16 +195,16 @@ constexpr char kTooDeep[] = "nesting deeper than 512 levels";
 static_assert(kMaxJsonNestingDepth == 512, "update kTooDeep");
 
 // ---------------------------------------------------------------------------------------------------
-// simdjson On-Demand walker. Every value is visited, so syntax errors anywhere are reported; records
-// are delimited by the iterator's position before and after the walk of each one.
+// simdjson On-Demand walker. Every value is visited, so syntax errors anywhere are reported;
+// records are delimited by the iterator's position before and after the walk of each one.
 // ---------------------------------------------------------------------------------------------------
 namespace od = simdjson::ondemand;
 using simdjson::error_code;
 
-#define SJ_TRY(expr)                                   \
-  do {                                                 \
-    error_code sj_err_ = (expr);                       \
-    if (sj_err_ != simdjson::SUCCESS) return sj_err_;  \
+#define SJ_TRY(expr)                                  \
+  do {                                                \
+    error_code sj_err_ = (expr);                      \
+    if (sj_err_ != simdjson::SUCCESS) return sj_err_; \
   } while (0)
 
 class SimdWalker {
@@ -226,8 +233,9 @@ class SimdWalker {
           SJ_TRY(std::move(field_result).get(field));
           std::string_view key;
           SJ_TRY(field.unescaped_key().get(key));
-          uint32_t child =
-              deeper ? targets_->ChildByKey(deeper, depth, absl::string_view(key.data(), key.size())) : 0;
+          uint32_t child = deeper ? targets_->ChildByKey(deeper, depth,
+                                                         absl::string_view(key.data(), key.size()))
+                                  : 0;
           od::value child_value = field.value();
           SJ_TRY(WalkValue(child_value, depth + 1, child));
         }
@@ -380,7 +388,8 @@ class FallbackScanner {
 
  private:
   absl::Status Error() const {
-    return absl::DataLossError(absl::StrCat("malformed JSON: ", error_.empty() ? "syntax error" : error_));
+    return absl::DataLossError(
+        absl::StrCat("malformed JSON: ", error_.empty() ? "syntax error" : error_));
   }
   bool Fail(const char* what) {
     if (error_.empty()) error_ = what;
@@ -471,7 +480,8 @@ class FallbackScanner {
           if (size_t(end_ - p_) >= n && memcmp(p_, lit, n) == 0) {
             p_ += n;
             if (here) {
-              JsonScalar::Kind kind = lit[0] == 'n' ? JsonScalar::Kind::kNull : JsonScalar::Kind::kBool;
+              JsonScalar::Kind kind =
+                  lit[0] == 'n' ? JsonScalar::Kind::kNull : JsonScalar::Kind::kBool;
               captures_->Store(here, JsonScalar{kind, kind == JsonScalar::Kind::kNull ? "" : lit});
             }
             return true;
@@ -553,7 +563,8 @@ class FallbackScanner {
   void StoreComposite(uint32_t here, const char* start) {
     here &= ~Bit(kRecords);
     if (!here) return;
-    captures_->Store(here, JsonScalar{JsonScalar::Kind::kComposite, std::string(start, size_t(p_ - start))});
+    captures_->Store(
+        here, JsonScalar{JsonScalar::Kind::kComposite, std::string(start, size_t(p_ - start))});
   }
 
   static int HexValue(char c) {
@@ -613,14 +624,30 @@ class FallbackScanner {
       char e = *p_++;
       char plain = 0;
       switch (e) {
-        case '"': plain = '"'; break;
-        case '\\': plain = '\\'; break;
-        case '/': plain = '/'; break;
-        case 'b': plain = '\b'; break;
-        case 'f': plain = '\f'; break;
-        case 'n': plain = '\n'; break;
-        case 'r': plain = '\r'; break;
-        case 't': plain = '\t'; break;
+        case '"':
+          plain = '"';
+          break;
+        case '\\':
+          plain = '\\';
+          break;
+        case '/':
+          plain = '/';
+          break;
+        case 'b':
+          plain = '\b';
+          break;
+        case 'f':
+          plain = '\f';
+          break;
+        case 'n':
+          plain = '\n';
+          break;
+        case 'r':
+          plain = '\r';
+          break;
+        case 't':
+          plain = '\t';
+          break;
         case 'u': {
           uint32_t cp = 0;
           if (!ParseHex4(&cp)) return false;
@@ -664,7 +691,8 @@ struct JsonPageParser::Impl {
 JsonPageParser::JsonPageParser(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 JsonPageParser::~JsonPageParser() = default;
 
-absl::StatusOr<std::unique_ptr<JsonPageParser>> JsonPageParser::Create(const PageParseOptions& options) {
+absl::StatusOr<std::unique_ptr<JsonPageParser>> JsonPageParser::Create(
+    const PageParseOptions& options) {
   auto impl = std::make_unique<Impl>();
   impl->records_path = options.records_path;
   impl->max_records = options.max_records;
@@ -738,11 +766,12 @@ absl::StatusOr<ParsedPage> JsonPageParser::Parse(std::string* body) {
   captures.max_records = impl_->max_records;
   Targets& targets = impl_->targets;
   auto too_many = [&] {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("the page has more than ", impl_->max_records, " records (the per-page limit)"));
+    return absl::ResourceExhaustedError(absl::StrCat("the page has more than ", impl_->max_records,
+                                                     " records (the per-page limit)"));
   };
   const size_t len = body->size();
-  if (body->capacity() < len + simdjson::SIMDJSON_PADDING) body->reserve(len + simdjson::SIMDJSON_PADDING);
+  if (body->capacity() < len + simdjson::SIMDJSON_PADDING)
+    body->reserve(len + simdjson::SIMDJSON_PADDING);
   const char* data = body->data();
 
   od::document doc;
@@ -773,7 +802,8 @@ absl::StatusOr<ParsedPage> JsonPageParser::Parse(std::string* body) {
   }
   if (captures.too_many_records) return too_many();
   if (err == simdjson::UTF8_ERROR) {
-    // Invalid UTF-8 somewhere in the body: extract the records anyway so only the bad ones are lost.
+    // Invalid UTF-8 somewhere in the body: extract the records anyway so only the bad ones are
+    // lost.
     page = ParsedPage();
     captures = Captures();
     captures.page = &page;
@@ -785,7 +815,8 @@ absl::StatusOr<ParsedPage> JsonPageParser::Parse(std::string* body) {
     page.used_utf8_fallback = true;
   } else if (err != simdjson::SUCCESS) {
     if (len == 0) return absl::DataLossError("malformed JSON: empty body");
-    if (err == simdjson::DEPTH_ERROR) return absl::DataLossError(absl::StrCat("malformed JSON: ", kTooDeep));
+    if (err == simdjson::DEPTH_ERROR)
+      return absl::DataLossError(absl::StrCat("malformed JSON: ", kTooDeep));
     return absl::DataLossError(absl::StrCat("malformed JSON: ", simdjson::error_message(err)));
   }
   if (!captures.status.ok()) return captures.status;

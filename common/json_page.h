@@ -2,15 +2,16 @@
 // pagination (next cursor, next URL, totals), without ever re-serialising a record.
 //
 // Each record is returned as the exact bytes the API sent (a view into the body), so huge integers
-// (123456789012345678901234567890), escapes and Unicode reach PostgreSQL unchanged. Values are located
-// with RFC 6901 JSON pointers ("" = the whole document, "/data/0/id", "~1" = '/', "~0" = '~'); object
-// keys are compared after unescaping, so "da\u0074a" matches "/data".
+// (123456789012345678901234567890), escapes and Unicode reach PostgreSQL unchanged. Values are
+// located with RFC 6901 JSON pointers ("" = the whole document, "/data/0/id", "~1" = '/', "~0" =
+// '~'); object keys are compared after unescaping, so "da\u0074a" matches "/data".
 //
 // The parser is simdjson On-Demand. The whole document is walked and validated, so a truncated or
-// otherwise malformed body is an error (callers retry it). One exception keeps bad data from costing a
-// whole page: when simdjson rejects a body only because it is not valid UTF-8, a small hand-written
-// scanner (same grammar, no UTF-8 check) extracts the records anyway and ParsedPage::used_utf8_fallback
-// is set; the writer then dead-letters just the records PostgreSQL cannot store.
+// otherwise malformed body is an error (callers retry it). One exception keeps bad data from
+// costing a whole page: when simdjson rejects a body only because it is not valid UTF-8, a small
+// hand-written scanner (same grammar, no UTF-8 check) extracts the records anyway and
+// ParsedPage::used_utf8_fallback is set; the writer then dead-letters just the records PostgreSQL
+// cannot store.
 //
 // Thread-safety: JsonPageParser holds a reusable simdjson parser: one instance per thread.
 // The free functions are thread-safe.
@@ -50,12 +51,12 @@ struct JsonScalar {
 
 // What to extract from a page. Empty optional pointers are not looked up.
 struct PageParseOptions {
-  std::string records_path;                  // JSON pointer to the records array ("" = whole body).
-  std::string id_path;                       // Per record, relative pointer to the natural key; "" = none.
-  std::string cursor_path;                   // Next cursor.
-  std::string next_url_path;                 // Next page URL.
-  std::string total_pages_path;              // Total number of pages.
-  std::string total_count_path;              // Total number of records.
+  std::string records_path;      // JSON pointer to the records array ("" = whole body).
+  std::string id_path;           // Per record, relative pointer to the natural key; "" = none.
+  std::string cursor_path;       // Next cursor.
+  std::string next_url_path;     // Next page URL.
+  std::string total_pages_path;  // Total number of pages.
+  std::string total_count_path;  // Total number of records.
   // Most records accepted in one page: each costs a view (16 bytes) besides its text, so a body of
   // "[1,1,1,...]" must not turn into gigabytes. More is RESOURCE_EXHAUSTED.
   size_t max_records = 1000000;
@@ -65,7 +66,8 @@ struct ParsedPage {
   // Exact raw text of each record: views into the body passed to Parse (valid while it lives and is
   // not modified).
   std::vector<absl::string_view> records;
-  // One per record when id_path is set: string values unescaped, numbers as raw text, absent/null "".
+  // One per record when id_path is set: string values unescaped, numbers as raw text, absent/null
+  // "".
   std::vector<std::string> natural_keys;
   JsonScalar cursor;
   JsonScalar next_url;
@@ -89,8 +91,9 @@ class JsonPageParser {
   // Parses `body` (its capacity may be grown for simdjson's padding, so views taken before the call
   // are invalidated; the returned views stay valid until `body` is modified again).
   // DATA_LOSS for a malformed/truncated body or one nested deeper than kMaxJsonNestingDepth,
-  // RESOURCE_EXHAUSTED for more than max_records records, NOT_FOUND when records_path is absent, INVALID_ARGUMENT
-  // when it points at something other than an array, an object (one record) or null (no records).
+  // RESOURCE_EXHAUSTED for more than max_records records, NOT_FOUND when records_path is absent,
+  // INVALID_ARGUMENT when it points at something other than an array, an object (one record) or
+  // null (no records).
   absl::StatusOr<ParsedPage> Parse(std::string* body);
 
   // Frees the parser's internal buffers, which stay sized for the largest document parsed so far

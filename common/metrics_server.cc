@@ -10,11 +10,12 @@
 namespace etl {
 
 absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const std::string& listen,
-                                                                     RenderFn render) {
+                                                                    RenderFn render) {
   size_t colon = listen.rfind(':');
   int port = 0;
   if (colon == std::string::npos || !absl::SimpleAtoi(listen.substr(colon + 1), &port)) {
-    return absl::InvalidArgumentError(absl::StrCat("metrics address \"", listen, "\" is not host:port"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("metrics address \"", listen, "\" is not host:port"));
   }
   std::string host = listen.substr(0, colon);
   std::unique_ptr<MetricsServer> m(new MetricsServer());

@@ -1,4 +1,5 @@
-// A small HTTP endpoint serving Prometheus text metrics (GET /metrics) and a liveness page (GET /healthz).
+// A small HTTP endpoint serving Prometheus text metrics (GET /metrics) and a liveness page (GET
+// /healthz).
 //
 // Thread-safe: the render callback runs on the server's own thread and must itself be thread-safe
 // (services render from a snapshot of their atomic counters).
@@ -23,7 +24,8 @@ class MetricsServer {
   using RenderFn = std::function<std::string()>;
 
   // Binds `host:port` (port 0 = any free port) and serves until destroyed.
-  static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(const std::string& listen, RenderFn render);
+  static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(const std::string& listen,
+                                                              RenderFn render);
   ~MetricsServer();
   MetricsServer(const MetricsServer&) = delete;
   MetricsServer& operator=(const MetricsServer&) = delete;
@@ -37,7 +39,8 @@ class MetricsServer {
   int port_ = 0;
 };
 
-// One family with one sample, formatted like ExpositionWriter (common/metrics.h), which new code uses.
+// One family with one sample, formatted like ExpositionWriter (common/metrics.h), which new code
+// uses.
 void AppendMetric(std::string* out, const std::string& name, const std::string& help,
                   const std::string& type, double value, const std::string& labels = "");
 

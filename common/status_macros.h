@@ -10,11 +10,12 @@
 #define ETL_CONCAT_INNER_(a, b) a##b
 #define ETL_CONCAT_(a, b) ETL_CONCAT_INNER_(a, b)
 
-// RETURN_IF_ERROR(expr): returns the absl::Status of `expr` from the enclosing function unless it is OK.
-#define RETURN_IF_ERROR(expr)                              \
-  do {                                                     \
-    ::absl::Status etl_status_ = (expr);                   \
-    if (!etl_status_.ok()) return etl_status_;             \
+// RETURN_IF_ERROR(expr): returns the absl::Status of `expr` from the enclosing function unless it
+// is OK.
+#define RETURN_IF_ERROR(expr)                  \
+  do {                                         \
+    ::absl::Status etl_status_ = (expr);       \
+    if (!etl_status_.ok()) return etl_status_; \
   } while (0)
 
 // ASSIGN_OR_RETURN(lhs, expr): evaluates the absl::StatusOr `expr`; returns its status on error,

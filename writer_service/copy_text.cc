@@ -1,9 +1,9 @@
 #include "writer_service/copy_text.h"
 
+#include <simdjson.h>
+
 #include <cstdint>
 #include <cstring>
-
-#include <simdjson.h>
 
 #include "absl/strings/str_cat.h"
 
@@ -80,10 +80,18 @@ void AppendCopyText(std::string* out, absl::string_view value) {
     out->append(run, static_cast<size_t>(p - run));
     char e;
     switch (*p) {
-      case '\\': e = '\\'; break;
-      case '\t': e = 't'; break;
-      case '\n': e = 'n'; break;
-      default: e = 'r'; break;
+      case '\\':
+        e = '\\';
+        break;
+      case '\t':
+        e = 't';
+        break;
+      case '\n':
+        e = 'n';
+        break;
+      default:
+        e = 'r';
+        break;
     }
     out->push_back('\\');
     out->push_back(e);

@@ -12,15 +12,16 @@
 
 namespace etl {
 
-// Appends `value` to `out` escaped for one column of COPY ... (FORMAT text): backslash, tab, newline
-// and carriage return become \\, \t, \n, \r; every other byte is copied as is.
+// Appends `value` to `out` escaped for one column of COPY ... (FORMAT text): backslash, tab,
+// newline and carriage return become \\, \t, \n, \r; every other byte is copied as is.
 void AppendCopyText(std::string* out, absl::string_view value);
 
 // True when `bytes` is well-formed UTF-8 (no overlongs, no surrogates, nothing above U+10FFFF).
 bool IsValidUtf8(absl::string_view bytes);
 
-// True when the JSON text contains the escape \u0000 (which jsonb cannot store). An escaped backslash
-// followed by "u0000" (the six characters \\u0000) is an ordinary string and does not count.
+// True when the JSON text contains the escape \u0000 (which jsonb cannot store). An escaped
+// backslash followed by "u0000" (the six characters \\u0000) is an ordinary string and does not
+// count.
 bool HasJsonNulEscape(absl::string_view json);
 
 // OK when a record may be sent to COPY; INVALID_ARGUMENT with the reason otherwise. Checks what is
@@ -28,8 +29,8 @@ bool HasJsonNulEscape(absl::string_view json);
 // refuses is found by the writer's isolation retry.
 absl::Status PrecheckRecord(absl::string_view json);
 
-// `raw` as valid UTF-8 text for reading in the dead-letter table: invalid sequences and NUL bytes are
-// replaced by U+FFFD. (The exact bytes are stored separately.)
+// `raw` as valid UTF-8 text for reading in the dead-letter table: invalid sequences and NUL bytes
+// are replaced by U+FFFD. (The exact bytes are stored separately.)
 std::string LossyUtf8(absl::string_view raw);
 
 }  // namespace etl

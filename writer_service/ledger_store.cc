@@ -42,8 +42,10 @@ constexpr const char* kJobColumns =
     "(extract(epoch from j.updated_at) * 1000)::bigint, "
     "coalesce((extract(epoch from j.finished_at) * 1000)::bigint, 0), "
     "(SELECT count(*) FROM etl_pages p WHERE p.job_id = j.job_id AND p.state = 'committed'), "
-    "(SELECT coalesce(sum(records), 0) FROM etl_pages p WHERE p.job_id = j.job_id AND p.state = 'committed'), "
-    "(SELECT coalesce(sum(rejected), 0) FROM etl_pages p WHERE p.job_id = j.job_id AND p.state = 'committed')";
+    "(SELECT coalesce(sum(records), 0) FROM etl_pages p WHERE p.job_id = j.job_id AND p.state = "
+    "'committed'), "
+    "(SELECT coalesce(sum(rejected), 0) FROM etl_pages p WHERE p.job_id = j.job_id AND p.state = "
+    "'committed')";
 
 }  // namespace
 
@@ -158,14 +160,14 @@ absl::StatusOr<v1::JobRecord> LedgerStore::RegisterJob(const v1::RegisterJobRequ
   }
   v1::JobRecord out;
   RETURN_IF_ERROR(Run([&](PgConnection* conn) -> absl::Status {
-    RETURN_IF_ERROR(conn->Query("INSERT INTO etl_jobs (job_id, cliente_id, rota, table_name, spec, "
-                                "state) VALUES ($1, $2, $3, $4, $5::jsonb, 'PENDING') "
-                                "ON CONFLICT (job_id) DO NOTHING",
-                                {PgParam::Text(req.job_id()),
-                                 PgParam::Text(req.spec().cliente_id()),
-                                 PgParam::Text(req.spec().rota()), PgParam::Text(table),
-                                 PgParam::Text(StripNul(spec_json))})
-                        .status());
+    RETURN_IF_ERROR(
+        conn->Query("INSERT INTO etl_jobs (job_id, cliente_id, rota, table_name, spec, "
+                    "state) VALUES ($1, $2, $3, $4, $5::jsonb, 'PENDING') "
+                    "ON CONFLICT (job_id) DO NOTHING",
+                    {PgParam::Text(req.job_id()), PgParam::Text(req.spec().cliente_id()),
+                     PgParam::Text(req.spec().rota()), PgParam::Text(table),
+                     PgParam::Text(StripNul(spec_json))})
+            .status());
     ASSIGN_OR_RETURN(auto jobs, LoadJobs(conn, "j.job_id = $1", {PgParam::Text(req.job_id())}, 1));
     if (jobs.empty()) return absl::InternalError("registered job vanished");
     out = std::move(jobs[0]);
@@ -176,8 +178,10 @@ absl::StatusOr<v1::JobRecord> LedgerStore::RegisterJob(const v1::RegisterJobRequ
 
 absl::StatusOr<v1::JobRecord> LedgerStore::UpdateJob(const v1::UpdateJobRequest& req) {
   RETURN_IF_ERROR(ValidateJobId(req.job_id()));
-  std::string state = req.state() == v1::JOB_STATE_UNSPECIFIED ? "" : v1::JobState_Name(req.state());
-  // Terminal states stamp finished_at; going back to PENDING/RUNNING (a re-run) clears it and the error.
+  std::string state =
+      req.state() == v1::JOB_STATE_UNSPECIFIED ? "" : v1::JobState_Name(req.state());
+  // Terminal states stamp finished_at; going back to PENDING/RUNNING (a re-run) clears it and the
+  // error.
   std::string finished = req.state() == v1::JOB_STATE_UNSPECIFIED ? "finished_at"
                          : IsTerminal(req.state())                ? "now()"
                                                                   : "NULL";
@@ -188,22 +192,27 @@ absl::StatusOr<v1::JobRecord> LedgerStore::UpdateJob(const v1::UpdateJobRequest&
                           : "COALESCE(NULLIF($3::text, ''), error)";
   v1::JobRecord out;
   RETURN_IF_ERROR(Run([&](PgConnection* conn) -> absl::Status {
-  ASSIGN_OR_RETURN(
-      PgResult res,
-      conn->Query(absl::StrCat("UPDATE etl_jobs SET state = CASE WHEN $2::text = '' THEN state ELSE $2::text END, "
-                               "error = ", error, ", ",
-                               "pages_total = CASE WHEN $4::bigint > 0 THEN $4::bigint ELSE pages_total END, "
-                               "records_total = CASE WHEN $5::bigint > 0 THEN $5::bigint ELSE records_total END, "
-                               "finished_at = ", finished, ", updated_at = now() "
-                               "WHERE job_id = $1 RETURNING job_id"),
-                  {PgParam::Text(req.job_id()), PgParam::Text(state),
-                   PgParam::Text(StripNul(req.error())), PgParam::Text(absl::StrCat(req.pages_total())),
-                   PgParam::Text(absl::StrCat(req.records_total()))}));
-  if (res.rows() == 0) return absl::NotFoundError(absl::StrCat("no job ", req.job_id()));
-  ASSIGN_OR_RETURN(auto jobs, LoadJobs(conn, "j.job_id = $1", {PgParam::Text(req.job_id())}, 1));
-  if (jobs.empty()) return absl::NotFoundError(absl::StrCat("no job ", req.job_id()));
-  out = std::move(jobs[0]);
-  return absl::OkStatus();
+    ASSIGN_OR_RETURN(
+        PgResult res,
+        conn->Query(
+            absl::StrCat(
+                "UPDATE etl_jobs SET state = CASE WHEN $2::text = '' THEN state ELSE $2::text END, "
+                "error = ",
+                error, ", ",
+                "pages_total = CASE WHEN $4::bigint > 0 THEN $4::bigint ELSE pages_total END, "
+                "records_total = CASE WHEN $5::bigint > 0 THEN $5::bigint ELSE records_total END, "
+                "finished_at = ",
+                finished,
+                ", updated_at = now() "
+                "WHERE job_id = $1 RETURNING job_id"),
+            {PgParam::Text(req.job_id()), PgParam::Text(state),
+             PgParam::Text(StripNul(req.error())), PgParam::Text(absl::StrCat(req.pages_total())),
+             PgParam::Text(absl::StrCat(req.records_total()))}));
+    if (res.rows() == 0) return absl::NotFoundError(absl::StrCat("no job ", req.job_id()));
+    ASSIGN_OR_RETURN(auto jobs, LoadJobs(conn, "j.job_id = $1", {PgParam::Text(req.job_id())}, 1));
+    if (jobs.empty()) return absl::NotFoundError(absl::StrCat("no job ", req.job_id()));
+    out = std::move(jobs[0]);
+    return absl::OkStatus();
   }));
   return out;
 }
@@ -216,16 +225,16 @@ absl::Status LedgerStore::RecordPageFailure(const v1::PageFailure& req) {
   }
   return Run([&](PgConnection* conn) {
     return conn
-        ->Query("INSERT INTO etl_pages (job_id, page_number, state, page_token, error, attempts, "
-                "page_token_raw) VALUES ($1, $2::bigint, 'failed', $3, $4, $5::integer, $6::bytea) "
-                "ON CONFLICT (job_id, page_number) DO UPDATE SET state = 'failed', "
-                "page_token = EXCLUDED.page_token, page_token_raw = EXCLUDED.page_token_raw, "
-                "error = EXCLUDED.error, attempts = EXCLUDED.attempts, updated_at = now() "
-                "WHERE etl_pages.state <> 'committed'",
-                {PgParam::Text(req.job_id()), PgParam::Text(absl::StrCat(req.page().page_number())),
-                 TokenText(req.page().page_token()), PgParam::Text(LossyUtf8(req.page().error())),
-                 PgParam::Text(absl::StrCat(req.page().attempts())),
-                 TokenRaw(req.page().page_token())})
+        ->Query(
+            "INSERT INTO etl_pages (job_id, page_number, state, page_token, error, attempts, "
+            "page_token_raw) VALUES ($1, $2::bigint, 'failed', $3, $4, $5::integer, $6::bytea) "
+            "ON CONFLICT (job_id, page_number) DO UPDATE SET state = 'failed', "
+            "page_token = EXCLUDED.page_token, page_token_raw = EXCLUDED.page_token_raw, "
+            "error = EXCLUDED.error, attempts = EXCLUDED.attempts, updated_at = now() "
+            "WHERE etl_pages.state <> 'committed'",
+            {PgParam::Text(req.job_id()), PgParam::Text(absl::StrCat(req.page().page_number())),
+             TokenText(req.page().page_token()), PgParam::Text(LossyUtf8(req.page().error())),
+             PgParam::Text(absl::StrCat(req.page().attempts())), TokenRaw(req.page().page_token())})
         .status();
   });
 }

@@ -1,6 +1,6 @@
 // LedgerStore: the job ledger in PostgreSQL (etl_jobs, etl_pages), as the collector sees it through
-// the writer's ledger RPCs: register a job (idempotent), update its state, record failed pages, read
-// the committed pages (the resume point) and list jobs.
+// the writer's ledger RPCs: register a job (idempotent), update its state, record failed pages,
+// read the committed pages (the resume point) and list jobs.
 //
 // Thread-safe: each call borrows a connection from a small pool (no lock is held during I/O). A
 // pooled connection the server closed meanwhile (PostgreSQL restarted) is noticed on use: the pool
@@ -24,7 +24,7 @@ namespace etl {
 class LedgerStore {
  public:
   struct Options {
-    std::string conninfo;      // libpq connection string; "" = libpq's environment.
+    std::string conninfo;             // libpq connection string; "" = libpq's environment.
     size_t max_idle_connections = 4;  // Connections kept open between calls.
   };
   explicit LedgerStore(Options options) : options_(std::move(options)) {}

@@ -10,14 +10,17 @@
 #include "writer_service/writer_server.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:50052", "gRPC listen address (port 0 = any free port)");
-ABSL_FLAG(std::string, database_url, "",
-          "PostgreSQL connection URL or conninfo; default $DATABASE_URL, else libpq's PG* environment");
+ABSL_FLAG(
+    std::string, database_url, "",
+    "PostgreSQL connection URL or conninfo; default $DATABASE_URL, else libpq's PG* environment");
 ABSL_FLAG(int64_t, queue_records, 100000, "queue bound in records (whole pages)");
 ABSL_FLAG(int64_t, queue_bytes, 2 << 20, "queue bound in record bytes");
 ABSL_FLAG(int64_t, batch_records, 20000, "records per transaction at most (whole pages)");
 ABSL_FLAG(int64_t, batch_bytes, 1 << 20, "record bytes per transaction at most (whole pages)");
 ABSL_FLAG(int64_t, flush_interval_ms, 200, "a partial batch is committed after this many ms");
-ABSL_FLAG(int32_t, writer_threads, 2, "threads (connections) committing batches; with 2, one COPYs while the other waits for its commit to flush");
+ABSL_FLAG(int32_t, writer_threads, 2,
+          "threads (connections) committing batches; with 2, one COPYs while the other waits for "
+          "its commit to flush");
 ABSL_FLAG(int32_t, max_message_bytes, 64 << 20,
           "largest RecordBatch accepted, hence the largest record the pipeline carries (the "
           "collector's --max_message_bytes must not exceed it); a bigger message ends its stream "
@@ -39,18 +42,27 @@ ABSL_FLAG(int64_t, keepalive_time_ms, 30000, "the server pings an idle connectio
 ABSL_FLAG(int64_t, keepalive_timeout_ms, 10000,
           "and closes it when a ping is unanswered this long");
 ABSL_FLAG(std::string, metrics_listen, "",
-          "Prometheus /metrics address: \":port\" binds loopback, host:port binds that host; empty = off");
-ABSL_FLAG(int32_t, max_streams_per_connection, 64, "concurrent RPC streams one client connection may open");
-ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain for gRPC TLS (with --tls-key); empty = plaintext");
+          "Prometheus /metrics address: \":port\" binds loopback, host:port binds that host; empty "
+          "= off");
+ABSL_FLAG(int32_t, max_streams_per_connection, 64,
+          "concurrent RPC streams one client connection may open");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain for gRPC TLS (with --tls-key); empty = plaintext");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert");
-ABSL_FLAG(std::string, tls_client_ca, "", "require client certificates signed by this CA (mutual TLS)");
-ABSL_FLAG(std::string, auth_token_file, "", "file with the bearer token every caller must send (needs TLS)");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "require client certificates signed by this CA (mutual TLS)");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "file with the bearer token every caller must send (needs TLS)");
 ABSL_FLAG(std::string, collector_token_file, "",
-          "file with the token identifying the collector: Write and the ledger RPCs need it (or --collector-identity)");
+          "file with the token identifying the collector: Write and the ledger RPCs need it (or "
+          "--collector-identity)");
 ABSL_FLAG(std::string, collector_identity, "",
-          "comma-separated client-certificate names (CN/SAN) identifying the collector (needs --tls-client-ca)");
-ABSL_FLAG(std::string, log_format, "", "log lines as text or json (env ETL_LOG_FORMAT; default text)");
-ABSL_FLAG(std::string, log_level, "", "debug, info, warning or error (env ETL_LOG_LEVEL; default info)");
+          "comma-separated client-certificate names (CN/SAN) identifying the collector (needs "
+          "--tls-client-ca)");
+ABSL_FLAG(std::string, log_format, "",
+          "log lines as text or json (env ETL_LOG_FORMAT; default text)");
+ABSL_FLAG(std::string, log_level, "",
+          "debug, info, warning or error (env ETL_LOG_LEVEL; default info)");
 ABSL_FLAG(std::string, port_file, "", "write the bound gRPC port here once serving");
 ABSL_FLAG(int64_t, shutdown_grace_ms, 10000, "on SIGTERM, open streams get this long to end");
 ABSL_FLAG(int64_t, drain_timeout_ms, 60000, "on SIGTERM, queued pages get this long to commit");
@@ -62,7 +74,8 @@ int main(int argc, char** argv) {
                   "writer_server: commits records streamed over gRPC (etl.v1.WriterService) into "
                   "PostgreSQL");
   etl::SetThreadComponent("writer/main");
-  if (absl::Status s = etl::ConfigureLogging(absl::GetFlag(FLAGS_log_format), absl::GetFlag(FLAGS_log_level));
+  if (absl::Status s =
+          etl::ConfigureLogging(absl::GetFlag(FLAGS_log_format), absl::GetFlag(FLAGS_log_level));
       !s.ok()) {
     etl::LogError(s.message());
     return 2;

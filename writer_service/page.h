@@ -28,8 +28,8 @@ struct PageResult {
   // kCommitted: true on exactly one page per owner per transaction, so an owner counts the
   // transactions that committed its pages by counting these.
   bool first_in_batch_for_owner = false;
-  bool content_differs = false;   // kSkipped: the committed page had other records.
-  absl::Status error;             // kFailed: why the page was not committed.
+  bool content_differs = false;  // kSkipped: the committed page had other records.
+  absl::Status error;            // kFailed: why the page was not committed.
 };
 
 // Receives the outcome of each page it queued. Called from a writer thread, exactly once per page.
@@ -41,25 +41,23 @@ class PageOwner {
 };
 
 struct QueuedPage {
-  std::string table;            // Validated dados_raw_cliente_{cliente_id}_{rota}.
+  std::string table;  // Validated dados_raw_cliente_{cliente_id}_{rota}.
   std::string job_id;
   int64_t page_number = 0;
   std::string page_token;
   std::string next_page_token;
   // The page's messages as received (moved, not copied): records live in chunks[i].records().
   std::vector<v1::RecordBatch> chunks;
-  int64_t records = 0;          // Total records over all chunks.
-  int64_t bytes = 0;            // Total record bytes over all chunks (what the queue bound counts).
-  PageOwner* owner = nullptr;   // May be null (tests, tools).
-  absl::Time enqueued_at;       // Set by the queue.
+  int64_t records = 0;         // Total records over all chunks.
+  int64_t bytes = 0;           // Total record bytes over all chunks (what the queue bound counts).
+  PageOwner* owner = nullptr;  // May be null (tests, tools).
+  absl::Time enqueued_at;      // Set by the queue.
 
   // Calls f(record, natural_key_or_null) for every record in order.
   template <typename F>
   void ForEachRecord(F f) const {
-    ForEachRecordWithRejection(
-        [&](absl::string_view record, const std::string* key, const std::string*) {
-          f(record, key);
-        });
+    ForEachRecordWithRejection([&](absl::string_view record, const std::string* key,
+                                   const std::string*) { f(record, key); });
   }
 
   // Calls f(record, natural_key_or_null, collector_rejection_or_null) for every record in order.

@@ -14,7 +14,8 @@ namespace etl {
 namespace {
 
 absl::StatusCode CodeForSqlState(absl::string_view state) {
-  if (state.empty()) return absl::StatusCode::kUnavailable;  // No server answer: connection trouble.
+  if (state.empty())
+    return absl::StatusCode::kUnavailable;  // No server answer: connection trouble.
   absl::string_view cls = state.substr(0, 2);
   // Transient: the connection or the server (shutdown, out of resources, system error).
   if (cls == "08" || cls == "53" || cls == "58" || state == "57P01" || state == "57P02" ||
@@ -64,8 +65,8 @@ int64_t PgResult::GetInt(int row, int col) const {
 absl::StatusOr<std::unique_ptr<PgConnection>> PgConnection::Connect(const std::string& conninfo,
                                                                     absl::string_view application,
                                                                     int connect_timeout_s) {
-  // Pass the application name as a separate keyword so conninfo (which may hold a password) is never
-  // copied into messages.
+  // Pass the application name as a separate keyword so conninfo (which may hold a password) is
+  // never copied into messages.
   std::string app(application);
   std::string timeout = absl::StrCat(connect_timeout_s);
   const char* keys[] = {"dbname", "application_name",
@@ -79,7 +80,8 @@ absl::StatusOr<std::unique_ptr<PgConnection>> PgConnection::Connect(const std::s
     return absl::UnavailableError(absl::StrCat("cannot connect to PostgreSQL: ", msg));
   }
   // Server notices ("relation ... already exists, skipping") are expected: keep them off stderr.
-  PQsetNoticeProcessor(c, [](void*, const char*) {}, nullptr);
+  PQsetNoticeProcessor(
+      c, [](void*, const char*) {}, nullptr);
   return std::unique_ptr<PgConnection>(new PgConnection(c));
 }
 
@@ -106,9 +108,8 @@ absl::Status PgConnection::ResultStatus(pg_result* r, absl::string_view what) {
   if (!healthy()) code = absl::StatusCode::kUnavailable;
   std::string msg = Trimmed(PQresultErrorMessage(r));
   if (msg.empty()) msg = Trimmed(PQerrorMessage(conn_));
-  return absl::Status(code, absl::StrCat(what, ": ", msg,
-                                         sqlstate_.empty() ? "" : " (SQLSTATE ", sqlstate_,
-                                         sqlstate_.empty() ? "" : ")"));
+  return absl::Status(code, absl::StrCat(what, ": ", msg, sqlstate_.empty() ? "" : " (SQLSTATE ",
+                                         sqlstate_, sqlstate_.empty() ? "" : ")"));
 }
 
 absl::Status PgConnection::Exec(const std::string& sql) {

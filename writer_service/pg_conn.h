@@ -72,7 +72,8 @@ class PgConnection {
   // Runs one statement with parameters; returns its rows (if any).
   absl::StatusOr<PgResult> Query(const std::string& sql, const std::vector<PgParam>& params = {});
 
-  // COPY ... FROM STDIN: Begin, then Put any number of chunks, then End (returns the COPY's status).
+  // COPY ... FROM STDIN: Begin, then Put any number of chunks, then End (returns the COPY's
+  // status).
   absl::Status CopyBegin(const std::string& copy_sql);
   absl::Status CopyPut(absl::string_view data);
   absl::Status CopyEnd();

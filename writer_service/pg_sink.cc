@@ -100,11 +100,11 @@ struct PgRecordSink::Work {
     std::vector<uint8_t> rejected;  // 1 = goes to the dead-letter table.
     int64_t rejected_count = 0;
     bool duplicate_in_batch = false;
-    bool is_new = false;            // The ledger upsert returned it: its records are written now.
-    bool rejects_changed = false;   // Isolation found more bad records after the ledger upsert.
-    std::string digest;             // Of its records and natural keys (see Digest).
-    bool content_differs = false;   // Skipped, and the committed page had another digest.
-    absl::Status error;             // Not OK: the page is refused (permanent), nothing written.
+    bool is_new = false;           // The ledger upsert returned it: its records are written now.
+    bool rejects_changed = false;  // Isolation found more bad records after the ledger upsert.
+    std::string digest;            // Of its records and natural keys (see Digest).
+    bool content_differs = false;  // Skipped, and the committed page had another digest.
+    absl::Status error;            // Not OK: the page is refused (permanent), nothing written.
   };
   std::vector<Page> pages;
   std::vector<DeadLetter> dead;
@@ -138,8 +138,8 @@ absl::Status PgRecordSink::Ping(absl::Duration timeout) {
   conn_.reset();
   // libpq's connect_timeout is in whole seconds, at least 2.
   int connect_timeout_s = std::max<int>(2, static_cast<int>(absl::ToInt64Seconds(timeout)) + 1);
-  ASSIGN_OR_RETURN(conn_, PgConnection::Connect(options_.conninfo, "etl-writer-health",
-                                                connect_timeout_s));
+  ASSIGN_OR_RETURN(
+      conn_, PgConnection::Connect(options_.conninfo, "etl-writer-health", connect_timeout_s));
   absl::Status s = conn_->ExecWithTimeout("SELECT 1", timeout);
   if (!s.ok()) conn_.reset();
   return s;
@@ -207,8 +207,8 @@ absl::StatusOr<std::vector<PageResult>> PgRecordSink::CommitPages(
     }
   }
 
-  const bool any_page = std::any_of(w.pages.begin(), w.pages.end(),
-                                    [](const Work::Page& p) { return p.error.ok(); });
+  const bool any_page =
+      std::any_of(w.pages.begin(), w.pages.end(), [](const Work::Page& p) { return p.error.ok(); });
   absl::Status s = any_page ? CommitInTransaction(w, batch_id) : absl::OkStatus();
   if (!s.ok()) {
     if (conn_->healthy()) conn_->Exec("ROLLBACK").IgnoreError();
@@ -263,10 +263,10 @@ absl::Status PgRecordSink::CommitInTransaction(Work& w, const std::string& batch
     for (size_t k = start; k < end; ++k) {
       const Work::Page& p = w.pages[candidates[k]];
       size_t b = params.size();
-      absl::StrAppend(&sql, k == start ? "" : ",", "($", b + 1, ",$", b + 2, "::bigint,'committed',$",
-                      b + 3, ",$", b + 4, ",$", b + 5, "::bigint,$", b + 6,
-                      "::bigint,'',1,$1,now(),now(),$", b + 7, "::bytea,$", b + 8, "::bytea,$",
-                      b + 9, ")");
+      absl::StrAppend(&sql, k == start ? "" : ",", "($", b + 1, ",$", b + 2,
+                      "::bigint,'committed',$", b + 3, ",$", b + 4, ",$", b + 5, "::bigint,$",
+                      b + 6, "::bigint,'',1,$1,now(),now(),$", b + 7, "::bytea,$", b + 8,
+                      "::bytea,$", b + 9, ")");
       params.push_back(PgParam::Text(p.page->job_id));
       params.push_back(PgParam::Text(absl::StrCat(p.page->page_number)));
       params.push_back(TokenText(p.page->page_token));
@@ -372,15 +372,15 @@ absl::Status PgRecordSink::CommitInTransaction(Work& w, const std::string& batch
       RETURN_IF_ERROR(conn_->Exec("ROLLBACK TO SAVEPOINT etl_page"));
       RETURN_IF_ERROR(conn_->Exec("RELEASE SAVEPOINT etl_page"));
       p.error = absl::Status(ps.code(), absl::StrCat("page ", p.page->page_number, " of job ",
-                                                      p.page->job_id, " refused: ", ps.message()));
+                                                     p.page->job_id, " refused: ", ps.message()));
       RETURN_IF_ERROR(
           conn_
-              ->Query("UPDATE etl_pages SET state = 'failed', error = $3, records = 0, "
-                      "rejected = 0, batch_id = NULL, committed_at = NULL, updated_at = now() "
-                      "WHERE job_id = $1 AND page_number = $2::bigint",
-                      {PgParam::Text(p.page->job_id),
-                       PgParam::Text(absl::StrCat(p.page->page_number)),
-                       PgParam::Text(LossyUtf8(p.error.message().substr(0, kMaxReasonBytes)))})
+              ->Query(
+                  "UPDATE etl_pages SET state = 'failed', error = $3, records = 0, "
+                  "rejected = 0, batch_id = NULL, committed_at = NULL, updated_at = now() "
+                  "WHERE job_id = $1 AND page_number = $2::bigint",
+                  {PgParam::Text(p.page->job_id), PgParam::Text(absl::StrCat(p.page->page_number)),
+                   PgParam::Text(LossyUtf8(p.error.message().substr(0, kMaxReasonBytes)))})
               .status());
     }
     if (merge) RETURN_IF_ERROR(conn_->Exec(MergeFromStageSql(table, keys_unique)));
@@ -393,27 +393,28 @@ absl::Status PgRecordSink::CommitInTransaction(Work& w, const std::string& batch
     const Work::Record& rec = p.records[d.record_index];
     RETURN_IF_ERROR(
         conn_
-            ->Query("INSERT INTO etl_dead_letters (job_id, page_number, record_index, table_name, "
-                    "raw, raw_text, natural_key, reason) VALUES ($1, $2::bigint, $3::integer, $4, "
-                    "$5, $6, $7, $8)",
-                    {PgParam::Text(p.page->job_id), PgParam::Text(absl::StrCat(p.page->page_number)),
-                     PgParam::Text(absl::StrCat(d.record_index)), PgParam::Text(p.page->table),
-                     PgParam::Bytes(std::string(rec.json)), PgParam::Text(LossyUtf8(rec.json)),
-                     rec.key == nullptr ? PgParam::Null() : PgParam::Text(LossyUtf8(*rec.key)),
-                     PgParam::Text(d.reason)})
+            ->Query(
+                "INSERT INTO etl_dead_letters (job_id, page_number, record_index, table_name, "
+                "raw, raw_text, natural_key, reason) VALUES ($1, $2::bigint, $3::integer, $4, "
+                "$5, $6, $7, $8)",
+                {PgParam::Text(p.page->job_id), PgParam::Text(absl::StrCat(p.page->page_number)),
+                 PgParam::Text(absl::StrCat(d.record_index)), PgParam::Text(p.page->table),
+                 PgParam::Bytes(std::string(rec.json)), PgParam::Text(LossyUtf8(rec.json)),
+                 rec.key == nullptr ? PgParam::Null() : PgParam::Text(LossyUtf8(*rec.key)),
+                 PgParam::Text(d.reason)})
             .status());
   }
   for (const Work::Page& p : w.pages) {
     if (!p.rejects_changed || !p.error.ok()) continue;
-    RETURN_IF_ERROR(
-        conn_
-            ->Query("UPDATE etl_pages SET records = $3::bigint, rejected = $4::bigint "
-                    "WHERE job_id = $1 AND page_number = $2::bigint",
-                    {PgParam::Text(p.page->job_id), PgParam::Text(absl::StrCat(p.page->page_number)),
-                     PgParam::Text(absl::StrCat(static_cast<int64_t>(p.records.size()) -
-                                                p.rejected_count)),
-                     PgParam::Text(absl::StrCat(p.rejected_count))})
-            .status());
+    RETURN_IF_ERROR(conn_
+                        ->Query("UPDATE etl_pages SET records = $3::bigint, rejected = $4::bigint "
+                                "WHERE job_id = $1 AND page_number = $2::bigint",
+                                {PgParam::Text(p.page->job_id),
+                                 PgParam::Text(absl::StrCat(p.page->page_number)),
+                                 PgParam::Text(absl::StrCat(static_cast<int64_t>(p.records.size()) -
+                                                            p.rejected_count)),
+                                 PgParam::Text(absl::StrCat(p.rejected_count))})
+                        .status());
   }
   // 4. Incremental marks, with the records that carry them.
   RETURN_IF_ERROR(AdvanceCursors(w));

@@ -1,7 +1,8 @@
 // PgRecordSink: commits batches of pages into PostgreSQL with COPY, exactly once per page.
 //
 // One transaction per batch:
-//   1. upsert the pages' ledger rows (etl_pages) ... WHERE state <> 'committed' RETURNING: pages not
+//   1. upsert the pages' ledger rows (etl_pages) ... WHERE state <> 'committed' RETURNING: pages
+//   not
 //      returned were committed before and are skipped;
 //   2. COPY the records of the new pages (text format) into their raw tables;
 //   3. dead-letter the records PostgreSQL cannot store (pre-checked here: invalid UTF-8, NUL, a
@@ -27,9 +28,9 @@
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
+#include "writer_service/cursor_store.h"
 #include "writer_service/pg_conn.h"
 #include "writer_service/record_sink.h"
-#include "writer_service/cursor_store.h"
 #include "writer_service/write_modes.h"
 
 namespace etl {
@@ -37,8 +38,8 @@ namespace etl {
 class PgRecordSink : public RecordSink {
  public:
   struct Options {
-    std::string conninfo;                // libpq connection string; "" = libpq's environment.
-    size_t copy_chunk_bytes = 1 << 20;   // COPY data is sent in pieces of about this size.
+    std::string conninfo;               // libpq connection string; "" = libpq's environment.
+    size_t copy_chunk_bytes = 1 << 20;  // COPY data is sent in pieces of about this size.
   };
 
   explicit PgRecordSink(Options options) : options_(std::move(options)) {}
@@ -69,9 +70,9 @@ class PgRecordSink : public RecordSink {
   std::unique_ptr<PgConnection> conn_;
   absl::flat_hash_set<std::string> known_tables_;
   absl::flat_hash_set<std::string> known_jobs_;  // Registered job ids seen (bounded).
-  WriteModeCache modes_;               // Write mode per job; tables and staging made ready.
-  CursorExtractor cursor_extractor_;   // Incremental jobs: reads each record's cursor value.
-  std::string buffer_;  // Reused COPY buffer: no per-batch allocation once warm.
+  WriteModeCache modes_;              // Write mode per job; tables and staging made ready.
+  CursorExtractor cursor_extractor_;  // Incremental jobs: reads each record's cursor value.
+  std::string buffer_;                // Reused COPY buffer: no per-batch allocation once warm.
   std::string last_failed_batch_id_;  // Batch whose COMMIT outcome is unknown.
 };
 

@@ -1,5 +1,5 @@
-// TaskRunner: a few threads running queued tasks, so blocking database calls of unary RPCs never run
-// on gRPC's callback threads.
+// TaskRunner: a few threads running queued tasks, so blocking database calls of unary RPCs never
+// run on gRPC's callback threads.
 //
 // Thread-safe. The destructor runs the tasks already queued, then joins.
 #ifndef ETL_WRITER_SERVICE_TASK_RUNNER_H_

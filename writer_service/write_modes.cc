@@ -182,8 +182,8 @@ absl::Status SwapInReplaceTable(PgConnection* conn, const std::string& job_id) {
     const bool busy = conn->sqlstate() == "55P03";  // lock_not_available
     conn->Exec("ROLLBACK").IgnoreError();
     if (busy) {
-      return absl::UnavailableError(absl::StrCat(
-          "cannot swap in the new table of job ", job_id, " yet: readers hold the old one"));
+      return absl::UnavailableError(absl::StrCat("cannot swap in the new table of job ", job_id,
+                                                 " yet: readers hold the old one"));
     }
   }
   return s;

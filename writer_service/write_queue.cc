@@ -103,9 +103,8 @@ WriteQueue::Admission WriteQueue::ReadRoomOrPark(const void* holder, int64_t own
 bool WriteQueue::Push(std::unique_ptr<QueuedPage> page) {
   absl::MutexLock l(&mu_);
   const int64_t r = page->records, b = page->bytes;
-  auto can_push = [this, r, b]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    return closed_ || FitsLocked(r, b);
-  };
+  auto can_push = [this, r, b]()
+                      ABSL_NO_THREAD_SAFETY_ANALYSIS { return closed_ || FitsLocked(r, b); };
   ++blocked_pushers_;
   mu_.Await(absl::Condition(&can_push));
   --blocked_pushers_;

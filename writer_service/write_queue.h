@@ -2,10 +2,10 @@
 //
 // Bounded in records AND bytes. Producers never block a gRPC thread: PushOrPark() either admits the
 // page or keeps it with the caller and registers a callback that runs (on a consumer thread, with
-// no lock held) once room may have freed, so a stream simply stops reading until then and HTTP/2 flow
-// control stalls its sender. A page is admitted when it fits, or when the queue is empty (a page
-// bigger than the whole bound must still get through). Push() is the blocking form for ordinary
-// threads.
+// no lock held) once room may have freed, so a stream simply stops reading until then and HTTP/2
+// flow control stalls its sender. A page is admitted when it fits, or when the queue is empty (a
+// page bigger than the whole bound must still get through). Push() is the blocking form for
+// ordinary threads.
 //
 // Pages still being assembled from chunks by Write streams count against the byte bound too
 // (AddPartial / PushAssembledOrPark / ReleasePartial), and a stream reads its next message only
@@ -21,8 +21,8 @@
 // or the queue is draining/closed.
 //
 // Drain: after BeginDrain() pages are admitted regardless of the bound (they are already in memory)
-// and PopBatch() stops waiting for a full batch. Close(): no more pages; blocked producers get false;
-// PopBatch() returns what is left, then empty batches.
+// and PopBatch() stops waiting for a full batch. Close(): no more pages; blocked producers get
+// false; PopBatch() returns what is left, then empty batches.
 //
 // Thread-safe.
 #ifndef ETL_WRITER_SERVICE_WRITE_QUEUE_H_
@@ -44,14 +44,14 @@ namespace etl {
 class WriteQueue {
  public:
   struct Options {
-    int64_t max_records = 100000;     // Records held at most (a lone bigger page is still admitted).
-    int64_t max_bytes = 2 << 20;      // Record bytes held at most (same exception).
+    int64_t max_records = 100000;  // Records held at most (a lone bigger page is still admitted).
+    int64_t max_bytes = 2 << 20;   // Record bytes held at most (same exception).
   };
   struct Depth {
     int64_t records = 0;
     int64_t bytes = 0;
     int64_t pages = 0;
-    int64_t parked = 0;  // Producers waiting for room.
+    int64_t parked = 0;         // Producers waiting for room.
     int64_t partial_bytes = 0;  // Of pages still being assembled.
   };
 
@@ -62,8 +62,9 @@ class WriteQueue {
   enum class Admission { kAdmitted, kParked, kClosed };
 
   // Admits *page (moving it in: kAdmitted) or leaves it with the caller and registers `on_room`
-  // (kParked); `on_room` runs once, later, from a consumer thread (or BeginDrain/Close) with no lock
-  // held, and the caller then tries again. kClosed: the queue takes nothing more; on_room is dropped.
+  // (kParked); `on_room` runs once, later, from a consumer thread (or BeginDrain/Close) with no
+  // lock held, and the caller then tries again. kClosed: the queue takes nothing more; on_room is
+  // dropped.
   Admission PushOrPark(std::unique_ptr<QueuedPage>* page, std::function<void()> on_room);
 
   // kAdmitted when `records`/`bytes` more would be admitted now; otherwise as above. Used by a
@@ -97,7 +98,8 @@ class WriteQueue {
   std::vector<std::unique_ptr<QueuedPage>> PopBatch(int64_t max_records, int64_t max_bytes,
                                                     absl::Duration flush_interval);
 
-  // The next PopBatch() returns at once with what is queued (a stream waits for its acknowledgement).
+  // The next PopBatch() returns at once with what is queued (a stream waits for its
+  // acknowledgement).
   void RequestFlush();
   void BeginDrain();
   void Close();

@@ -30,8 +30,9 @@ class Writer::RateMeter {
       if (b.second > sec - kWindow && b.second <= sec) total += b.first;
     }
     // Over the window, or over the uptime when shorter (the current second counts in part).
-    double span = std::min<double>(kWindow - 1 + absl::ToDoubleSeconds(now - absl::FromUnixSeconds(sec)),
-                                   absl::ToDoubleSeconds(now - started));
+    double span =
+        std::min<double>(kWindow - 1 + absl::ToDoubleSeconds(now - absl::FromUnixSeconds(sec)),
+                         absl::ToDoubleSeconds(now - started));
     return span > 0.05 ? static_cast<double>(total) / span : 0.0;
   }
 
@@ -88,8 +89,7 @@ void Writer::HealthCheckMain() {
     // Commits (or connects) within the interval already prove the database answers.
     if (db_ok_.load() && NowMs() - last_db_ok_ms_.load() < interval_ms) continue;
     if (sink == nullptr) sink = sink_factory_();
-    absl::Status s =
-        sink->Ping(std::max(absl::Seconds(1), 2 * options_.health_check_interval));
+    absl::Status s = sink->Ping(std::max(absl::Seconds(1), 2 * options_.health_check_interval));
     if (s.ok()) {
       last_db_ok_ms_.store(NowMs());
       SetDbOk(true);
@@ -225,7 +225,8 @@ void Writer::ThreadMain(int index) {
     SetDbOk(false);
     SetLastError(std::string(s.message()));
     LogWarning("PostgreSQL not reachable (", s.message(), "); retrying");
-    absl::Duration d = std::min(options_.max_backoff, options_.initial_backoff * (1 << std::min(attempt, 16)));
+    absl::Duration d =
+        std::min(options_.max_backoff, options_.initial_backoff * (1 << std::min(attempt, 16)));
     if (!Backoff(d)) break;
     if (queue_.depth().pages == 0 && draining_.load()) {
       absl::MutexLock l(&mu_);
@@ -279,10 +280,10 @@ void Writer::CommitWithRetry(RecordSink* sink, bool* connected,
       SetDbOk(false);
       attempt = ++transient_failures;
       if (absl::Now() - first_try >= options_.max_unavailable) {
-        FailPages(batch, absl::UnavailableError(absl::StrCat(
-                             "PostgreSQL unavailable for ",
-                             absl::FormatDuration(options_.max_unavailable), ": ",
-                             status.message())));
+        FailPages(batch,
+                  absl::UnavailableError(absl::StrCat(
+                      "PostgreSQL unavailable for ", absl::FormatDuration(options_.max_unavailable),
+                      ": ", status.message())));
         return;
       }
       LogWarning("commit retry ", attempt, ": PostgreSQL unavailable (", status.message(),
@@ -331,8 +332,9 @@ void Writer::ApplyResults(std::vector<std::unique_ptr<QueuedPage>>& batch,
     if (results[i].kind != PageResult::Kind::kCommitted || p.chunks.empty()) continue;
     const int64_t fetched_us = p.chunks.front().fetched_at_unix_micros();
     if (fetched_us <= 0) continue;
-    counters_.record_latency_seconds.Observe(double(std::max<int64_t>(0, now_us - fetched_us)) / 1e6,
-                                             results[i].records_committed + results[i].records_rejected);
+    counters_.record_latency_seconds.Observe(
+        double(std::max<int64_t>(0, now_us - fetched_us)) / 1e6,
+        results[i].records_committed + results[i].records_rejected);
   }
   {
     absl::MutexLock l(&jobs_mu_);

@@ -2,8 +2,8 @@
 // writer threads that commit whole pages in batches through a RecordSink, the counters, and the
 // serving state (PostgreSQL reachable and not draining).
 //
-// Producers (Write streams) push complete pages into queue(); each page's owner hears the outcome of
-// its page from a writer thread after the commit. Every error is transient or permanent:
+// Producers (Write streams) push complete pages into queue(); each page's owner hears the outcome
+// of its page from a writer thread after the commit. Every error is transient or permanent:
 //   - connection lost / server down (UNAVAILABLE): retried with exponential backoff for up to
 //     max_unavailable (serving = false meanwhile; the queue is kept), then the pages fail;
 //   - serialization failure, deadlock, lock timeout, table dropped (ABORTED, NOT_FOUND): retried
@@ -40,25 +40,25 @@
 namespace etl {
 
 struct WriterOptions {
-  int64_t queue_records = 100000;          // Queue bound in records (whole pages; see WriteQueue).
-  int64_t queue_bytes = 2 << 20;           // Queue bound in record bytes (peak RSS; see design).
-  int64_t batch_records = 20000;           // A transaction holds at most this many records ...
-  int64_t batch_bytes = 1 << 20;           // ... and this many record bytes (whole pages; >= 1 page).
+  int64_t queue_records = 100000;  // Queue bound in records (whole pages; see WriteQueue).
+  int64_t queue_bytes = 2 << 20;   // Queue bound in record bytes (peak RSS; see design).
+  int64_t batch_records = 20000;   // A transaction holds at most this many records ...
+  int64_t batch_bytes = 1 << 20;   // ... and this many record bytes (whole pages; >= 1 page).
   absl::Duration flush_interval = absl::Milliseconds(200);  // A partial batch waits at most this.
-  int writer_threads = 2;                  // Connections committing in parallel: one COPYs while
-                                           // the other waits for its commit to reach disk.
-  int max_commit_attempts = 5;             // For transient errors other than a lost connection.
+  int writer_threads = 2;       // Connections committing in parallel: one COPYs while
+                                // the other waits for its commit to reach disk.
+  int max_commit_attempts = 5;  // For transient errors other than a lost connection.
   absl::Duration max_unavailable = absl::Minutes(10);  // A batch waits this long for PostgreSQL.
   // Idle check of PostgreSQL (0 = off); an answer slower than max(1 s, 2 intervals) fails it.
   absl::Duration health_check_interval = absl::Seconds(2);
   absl::Duration initial_backoff = absl::Milliseconds(100);  // Doubles per retry ...
-  absl::Duration max_backoff = absl::Seconds(5);              // ... up to this.
-  size_t max_jobs_tracked = 1000;          // Per-job counters kept for this many recent jobs.
+  absl::Duration max_backoff = absl::Seconds(5);             // ... up to this.
+  size_t max_jobs_tracked = 1000;  // Per-job counters kept for this many recent jobs.
 };
 
 // Every counter of the writer (conventions #8). Snapshotted by GetStatus and /metrics.
 struct WriterCounters {
-  Histogram commit_seconds{LatencyBuckets()};          // Each successful transaction (COPY + commit).
+  Histogram commit_seconds{LatencyBuckets()};  // Each successful transaction (COPY + commit).
   Histogram record_latency_seconds{LatencyBuckets()};  // Per record: collector fetch -> commit.
   std::atomic<int64_t> streams_active{0};
   std::atomic<int64_t> streams_total{0};
@@ -88,7 +88,8 @@ class Writer {
   Writer(const Writer&) = delete;
   Writer& operator=(const Writer&) = delete;
 
-  // Starts the writer threads (they connect in the background; serving() turns true once connected).
+  // Starts the writer threads (they connect in the background; serving() turns true once
+  // connected).
   void Start();
 
   // Called by the service when serving() changes, from the thread that changed it, no lock held.

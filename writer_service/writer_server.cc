@@ -1,11 +1,11 @@
 #include "writer_service/writer_server.h"
 
-#include <thread>
-
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
+
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
@@ -35,9 +35,10 @@ absl::StatusOr<std::unique_ptr<WriterServer>> WriterServer::Start(WriterServerOp
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   ServerSecurityOptions security = options.security;
-  security.peer_methods = {"/etl.v1.WriterService/Write", "/etl.v1.WriterService/RegisterJob",
-                           "/etl.v1.WriterService/UpdateJob", "/etl.v1.WriterService/RecordPageFailure",
-                           "/etl.v1.WriterService/GetJobLedger", "/etl.v1.WriterService/ListJobRecords"};
+  security.peer_methods = {
+      "/etl.v1.WriterService/Write",        "/etl.v1.WriterService/RegisterJob",
+      "/etl.v1.WriterService/UpdateJob",    "/etl.v1.WriterService/RecordPageFailure",
+      "/etl.v1.WriterService/GetJobLedger", "/etl.v1.WriterService/ListJobRecords"};
   auto credentials = BuildServerCredentials(security);
   if (!credentials.ok()) return credentials.status();
   grpc::ServerBuilder builder;
@@ -56,8 +57,8 @@ absl::StatusOr<std::unique_ptr<WriterServer>> WriterServer::Start(WriterServerOp
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, ms(options.keepalive_time));
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, ms(options.keepalive_timeout));
-  // A fixed HTTP/2 window (no BDP probing) keeps each stream's receive buffers small: the queue, not
-  // the transport, is where pages wait.
+  // A fixed HTTP/2 window (no BDP probing) keeps each stream's receive buffers small: the queue,
+  // not the transport, is where pages wait.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
   builder.RegisterService(s->service_.get());
   s->server_ = builder.BuildAndStart();

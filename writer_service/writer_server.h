@@ -11,10 +11,10 @@
 #ifndef ETL_WRITER_SERVICE_WRITER_SERVER_H_
 #define ETL_WRITER_SERVICE_WRITER_SERVER_H_
 
+#include <grpcpp/server.h>
+
 #include <memory>
 #include <string>
-
-#include <grpcpp/server.h>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -28,23 +28,23 @@
 namespace etl {
 
 struct WriterServerOptions {
-  std::string listen = "0.0.0.0:50052";   // gRPC address; port 0 = any free port.
-  std::string database_url;               // libpq connection string/URL; "" = PG* environment.
-  std::string metrics_listen;             // Prometheus endpoint (host:port); "" = off.
+  std::string listen = "0.0.0.0:50052";  // gRPC address; port 0 = any free port.
+  std::string database_url;              // libpq connection string/URL; "" = PG* environment.
+  std::string metrics_listen;            // Prometheus endpoint (host:port); "" = off.
   // Largest RecordBatch accepted, and so the largest record: the collector's --max_message_bytes
   // must not exceed it (a record over it cannot travel; the collector dead-letters it). A bigger
   // message ends its stream with INVALID_ARGUMENT (up to 1 MiB over) or RESOURCE_EXHAUSTED (gRPC's
   // own limit beyond that): both permanent, never worth re-sending.
   int max_message_bytes = 64 << 20;
-  int64_t max_page_bytes = 256 << 20;     // Largest page (all chunks) accepted; also the most one
-                                          // stream holds of an unfinished page.
+  int64_t max_page_bytes = 256 << 20;  // Largest page (all chunks) accepted; also the most one
+                                       // stream holds of an unfinished page.
   // Server keepalive enforcement: clients (Envoy, Istio sidecars, the collector) may ping this
   // often, with or without calls in flight, without being sent GOAWAY "too_many_pings".
   absl::Duration keepalive_min_ping_interval = absl::Seconds(5);
   absl::Duration keepalive_time = absl::Seconds(30);     // Server pings an idle connection ...
   absl::Duration keepalive_timeout = absl::Seconds(10);  // ... and drops it if unanswered.
-  absl::Duration shutdown_grace = absl::Seconds(10);  // Open streams get this long to end.
-  absl::Duration drain_timeout = absl::Seconds(60);   // Then queued pages get this long to commit.
+  absl::Duration shutdown_grace = absl::Seconds(10);     // Open streams get this long to end.
+  absl::Duration drain_timeout = absl::Seconds(60);  // Then queued pages get this long to commit.
   WriterOptions writer;
   // TLS/mTLS and caller authorization; Write and the ledger RPCs are reserved to the collector's
   // identity whenever one is configured (see common/grpc_security.h). Default: plaintext, open.
@@ -55,8 +55,8 @@ struct WriterServerOptions {
 class WriterServer {
  public:
   // Builds and starts everything. `sink_factory` defaults to PostgreSQL at options.database_url.
-  static absl::StatusOr<std::unique_ptr<WriterServer>> Start(WriterServerOptions options,
-                                                             RecordSinkFactory sink_factory = nullptr);
+  static absl::StatusOr<std::unique_ptr<WriterServer>> Start(
+      WriterServerOptions options, RecordSinkFactory sink_factory = nullptr);
   ~WriterServer();  // Shutdown().
   WriterServer(const WriterServer&) = delete;
   WriterServer& operator=(const WriterServer&) = delete;

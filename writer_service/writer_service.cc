@@ -109,8 +109,8 @@ class WriteReactor final : public grpc::ServerReadReactor<v1::RecordBatch>, publ
             absl::StrCat("page_number ", m.page_number(), " is negative"));
       }
       if (m.chunk_index() != 0) {
-        return absl::InvalidArgumentError(absl::StrCat("page ", m.page_number(), " starts with chunk ",
-                                                       m.chunk_index(), " instead of 0"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            "page ", m.page_number(), " starts with chunk ", m.chunk_index(), " instead of 0"));
       }
       page_ = std::make_unique<QueuedPage>();
       page_->table = last_table_;
@@ -120,10 +120,9 @@ class WriteReactor final : public grpc::ServerReadReactor<v1::RecordBatch>, publ
       page_->owner = this;
     } else if (m.job_id() != page_->job_id || m.page_number() != page_->page_number ||
                m.chunk_index() != static_cast<int32_t>(page_->chunks.size())) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("expected chunk ", page_->chunks.size(), " of page ", page_->page_number,
-                       " of job ", page_->job_id, ", got chunk ", m.chunk_index(), " of page ",
-                       m.page_number()));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "expected chunk ", page_->chunks.size(), " of page ", page_->page_number, " of job ",
+          page_->job_id, ", got chunk ", m.chunk_index(), " of page ", m.page_number()));
     }
     if (m.natural_keys_size() != 0 && m.natural_keys_size() != m.records_size()) {
       return absl::InvalidArgumentError(absl::StrCat("page ", m.page_number(), " has ",
@@ -137,16 +136,16 @@ class WriteReactor final : public grpc::ServerReadReactor<v1::RecordBatch>, publ
     }
     int64_t bytes = 0;
     for (const std::string& r : m.records()) bytes += static_cast<int64_t>(r.size());
-    int64_t message_bytes = bytes + static_cast<int64_t>(m.page_token().size() +
-                                                         m.next_page_token().size());
+    int64_t message_bytes =
+        bytes + static_cast<int64_t>(m.page_token().size() + m.next_page_token().size());
     for (const std::string& k : m.natural_keys()) message_bytes += static_cast<int64_t>(k.size());
     if (message_bytes > max_message_bytes_) {
       // Permanent: the same message is refused every time. A record this large cannot be written;
       // the sender must dead-letter it (or fail its page) instead of sending it again.
-      return absl::InvalidArgumentError(absl::StrCat(
-          "RecordBatch of page ", m.page_number(), " carries ", message_bytes,
-          " bytes, more than max_message_bytes = ", max_message_bytes_,
-          " (the largest message, hence record, the pipeline carries)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("RecordBatch of page ", m.page_number(), " carries ", message_bytes,
+                       " bytes, more than max_message_bytes = ", max_message_bytes_,
+                       " (the largest message, hence record, the pipeline carries)"));
     }
     page_->records += m.records_size();
     page_->bytes += bytes;
@@ -256,9 +255,8 @@ class WriteReactor final : public grpc::ServerReadReactor<v1::RecordBatch>, publ
         "stream ended: job %s, %d pages, %d records received, %d committed, %d rejected, %d pages "
         "skipped, %.3f s, %.0f records/s: %s",
         first_job_.empty() ? "-" : first_job_, pages_received_, summary_records_received_,
-        response_->records_committed(), response_->records_rejected(),
-        response_->pages_skipped(), secs,
-        secs > 0 ? static_cast<double>(response_->records_committed()) / secs : 0.0,
+        response_->records_committed(), response_->records_rejected(), response_->pages_skipped(),
+        secs, secs > 0 ? static_cast<double>(response_->records_committed()) / secs : 0.0,
         status.ok() ? "OK" : status.ToString());
     if (status.ok()) {
       LogInfo(line);
@@ -286,7 +284,8 @@ class WriteReactor final : public grpc::ServerReadReactor<v1::RecordBatch>, publ
   std::string first_job_;  // For the stream's log line (a stream usually carries one job).
 
   absl::Mutex mu_;
-  int64_t outstanding_ ABSL_GUARDED_BY(mu_) = 0;  // Complete pages not yet committed/skipped/failed.
+  int64_t outstanding_ ABSL_GUARDED_BY(mu_) =
+      0;  // Complete pages not yet committed/skipped/failed.
   bool read_done_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status error_ ABSL_GUARDED_BY(mu_);
@@ -316,14 +315,16 @@ grpc::ServerUnaryReactor* WriterServiceImpl::GetStatus(grpc::CallbackServerConte
 }
 
 template <typename Fn>
-grpc::ServerUnaryReactor* WriterServiceImpl::RunLedger(grpc::CallbackServerContext* context, Fn fn) {
+grpc::ServerUnaryReactor* WriterServiceImpl::RunLedger(grpc::CallbackServerContext* context,
+                                                       Fn fn) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   bool scheduled = ledger_runner_.Schedule([reactor, fn = std::move(fn)]() mutable {
     absl::Status s = fn();
     reactor->Finish(ToGrpcStatus(s));
   });
   if (!scheduled) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "too many ledger calls waiting"));
+    reactor->Finish(
+        grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "too many ledger calls waiting"));
   }
   return reactor;
 }

@@ -3,8 +3,8 @@
 // Write: one ServerReadReactor per stream. It assembles each page from its chunks, queues complete
 // pages, and reads the next message only when the queue has room (otherwise the reactor parks and
 // the writer thread resumes it), so HTTP/2 flow control stalls the sender. The WriteSummary is sent
-// only when every page the stream delivered is committed, skipped or dead-lettered (ack after commit).
-// Ledger RPCs run on a small TaskRunner (they block on PostgreSQL) and finish from there.
+// only when every page the stream delivered is committed, skipped or dead-lettered (ack after
+// commit). Ledger RPCs run on a small TaskRunner (they block on PostgreSQL) and finish from there.
 //
 // Thread-safe.
 #ifndef ETL_WRITER_SERVICE_WRITER_SERVICE_H_
@@ -24,12 +24,12 @@ namespace etl {
 class WriterServiceImpl final : public v1::WriterService::CallbackService {
  public:
   struct Options {
-    int64_t max_page_bytes = 256 << 20;  // A page (all its chunks) larger than this is refused;
-                                         // also the most a stream holds of an unfinished page.
+    int64_t max_page_bytes = 256 << 20;    // A page (all its chunks) larger than this is refused;
+                                           // also the most a stream holds of an unfinished page.
     int64_t max_message_bytes = 64 << 20;  // A RecordBatch carrying more is refused
                                            // (INVALID_ARGUMENT: permanent).
-    int ledger_threads = 4;              // Threads serving the ledger RPCs.
-    std::string database_url;            // For write-mode swaps, cursors and dead letters.
+    int ledger_threads = 4;                // Threads serving the ledger RPCs.
+    std::string database_url;              // For write-mode swaps, cursors and dead letters.
   };
   // REQUIRES: writer and ledger outlive the service.
   WriterServiceImpl(Writer* writer, LedgerStore* ledger, Options options);

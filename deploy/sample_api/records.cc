@@ -30,11 +30,12 @@ uint64_t Seed(absl::string_view cliente, absl::string_view rota) {
 
 // JSON-ready (already escaped) fragments.
 constexpr const char* kNames[] = {
-    "José da Silva",      "Zoë Ñúñez-Peña",        "Анна Петрова",    "山田 太郎",
-    "李小龙",             "Mário 🚀 Souza",        "Ünal Çelik",      "O'Brien \\\"Ace\\\" Smith",
-    "Ωμέγα Λάμδα",        "محمد علي",              "Ngô Bảo Châu",    "👩‍💻 Equipe Dev",
+    "José da Silva", "Zoë Ñúñez-Peña", "Анна Петрова", "山田 太郎",
+    "李小龙",        "Mário 🚀 Souza",  "Ünal Çelik",   "O'Brien \\\"Ace\\\" Smith",
+    "Ωμέγα Λάμδα",   "محمد علي",       "Ngô Bảo Châu", "👩‍💻 Equipe Dev",
 };
-constexpr const char* kStatuses[] = {"novo", "pago", "enviado", "entregue", "cancelado", "devolvido"};
+constexpr const char* kStatuses[] = {"novo",     "pago",      "enviado",
+                                     "entregue", "cancelado", "devolvido"};
 constexpr const char* kNotes[] = {
     "Entregar na \\\"portaria\\\" \\\\ bloco B\\tapto 12\\nligar antes",
     "Nota fiscal em C:\\\\notas\\\\2023\\\\nf.xml",
@@ -105,9 +106,9 @@ std::string FormatDay(int64_t z) {
 
 absl::StatusOr<int64_t> ParseDay(absl::string_view date) {
   int64_t y = 0, m = 0, d = 0;
-  if (date.size() != 10 || date[4] != '-' || date[7] != '-' || !absl::SimpleAtoi(date.substr(0, 4), &y) ||
-      !absl::SimpleAtoi(date.substr(5, 2), &m) || !absl::SimpleAtoi(date.substr(8, 2), &d) || m < 1 ||
-      m > 12 || d < 1 || d > 31) {
+  if (date.size() != 10 || date[4] != '-' || date[7] != '-' ||
+      !absl::SimpleAtoi(date.substr(0, 4), &y) || !absl::SimpleAtoi(date.substr(5, 2), &m) ||
+      !absl::SimpleAtoi(date.substr(8, 2), &d) || m < 1 || m > 12 || d < 1 || d > 31) {
     return absl::InvalidArgumentError(absl::StrCat("date \"", date, "\" is not YYYY-MM-DD"));
   }
   static constexpr int kDaysIn[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
@@ -143,13 +144,14 @@ absl::StatusOr<IndexRange> DateWindowRange(int64_t total, absl::string_view star
   return r;
 }
 
-void AppendRecord(std::string* out, absl::string_view cliente, absl::string_view rota, int64_t index,
-                  int64_t records_per_day) {
+void AppendRecord(std::string* out, absl::string_view cliente, absl::string_view rota,
+                  int64_t index, int64_t records_per_day) {
   const uint64_t h = Mix(Seed(cliente, rota) ^ Mix(static_cast<uint64_t>(index)));
   const uint64_t h2 = Mix(h);
   const int64_t id = RecordId(index);
   const int64_t day = RecordDay(index, records_per_day);
-  // Consecutive records share their day: format it once per thread and day (a hot path of benchmarks).
+  // Consecutive records share their day: format it once per thread and day (a hot path of
+  // benchmarks).
   thread_local int64_t cached_day = -1;
   thread_local std::string date;
   if (day != cached_day) {
@@ -160,8 +162,8 @@ void AppendRecord(std::string* out, absl::string_view cliente, absl::string_view
 
   absl::StrAppend(out, "{\"id\":", id, ",\"cliente_id\":");
   AppendJsonString(out, cliente);
-  absl::StrAppend(out, ",\"status\":\"", kStatuses[(h >> 8) % Count(kStatuses)], "\",\"created_at\":\"", date,
-                  "T");
+  absl::StrAppend(out, ",\"status\":\"", kStatuses[(h >> 8) % Count(kStatuses)],
+                  "\",\"created_at\":\"", date, "T");
   const int64_t secs = static_cast<int64_t>(h2 % 86400);
   AppendPadded(out, secs / 3600, 2);
   out->push_back(':');
@@ -169,8 +171,9 @@ void AppendRecord(std::string* out, absl::string_view cliente, absl::string_view
   out->push_back(':');
   AppendPadded(out, secs % 60, 2);
   absl::StrAppend(out, "Z\",\"customer\":{\"id\":", customer_id, ",\"name\":\"",
-                  kNames[(h >> 16) % Count(kNames)], "\",\"city\":\"", kCities[(h >> 24) % Count(kCities)],
-                  "\"},\"paid\":", (h & 1) ? "true" : "false", ",\"coupon\":");
+                  kNames[(h >> 16) % Count(kNames)], "\",\"city\":\"",
+                  kCities[(h >> 24) % Count(kCities)], "\"},\"paid\":", (h & 1) ? "true" : "false",
+                  ",\"coupon\":");
   if ((h >> 3) % 4 == 0) {
     absl::StrAppend(out, "\"DESC", (h >> 32) % 50, "\"");
   } else {
@@ -195,13 +198,15 @@ void AppendRecord(std::string* out, absl::string_view cliente, absl::string_view
   }
   out->append("],\"amount\":");
   AppendMoney(out, total_cents);
-  // 2^53 + 1 + 2i: never exactly representable as a double; 2^64 + 1 + (i mod 400000): beyond uint64.
+  // 2^53 + 1 + 2i: never exactly representable as a double; 2^64 + 1 + (i mod 400000): beyond
+  // uint64.
   absl::StrAppend(out, ",\"seq53\":", int64_t{9007199254740993} + 2 * (index % (int64_t{1} << 40)),
                   ",\"big_counter\":18446744073709", 551617 + index % 400000, ",\"note\":\"",
                   kNotes[(h >> 48) % Count(kNotes)], "\"}");
 }
 
-std::string Record(absl::string_view cliente, absl::string_view rota, int64_t index, int64_t records_per_day) {
+std::string Record(absl::string_view cliente, absl::string_view rota, int64_t index,
+                   int64_t records_per_day) {
   std::string out;
   AppendRecord(&out, cliente, rota, index, records_per_day);
   return out;

@@ -6,9 +6,9 @@
 // (quotes, backslashes, tabs, newlines, \u escapes incl. a surrogate pair), decimal amounts, an
 // integer just above 2^53 (not exact as a double) and one above 2^64 (not an int64), nested items.
 //
-// Dates: record i has created_at on day 2023-01-01 + i / records_per_day (plus a time of day), so dates
-// never decrease with i and a date window is a contiguous range of indices (see DateWindowRange).
-// Average size ~340 bytes of compact JSON.
+// Dates: record i has created_at on day 2023-01-01 + i / records_per_day (plus a time of day), so
+// dates never decrease with i and a date window is a contiguous range of indices (see
+// DateWindowRange). Average size ~340 bytes of compact JSON.
 //
 // Thread-safety: all functions are pure and thread-safe.
 #ifndef ETL_DEPLOY_SAMPLE_API_RECORDS_H_
@@ -25,8 +25,8 @@ namespace etl::sample_api {
 inline constexpr int64_t kDefaultRecordsPerDay = 100;
 
 // Appends record `index` (0-based) of (cliente, rota) as one line of compact JSON (no newline).
-void AppendRecord(std::string* out, absl::string_view cliente, absl::string_view rota, int64_t index,
-                  int64_t records_per_day = kDefaultRecordsPerDay);
+void AppendRecord(std::string* out, absl::string_view cliente, absl::string_view rota,
+                  int64_t index, int64_t records_per_day = kDefaultRecordsPerDay);
 
 // The same, as a new string.
 std::string Record(absl::string_view cliente, absl::string_view rota, int64_t index,

@@ -1,13 +1,12 @@
 #include "deploy/sample_api/sample_api_server.h"
 
+#include <httplib.h>
 #include <sys/socket.h>
 
 #include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <vector>
-
-#include <httplib.h>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
@@ -48,8 +47,8 @@ std::string Param(const httplib::Request& req, const char* name, absl::string_vi
 }
 
 // Integer query parameter; false (and a message) when present but malformed or below `min`.
-bool IntParam(const httplib::Request& req, const char* name, int64_t fallback, int64_t min, int64_t* out,
-              std::string* error) {
+bool IntParam(const httplib::Request& req, const char* name, int64_t fallback, int64_t min,
+              int64_t* out, std::string* error) {
   *out = fallback;
   if (!req.has_param(name)) return true;
   std::string v = req.get_param_value(name);
@@ -69,8 +68,8 @@ bool PageSetContains(absl::string_view set, int64_t page) {
     size_t dash = part.find('-');
     int64_t lo = 0, hi = 0;
     if (dash != absl::string_view::npos) {
-      if (absl::SimpleAtoi(part.substr(0, dash), &lo) && absl::SimpleAtoi(part.substr(dash + 1), &hi) &&
-          page >= lo && page <= hi) {
+      if (absl::SimpleAtoi(part.substr(0, dash), &lo) &&
+          absl::SimpleAtoi(part.substr(dash + 1), &hi) && page >= lo && page <= hi) {
         return true;
       }
     } else if (absl::SimpleAtoi(part, &lo) && lo == page) {
@@ -102,7 +101,8 @@ std::string EncodeCursor(absl::string_view collection, int64_t offset, int64_t s
   return absl::StrCat("c1.", absl::Hex(offset), ".", absl::Hex(size), ".",
                       absl::Hex(CursorCheck(collection, offset, size)));
 }
-bool DecodeCursor(absl::string_view collection, absl::string_view token, int64_t* offset, int64_t* size) {
+bool DecodeCursor(absl::string_view collection, absl::string_view token, int64_t* offset,
+                  int64_t* size) {
   std::vector<absl::string_view> parts = absl::StrSplit(token, '.');
   uint64_t o = 0, s = 0, c = 0;
   if (parts.size() != 4 || parts[0] != "c1" || !absl::SimpleHexAtoi(parts[1], &o) ||
@@ -130,27 +130,31 @@ void SampleApiServer::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-absl::StatusOr<std::unique_ptr<SampleApiServer>> SampleApiServer::Start(const SampleApiOptions& options) {
+absl::StatusOr<std::unique_ptr<SampleApiServer>> SampleApiServer::Start(
+    const SampleApiOptions& options) {
   size_t colon = options.listen.rfind(':');
   int port = 0;
-  if (colon == std::string::npos || !absl::SimpleAtoi(options.listen.substr(colon + 1), &port) || port < 0 ||
-      port > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat("listen address \"", options.listen, "\" is not host:port"));
+  if (colon == std::string::npos || !absl::SimpleAtoi(options.listen.substr(colon + 1), &port) ||
+      port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("listen address \"", options.listen, "\" is not host:port"));
   }
   std::unique_ptr<SampleApiServer> s(new SampleApiServer(options));
   s->host_ = options.listen.substr(0, colon);
-  if (s->host_.size() >= 2 && s->host_.front() == '[') s->host_ = s->host_.substr(1, s->host_.size() - 2);
+  if (s->host_.size() >= 2 && s->host_.front() == '[')
+    s->host_ = s->host_.substr(1, s->host_.size() - 2);
   s->server_ = std::make_unique<httplib::Server>();
   httplib::Server& srv = *s->server_;
   const int threads = options.threads > 0 ? options.threads : 32;
   srv.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   srv.set_keep_alive_max_count(1000000);
   // httplib's workers notice stop() only once an idle keep-alive connection times out, so this also
-  // bounds how long Stop() takes; clients that fetch page after page reuse connections well within it.
+  // bounds how long Stop() takes; clients that fetch page after page reuse connections well within
+  // it.
   srv.set_keep_alive_timeout(2);
   srv.set_payload_max_length(1 << 20);
-  // httplib listens with a backlog of 5; remember the socket so the backlog can be raised after bind
-  // (concurrent fetchers opening connections at once must not hit SYN retransmits).
+  // httplib listens with a backlog of 5; remember the socket so the backlog can be raised after
+  // bind (concurrent fetchers opening connections at once must not hit SYN retransmits).
   auto listen_fd = std::make_shared<int>(-1);
   srv.set_socket_options([listen_fd](socket_t sock) {
     int yes = 1;
@@ -159,9 +163,15 @@ absl::StatusOr<std::unique_ptr<SampleApiServer>> SampleApiServer::Start(const Sa
   });
   SampleApiServer* self = s.get();
   srv.Get(R"(/v1/clientes/([^/]+)/([^/]+)(?:/([^/]*))?)",
-          [self](const httplib::Request& req, httplib::Response& res) { self->HandleCollection(req, res); });
-  srv.Get("/healthz", [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
-  srv.Get("/_stats", [self](const httplib::Request& req, httplib::Response& res) { self->HandleStats(req, res); });
+          [self](const httplib::Request& req, httplib::Response& res) {
+            self->HandleCollection(req, res);
+          });
+  srv.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content("ok\n", "text/plain");
+  });
+  srv.Get("/_stats", [self](const httplib::Request& req, httplib::Response& res) {
+    self->HandleStats(req, res);
+  });
 
   if (port == 0) {
     s->port_ = srv.bind_to_any_port(s->host_);
@@ -177,9 +187,10 @@ absl::StatusOr<std::unique_ptr<SampleApiServer>> SampleApiServer::Start(const Sa
     self->server_->listen_after_bind();
   });
   // httplib 0.11 has no readiness callback, and stop() before listen_after_bind() began is ignored
-  // (Stop would then hang). The socket already accepts connections (the kernel queues them), so this
-  // wait only closes that window for a Stop() that follows at once.
-  for (int i = 0; i < 5000 && !srv.is_running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  // (Stop would then hang). The socket already accepts connections (the kernel queues them), so
+  // this wait only closes that window for a Stop() that follows at once.
+  for (int i = 0; i < 5000 && !srv.is_running(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   return s;
 }
 
@@ -188,7 +199,8 @@ int64_t SampleApiServer::BumpFaultCounter(const std::string& key) {
   return fault_counters_[key]++;
 }
 
-void SampleApiServer::Count(const std::string& collection, int64_t requests, int64_t faults, int64_t records) {
+void SampleApiServer::Count(const std::string& collection, int64_t requests, int64_t faults,
+                            int64_t records) {
   absl::MutexLock l(&mu_);
   Stats& s = stats_[collection];
   s.requests += requests;
@@ -196,7 +208,8 @@ void SampleApiServer::Count(const std::string& collection, int64_t requests, int
   s.records += records;
 }
 
-SampleApiServer::Stats SampleApiServer::StatsFor(const std::string& cliente, const std::string& rota) const {
+SampleApiServer::Stats SampleApiServer::StatsFor(const std::string& cliente,
+                                                 const std::string& rota) const {
   absl::MutexLock l(&mu_);
   auto it = stats_.find(absl::StrCat(cliente, "/", rota));
   return it == stats_.end() ? Stats{} : it->second;
@@ -204,18 +217,20 @@ SampleApiServer::Stats SampleApiServer::StatsFor(const std::string& cliente, con
 
 void SampleApiServer::HandleStats(const httplib::Request& req, httplib::Response& res) {
   Stats s = StatsFor(Param(req, "cliente"), Param(req, "rota"));
-  res.set_content(absl::StrCat("{\"requests\":", s.requests, ",\"faults\":", s.faults, ",\"records\":", s.records,
-                               "}"),
+  res.set_content(absl::StrCat("{\"requests\":", s.requests, ",\"faults\":", s.faults,
+                               ",\"records\":", s.records, "}"),
                   "application/json; charset=utf-8");
 }
 
 void SampleApiServer::HandleCollection(const httplib::Request& req, httplib::Response& res) {
   const std::string cliente = req.matches[1];
   const std::string rota = req.matches[2];
-  const std::string style = req.matches.size() > 3 && req.matches[3].length() > 0 ? std::string(req.matches[3])
-                                                                                   : std::string("page");
+  const std::string style = req.matches.size() > 3 && req.matches[3].length() > 0
+                                ? std::string(req.matches[3])
+                                : std::string("page");
   const std::string collection = absl::StrCat(cliente, "/", rota);
-  if (options_.latency_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(options_.latency_ms));
+  if (options_.latency_ms > 0)
+    std::this_thread::sleep_for(std::chrono::milliseconds(options_.latency_ms));
 
   bool known_style = false;
   for (absl::string_view s : kStyles) known_style = known_style || s == style;
@@ -233,9 +248,11 @@ void SampleApiServer::HandleCollection(const httplib::Request& req, httplib::Res
     res.set_header("WWW-Authenticate", "Bearer realm=\"sample_api\"");
     return JsonError(res, 401, "missing or invalid bearer token");
   }
-  if (!options_.api_key.empty() && req.get_header_value(options_.api_key_header.c_str()) != options_.api_key) {
+  if (!options_.api_key.empty() &&
+      req.get_header_value(options_.api_key_header.c_str()) != options_.api_key) {
     Count(collection, 1, 1, 0);
-    return JsonError(res, 401, absl::StrCat("missing or invalid ", options_.api_key_header, " header"));
+    return JsonError(res, 401,
+                     absl::StrCat("missing or invalid ", options_.api_key_header, " header"));
   }
 
   // The (date-filtered) collection: indices [range.begin, range.end).
@@ -306,7 +323,8 @@ void SampleApiServer::HandleCollection(const httplib::Request& req, httplib::Res
   if (PageSetContains(Param(req, "always_fail_pages"), page_index)) {
     if (!IntParam(req, "always_fail_status", 500, 100, &status, &error)) status = 500;
     Count(collection, 1, 1, 0);
-    return JsonError(res, static_cast<int>(status), absl::StrCat("injected permanent failure of page ", page_index));
+    return JsonError(res, static_cast<int>(status),
+                     absl::StrCat("injected permanent failure of page ", page_index));
   }
   int64_t times = 0;
   if (PageSetContains(Param(req, "fail_pages"), page_index)) {
@@ -314,7 +332,8 @@ void SampleApiServer::HandleCollection(const httplib::Request& req, httplib::Res
     if (BumpFaultCounter(fault_key("fail")) < times) {
       if (!IntParam(req, "fail_status", 503, 100, &status, &error)) status = 503;
       Count(collection, 1, 1, 0);
-      return JsonError(res, static_cast<int>(status), absl::StrCat("injected failure of page ", page_index));
+      return JsonError(res, static_cast<int>(status),
+                       absl::StrCat("injected failure of page ", page_index));
     }
   }
   if (PageSetContains(Param(req, "rate_limit_pages"), page_index)) {
@@ -344,8 +363,8 @@ void SampleApiServer::HandleCollection(const httplib::Request& req, httplib::Res
       if (host.empty()) host = absl::StrCat(host_ == "0.0.0.0" ? "127.0.0.1" : host_, ":", port_);
       url = absl::StrCat("http://", host);
     }
-    absl::StrAppend(&url, "/v1/clientes/", PercentEncode(cliente), "/", PercentEncode(rota), "/", style,
-                    "?page=", p, "&page_size=", size);
+    absl::StrAppend(&url, "/v1/clientes/", PercentEncode(cliente), "/", PercentEncode(rota), "/",
+                    style, "?page=", p, "&page_size=", size);
     for (const auto& [k, v] : req.params) {
       if (!IsPositionParam(k)) absl::StrAppend(&url, "&", PercentEncode(k), "=", PercentEncode(v));
     }
@@ -369,16 +388,18 @@ void SampleApiServer::HandleCollection(const httplib::Request& req, httplib::Res
   if (envelope) {
     std::string fields;
     if (style == "page") {
-      fields = absl::StrCat("\"page\":", page, ",\"page_size\":", size, ",\"total_pages\":", total_pages,
-                            ",\"total\":", n);
+      fields = absl::StrCat("\"page\":", page, ",\"page_size\":", size,
+                            ",\"total_pages\":", total_pages, ",\"total\":", n);
     } else if (style == "offset") {
       fields = absl::StrCat("\"offset\":", offset, ",\"limit\":", size, ",\"total\":", n);
     } else if (style == "cursor") {
-      fields = has_next ? absl::StrCat("\"next_cursor\":\"", EncodeCursor(collection, offset + count, size),
+      fields = has_next ? absl::StrCat("\"next_cursor\":\"",
+                                       EncodeCursor(collection, offset + count, size),
                                        "\",\"has_more\":true")
                         : "\"next_cursor\":null,\"has_more\":false";
     } else if (style == "next_url") {
-      fields = has_next ? absl::StrCat("\"next\":\"", page_url(page + 1, Param(req, "relative") != "1"), "\"")
+      fields = has_next ? absl::StrCat("\"next\":\"",
+                                       page_url(page + 1, Param(req, "relative") != "1"), "\"")
                         : "\"next\":null";
     } else if (style == "none") {
       fields = absl::StrCat("\"total\":", n);
@@ -399,7 +420,8 @@ void SampleApiServer::HandleCollection(const httplib::Request& req, httplib::Res
       links.push_back(absl::StrCat("<", page_url(page - 1, true), ">; rel=\"prev\""));
       links.push_back(absl::StrCat("<", page_url(1, true), ">; rel=\"first\""));
     }
-    if (total_pages > 0) links.push_back(absl::StrCat("<", page_url(total_pages, true), ">; rel=\"last\""));
+    if (total_pages > 0)
+      links.push_back(absl::StrCat("<", page_url(total_pages, true), ">; rel=\"last\""));
     if (!links.empty()) res.set_header("Link", absl::StrJoin(links, ", "));
   }
 
@@ -411,7 +433,8 @@ void SampleApiServer::HandleCollection(const httplib::Request& req, httplib::Res
       auto data = std::make_shared<std::string>(body.substr(0, half));
       res.set_content_provider(body.size(), "application/json; charset=utf-8",
                                [data](size_t off, size_t, httplib::DataSink& sink) {
-                                 if (off < data->size()) sink.write(data->data() + off, data->size() - off);
+                                 if (off < data->size())
+                                   sink.write(data->data() + off, data->size() - off);
                                  return false;
                                });
     } else {

@@ -1,6 +1,7 @@
 // The sample API: an HTTP server (cpp-httplib) that serves deterministic order records (records.h)
-// for any cliente/rota in every pagination style the collector supports, with date filters, optional
-// authentication and opt-in, deterministic faults. Used by the demo, docker-compose, tests and benchmarks.
+// for any cliente/rota in every pagination style the collector supports, with date filters,
+// optional authentication and opt-in, deterministic faults. Used by the demo, docker-compose, tests
+// and benchmarks.
 //
 //   GET /v1/clientes/{cliente}/{rota}[/{style}]    style: page (default) | offset | cursor | link |
 //                                                   next_url | none
@@ -10,36 +11,39 @@
 // Query parameters (all optional):
 //   total=N                 records of the (cliente, rota) collection (default --records)
 //   records_per_day=N       record i is dated 2023-01-01 + i/N days (default 100)
-//   data_inicio / start_date, data_fim / end_date   YYYY-MM-DD, inclusive: serve only records dated within
-//   since_id=N              serve only records whose id is greater than N (incremental loads)
-//   page=P (1-based), page_size=K   page, link, next_url styles (page_size also for cursor; default 100,
+//   data_inicio / start_date, data_fim / end_date   YYYY-MM-DD, inclusive: serve only records dated
+//   within since_id=N              serve only records whose id is greater than N (incremental
+//   loads) page=P (1-based), page_size=K   page, link, next_url styles (page_size also for cursor;
+//   default 100,
 //                                   clamped to 10000)
 //   offset=O, limit=L       offset style (limit default 100)
 //   cursor=T                cursor style: the opaque token from the previous body's next_cursor
 //   envelope=0              body is the bare records array (no paging fields)
 //   records_key=NAME        name of the records array (default "data")
 //   meta=1                  paging fields inside {"meta":{...}} instead of at the top level
-//   relative=1              next_url style: "next" is a relative URL ("/v1/...") instead of absolute
+//   relative=1              next_url style: "next" is a relative URL ("/v1/...") instead of
+//   absolute
 // Bodies: page {"data":[..],"page":P,"page_size":K,"total_pages":T,"total":N}; offset {"data":[..],
 //   "offset":O,"limit":L,"total":N}; cursor {"data":[..],"next_cursor":"..."|null,"has_more":bool};
-//   link {"data":[..]} plus `Link: <url>; rel="next", <url>; rel="last"` (and first/prev after page 1);
-//   next_url {"data":[..],"next":"http://..."|null}; none {"data":[every record],"total":N}.
+//   link {"data":[..]} plus `Link: <url>; rel="next", <url>; rel="last"` (and first/prev after page
+//   1); next_url {"data":[..],"next":"http://..."|null}; none {"data":[every record],"total":N}.
 //
 // Faults, keyed by the 1-based page index (offset / page size + 1) and deterministic. Page sets are
-// "3", "2,5", "4-6" or "all". Counted faults count per (cliente, rota, style, page, fault_seed), so a
-// test that wants fresh counters uses a fresh cliente or fault_seed:
+// "3", "2,5", "4-6" or "all". Counted faults count per (cliente, rota, style, page, fault_seed), so
+// a test that wants fresh counters uses a fresh cliente or fault_seed:
 //   fail_pages=S&fail_times=K&fail_status=C         first K requests of those pages answer C (503)
 //   always_fail_pages=S&always_fail_status=C        those pages always answer C (500)
 //   rate_limit_pages=S&rate_limit_times=K&retry_after=SECS   K x 429 with Retry-After (default 1)
 //   slow_pages=S&slow_ms=MS                         answer those pages after MS milliseconds
 //                                                   (slow_ms alone: every page)
-//   truncate_pages=S&truncate_times=K&truncate_mode=json|conn   first K answers of those pages are cut
+//   truncate_pages=S&truncate_times=K&truncate_mode=json|conn   first K answers of those pages are
+//   cut
 //       in half: "json" = a 200 whose body is invalid JSON; "conn" = the connection closes mid-body
 // Authentication (server options): a bearer token and/or an API key header; a request without them
 // gets 401 with a JSON error.
 //
-// Thread-safety: Start/Stop from one thread; request handlers run on the server's thread pool and only
-// share the fault counters and stats, guarded by mu_.
+// Thread-safety: Start/Stop from one thread; request handlers run on the server's thread pool and
+// only share the fault counters and stats, guarded by mu_.
 #ifndef ETL_DEPLOY_SAMPLE_API_SAMPLE_API_SERVER_H_
 #define ETL_DEPLOY_SAMPLE_API_SAMPLE_API_SERVER_H_
 
@@ -70,10 +74,10 @@ struct SampleApiOptions {
   int64_t default_page_size = 100;        // When the request names no page_size/limit.
   int64_t max_page_size = 10000;          // Larger requested sizes are clamped (like real APIs).
   int threads = 32;                       // Request worker threads (slow pages hold one each).
-  std::string bearer_token;               // Non-empty: /v1 requires "Authorization: Bearer <token>".
-  std::string api_key;                    // Non-empty: /v1 requires "<api_key_header>: <api_key>".
+  std::string bearer_token;  // Non-empty: /v1 requires "Authorization: Bearer <token>".
+  std::string api_key;       // Non-empty: /v1 requires "<api_key_header>: <api_key>".
   std::string api_key_header = "X-API-Key";
-  int latency_ms = 0;                     // Added to every /v1 answer (simulates a remote API).
+  int latency_ms = 0;  // Added to every /v1 answer (simulates a remote API).
 };
 
 class SampleApiServer {

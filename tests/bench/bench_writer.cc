@@ -2,29 +2,35 @@
 //
 //   bench_writer --mode=grpc --address=127.0.0.1:50052 --records=1000000   stream through Write
 //   bench_writer --mode=generate --out=/tmp/orders.copy --records=1000000   the same records as a
-//                                                                           COPY text file (psql \copy)
-//   bench_writer --mode=seed --records=1000000                              the seed's design: INSERT
-//                                                                           batches of 50, one transaction each
-//   bench_writer --mode=seed --url=http://127.0.0.1:8080/pages/             the same, end to end: a fetch
-//                                                                           thread reads pages URL?page=1..
-//                                                                           (records at /data, total pages
-//                                                                           at /total_pages) into a queue of
-//                                                                           1000 records; the main thread
-//                                                                           INSERTs 50 per transaction
+//                                                                           COPY text file (psql
+//                                                                           \copy)
+//   bench_writer --mode=seed --records=1000000                              the seed's design:
+//   INSERT
+//                                                                           batches of 50, one
+//                                                                           transaction each
+//   bench_writer --mode=seed --url=http://127.0.0.1:8080/pages/             the same, end to end: a
+//   fetch
+//                                                                           thread reads pages
+//                                                                           URL?page=1.. (records
+//                                                                           at /data, total pages
+//                                                                           at /total_pages) into a
+//                                                                           queue of 1000 records;
+//                                                                           the main thread INSERTs
+//                                                                           50 per transaction
 // Prints "<mode> rows=<n> seconds=<s> rows_per_second=<r>".
-#include <cstdio>
-#include <deque>
-#include <memory>
-#include <utility>
-#include <fstream>
-#include <string>
-#include <thread>
-#include <vector>
-
 #include <curl/curl.h>
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 #include <libpq-fe.h>
+
+#include <cstdio>
+#include <deque>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
@@ -64,8 +70,8 @@ std::string Order(int64_t i) {
 
 void Report(const char* mode, int64_t rows, absl::Duration d) {
   double s = absl::ToDoubleSeconds(d);
-  std::printf("%s rows=%lld seconds=%.2f rows_per_second=%.0f\n", mode, static_cast<long long>(rows),
-              s, static_cast<double>(rows) / s);
+  std::printf("%s rows=%lld seconds=%.2f rows_per_second=%.0f\n", mode,
+              static_cast<long long>(rows), s, static_cast<double>(rows) / s);
 }
 
 int RunGrpc() {
@@ -182,16 +188,17 @@ class SeedFetcher {
     auto parser = etl::JsonPageParser::Create(options);
     CURL* curl = curl_easy_init();
     std::string body;
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, +[](char* p, size_t, size_t n, void* out) {
-      static_cast<std::string*>(out)->append(p, n);
-      return n;
-    });
+    curl_easy_setopt(
+        curl, CURLOPT_WRITEFUNCTION, +[](char* p, size_t, size_t n, void* out) {
+          static_cast<std::string*>(out)->append(p, n);
+          return n;
+        });
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
     std::string error;
     for (int64_t page = 1, total = 1; page <= total && error.empty(); ++page) {
       body.clear();
-      const std::string url = absl::StrCat(url_, url_.find('?') == std::string::npos ? "?" : "&",
-                                           "page=", page);
+      const std::string url =
+          absl::StrCat(url_, url_.find('?') == std::string::npos ? "?" : "&", "page=", page);
       curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
       long code = 0;
       if (curl_easy_perform(curl) != CURLE_OK ||
@@ -236,7 +243,9 @@ class SeedFetcher {
 
  private:
   bool HasRoom() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return queue_.size() < kQueueRecords; }
-  bool HasRecordsOrDone() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !queue_.empty() || done_; }
+  bool HasRecordsOrDone() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !queue_.empty() || done_;
+  }
 
   const std::string url_;
   absl::Mutex mu_;
@@ -254,11 +263,12 @@ int RunSeed() {
     return 1;
   }
   const std::string table = absl::GetFlag(FLAGS_table);
-  PQclear(PQexec(c, absl::StrCat("CREATE TABLE IF NOT EXISTS ", table,
-                                 " (id bigserial primary key, payload jsonb not null, natural_key text,"
-                                 " job_id text not null default 'seed', page_number bigint not null default 0,"
-                                 " collected_at timestamptz not null default now())")
-                        .c_str()));
+  PQclear(PQexec(
+      c, absl::StrCat("CREATE TABLE IF NOT EXISTS ", table,
+                      " (id bigserial primary key, payload jsonb not null, natural_key text,"
+                      " job_id text not null default 'seed', page_number bigint not null default 0,"
+                      " collected_at timestamptz not null default now())")
+             .c_str()));
   const std::string url = absl::GetFlag(FLAGS_url);
   const int64_t total = absl::GetFlag(FLAGS_records);
   std::unique_ptr<SeedFetcher> fetcher;
@@ -288,7 +298,8 @@ int RunSeed() {
     for (size_t k = 0; k < rows.size(); ++k) {
       ptrs.push_back(rows[k].first.c_str());
       ptrs.push_back(pages[k].c_str());
-      absl::StrAppend(&sql, k == 0 ? "" : ",", "($", 2 * k + 1, "::jsonb,$", 2 * k + 2, "::bigint)");
+      absl::StrAppend(&sql, k == 0 ? "" : ",", "($", 2 * k + 1, "::jsonb,$", 2 * k + 2,
+                      "::bigint)");
     }
     PGresult* r = PQexecParams(c, sql.c_str(), static_cast<int>(ptrs.size()), nullptr, ptrs.data(),
                                nullptr, nullptr, 0);

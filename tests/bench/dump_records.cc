@@ -1,7 +1,8 @@
-// Writes the sample API's records [0, N) of (cliente, rota) as COPY text rows "payload\tjob\tpage", the
-// same bytes the pipeline loads, so benchmarks can time `psql \copy` of exactly those records.
+// Writes the sample API's records [0, N) of (cliente, rota) as COPY text rows "payload\tjob\tpage",
+// the same bytes the pipeline loads, so benchmarks can time `psql \copy` of exactly those records.
 //
-//   bench_dump_records --cliente=bench --rota=pedidos --records=1000000 --page_size=10000 > rows.copy
+//   bench_dump_records --cliente=bench --rota=pedidos --records=1000000 --page_size=10000 >
+//   rows.copy
 #include <cstdio>
 #include <string>
 

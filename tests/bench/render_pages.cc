@@ -1,6 +1,7 @@
-// Renders the sample API's records [0, N) of (cliente, rota) as static JSON pages, so a plain web server
-// (nginx in scripts/bench) can serve them and the API costs next to nothing during a benchmark. Page p
-// (1-based) is written to DIR/p.json with the sample API's envelope for `page` pagination:
+// Renders the sample API's records [0, N) of (cliente, rota) as static JSON pages, so a plain web
+// server (nginx in scripts/bench) can serve them and the API costs next to nothing during a
+// benchmark. Page p (1-based) is written to DIR/p.json with the sample API's envelope for `page`
+// pagination:
 //   {"data":[...],"page":p,"page_size":S,"total_pages":T,"total":N}
 //
 //   bench_render_pages --dir=/tmp/pages/r1000000_p1000 --records=1000000 --page_size=1000

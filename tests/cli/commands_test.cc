@@ -1,13 +1,13 @@
-// etlctl's subcommands against an in-process fake CollectorService (a unit test of the command layer:
-// exit statuses, what is printed, how gRPC errors are reported).
+// etlctl's subcommands against an in-process fake CollectorService (a unit test of the command
+// layer: exit statuses, what is printed, how gRPC errors are reported).
 #include "cli/commands.h"
-
-#include <memory>
-#include <sstream>
 
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+
+#include <memory>
+#include <sstream>
 
 #include "absl/synchronization/mutex.h"
 #include "etl.grpc.pb.h"
@@ -21,24 +21,29 @@ using ::testing::Not;
 // Final state by rota: "ok" SUCCEEDED, "partial" PARTIAL, "fail" FAILED. cliente "bad" is refused.
 class FakeCollector final : public etl::v1::CollectorService::Service {
  public:
-  grpc::Status StartJob(grpc::ServerContext* ctx, const etl::v1::JobSpec* spec, etl::v1::Job* job) override {
+  grpc::Status StartJob(grpc::ServerContext* ctx, const etl::v1::JobSpec* spec,
+                        etl::v1::Job* job) override {
     auto md = ctx->client_metadata().find("x-request-id");
     {
       absl::MutexLock l(&mu_);
-      if (md != ctx->client_metadata().end()) request_id_ = std::string(md->second.data(), md->second.size());
+      if (md != ctx->client_metadata().end())
+        request_id_ = std::string(md->second.data(), md->second.size());
       spec_ = *spec;
     }
     if (spec->cliente_id() == "slow") {
       return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "the writer did not answer in time");
     }
     if (spec->cliente_id() == "bad") {
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "pagination.cursor_path \"x\" is not a JSON pointer");
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "pagination.cursor_path \"x\" is not a JSON pointer");
     }
     *job = Final(spec->rota(), /*finished=*/false);
     return grpc::Status::OK;
   }
-  grpc::Status GetJob(grpc::ServerContext*, const etl::v1::JobRef* ref, etl::v1::Job* job) override {
-    if (ref->job_id() != "job-ok" && ref->job_id() != "job-partial" && ref->job_id() != "job-fail") {
+  grpc::Status GetJob(grpc::ServerContext*, const etl::v1::JobRef* ref,
+                      etl::v1::Job* job) override {
+    if (ref->job_id() != "job-ok" && ref->job_id() != "job-partial" &&
+        ref->job_id() != "job-fail") {
       return grpc::Status(grpc::StatusCode::NOT_FOUND, "no job " + ref->job_id());
     }
     *job = Final(ref->job_id().substr(4), true);
@@ -74,7 +79,8 @@ class FakeCollector final : public etl::v1::CollectorService::Service {
     if (!req->unfinished_only()) *resp->add_jobs() = Final("fail", true);
     return grpc::Status::OK;
   }
-  grpc::Status CancelJob(grpc::ServerContext*, const etl::v1::JobRef* ref, etl::v1::Job* job) override {
+  grpc::Status CancelJob(grpc::ServerContext*, const etl::v1::JobRef* ref,
+                         etl::v1::Job* job) override {
     job->set_job_id(ref->job_id());
     job->set_state(etl::v1::RUNNING);
     return grpc::Status::OK;
@@ -88,7 +94,9 @@ class FakeCollector final : public etl::v1::CollectorService::Service {
       job.set_state(etl::v1::PENDING);
       return job;
     }
-    job.set_state(rota == "ok" ? etl::v1::SUCCEEDED : rota == "partial" ? etl::v1::PARTIAL : etl::v1::FAILED);
+    job.set_state(rota == "ok"        ? etl::v1::SUCCEEDED
+                  : rota == "partial" ? etl::v1::PARTIAL
+                                      : etl::v1::FAILED);
     job.mutable_progress()->set_records_committed(300);
     job.mutable_progress()->set_elapsed_seconds(1.5);
     if (rota == "fail") job.set_error("HTTP 401 Unauthorized on page 0");
@@ -190,8 +198,10 @@ TEST_F(CommandsTest, DetachPrintsTheJobIdOnly) {
 
 TEST_F(CommandsTest, InvalidArgumentFromStartJobIsPrintedClearly) {
   EXPECT_EQ(RunJob(ctx_, Spec("bad", "ok"), false), 1);
-  EXPECT_THAT(err_.str(),
-              HasSubstr("StartJob failed: INVALID_ARGUMENT: pagination.cursor_path \"x\" is not a JSON pointer"));
+  EXPECT_THAT(
+      err_.str(),
+      HasSubstr(
+          "StartJob failed: INVALID_ARGUMENT: pagination.cursor_path \"x\" is not a JSON pointer"));
 }
 
 TEST_F(CommandsTest, UnreachableCollectorNamesTheAddressAndTheFlag) {

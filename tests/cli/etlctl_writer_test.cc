@@ -124,10 +124,9 @@ TEST(EtlctlEndToEndTest, JobFileRunsTwiceWithoutDuplicatesAndIncrementally) {
   ASSERT_TRUE(writer.ok()) << writer.status();
   auto api = ChildProcess::Start(BinaryPath("sample_api"), {"--listen=127.0.0.1:0"});
   ASSERT_TRUE(api.ok()) << api.status();
-  auto collector = ChildProcess::Start(
-      BinaryPath("collector_server"),
-      {"--listen=127.0.0.1:0", "--writer=" + (*writer)->address(), "--resume=false",
-       "--allow-private-networks"});
+  auto collector = ChildProcess::Start(BinaryPath("collector_server"),
+                                       {"--listen=127.0.0.1:0", "--writer=" + (*writer)->address(),
+                                        "--resume=false", "--allow-private-networks"});
   ASSERT_TRUE(collector.ok()) << collector.status();
   const std::string cliente = "f" + etl::testing::UniqueSuffix();
   const std::string base = absl::StrCat("http://", (*api)->address(), "/v1/clientes/", cliente);

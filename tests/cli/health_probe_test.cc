@@ -1,13 +1,12 @@
 // etl_health_probe against an in-process gRPC server with the standard health service.
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 
 #include <cstdlib>
 #include <memory>
 #include <string>
-
-#include <grpcpp/grpcpp.h>
-#include <grpcpp/health_check_service_interface.h>
-#include <gtest/gtest.h>
 
 #include "etl.grpc.pb.h"
 

@@ -10,13 +10,17 @@ using ::testing::HasSubstr;
 
 SpecInputs Minimal() {
   SpecInputs in;
-  in.flags = {{"cliente", "2151"}, {"rota", "pedidos"}, {"url", "http://127.0.0.1:8080/v1/x"}, {"pagination", "page"}};
+  in.flags = {{"cliente", "2151"},
+              {"rota", "pedidos"},
+              {"url", "http://127.0.0.1:8080/v1/x"},
+              {"pagination", "page"}};
   return in;
 }
 
 TEST(ExtractRepeatedFlagsTest, KeepsCommasAndEqualsInRepeatedValues) {
-  std::vector<std::string> args = {"etlctl", "run", "--param=fields=id,status", "--cliente=1",
-                                   "--param",  "sort=a,b", "-header", "Accept: a/b, c/d", "--header=X-Y:z"};
+  std::vector<std::string> args = {
+      "etlctl",   "run",     "--param=fields=id,status", "--cliente=1",   "--param",
+      "sort=a,b", "-header", "Accept: a/b, c/d",         "--header=X-Y:z"};
   auto found = ExtractRepeatedFlags(&args, {"param", "header"});
   ASSERT_TRUE(found.ok()) << found.status();
   EXPECT_EQ((*found)["param"], (std::vector<std::string>{"fields=id,status", "sort=a,b"}));
@@ -38,7 +42,8 @@ TEST(ExtractRepeatedFlagsTest, StopsAtDoubleDashAndRejectsMissingValue) {
 }
 
 TEST(FlagsNamedInTest, NormalizesHyphensAndStopsAtDoubleDash) {
-  auto names = FlagsNamedIn({"etlctl", "run", "--page-size=10", "-records-path=", "--url", "x", "--", "--rota=r"});
+  auto names = FlagsNamedIn(
+      {"etlctl", "run", "--page-size=10", "-records-path=", "--url", "x", "--", "--rota=r"});
   EXPECT_TRUE(names.count("page_size"));
   EXPECT_TRUE(names.count("records_path"));
   EXPECT_TRUE(names.count("url"));
@@ -47,12 +52,25 @@ TEST(FlagsNamedInTest, NormalizesHyphensAndStopsAtDoubleDash) {
 
 TEST(BuildJobSpecTest, MapsEveryFlagToItsField) {
   SpecInputs in = Minimal();
-  in.flags.insert({{"page_param", "p"}, {"size_param", "n"}, {"page_size", "500"}, {"start_page", "0"},
-                   {"total_pages_path", "/meta/pages"}, {"total_count_path", "/meta/total"},
-                   {"records_path", "/data"}, {"max_pages", "77"}, {"start_date", "2024-01-01"},
-                   {"end_date", "2024-02-29"}, {"start_param", "data_inicio"}, {"end_param", "data_fim"},
-                   {"id_path", "/id"}, {"max_attempts", "5"}, {"backoff_scale", "0.01"}, {"max_backoff", "2s"},
-                   {"fetch_concurrency", "8"}, {"timeout", "15"}, {"connect_timeout", "3"},
+  in.flags.insert({{"page_param", "p"},
+                   {"size_param", "n"},
+                   {"page_size", "500"},
+                   {"start_page", "0"},
+                   {"total_pages_path", "/meta/pages"},
+                   {"total_count_path", "/meta/total"},
+                   {"records_path", "/data"},
+                   {"max_pages", "77"},
+                   {"start_date", "2024-01-01"},
+                   {"end_date", "2024-02-29"},
+                   {"start_param", "data_inicio"},
+                   {"end_param", "data_fim"},
+                   {"id_path", "/id"},
+                   {"max_attempts", "5"},
+                   {"backoff_scale", "0.01"},
+                   {"max_backoff", "2s"},
+                   {"fetch_concurrency", "8"},
+                   {"timeout", "15"},
+                   {"connect_timeout", "3"},
                    {"bearer_token_env", "API_TOKEN"}});
   in.params = {"fields=id,status", "q=a=b"};
   in.headers = {"Accept-Language:  pt-BR ", "X-Trace: 1,2"};
@@ -146,20 +164,20 @@ TEST_P(BuildJobSpecRejects, InvalidValueWithMessageNamingTheFlag) {
 
 INSTANTIATE_TEST_SUITE_P(
     Flags, BuildJobSpecRejects,
-    ::testing::Values(BadCase{"pagination", "pages", "--pagination: unknown style \"pages\""},
-                      BadCase{"page_size", "ten", "--page-size: \"ten\" is not an integer"},
-                      BadCase{"page_size", "-1", "--page-size: must be >= 0"},
-                      BadCase{"max_attempts", "0", "--max-attempts: must be >= 1"},
-                      BadCase{"fetch_concurrency", "1e3", "--fetch-concurrency"},
-                      BadCase{"timeout", "soon", "--timeout: \"soon\" is not a number"},
-                      BadCase{"start_date", "2024-02-30", "--start-date: \"2024-02-30\" is not a date"},
-                      BadCase{"end_date", "01/02/2024", "--end-date"},
-                      BadCase{"records_path", "data", "--records-path: \"data\" is not a JSON pointer"},
-                      BadCase{"id_path", "id", "--id-path"},
-                      BadCase{"url", "ftp://x/y", "--url: \"ftp://x/y\" must start with http:// or https://"},
-                      BadCase{"cliente", "ACME", "--cliente"},
-                      BadCase{"rota", "pedidos-v2", "--rota"},
-                      BadCase{"bearer_token_env", "s3cr3t token", "NAME of an environment variable"}),
+    ::testing::Values(
+        BadCase{"pagination", "pages", "--pagination: unknown style \"pages\""},
+        BadCase{"page_size", "ten", "--page-size: \"ten\" is not an integer"},
+        BadCase{"page_size", "-1", "--page-size: must be >= 0"},
+        BadCase{"max_attempts", "0", "--max-attempts: must be >= 1"},
+        BadCase{"fetch_concurrency", "1e3", "--fetch-concurrency"},
+        BadCase{"timeout", "soon", "--timeout: \"soon\" is not a number"},
+        BadCase{"start_date", "2024-02-30", "--start-date: \"2024-02-30\" is not a date"},
+        BadCase{"end_date", "01/02/2024", "--end-date"},
+        BadCase{"records_path", "data", "--records-path: \"data\" is not a JSON pointer"},
+        BadCase{"id_path", "id", "--id-path"},
+        BadCase{"url", "ftp://x/y", "--url: \"ftp://x/y\" must start with http:// or https://"},
+        BadCase{"cliente", "ACME", "--cliente"}, BadCase{"rota", "pedidos-v2", "--rota"},
+        BadCase{"bearer_token_env", "s3cr3t token", "NAME of an environment variable"}),
     [](const ::testing::TestParamInfo<BadCase>& info) {
       return std::string(info.param.flag) + "_" + std::to_string(info.index);
     });
@@ -170,17 +188,20 @@ TEST(BuildJobSpecTest, RejectsMissingRequiredFlags) {
     in.flags.erase(flag);
     auto spec = BuildJobSpec(in);
     ASSERT_FALSE(spec.ok()) << flag;
-    EXPECT_THAT(std::string(spec.status().message()), HasSubstr(std::string("--") + flag + " is required"));
+    EXPECT_THAT(std::string(spec.status().message()),
+                HasSubstr(std::string("--") + flag + " is required"));
   }
 }
 
 TEST(BuildJobSpecTest, RejectsStyleSpecificOmissionsAndDateOrder) {
   SpecInputs cursor = Minimal();
   cursor.flags["pagination"] = "cursor";
-  EXPECT_THAT(std::string(BuildJobSpec(cursor).status().message()), HasSubstr("--cursor-path is required"));
+  EXPECT_THAT(std::string(BuildJobSpec(cursor).status().message()),
+              HasSubstr("--cursor-path is required"));
   SpecInputs next = Minimal();
   next.flags["pagination"] = "next-url";
-  EXPECT_THAT(std::string(BuildJobSpec(next).status().message()), HasSubstr("--next-url-path is required"));
+  EXPECT_THAT(std::string(BuildJobSpec(next).status().message()),
+              HasSubstr("--next-url-path is required"));
   SpecInputs dates = Minimal();
   dates.flags["start_date"] = "2024-03-01";
   dates.flags["end_date"] = "2024-02-01";
@@ -190,7 +211,8 @@ TEST(BuildJobSpecTest, RejectsStyleSpecificOmissionsAndDateOrder) {
 TEST(BuildJobSpecTest, RejectsMalformedParamsHeadersAndCredentialHeaders) {
   SpecInputs p = Minimal();
   p.params = {"novalue"};
-  EXPECT_THAT(std::string(BuildJobSpec(p).status().message()), HasSubstr("--param: \"novalue\" is not key=value"));
+  EXPECT_THAT(std::string(BuildJobSpec(p).status().message()),
+              HasSubstr("--param: \"novalue\" is not key=value"));
   SpecInputs h = Minimal();
   h.headers = {"NoColon"};
   EXPECT_THAT(std::string(BuildJobSpec(h).status().message()), HasSubstr("--header"));
@@ -206,7 +228,8 @@ TEST(BuildJobSpecTest, AuthMethodsAreExclusiveAndCarryOnlyTheSecretsLocation) {
   SpecInputs two = Minimal();
   two.flags["bearer_token_env"] = "A";
   two.flags["api_key_env"] = "B";
-  EXPECT_THAT(std::string(BuildJobSpec(two).status().message()), HasSubstr("one authentication method"));
+  EXPECT_THAT(std::string(BuildJobSpec(two).status().message()),
+              HasSubstr("one authentication method"));
 
   SpecInputs key = Minimal();
   key.flags["api_key_file"] = "/run/secrets/key";
@@ -219,7 +242,8 @@ TEST(BuildJobSpecTest, AuthMethodsAreExclusiveAndCarryOnlyTheSecretsLocation) {
 
   SpecInputs basic = Minimal();
   basic.flags["basic_user"] = "ana";
-  EXPECT_THAT(std::string(BuildJobSpec(basic).status().message()), HasSubstr("--basic-password-env"));
+  EXPECT_THAT(std::string(BuildJobSpec(basic).status().message()),
+              HasSubstr("--basic-password-env"));
   basic.flags["basic_password_env"] = "PW";
   spec = BuildJobSpec(basic);
   ASSERT_TRUE(spec.ok()) << spec.status();

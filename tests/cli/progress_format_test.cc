@@ -1,10 +1,10 @@
 #include "cli/progress_format.h"
 
-#include <cstdint>
-#include <limits>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <cstdint>
+#include <limits>
 
 namespace etl::cli {
 namespace {

@@ -1,10 +1,10 @@
 #include "common/json_page.h"
 
-#include <string>
-#include <vector>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
 
 namespace etl {
 namespace {
@@ -154,19 +154,21 @@ TEST(JsonPageTest, MissingRecordsPathIsNotFound) {
 
 TEST(JsonPageTest, TruncatedAndMalformedBodiesAreDataLoss) {
   auto parser = *JsonPageParser::Create(RecordsAt("/data"));
-  for (std::string body : {std::string(R"({"data":[{"a":1},{"b":2})"), std::string(R"({"data":[{"a":1},{"b":)"),
-                           std::string(R"({"data":[{"a":1},{"b":"x)"), std::string("<html>oops</html>"),
-                           std::string(""), std::string(R"({"data":[1 2]})"), std::string(R"({"data":[01]})"),
-                           std::string(R"({"data":[{"a" 1}]})"), std::string(R"({"data":[]}} )"),
-                           std::string(R"({"data":[tru]})")}) {
+  for (std::string body :
+       {std::string(R"({"data":[{"a":1},{"b":2})"), std::string(R"({"data":[{"a":1},{"b":)"),
+        std::string(R"({"data":[{"a":1},{"b":"x)"), std::string("<html>oops</html>"),
+        std::string(""), std::string(R"({"data":[1 2]})"), std::string(R"({"data":[01]})"),
+        std::string(R"({"data":[{"a" 1}]})"), std::string(R"({"data":[]}} )"),
+        std::string(R"({"data":[tru]})")}) {
     auto page = parser->Parse(&body);
     EXPECT_EQ(page.status().code(), absl::StatusCode::kDataLoss) << body << " -> " << page.status();
   }
 }
 
 TEST(JsonPageTest, InvalidUtf8FallsBackAndStillExtractsRecords) {
-  std::string body = "{\"data\":[{\"id\":1,\"s\":\"ok\"},{\"id\":2,\"s\":\"bad\xff\xfe\"},{\"id\":\"3\\u0041\"}],"
-                     "\"next\":\"n\\/1\"}";
+  std::string body =
+      "{\"data\":[{\"id\":1,\"s\":\"ok\"},{\"id\":2,\"s\":\"bad\xff\xfe\"},{\"id\":\"3\\u0041\"}],"
+      "\"next\":\"n\\/1\"}";
   PageParseOptions options;
   options.records_path = "/data";
   options.id_path = "/id";
@@ -188,7 +190,8 @@ TEST(JsonPageTest, InvalidUtf8AndTruncatedIsStillAnError) {
 TEST(JsonPageTest, ParserIsReusableAcrossPages) {
   auto parser = *JsonPageParser::Create(RecordsAt(""));
   for (int i = 0; i < 3; ++i) {
-    std::string body = "[" + std::to_string(i) + ",{\"k\":\"" + std::string(size_t(i) * 100, 'x') + "\"}]";
+    std::string body =
+        "[" + std::to_string(i) + ",{\"k\":\"" + std::string(size_t(i) * 100, 'x') + "\"}]";
     auto page = parser->Parse(&body);
     ASSERT_TRUE(page.ok());
     EXPECT_EQ(page->records.size(), 2u);
@@ -219,7 +222,8 @@ TEST(JsonPageDepthTest, HundredThousandDeepIsAPageErrorNotACrash) {
     auto page = (*parser)->Parse(&body);
     ASSERT_FALSE(page.ok());
     EXPECT_EQ(page.status().code(), absl::StatusCode::kDataLoss);
-    EXPECT_THAT(std::string(page.status().message()), ::testing::HasSubstr("nesting deeper than 512"));
+    EXPECT_THAT(std::string(page.status().message()),
+                ::testing::HasSubstr("nesting deeper than 512"));
   }
 }
 
@@ -240,7 +244,8 @@ TEST(JsonPageDepthTest, DeepObjectsAndInvalidUtf8FallbackAreRefusedToo) {
   page = (*parser)->Parse(&bad);
   ASSERT_FALSE(page.ok());
   EXPECT_EQ(page.status().code(), absl::StatusCode::kDataLoss);
-  EXPECT_THAT(std::string(page.status().message()), ::testing::HasSubstr("nesting deeper than 512"));
+  EXPECT_THAT(std::string(page.status().message()),
+              ::testing::HasSubstr("nesting deeper than 512"));
 }
 
 TEST(JsonPageDepthTest, NestingUpToTheLimitIsAccepted) {
@@ -277,7 +282,8 @@ TEST(JsonPageLimitsTest, RecordsPerPageAreCapped) {
     page = (*parser)->Parse(&over);
     ASSERT_FALSE(page.ok());
     EXPECT_EQ(page.status().code(), absl::StatusCode::kResourceExhausted) << page.status();
-    EXPECT_THAT(std::string(page.status().message()), ::testing::HasSubstr("more than 1000 records"));
+    EXPECT_THAT(std::string(page.status().message()),
+                ::testing::HasSubstr("more than 1000 records"));
   }
 }
 

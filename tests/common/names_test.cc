@@ -1,8 +1,8 @@
 #include "common/names.h"
 
-#include <string>
-
 #include <gtest/gtest.h>
+
+#include <string>
 
 namespace etl {
 namespace {
@@ -14,8 +14,8 @@ TEST(RawTableNameTest, BuildsNameFromValidParts) {
 }
 
 TEST(RawTableNameTest, RefusesCharactersOutsideTheAlphabet) {
-  for (const char* bad : {"Pedidos", "pe-didos", "pe didos", "pe\"didos", "pedidos;drop", "é", "a.b",
-                          "x\n"}) {
+  for (const char* bad :
+       {"Pedidos", "pe-didos", "pe didos", "pe\"didos", "pedidos;drop", "é", "a.b", "x\n"}) {
     auto name = RawTableName("1", bad);
     EXPECT_EQ(name.status().code(), absl::StatusCode::kInvalidArgument) << bad;
   }

@@ -1,7 +1,10 @@
-// The sample API over loopback with a real HTTP client: determinism, every pagination style walks all
-// records exactly once, date filters, faults as documented, authentication, the Link header format.
-#include "deploy/sample_api/sample_api_server.h"
-
+// The sample API over loopback with a real HTTP client: determinism, every pagination style walks
+// all records exactly once, date filters, faults as documented, authentication, the Link header
+// format.
+#include <curl/curl.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -9,13 +12,9 @@
 #include <cstdio>
 #include <set>
 
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-#include <curl/curl.h>
-#include <httplib.h>
-
 #include "absl/strings/str_cat.h"
 #include "deploy/sample_api/records.h"
+#include "deploy/sample_api/sample_api_server.h"
 #include "simdjson.h"
 #include "tests/testing/test_support.h"
 
@@ -112,13 +111,14 @@ std::string RawLinkHeader(const std::string& url) {
   CURL* curl = curl_easy_init();
   std::string headers;
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION,
-                   +[](char* data, size_t size, size_t n, void* out) {
-                     static_cast<std::string*>(out)->append(data, size * n);
-                     return size * n;
-                   });
+  curl_easy_setopt(
+      curl, CURLOPT_HEADERFUNCTION, +[](char* data, size_t size, size_t n, void* out) {
+        static_cast<std::string*>(out)->append(data, size * n);
+        return size * n;
+      });
   curl_easy_setopt(curl, CURLOPT_HEADERDATA, &headers);
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, +[](char*, size_t size, size_t n, void*) { return size * n; });
+  curl_easy_setopt(
+      curl, CURLOPT_WRITEFUNCTION, +[](char*, size_t size, size_t n, void*) { return size * n; });
   EXPECT_EQ(curl_easy_perform(curl), CURLE_OK);
   curl_easy_cleanup(curl);
   size_t pos = headers.find("Link: ");
@@ -169,9 +169,11 @@ TEST(RecordsTest, DeterministicDistinctAndValidJson) {
   std::string cmd = absl::StrCat(
       "python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); "
       "assert len(d)==500 and d[0][\"big_counter\"]==2**64+1 and d[0][\"seq53\"]==2**53+1; "
-      "assert any(\"\\t\" in x[\"note\"] for x in d) and any(\"\\U0001F600\" in x[\"note\"] for x in d)' ",
+      "assert any(\"\\t\" in x[\"note\"] for x in d) and any(\"\\U0001F600\" in x[\"note\"] for x "
+      "in d)' ",
       path);
-  EXPECT_EQ(std::system(cmd.c_str()), 0) << "records are not valid JSON or lack the expected variety";
+  EXPECT_EQ(std::system(cmd.c_str()), 0)
+      << "records are not valid JSON or lack the expected variety";
 }
 
 TEST(RecordsTest, DatesAndDateWindows) {
@@ -233,7 +235,8 @@ TEST_F(SampleApiTest, CursorStyleWalksEveryRecordOnceAndRefusesForgedCursors) {
   std::string cursor;
   std::set<std::string> seen;
   for (int guard = 0; guard < 100; ++guard) {
-    std::string q = absl::StrCat("?page_size=64&total=300", cursor.empty() ? "" : "&cursor=" + cursor);
+    std::string q =
+        absl::StrCat("?page_size=64&total=300", cursor.empty() ? "" : "&cursor=" + cursor);
     Page page = Get(Path("c3", "cursor") + q);
     ASSERT_EQ(page.status, 200);
     got.insert(got.end(), page.records.begin(), page.records.end());
@@ -243,7 +246,8 @@ TEST_F(SampleApiTest, CursorStyleWalksEveryRecordOnceAndRefusesForgedCursors) {
   }
   EXPECT_EQ(got, Expected("c3", 0, 300));
   EXPECT_EQ(Get(Path("c3", "cursor") + "?cursor=c1.40.40.deadbeef").status, 400);
-  // A cursor carries its page size: a client that does not resend page_size still walks consistently.
+  // A cursor carries its page size: a client that does not resend page_size still walks
+  // consistently.
   Page first = Get(Path("c3", "cursor") + "?page_size=10&total=300");
   Page second = Get(Path("c3", "cursor") + "?total=300&cursor=" + first.next);
   EXPECT_EQ(second.records, Expected("c3", 10, 20));
@@ -262,9 +266,12 @@ TEST_F(SampleApiTest, LinkStyleFollowsRelNextAndCarriesOtherParameters) {
       // RFC 8288: comma-separated "<absolute URL>; rel=\"...\"" entries.
       EXPECT_EQ(RawLinkHeader(absl::StrCat("http://127.0.0.1:", server_->port(), target)),
                 absl::StrCat("<http://127.0.0.1:", server_->port(),
-                             "/v1/clientes/c4/pedidos/link?page=2&page_size=40&fields=a%2Cb&total=130>; rel=\"next\", "
-                             "<http://127.0.0.1:", server_->port(),
-                             "/v1/clientes/c4/pedidos/link?page=4&page_size=40&fields=a%2Cb&total=130>; rel=\"last\""));
+                             "/v1/clientes/c4/pedidos/"
+                             "link?page=2&page_size=40&fields=a%2Cb&total=130>; rel=\"next\", "
+                             "<http://127.0.0.1:",
+                             server_->port(),
+                             "/v1/clientes/c4/pedidos/"
+                             "link?page=4&page_size=40&fields=a%2Cb&total=130>; rel=\"last\""));
     }
     if (pages == 2) {
       EXPECT_THAT(page.link, HasSubstr("rel=\"prev\""));
@@ -279,7 +286,8 @@ TEST_F(SampleApiTest, LinkStyleFollowsRelNextAndCarriesOtherParameters) {
 TEST_F(SampleApiTest, NextUrlStyleWalksEveryRecordOnceAbsoluteAndRelative) {
   for (bool relative : {false, true}) {
     std::vector<std::string> got;
-    std::string target = Path("c5", "next_url") + "?page_size=33&total=100" + (relative ? "&relative=1" : "");
+    std::string target =
+        Path("c5", "next_url") + "?page_size=33&total=100" + (relative ? "&relative=1" : "");
     int pages = 0;
     while (!target.empty() && pages < 20) {
       Page page = Get(target);
@@ -308,14 +316,17 @@ TEST_F(SampleApiTest, NoneStyleServesEverythingAtOnceAndBareArraysOnRequest) {
   EXPECT_EQ(bare.body, expected + "]");
   Page meta = Get(Path("c6", "page") + "?total=5&meta=1&records_key=results");
   EXPECT_THAT(meta.body, StartsWith("{\"results\":["));
-  EXPECT_THAT(meta.body, HasSubstr(",\"meta\":{\"page\":1,\"page_size\":100,\"total_pages\":1,\"total\":5}}"));
+  EXPECT_THAT(meta.body,
+              HasSubstr(",\"meta\":{\"page\":1,\"page_size\":100,\"total_pages\":1,\"total\":5}}"));
 }
 
 TEST_F(SampleApiTest, DateFilterServesOnlyRecordsInTheWindow) {
-  for (const char* params : {"data_inicio=2023-01-03&data_fim=2023-01-04", "start_date=2023-01-03&end_date=2023-01-04"}) {
+  for (const char* params : {"data_inicio=2023-01-03&data_fim=2023-01-04",
+                             "start_date=2023-01-03&end_date=2023-01-04"}) {
     std::vector<std::string> got;
     for (int p = 1; p < 10; ++p) {
-      Page page = Get(Path("c7", "page") + absl::StrCat("?total=1000&page_size=150&page=", p, "&", params));
+      Page page =
+          Get(Path("c7", "page") + absl::StrCat("?total=1000&page_size=150&page=", p, "&", params));
       ASSERT_EQ(page.status, 200);
       EXPECT_EQ(page.total, 200);
       if (page.records.empty()) break;
@@ -341,8 +352,12 @@ TEST_F(SampleApiTest, FlakyPageFailsKTimesThenSucceeds) {
   EXPECT_EQ(ok.status, 200);
   EXPECT_EQ(ok.records, Expected("f1", 10, 20));
   // Same page index in the offset style: offset 10 / limit 10 + 1 = page 2.
-  EXPECT_EQ(Get(Path("f1", "offset") + "?offset=10&limit=10&total=50&fail_pages=2&fail_times=1").status, 503);
-  EXPECT_EQ(Get(Path("f1", "offset") + "?offset=10&limit=10&total=50&fail_pages=2&fail_times=1").status, 200);
+  EXPECT_EQ(
+      Get(Path("f1", "offset") + "?offset=10&limit=10&total=50&fail_pages=2&fail_times=1").status,
+      503);
+  EXPECT_EQ(
+      Get(Path("f1", "offset") + "?offset=10&limit=10&total=50&fail_pages=2&fail_times=1").status,
+      200);
   // A fresh fault_seed gets fresh counters.
   EXPECT_EQ(Get(Path("f1", "page") + "?page=2&fault_seed=x" + q).status, 502);
   EXPECT_EQ(server_->StatsFor("f1", "pedidos").faults, 4);
@@ -350,16 +365,21 @@ TEST_F(SampleApiTest, FlakyPageFailsKTimesThenSucceeds) {
 
 TEST_F(SampleApiTest, AlwaysFailingPageNeverSucceeds) {
   for (int i = 0; i < 4; ++i) {
-    EXPECT_EQ(Get(Path("f2", "page") + "?page=3&page_size=10&total=50&always_fail_pages=3,5").status, 500);
+    EXPECT_EQ(
+        Get(Path("f2", "page") + "?page=3&page_size=10&total=50&always_fail_pages=3,5").status,
+        500);
   }
-  EXPECT_EQ(Get(Path("f2", "page") + "?page=4&page_size=10&total=50&always_fail_pages=3,5").status, 200);
-  EXPECT_EQ(Get(Path("f2", "page") + "?page=5&page_size=10&total=50&always_fail_pages=3,5&always_fail_status=404")
+  EXPECT_EQ(Get(Path("f2", "page") + "?page=4&page_size=10&total=50&always_fail_pages=3,5").status,
+            200);
+  EXPECT_EQ(Get(Path("f2", "page") +
+                "?page=5&page_size=10&total=50&always_fail_pages=3,5&always_fail_status=404")
                 .status,
             404);
 }
 
 TEST_F(SampleApiTest, RateLimitAnswers429WithRetryAfter) {
-  const std::string target = Path("f3", "page") + "?page=1&total=5&rate_limit_pages=all&rate_limit_times=1&retry_after=2";
+  const std::string target =
+      Path("f3", "page") + "?page=1&total=5&rate_limit_pages=all&rate_limit_times=1&retry_after=2";
   auto res = client_->Get(target.c_str());
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 429);
@@ -369,16 +389,19 @@ TEST_F(SampleApiTest, RateLimitAnswers429WithRetryAfter) {
 
 TEST_F(SampleApiTest, TruncatedBodiesAreInvalidJsonOrCutConnections) {
   const std::string full = Get(Path("f4", "page") + "?page=1&page_size=20&total=50").body;
-  auto cut = client_->Get((Path("f4", "page") + "?page=1&page_size=20&total=50&truncate_pages=1").c_str());
+  auto cut =
+      client_->Get((Path("f4", "page") + "?page=1&page_size=20&total=50&truncate_pages=1").c_str());
   ASSERT_TRUE(cut);
   EXPECT_EQ(cut->status, 200);
   EXPECT_LT(cut->body.size(), full.size());
   EXPECT_EQ(cut->body, full.substr(0, full.size() / 2));
   EXPECT_EQ(Get(Path("f4", "page") + "?page=1&page_size=20&total=50&truncate_pages=1").body, full);
 
-  const std::string conn = Path("f4", "page") + "?page=2&page_size=20&total=50&truncate_pages=2&truncate_mode=conn";
+  const std::string conn =
+      Path("f4", "page") + "?page=2&page_size=20&total=50&truncate_pages=2&truncate_mode=conn";
   auto broken = client_->Get(conn.c_str());
-  EXPECT_FALSE(broken && broken->status == 200 && broken->body.size() > 0 && broken->body.back() == '}')
+  EXPECT_FALSE(broken && broken->status == 200 && broken->body.size() > 0 &&
+               broken->body.back() == '}')
       << "the connection should close mid-body";
   httplib::Client fresh("127.0.0.1", server_->port());
   auto again = fresh.Get(conn.c_str());
@@ -388,7 +411,9 @@ TEST_F(SampleApiTest, TruncatedBodiesAreInvalidJsonOrCutConnections) {
 
 TEST_F(SampleApiTest, SlowPagesAreSlow) {
   auto start = std::chrono::steady_clock::now();
-  EXPECT_EQ(Get(Path("f5", "page") + "?page=2&page_size=5&total=50&slow_pages=2&slow_ms=300").status, 200);
+  EXPECT_EQ(
+      Get(Path("f5", "page") + "?page=2&page_size=5&total=50&slow_pages=2&slow_ms=300").status,
+      200);
   EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(300));
 }
 
@@ -445,9 +470,9 @@ TEST(SampleApiBinaryTest, ServesOnPortFileAndExitsCleanlyOnSigterm) {
 }
 
 TEST(SampleApiBinaryTest, RefusesToStartWithoutTheRequiredTokenVariable) {
-  auto child = etl::testing::ChildProcess::Start(etl::testing::BinaryPath("sample_api"),
-                                                 {"--listen=127.0.0.1:0", "--require_bearer_env=ETL_TEST_UNSET_TOKEN"},
-                                                 {}, 10);
+  auto child = etl::testing::ChildProcess::Start(
+      etl::testing::BinaryPath("sample_api"),
+      {"--listen=127.0.0.1:0", "--require_bearer_env=ETL_TEST_UNSET_TOKEN"}, {}, 10);
   EXPECT_FALSE(child.ok());
 }
 

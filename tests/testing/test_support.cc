@@ -1,6 +1,8 @@
 #include "tests/testing/test_support.h"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
+#include <libpq-fe.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -14,9 +16,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
-
-#include <gtest/gtest.h>
-#include <libpq-fe.h>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -140,13 +139,15 @@ absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(
   // O_NONBLOCK open of a FIFO's read end succeeds at once; poll() then waits for the writer.
   int fd = open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
   std::string got;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(int64_t(timeout_s * 1000));
+  auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(int64_t(timeout_s * 1000));
   // A pidfd becomes readable when the child exits, so one poll() waits for "port written" or "child
   // died" without any periodic wake-up.
   int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
   while (got.find('\n') == std::string::npos) {
     int left = int(std::chrono::duration_cast<std::chrono::milliseconds>(
-                       deadline - std::chrono::steady_clock::now()).count());
+                       deadline - std::chrono::steady_clock::now())
+                       .count());
     if (left <= 0) break;
     pollfd p[2] = {{fd, POLLIN, 0}, {pidfd, POLLIN, 0}};
     int r = poll(p, pidfd >= 0 ? 2 : 1, left);
@@ -164,10 +165,12 @@ absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(
       close(fd);
       unlink(fifo.c_str());
       rmdir(dir_template);
-      return absl::InternalError(absl::StrCat(binary, " exited before serving (status ", status, ")"));
+      return absl::InternalError(
+          absl::StrCat(binary, " exited before serving (status ", status, ")"));
     }
     if (r > 0 && (p[0].revents & POLLHUP)) {
-      // No writer holds the FIFO open (yet): reopen so poll() blocks instead of spinning on POLLHUP.
+      // No writer holds the FIFO open (yet): reopen so poll() blocks instead of spinning on
+      // POLLHUP.
       close(fd);
       fd = open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
     }
@@ -179,7 +182,8 @@ absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(
   int port = 0;
   std::string line = got.substr(0, got.find('\n'));
   if (!absl::SimpleAtoi(line, &port) || port <= 0) {
-    return absl::DeadlineExceededError(absl::StrCat(binary, " did not report a port within ", timeout_s, " s"));
+    return absl::DeadlineExceededError(
+        absl::StrCat(binary, " did not report a port within ", timeout_s, " s"));
   }
   child->port_ = port;
   return child;

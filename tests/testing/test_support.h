@@ -14,8 +14,8 @@
 
 namespace etl::testing {
 
-// libpq connection string of the server scripts/test started (from PGHOST/PGPORT/... or DATABASE_URL).
-// Empty when none is configured: PostgreSQL tests then GTEST_SKIP().
+// libpq connection string of the server scripts/test started (from PGHOST/PGPORT/... or
+// DATABASE_URL). Empty when none is configured: PostgreSQL tests then GTEST_SKIP().
 std::string PostgresConnString();
 
 // Runs `sql` and returns the rows, each row's columns joined by '\t' (NULL as "\\N"). Fails the
@@ -29,9 +29,9 @@ std::string Exec(const std::string& sql);
 // Path of a built binary, e.g. BinaryPath("writer_server").
 std::string BinaryPath(const std::string& name);
 
-// A child process of one of our binaries, started with "--port_file=<fifo>" appended; Start() returns
-// once the child wrote its bound port (or fails after `timeout_s`, or if the child exits first).
-// The destructor sends SIGKILL if the child still runs.
+// A child process of one of our binaries, started with "--port_file=<fifo>" appended; Start()
+// returns once the child wrote its bound port (or fails after `timeout_s`, or if the child exits
+// first). The destructor sends SIGKILL if the child still runs.
 class ChildProcess {
  public:
   static absl::StatusOr<std::unique_ptr<ChildProcess>> Start(

@@ -1,9 +1,9 @@
 #include "writer_service/copy_text.h"
 
+#include <gtest/gtest.h>
+
 #include <random>
 #include <string>
-
-#include <gtest/gtest.h>
 
 namespace etl {
 namespace {
@@ -19,11 +19,20 @@ std::string ReferenceCopy(absl::string_view v) {
   std::string out;
   for (char c : v) {
     switch (c) {
-      case '\\': out += "\\\\"; break;
-      case '\t': out += "\\t"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      default: out.push_back(c);
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      default:
+        out.push_back(c);
     }
   }
   return out;
@@ -47,7 +56,8 @@ TEST(CopyTextTest, WordAtATimeScanAgreesWithByteAtATimeOnEveryPosition) {
       for (char c : specials) {
         std::string v(len, 'a');
         v[pos] = c;
-        ASSERT_EQ(Copy(v), ReferenceCopy(v)) << "len " << len << " pos " << pos << " byte " << int(c);
+        ASSERT_EQ(Copy(v), ReferenceCopy(v))
+            << "len " << len << " pos " << pos << " byte " << int(c);
       }
     }
   }
@@ -89,8 +99,8 @@ TEST(CopyTextTest, LeavesQuotesAndMultibyteTextUntouched) {
 
 TEST(JsonNulEscapeTest, FindsUnescapedNulEscapeOnly) {
   EXPECT_TRUE(HasJsonNulEscape(R"({"a": "x\u0000y"})"));
-  EXPECT_TRUE(HasJsonNulEscape(R"({"a": "\\\u0000"})"));   // \\ then \u0000
-  EXPECT_FALSE(HasJsonNulEscape(R"({"a": "\\u0000"})"));   // an escaped backslash, then text
+  EXPECT_TRUE(HasJsonNulEscape(R"({"a": "\\\u0000"})"));  // \\ then \u0000
+  EXPECT_FALSE(HasJsonNulEscape(R"({"a": "\\u0000"})"));  // an escaped backslash, then text
   EXPECT_FALSE(HasJsonNulEscape(R"({"a": "u0000"})"));
   EXPECT_TRUE(HasJsonNulEscape(R"({"a": "\u00001"})"));  // \u0000 followed by a digit
 }
@@ -106,8 +116,13 @@ TEST(PrecheckRecordTest, RejectsWhatJsonbCannotStore) {
 
 TEST(LossyUtf8Test, ReplacesInvalidBytesAndKeepsValidText) {
   EXPECT_EQ(LossyUtf8("ok Привет"), "ok Привет");
-  EXPECT_EQ(LossyUtf8("a\xff" "b"), "a\xEF\xBF\xBD" "b");
-  EXPECT_EQ(LossyUtf8(std::string("a\0b", 3)), "a\xEF\xBF\xBD" "b");
+  EXPECT_EQ(LossyUtf8("a\xff"
+                      "b"),
+            "a\xEF\xBF\xBD"
+            "b");
+  EXPECT_EQ(LossyUtf8(std::string("a\0b", 3)),
+            "a\xEF\xBF\xBD"
+            "b");
 }
 
 }  // namespace

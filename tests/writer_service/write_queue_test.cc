@@ -1,11 +1,11 @@
 #include "writer_service/write_queue.h"
 
+#include <gtest/gtest.h>
+
 #include <atomic>
 #include <future>
 #include <memory>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "absl/synchronization/notification.h"
 
@@ -65,7 +65,8 @@ TEST(WriteQueueTest, CloseWakesBlockedProducerAndConsumer) {
   ASSERT_TRUE(q.Push(Page(1, 1)));
   auto producer = std::async(std::launch::async, [&] { return q.Push(Page(1, 1)); });
   WriteQueue empty({1, 100});
-  auto consumer = std::async(std::launch::async, [&] { return empty.PopBatch(10, 10, kLong).size(); });
+  auto consumer =
+      std::async(std::launch::async, [&] { return empty.PopBatch(10, 10, kLong).size(); });
   EXPECT_EQ(producer.wait_for(std::chrono::milliseconds(50)), std::future_status::timeout);
   q.Close();
   empty.Close();
@@ -109,7 +110,8 @@ TEST(WriteQueueTest, PartialBatchIsReleasedAfterFlushInterval) {
 
 TEST(WriteQueueTest, RequestFlushReleasesPartialBatchAtOnce) {
   WriteQueue q({1000, 1 << 20});
-  auto consumer = std::async(std::launch::async, [&] { return q.PopBatch(100, 1 << 20, kLong).size(); });
+  auto consumer =
+      std::async(std::launch::async, [&] { return q.PopBatch(100, 1 << 20, kLong).size(); });
   ASSERT_TRUE(q.Push(Page(1, 10)));
   EXPECT_EQ(consumer.wait_for(std::chrono::milliseconds(50)), std::future_status::timeout);
   q.RequestFlush();

@@ -1,6 +1,6 @@
 // Unit tests of the writer engine (queue + batching + retry + ack-after-commit) against a fake
 // RecordSink that keeps its "database" in memory.
-#include "writer_service/writer.h"
+#include <gtest/gtest.h>
 
 #include <deque>
 #include <map>
@@ -10,12 +10,11 @@
 #include <utility>
 #include <vector>
 
-#include <gtest/gtest.h>
-
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "writer_service/writer.h"
 
 namespace etl {
 namespace {
@@ -25,7 +24,8 @@ constexpr absl::Duration kLong = absl::Minutes(1);
 // A scripted failure of the next CommitPages call.
 struct Fault {
   absl::Status status;
-  bool apply_first = false;  // The transaction committed, then the connection was lost (unknown outcome).
+  bool apply_first =
+      false;  // The transaction committed, then the connection was lost (unknown outcome).
 };
 
 // The in-memory database shared by every sink of one writer.
@@ -33,7 +33,7 @@ struct FakeDb {
   absl::Mutex mu;
   // (job, page) -> batch id of the transaction that committed it.
   std::map<std::pair<std::string, int64_t>, std::string> ledger ABSL_GUARDED_BY(mu);
-  std::map<std::string, int> rows ABSL_GUARDED_BY(mu);  // record -> times written
+  std::map<std::string, int> rows ABSL_GUARDED_BY(mu);             // record -> times written
   std::vector<std::vector<int64_t>> attempts ABSL_GUARDED_BY(mu);  // page numbers per call
   std::vector<std::string> attempt_batch_ids ABSL_GUARDED_BY(mu);
   std::deque<Fault> faults ABSL_GUARDED_BY(mu);
@@ -109,9 +109,8 @@ class FakeSink : public RecordSink {
         r.bytes_committed = p->bytes;
         if (it == db_->ledger.end()) {
           db_->ledger[key] = batch_id;
-          p->ForEachRecord([&](absl::string_view rec, const std::string*) {
-            ++db_->rows[std::string(rec)];
-          });
+          p->ForEachRecord(
+              [&](absl::string_view rec, const std::string*) { ++db_->rows[std::string(rec)]; });
         }
       }
       results.push_back(r);
@@ -225,8 +224,7 @@ TEST_F(WriterEngineTest, BatchesHoldWholePagesUpToTheBatchBound) {
     EXPECT_EQ(r[0].kind, PageResult::Kind::kCommitted);
   }
   absl::MutexLock l(&db_.mu);
-  EXPECT_EQ(db_.attempts,
-            (std::vector<std::vector<int64_t>>{{0, 1}, {2, 3}, {4, 5}, {6}}));
+  EXPECT_EQ(db_.attempts, (std::vector<std::vector<int64_t>>{{0, 1}, {2, 3}, {4, 5}, {6}}));
   EXPECT_EQ(db_.rows.size(), 6u * 10 + 40);
   EXPECT_EQ(w.counters().batches_committed.load(), 4);
   EXPECT_EQ(w.counters().records_committed.load(), 100);
@@ -259,7 +257,8 @@ TEST_F(WriterEngineTest, LostConnectionIsRetriedWithTheSameBatchWithoutLossOrDup
     absl::MutexLock l(&db_.mu);
     db_.faults.push_back({absl::UnavailableError("connection reset"), /*apply_first=*/false});
     // The COMMIT went through but its answer was lost: the retry must not write the pages again.
-    db_.faults.push_back({absl::UnavailableError("server closed the connection"), /*apply_first=*/true});
+    db_.faults.push_back(
+        {absl::UnavailableError("server closed the connection"), /*apply_first=*/true});
   }
   WriterOptions o = Options();
   o.max_commit_attempts = 1;  // Lost connections are retried regardless.
@@ -474,9 +473,15 @@ TEST_F(WriterEngineTest, EachOwnerCountsEveryTransactionThatCommittedItsPagesOnc
   StreamRecorder a, b;
   // Batches of 30 records: {a0, a1, b0}, {a2, b1, b2}, {b3, a4}; a4 is skipped, so the third
   // transaction committed nothing of a's.
-  for (auto [owner, job, page] : std::vector<std::tuple<StreamRecorder*, std::string, int>>{
-           {&a, "a", 0}, {&a, "a", 1}, {&b, "b", 0}, {&a, "a", 2}, {&b, "b", 1}, {&b, "b", 2},
-           {&b, "b", 3}, {&a, "a", 4}}) {
+  for (auto [owner, job, page] :
+       std::vector<std::tuple<StreamRecorder*, std::string, int>>{{&a, "a", 0},
+                                                                  {&a, "a", 1},
+                                                                  {&b, "b", 0},
+                                                                  {&a, "a", 2},
+                                                                  {&b, "b", 1},
+                                                                  {&b, "b", 2},
+                                                                  {&b, "b", 3},
+                                                                  {&a, "a", 4}}) {
     ASSERT_TRUE(w.queue().Push(MakePage(job, page, 10, owner)));
   }
   w.Start();

@@ -1,4 +1,7 @@
 // writer_service against a real PostgreSQL, through real gRPC channels.
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -10,10 +13,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <grpcpp/create_channel.h>
-#include <grpcpp/security/credentials.h>
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -160,16 +159,17 @@ TEST_F(WriterIntegrationTest, ConcurrentStreamsCommitEveryRecordExactlyOnceAsSen
   }
   // Record by record, in order of arrival within each page.
   auto rows = ::etl::testing::Query(absl::StrCat(  // job ids "job<s>_<suffix>" sort by s
-      "SELECT job_id, page_number, payload::text FROM ", table_, " ORDER BY job_id, page_number, id"));
+      "SELECT job_id, page_number, payload::text FROM ", table_,
+      " ORDER BY job_id, page_number, id"));
   ASSERT_EQ(rows.size(), static_cast<size_t>(kStreams * kPages * kRecords));
   size_t k = 0;
   for (int s = 0; s < kStreams; ++s) {
     for (int p = 0; p < kPages; ++p) {
       for (int i = 0; i < kRecords; ++i, ++k) {
         // Query() renders text columns raw, joined by tabs.
-        std::string expected_payload =
-            absl::StrFormat(R"({"i": %d, "big": 9007199254740993, "job": "job%d_%s", "page": %d, "text": "tab\tnl\ncr\r bs\\ q\" 😀 Привет 漢字 \\u0000"})",
-                            i, s, suffix_, p);
+        std::string expected_payload = absl::StrFormat(
+            R"({"i": %d, "big": 9007199254740993, "job": "job%d_%s", "page": %d, "text": "tab\tnl\ncr\r bs\\ q\" 😀 Привет 漢字 \\u0000"})",
+            i, s, suffix_, p);
         ASSERT_EQ(rows[k], absl::StrCat("job", s, "_", suffix_, "\t", p, "\t", expected_payload))
             << k;
       }
@@ -234,21 +234,22 @@ TEST_F(WriterIntegrationTest, BadRecordsGoToDeadLettersAndNeighboursCommit) {
   std::string job = "bad" + suffix_;
   v1::RecordBatch page = MakePage(job, 0, 0);
   page.add_records(R"({"n": 1})");
-  page.add_records(R"({"n": 2, "s": "x\u0000y"})");           // jsonb cannot store \u0000
-  page.add_records(R"({"n": 3, "s": "\\u0000"})");            // an escaped backslash: fine
+  page.add_records(R"({"n": 2, "s": "x\u0000y"})");                  // jsonb cannot store \u0000
+  page.add_records(R"({"n": 3, "s": "\\u0000"})");                   // an escaped backslash: fine
   page.add_records(std::string("{\"n\": 4, \"s\": \"\xff\xfe\"}"));  // invalid UTF-8
-  page.add_records(R"({"n": 5, "s": )");                      // not JSON: found by PostgreSQL
+  page.add_records(R"({"n": 5, "s": )");  // not JSON: found by PostgreSQL
   page.add_records(R"({"n": 6})");
   SendResult r = Send({page, MakePage(job, 1, 5)});
   ASSERT_TRUE(r.status.ok()) << r.status.error_message();
   EXPECT_EQ(r.summary.records_rejected(), 3);
   EXPECT_EQ(r.summary.records_committed(), 3 + 5);
   EXPECT_EQ(Count("page_number = 0"), 3);
-  EXPECT_EQ(QueryValue(absl::StrCat("SELECT string_agg(payload->>'n', ',' ORDER BY id) FROM ", table_,
-                                    " WHERE page_number = 0")),
+  EXPECT_EQ(QueryValue(absl::StrCat("SELECT string_agg(payload->>'n', ',' ORDER BY id) FROM ",
+                                    table_, " WHERE page_number = 0")),
             "1,3,6");
-  EXPECT_EQ(QueryValue(absl::StrCat("SELECT payload->>'s' FROM ", table_, " WHERE payload->>'n' = '3'")),
-            "\\u0000");
+  EXPECT_EQ(
+      QueryValue(absl::StrCat("SELECT payload->>'s' FROM ", table_, " WHERE payload->>'n' = '3'")),
+      "\\u0000");
   std::string dl = absl::StrCat("FROM etl_dead_letters WHERE job_id = '", job, "'");
   EXPECT_EQ(QueryValue("SELECT count(*) " + dl), "3");
   EXPECT_EQ(QueryValue("SELECT string_agg(record_index::text, ',' ORDER BY record_index) " + dl),
@@ -258,9 +259,10 @@ TEST_F(WriterIntegrationTest, BadRecordsGoToDeadLettersAndNeighboursCommit) {
             "7b226e223a20342c202273223a2022fffe227d");
   EXPECT_NE(QueryValue("SELECT reason " + dl + " AND record_index = 1").find("u0000"),
             std::string::npos);
-  EXPECT_EQ(QueryValue(absl::StrCat("SELECT records || '/' || rejected FROM etl_pages WHERE job_id = '",
-                                    job, "' AND page_number = 0")),
-            "3/3");
+  EXPECT_EQ(
+      QueryValue(absl::StrCat("SELECT records || '/' || rejected FROM etl_pages WHERE job_id = '",
+                              job, "' AND page_number = 0")),
+      "3/3");
 }
 
 TEST_F(WriterIntegrationTest, InvalidTableNameEndsStreamWithInvalidArgumentAndNoDdl) {
@@ -269,8 +271,8 @@ TEST_F(WriterIntegrationTest, InvalidTableNameEndsStreamWithInvalidArgumentAndNo
     SendResult r = Send({MakePage("j" + suffix_, 0, 3, rota)});
     EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << rota;
   }
-  EXPECT_EQ(QueryValue(absl::StrCat("SELECT count(*) FROM pg_class WHERE relname ILIKE '%", cliente_,
-                                    "%'")),
+  EXPECT_EQ(QueryValue(absl::StrCat("SELECT count(*) FROM pg_class WHERE relname ILIKE '%",
+                                    cliente_, "%'")),
             "0");
 }
 
@@ -360,7 +362,8 @@ TEST_F(WriterIntegrationTest, LostConnectionReconnectsAndCommitsEveryRecordOnce)
   ASSERT_TRUE(Send({MakePage(job, 0, 10)}).status.ok());
   // Kill the writer's connections, then keep sending: the writer reconnects and retries.
   ::etl::testing::QueryValue(
-      "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name LIKE 'etl-writer%'");
+      "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name LIKE "
+      "'etl-writer%'");
   std::vector<v1::RecordBatch> pages;
   for (int p = 1; p < 200; ++p) pages.push_back(MakePage(job, p, 50));
   SendResult r = Send(pages);
@@ -406,15 +409,19 @@ TEST_F(WriterIntegrationTest, SigtermMidStreamExitsZeroAndKeepsEverythingAcknowl
   EXPECT_FALSE(s.ok());  // The stream was cut short, so it is not acknowledged.
   // Everything acknowledged is there; every page in the ledger has all of its rows.
   EXPECT_EQ(Count("page_number < 20"), 400);
-  EXPECT_EQ(QueryValue(absl::StrCat(
-                "SELECT count(*) FROM etl_pages p WHERE p.job_id = '", job, "' AND p.records <> "
-                "(SELECT count(*) FROM ", table_, " t WHERE t.job_id = p.job_id AND t.page_number = "
-                "p.page_number)")),
+  EXPECT_EQ(QueryValue(absl::StrCat("SELECT count(*) FROM etl_pages p WHERE p.job_id = '", job,
+                                    "' AND p.records <> "
+                                    "(SELECT count(*) FROM ",
+                                    table_,
+                                    " t WHERE t.job_id = p.job_id AND t.page_number = "
+                                    "p.page_number)")),
             "0");
-  EXPECT_EQ(QueryValue(absl::StrCat("SELECT count(*) FROM ", table_, " t WHERE NOT EXISTS (SELECT 1 "
-                                    "FROM etl_pages p WHERE p.job_id = t.job_id AND p.page_number = "
-                                    "t.page_number)")),
-            "0");
+  EXPECT_EQ(
+      QueryValue(absl::StrCat("SELECT count(*) FROM ", table_,
+                              " t WHERE NOT EXISTS (SELECT 1 "
+                              "FROM etl_pages p WHERE p.job_id = t.job_id AND p.page_number = "
+                              "t.page_number)")),
+      "0");
 }
 
 TEST_F(WriterIntegrationTest, LedgerRpcsRegisterUpdateAndReportResumePoint) {
