@@ -143,10 +143,10 @@ class Soak:
     # ---------------------------------------------------------------- services
     def collector_flags(self):
         flags = []
-        helptext = subprocess.run([os.path.join(self.bin, "collector_server"), "--helpfull"],
+        helptext = subprocess.run([os.path.join(self.bin, "collector_server"), "--help"],
                                   capture_output=True, text=True).stdout
-        if "allow_private_networks" in helptext:
-            flags.append("--allow_private_networks")
+        if "allow-private-networks" in helptext or "allow_private_networks" in helptext:
+            flags.append("--allow_private_networks")  # The sample API listens on loopback.
         return flags
 
     def start_services(self):
