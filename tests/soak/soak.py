@@ -188,6 +188,7 @@ class Soak:
         page_size = self.rng.choice([100, 250, 1000])
         if style == "none":
             page_size = 0
+            total = 20000  # One body with every record: stay under the collector's 8 MiB response limit.
         pages = max(1, (total + page_size - 1) // page_size) if page_size else 1
         params = ["total=%d" % total, "fault_seed=%d" % self.counter]
         always_fail = []
