@@ -191,6 +191,11 @@ std::shared_ptr<Job> Collector::FindJob(const std::string& job_id) {
 absl::StatusOr<v1::Job> Collector::GetJob(const std::string& job_id) {
   if (job_id.empty()) return absl::InvalidArgumentError("job_id is required");
   if (auto job = FindJob(job_id)) return job->Snapshot();
+  ASSIGN_OR_RETURN(v1::JobRecord record, LedgerRecord(job_id));
+  return JobFromRecord(record);
+}
+
+absl::StatusOr<v1::JobRecord> Collector::LedgerRecord(const std::string& job_id) {
   v1::ListJobRecordsRequest req;
   req.set_job_id(job_id);
   req.set_limit(1);
@@ -200,7 +205,7 @@ absl::StatusOr<v1::Job> Collector::GetJob(const std::string& job_id) {
   grpc::Status s = writer_->ListJobRecords(&ctx, req, &resp);
   if (!s.ok()) return FromGrpcStatus(s);
   for (const auto& r : resp.jobs()) {
-    if (r.job_id() == job_id) return JobFromRecord(r);
+    if (r.job_id() == job_id) return r;
   }
   return absl::NotFoundError(absl::StrCat("no job ", job_id));
 }
@@ -255,18 +260,7 @@ absl::StatusOr<v1::Job> Collector::RetryJob(const std::string& job_id, const Tra
   if (auto live = FindJob(job_id); live != nullptr && !live->done()) {
     return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " is running"));
   }
-  v1::ListJobRecordsRequest req;
-  req.set_job_id(job_id);
-  req.set_limit(1);
-  v1::ListJobRecordsResponse resp;
-  grpc::ClientContext ctx;
-  PrepareWriterContext(&ctx, absl::Seconds(10));
-  grpc::Status s = writer_->ListJobRecords(&ctx, req, &resp);
-  if (!s.ok()) return FromGrpcStatus(s);
-  if (resp.jobs_size() == 0 || resp.jobs(0).job_id() != job_id) {
-    return absl::NotFoundError(absl::StrCat("no job ", job_id));
-  }
-  const v1::JobRecord& record = resp.jobs(0);
+  ASSIGN_OR_RETURN(const v1::JobRecord record, LedgerRecord(job_id));
   switch (record.state()) {
     case v1::PARTIAL:
     case v1::FAILED:
@@ -288,7 +282,7 @@ absl::StatusOr<v1::Job> Collector::RetryJob(const std::string& job_id, const Tra
   v1::JobRecord updated;
   grpc::ClientContext uctx;
   PrepareWriterContext(&uctx, absl::Seconds(10));
-  s = writer_->UpdateJob(&uctx, update, &updated);
+  grpc::Status s = writer_->UpdateJob(&uctx, update, &updated);
   if (!s.ok()) return FromGrpcStatus(s);
   {
     absl::MutexLock l(&mu_);

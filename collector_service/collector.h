@@ -99,6 +99,8 @@ class Collector {
   CollectorCounters& counters() { return counters_; }
 
  private:
+  // The job's row in the writer's ledger, or NOT_FOUND.
+  absl::StatusOr<v1::JobRecord> LedgerRecord(const std::string& job_id);
   std::shared_ptr<Job> AddJob(const std::string& id, const v1::JobSpec& spec,
                               const TraceContext& trace, int64_t created_ms, bool resumed);
   void ResumeLoop();
