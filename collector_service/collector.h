@@ -66,8 +66,8 @@ struct CollectorOptions {
       1000;  // Jobs waiting PENDING at once; StartJob beyond: RESOURCE_EXHAUSTED.
   ServerSecurityOptions security;          // TLS, mTLS and token of CollectorService (health open).
   ChannelSecurityOptions writer_security;  // TLS, client certificate and token towards the writer.
-  std::string http_listen;     // Web dashboard address (host:port); "" = off.
-  DashboardOptions dashboard;  // Its token and limits (listen = http_listen).
+  std::string http_listen;                 // Web dashboard address (host:port); "" = off.
+  DashboardOptions dashboard;              // Its token and limits (listen = http_listen).
 };
 
 class Collector {

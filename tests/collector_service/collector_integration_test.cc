@@ -1,7 +1,7 @@
 // End-to-end: a scripted HTTP API on loopback -> in-process CollectorServer (real gRPC channel)
 // -> writer_server child process -> real PostgreSQL. "Exact" = every API record exactly once.
-#include <grpcpp/grpcpp.h>
 #include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
 #include <signal.h>
@@ -377,9 +377,9 @@ TEST_F(CollectorIntegrationTest, NonObjectAndOversizedRecordsGoToDeadLettersAndT
   v1::Job job = RunToEnd(spec);
   EXPECT_EQ(job.state(), v1::SUCCEEDED) << job.error();
   ExpectTableExact(job.table_name(), {R"({"id":1})", R"({"id":3})"});
-  std::vector<std::string> reasons = etl::testing::Query(absl::StrCat(
-      "SELECT reason FROM etl_dead_letters WHERE job_id = '", job.job_id(),
-      "' ORDER BY record_index"));
+  std::vector<std::string> reasons =
+      etl::testing::Query(absl::StrCat("SELECT reason FROM etl_dead_letters WHERE job_id = '",
+                                       job.job_id(), "' ORDER BY record_index"));
   ASSERT_EQ(reasons.size(), 3u);
   EXPECT_THAT(reasons[0], ::testing::HasSubstr("not a JSON object"));
   EXPECT_THAT(reasons[1], ::testing::HasSubstr("not a JSON object"));

@@ -44,7 +44,7 @@ class JobsRerunTest : public ::testing::Test {
     options.listen = "127.0.0.1:0";
     options.writer_address = writer_->address();
     options.status_poll_interval = absl::Milliseconds(200);
-    options.resume_unfinished = false;  // Other tests' unfinished jobs are theirs.
+    options.resume_unfinished = false;              // Other tests' unfinished jobs are theirs.
     options.fetcher.allow_private_networks = true;  // The sample API is on loopback.
     auto server = CollectorServer::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
