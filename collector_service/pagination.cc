@@ -354,11 +354,17 @@ void PageProducer::ProduceChain(PageWindow* window,
     if (fatal_.load()) break;
     bool loop = false;
     if (!next.empty()) {
-      if (next == token) {
-        Message(absl::StrCat("page ", n,
-                             " pointed to itself as the next page; treating it as the last"));
-        LogWarning("page ", n, ": the API returned the same ",
-                   style == v1::CURSOR ? "cursor" : "URL", " again; treating it as the last page");
+      if (next == token && page.records == 0) {
+        // An empty page naming itself as the next one: the end of the data, said awkwardly.
+        LogWarning("page ", n, ": an empty page named itself as the next page; treating it as the last");
+        next.clear();
+      } else if (next == token) {
+        // Requesting it again would serve the same records forever: the API loops, and whatever
+        // follows this page cannot be reached.
+        loop = true;
+        Fatal(absl::StrCat("loop guard: page ", n, " names itself as the next page (same ",
+                           style == v1::CURSOR ? "cursor" : "next URL",
+                           " again); the pages after it cannot be reached; stopping"));
         next.clear();
       } else if (auto it = seen.find(absl::HashOf(next)); it != seen.end()) {
         loop = true;

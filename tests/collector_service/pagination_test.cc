@@ -369,10 +369,22 @@ TEST(PaginationTest, ChainRepeatedCursorTripsTheLoopGuard) {
   EXPECT_THAT(h.fatal()[0], HasSubstr("loop guard: page 2 points back to page 1"));
 }
 
-TEST(PaginationTest, ChainCursorPointingToItselfEndsTheJob) {
+TEST(PaginationTest, ChainCursorPointingToItselfTripsTheLoopGuard) {
   Harness h(CursorSpec(), [](const HttpRequest& req) -> absl::StatusOr<HttpResponse> {
     if (QueryParam(req.url, "cursor").empty()) return Reply(200, R"({"items":[1],"next":"a"})");
     return Reply(200, R"({"items":[2],"next":"a"})");
+  });
+  std::vector<FetchedPage> pages = h.Produce();
+  EXPECT_THAT(Tokens(pages), ElementsAre("", "a"));
+  EXPECT_EQ(h.http().urls().size(), 2u);  // Page 1 is not requested again.
+  ASSERT_EQ(h.fatal().size(), 1u);
+  EXPECT_THAT(h.fatal()[0], HasSubstr("loop guard: page 1 names itself as the next page"));
+}
+
+TEST(PaginationTest, ChainEmptyPageNamingItselfEndsTheJob) {
+  Harness h(CursorSpec(), [](const HttpRequest& req) -> absl::StatusOr<HttpResponse> {
+    if (QueryParam(req.url, "cursor").empty()) return Reply(200, R"({"items":[1],"next":"a"})");
+    return Reply(200, R"({"items":[],"next":"a"})");
   });
   std::vector<FetchedPage> pages = h.Produce();
   EXPECT_THAT(Tokens(pages), ElementsAre("", "a"));
