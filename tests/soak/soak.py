@@ -118,6 +118,14 @@ class Service:
                     self.proc.wait()
 
 
+def brief(items, keep=8):
+    """A list for a message: the first few items and how many there are."""
+    items = list(items)
+    if len(items) <= keep:
+        return str(items)
+    return "[%s, ... (%d in all)]" % (", ".join(map(str, items[:keep])), len(items))
+
+
 def rss_mib(pid):
     try:
         with open("/proc/%d/status" % pid) as f:
@@ -438,7 +446,7 @@ class Soak:
         elif state == "PARTIAL":
             want = sorted(p - 1 for p in job["always_fail"])
             if missing_pages != want:
-                return "PARTIAL lists pages %s, expected %s" % (missing_pages, want)
+                return "PARTIAL lists pages %s, expected %s" % (brief(missing_pages), want)
             if extra or lacking or dups:
                 return "PARTIAL table wrong: extra=%d lacking=%d dups=%d" % (extra, lacking, dups)
         elif state == "CANCELLED":
