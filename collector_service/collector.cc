@@ -74,6 +74,7 @@ Collector::Collector(CollectorOptions options, std::shared_ptr<grpc::Channel> wr
       channel_(std::move(writer_channel)),
       writer_(v1::WriterService::NewStub(channel_)),
       fetcher_(fetcher ? std::move(fetcher) : std::make_unique<CurlHttpFetcher>(options_.fetcher)),
+      intents_(std::make_unique<LedgerIntents>(writer_.get(), &counters_, options_.intents)),
       slots_(options_.max_concurrent_jobs) {}
 
 Collector::~Collector() { Shutdown(); }
@@ -96,6 +97,8 @@ JobEnv Collector::MakeEnv() {
   env.max_buffered_bytes = options_.max_buffered_bytes;
   env.max_stream_bytes = options_.max_stream_bytes;
   env.max_stream_duration = options_.max_stream_duration;
+  env.intents = intents_.get();
+  env.final_state_wait = options_.final_state_wait;
   return env;
 }
 
@@ -260,6 +263,10 @@ absl::StatusOr<v1::Job> Collector::RetryJob(const std::string& job_id, const Tra
   if (auto live = FindJob(job_id); live != nullptr && !live->done()) {
     return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " is running"));
   }
+  if (intents_->Pending(job_id)) {
+    return absl::UnavailableError(
+        absl::StrCat("job ", job_id, ": its last state is not yet in the writer's ledger; retry"));
+  }
   ASSIGN_OR_RETURN(const v1::JobRecord record, LedgerRecord(job_id));
   switch (record.state()) {
     case v1::PARTIAL:
@@ -308,9 +315,16 @@ absl::StatusOr<v1::Job> Collector::CancelJob(const std::string& job_id) {
     }
     LogInfo("job ", job_id, ": cancel requested");
     job->Cancel();
-    // Returns once the job stopped and what it sent is committed (bounded wait).
-    job->WaitDone(absl::Seconds(30));
-    return job->Snapshot();
+    // Returns once the job stopped, what it sent is committed and CANCELLED is durable (bounded).
+    const absl::Time deadline = absl::Now() + options_.cancel_wait;
+    if (job->WaitDone(deadline - absl::Now()) &&
+        intents_->WaitDurable(job_id, deadline - absl::Now())) {
+      return job->Snapshot();
+    }
+    return absl::UnavailableError(absl::StrCat(
+        "cancel requested; job ", job_id,
+        " is stopped here but its CANCELLED state is not yet durable in the writer's ledger "
+        "(retrying in the background); retry CancelJob"));
   }
   absl::StatusOr<v1::Job> job = GetJob(job_id);
   if (!job.ok()) return job.status();
@@ -348,7 +362,8 @@ void Collector::ResumeLoop() {
     grpc::Status s = writer_->ListJobRecords(&ctx, req, &resp);
     if (s.ok()) {
       for (const auto& r : resp.jobs()) {
-        if (FindJob(r.job_id()) != nullptr) continue;
+        // A job that ended here with its final state still queued is not unfinished.
+        if (FindJob(r.job_id()) != nullptr || intents_->Pending(r.job_id())) continue;
         absl::Status valid = ValidateJobSpec(r.spec());
         if (!valid.ok()) {
           LogError("cannot resume job ", r.job_id(), ": ", valid.ToString());
@@ -407,6 +422,7 @@ void Collector::Shutdown() {
   for (const auto& job : jobs) job->Shutdown();
   for (const auto& job : jobs) job->Join();
   if (poll_thread_.joinable()) poll_thread_.join();
+  intents_->Shutdown(options_.intents_flush_deadline);
 }
 
 std::string Collector::RenderMetrics() const { return RenderCollectorMetrics(counters_, nullptr); }

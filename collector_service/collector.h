@@ -28,6 +28,7 @@
 #include "collector_service/dashboard_server.h"
 #include "collector_service/http_fetcher.h"
 #include "collector_service/job.h"
+#include "collector_service/ledger_intents.h"
 #include "common/grpc_security.h"
 #include "etl.grpc.pb.h"
 
@@ -68,6 +69,14 @@ struct CollectorOptions {
   ChannelSecurityOptions writer_security;  // TLS, client certificate and token towards the writer.
   std::string http_listen;                 // Web dashboard address (host:port); "" = off.
   DashboardOptions dashboard;              // Its token and limits (listen = http_listen).
+  LedgerIntentsOptions intents;  // Retries of job states and failed pages the ledger must get.
+  // A finished job waits this long for the ledger to record its final state before it is done.
+  absl::Duration final_state_wait = absl::Seconds(5);
+  // CancelJob answers OK once the job stopped and its CANCELLED state is in the ledger, or
+  // UNAVAILABLE after this long (the job is stopped anyway; the state keeps being retried).
+  absl::Duration cancel_wait = absl::Seconds(20);
+  // On Shutdown, queued ledger writes get this long to reach the writer.
+  absl::Duration intents_flush_deadline = absl::Seconds(5);
 };
 
 class Collector {
@@ -85,6 +94,10 @@ class Collector {
   absl::StatusOr<v1::Job> StartJob(const v1::JobSpec& spec, const TraceContext& trace);
   absl::StatusOr<v1::Job> GetJob(const std::string& job_id);
   absl::StatusOr<v1::ListJobsResponse> ListJobs(const v1::ListJobsRequest& request);
+  // OK once the job stopped and CANCELLED is in the ledger. UNAVAILABLE ("not yet durable") when
+  // the ledger cannot take it within cancel_wait: the job is stopped here anyway and the state is
+  // retried in the background, but a collector restart before it lands would resume the job, so
+  // the client must retry the cancel.
   absl::StatusOr<v1::Job> CancelJob(const std::string& job_id);
   // Runs a PARTIAL, FAILED or CANCELLED job again under its id, fetching only the pages its ledger
   // does not hold as committed. FAILED_PRECONDITION while it runs or once it SUCCEEDED.
@@ -97,6 +110,7 @@ class Collector {
 
   std::string RenderMetrics() const;
   CollectorCounters& counters() { return counters_; }
+  LedgerIntents& intents() { return *intents_; }
 
  private:
   // The job's row in the writer's ledger, or NOT_FOUND.
@@ -113,6 +127,7 @@ class Collector {
   std::unique_ptr<v1::WriterService::Stub> writer_;
   std::unique_ptr<HttpFetcher> fetcher_;
   CollectorCounters counters_;
+  std::unique_ptr<LedgerIntents> intents_;
   JobSlots slots_;
   std::thread resume_thread_;
   std::thread poll_thread_;

@@ -49,6 +49,16 @@ std::string RenderCollectorMetrics(const CollectorCounters& c, const DashboardSe
        &c.writer_streams_rotated},
       {"etl_collector_writer_rpc_errors_total", "Failed calls to the writer.", true,
        &c.writer_rpc_errors},
+      {"etl_collector_ledger_intents_pending",
+       "Ledger writes (job states, failed pages) waiting for the writer.", false,
+       &c.ledger_intents_pending},
+      {"etl_collector_ledger_intents_written_total", "Queued ledger writes the writer took.", true,
+       &c.ledger_intents_written},
+      {"etl_collector_ledger_intent_retries_total", "Attempts of queued ledger writes that failed.",
+       true, &c.ledger_intent_retries},
+      {"etl_collector_ledger_intents_abandoned_total",
+       "Ledger writes given up (permanent error, queue cap, age or shutdown).", true,
+       &c.ledger_intents_abandoned},
   };
   for (const Item& i : items) {
     if (i.counter) {

@@ -105,11 +105,8 @@ bool Job::HasFatal() const {
 }
 
 void Job::PersistState(v1::JobState state, const std::string& error) {
-  absl::Status s = writer_.UpdateState(state, error);
-  if (!s.ok()) {
-    LogError("could not record state ", v1::JobState_Name(state), " of job ", id_, ": ",
-             s.ToString());
-  }
+  // Queued and retried in the background until the ledger has it (ledger_intents.h).
+  env_.intents->PersistState(id_, state, error);
 }
 
 void Job::Run() {
@@ -314,9 +311,10 @@ void Job::RecordFailure(const FetchedPage& page) {
   fp.set_page_token(page.token);
   fp.set_error(Redact(page.error, fetcher_.redact()));
   fp.set_attempts(page.attempts);
-  absl::Status s = writer_.RecordPageFailure(fp);
+  // Queued before the job's final state, so the ledger lists it before PARTIAL names it.
+  absl::Status s = env_.intents->RecordFailure(id_, fp);
   if (!s.ok()) {
-    LogError("could not record the failure of page ", page.page_number, ": ", s.ToString());
+    LogError("could not queue the failure of page ", page.page_number, ": ", s.ToString());
   }
   absl::MutexLock l(&mu_);
   for (auto& existing : failed_pages_) {
@@ -351,11 +349,22 @@ void Job::Finalize() {
       state = v1::SUCCEEDED;
     }
   }
+  {
+    // The final state shows at once (GetJob), even while the ledger cannot take it yet.
+    absl::MutexLock l(&mu_);
+    state_ = state;
+    message_ = error.empty() ? "finished" : error;
+  }
   PersistState(state, error);
-  // Final figures from the ledger (they include earlier runs of a resumed job).
-  absl::StatusOr<v1::JobRecord> r = writer_.GetJobRecord();
-  if (r.ok() && (r->pages_committed() > 0 || r->records_committed() > 0)) {
-    progress_.SetCommitted(r->pages_committed(), r->records_committed(), r->records_rejected());
+  if (env_.intents->WaitDurable(id_, env_.final_state_wait)) {
+    // Final figures from the ledger (they include earlier runs of a resumed job).
+    absl::StatusOr<v1::JobRecord> r = writer_.GetJobRecord();
+    if (r.ok() && (r->pages_committed() > 0 || r->records_committed() > 0)) {
+      progress_.SetCommitted(r->pages_committed(), r->records_committed(), r->records_rejected());
+    }
+  } else {
+    LogWarning("job ", id_, " ended ", v1::JobState_Name(state),
+               "; the writer's ledger has not recorded it yet (retrying in the background)");
   }
   using JobEnd = CollectorCounters::JobEnd;
   JobEnd end = JobEnd::kCancelled;
@@ -425,6 +434,12 @@ v1::Job Job::Snapshot() const {
   job.set_error(error_);
   for (const auto& f : failed_pages_) *job.add_failed_pages() = f;
   job.set_finished_at_unix_ms(finished_ms_);
+  if (env_.intents->Pending(id_)) {
+    job.set_ledger_write_pending(true);
+    job.mutable_progress()->set_message(
+        absl::StrCat(job.progress().message(),
+                     " (not yet recorded in the writer's ledger; retrying in the background)"));
+  }
   return job;
 }
 

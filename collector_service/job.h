@@ -33,6 +33,7 @@
 #include "collector_service/http_fetcher.h"
 #include "collector_service/job_progress.h"
 #include "collector_service/job_slots.h"
+#include "collector_service/ledger_intents.h"
 #include "collector_service/page_fetcher.h"
 #include "collector_service/page_window.h"
 #include "collector_service/trace_context.h"
@@ -61,6 +62,11 @@ struct JobEnv {
   absl::Duration writer_rpc_timeout = absl::Seconds(30);    // Deadline of each ledger call.
   absl::Duration max_reconnect_backoff = absl::Seconds(5);  // Longest wait between reconnects.
   int max_consecutive_failed_pages = 5;  // PAGE/OFFSET without a known total give up after this.
+  // Durable ledger writes (job states, failed pages); required.
+  LedgerIntents* intents = nullptr;
+  // How long a job that reached its final state waits for the ledger to record it before it
+  // counts as done (the state stays queued, and GetJob says so, past this).
+  absl::Duration final_state_wait = absl::Seconds(10);
 };
 
 class Job {
@@ -85,6 +91,8 @@ class Job {
   // Waits until the job reached a final state (true) or `timeout` passed (false).
   bool WaitDone(absl::Duration timeout) const;
 
+  // The job's local view; Job.ledger_write_pending while a state or failed page of it is not yet
+  // in the writer's ledger.
   v1::Job Snapshot() const;
   v1::JobProgress Progress() const;
 
