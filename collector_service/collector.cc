@@ -4,6 +4,7 @@
 #include <random>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "collector_service/job_reruns.h"
@@ -27,6 +28,21 @@ std::string NewJobId() {
                               uint64_t(absl::ToUnixNanos(absl::Now())));
   }
   return absl::StrFormat("%016x%016x", (*rng)(), (*rng)());
+}
+
+// The error of a job whose registration the client was not told about (see StartJob).
+constexpr char kRegistrationNotConfirmed[] =
+    "registration not confirmed to the client; a StartJob with the same request_id starts it";
+
+bool ValidRequestId(const std::string& id) {
+  if (id.size() > 128) return false;
+  for (char c : id) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != ':' &&
+        c != '-') {
+      return false;
+    }
+  }
+  return true;
 }
 
 bool IsTerminal(v1::JobState s) {
@@ -105,6 +121,7 @@ JobEnv Collector::MakeEnv() {
 std::shared_ptr<Job> Collector::AddJob(const std::string& id, const v1::JobSpec& spec,
                                        const TraceContext& trace, int64_t created_ms,
                                        bool resumed) {
+  if (auto existing = FindJob(id)) return existing;
   auto job = std::make_shared<Job>(id, spec, trace, MakeEnv(), created_ms, resumed);
   {
     absl::MutexLock l(&mu_);
@@ -133,6 +150,9 @@ absl::StatusOr<v1::Job> Collector::StartJob(const v1::JobSpec& in, const TraceCo
   }
   absl::Status valid = ValidateJobSpec(in);
   if (!valid.ok()) return valid;
+  if (!ValidRequestId(in.request_id())) {
+    return absl::InvalidArgumentError("request_id: at most 128 bytes of [A-Za-z0-9._:-]");
+  }
   v1::JobSpec spec = WithDefaults(in, options_.fetch_concurrency);
   absl::Status allowed =
       CheckJobCredential(spec, options_.credentials.get(), options_.allow_spec_secret_paths);
@@ -151,17 +171,27 @@ absl::StatusOr<v1::Job> Collector::StartJob(const v1::JobSpec& in, const TraceCo
   v1::RegisterJobRequest req;
   req.set_job_id(id);
   *req.mutable_spec() = spec;
+  req.set_request_id(spec.request_id());
   v1::JobRecord record;
   grpc::ClientContext ctx;
-  PrepareWriterContext(&ctx, absl::Seconds(30));
+  PrepareWriterContext(&ctx, options_.register_timeout);
   if (!trace.traceparent.empty()) ctx.AddMetadata("traceparent", trace.traceparent);
   if (!trace.request_id.empty()) ctx.AddMetadata("x-request-id", trace.request_id);
   grpc::Status s = writer_->RegisterJob(&ctx, req, &record);
   if (!s.ok()) {
     counters_.writer_rpc_errors.fetch_add(1);
-    return absl::UnavailableError(absl::StrCat("cannot register the job with the writer at ",
-                                               options_.writer_address, ": ", s.error_message()));
+    if (IsTransientLedgerError(s.error_code())) {
+      // The ledger may have taken the job although the answer was lost. The client is told it
+      // was not started, so it must never run: it ends FAILED (retried until durable). A retry
+      // with the same request_id finds it and starts it after all.
+      intents_->PersistState(id, v1::FAILED, kRegistrationNotConfirmed, /*absent_ok=*/true);
+    }
+    return absl::UnavailableError(absl::StrCat(
+        "cannot register the job with the writer at ", options_.writer_address, ": ",
+        s.error_message(),
+        spec.request_id().empty() ? "" : "; retry with the same request_id (it runs once)"));
   }
+  if (record.job_id() != id) return ExistingJob(record, trace);
   int64_t created = record.created_at_unix_ms() > 0 ? record.created_at_unix_ms()
                                                     : absl::ToUnixMillis(absl::Now());
   TraceContext job_trace = trace;
@@ -182,6 +212,39 @@ absl::StatusOr<v1::Job> Collector::StartJob(const v1::JobSpec& in, const TraceCo
   counters_.jobs_started.fetch_add(1);
   ScopedLogContext log_context(id, job_trace.request_id, job_trace.traceparent);
   LogInfo("job ", id, " PENDING: accepted, ", spec.url(), " -> ", job->Snapshot().table_name());
+  return job->Snapshot();
+}
+
+absl::StatusOr<v1::Job> Collector::ExistingJob(const v1::JobRecord& record,
+                                               const TraceContext& trace) {
+  const std::string& id = record.job_id();
+  LogInfo("StartJob: request_id ", record.spec().request_id(), " already started job ", id);
+  if (auto live = FindJob(id)) return live->Snapshot();
+  if (intents_->Pending(id)) {
+    return absl::UnavailableError(
+        absl::StrCat("job ", id, " of this request_id is settling in the ledger; retry"));
+  }
+  const bool abandoned =
+      record.state() == v1::FAILED && record.error() == kRegistrationNotConfirmed;
+  if (record.state() != v1::PENDING && !abandoned) return JobFromRecord(record);
+  if (abandoned) {
+    // The client asks again for the job it was told had not started: it starts now.
+    v1::UpdateJobRequest update;
+    update.set_job_id(id);
+    update.set_state(v1::PENDING);
+    v1::JobRecord updated;
+    grpc::ClientContext ctx;
+    PrepareWriterContext(&ctx, absl::Seconds(10));
+    grpc::Status s = writer_->UpdateJob(&ctx, update, &updated);
+    if (!s.ok()) return FromGrpcStatus(s);
+  }
+  // Registered by a call whose answer was lost (this collector's own, still in flight, is the
+  // same Job: AddJob keeps one per id).
+  TraceContext job_trace = trace;
+  if (job_trace.request_id.empty()) job_trace.request_id = id;
+  std::shared_ptr<Job> job = AddJob(id, WithDefaults(record.spec(), options_.fetch_concurrency),
+                                    job_trace, record.created_at_unix_ms(), /*resumed=*/false);
+  if (job == nullptr) return absl::UnavailableError("the collector is shutting down");
   return job->Snapshot();
 }
 

@@ -75,6 +75,9 @@ struct CollectorOptions {
   // CancelJob answers OK once the job stopped and its CANCELLED state is in the ledger, or
   // UNAVAILABLE after this long (the job is stopped anyway; the state keeps being retried).
   absl::Duration cancel_wait = absl::Seconds(20);
+  // Deadline of StartJob's registration with the writer; past it StartJob answers UNAVAILABLE and
+  // the job, if the ledger took it anyway, is ended FAILED (a retry with its request_id revives it).
+  absl::Duration register_timeout = absl::Seconds(30);
   // On Shutdown, queued ledger writes get this long to reach the writer.
   absl::Duration intents_flush_deadline = absl::Seconds(5);
 };
@@ -115,6 +118,9 @@ class Collector {
  private:
   // The job's row in the writer's ledger, or NOT_FOUND.
   absl::StatusOr<v1::JobRecord> LedgerRecord(const std::string& job_id);
+  // StartJob of a request_id the ledger already holds (`record`): that job, started here when it
+  // was registered but never ran.
+  absl::StatusOr<v1::Job> ExistingJob(const v1::JobRecord& record, const TraceContext& trace);
   std::shared_ptr<Job> AddJob(const std::string& id, const v1::JobSpec& spec,
                               const TraceContext& trace, int64_t created_ms, bool resumed);
   void ResumeLoop();

@@ -32,7 +32,7 @@ LedgerIntents::LedgerIntents(v1::WriterService::StubInterface* stub, CollectorCo
 LedgerIntents::~LedgerIntents() { Shutdown(absl::ZeroDuration()); }
 
 void LedgerIntents::PersistState(const std::string& job_id, v1::JobState state,
-                                 const std::string& error) {
+                                 const std::string& error, bool absent_ok) {
   absl::MutexLock l(&mu_);
   if (closed_) {
     LogError("job ", job_id, ": state ", v1::JobState_Name(state),
@@ -43,7 +43,7 @@ void LedgerIntents::PersistState(const std::string& job_id, v1::JobState state,
   auto [it, fresh] = jobs_.try_emplace(job_id);
   JobIntents& j = it->second;
   if (fresh) j.first_queued = j.next_attempt = absl::Now();
-  j.state = QueuedState{state, error, ++seq_};
+  j.state = QueuedState{state, error, absent_ok, ++seq_};
   ++wakeups_;
   UpdateGauge();
 }
@@ -208,8 +208,10 @@ void LedgerIntents::Done(const Work& w, const grpc::Status& s) {
   if (it == jobs_.end()) return;
   JobIntents& j = it->second;
   const absl::Time now = absl::Now();
-  if (s.ok() || !IsTransientLedgerError(s.error_code())) {
-    if (s.ok()) {
+  const bool absent_ok = w.state.has_value() && w.state->absent_ok &&
+                         s.error_code() == grpc::StatusCode::NOT_FOUND;
+  if (s.ok() || absent_ok || !IsTransientLedgerError(s.error_code())) {
+    if (s.ok() || absent_ok) {
       counters_->ledger_intents_written.fetch_add(1);
       if (j.failures > 0) {
         LogInfo("job ", w.job_id, ": ", what, " recorded in the ledger after ", j.failures,

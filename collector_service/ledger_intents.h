@@ -55,8 +55,10 @@ class LedgerIntents {
   LedgerIntents(const LedgerIntents&) = delete;
   LedgerIntents& operator=(const LedgerIntents&) = delete;
 
-  // Queues the job's state; it replaces a state of the same job not yet written.
-  void PersistState(const std::string& job_id, v1::JobState state, const std::string& error);
+  // Queues the job's state; it replaces a state of the same job not yet written. `absent_ok`: the
+  // job may not be in the ledger at all (NOT_FOUND is then success, not an error).
+  void PersistState(const std::string& job_id, v1::JobState state, const std::string& error,
+                    bool absent_ok = false);
   // Queues a failed page (written before the job's queued state). RESOURCE_EXHAUSTED when
   // max_pending_pages are queued already (counted in ledger_intents_abandoned).
   absl::Status RecordFailure(const std::string& job_id, const v1::FailedPage& page);
@@ -76,6 +78,7 @@ class LedgerIntents {
   struct QueuedState {
     v1::JobState state = v1::JOB_STATE_UNSPECIFIED;
     std::string error;
+    bool absent_ok = false;
     uint64_t seq = 0;  // Which version was written (a newer one may arrive meanwhile).
   };
   struct QueuedPage {

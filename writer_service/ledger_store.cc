@@ -2,6 +2,7 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -24,6 +25,17 @@ absl::Status ValidateJobId(const std::string& job_id) {
   if (job_id.size() > 200) return absl::InvalidArgumentError("job_id is longer than 200 bytes");
   if (job_id.find('\0') != std::string::npos) {
     return absl::InvalidArgumentError("job_id contains a NUL character");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateRequestId(const std::string& id) {
+  if (id.size() > 128) return absl::InvalidArgumentError("request_id is longer than 128 bytes");
+  for (char c : id) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != ':' &&
+        c != '-') {
+      return absl::InvalidArgumentError("request_id may hold only [A-Za-z0-9._:-]");
+    }
   }
   return absl::OkStatus();
 }
@@ -158,17 +170,34 @@ absl::StatusOr<v1::JobRecord> LedgerStore::RegisterJob(const v1::RegisterJobRequ
   if (!google::protobuf::util::MessageToJsonString(req.spec(), &spec_json, opts).ok()) {
     return absl::InvalidArgumentError("spec cannot be encoded as JSON");
   }
+  RETURN_IF_ERROR(ValidateRequestId(req.request_id()));
   v1::JobRecord out;
   RETURN_IF_ERROR(Run([&](PgConnection* conn) -> absl::Status {
+    if (!req.request_id().empty()) {
+      // An id older than the 24-hour window belongs to nobody any more.
+      RETURN_IF_ERROR(conn->Query("UPDATE etl_jobs SET request_id = NULL WHERE request_id = $1 "
+                                  "AND created_at < now() - interval '24 hours'",
+                                  {PgParam::Text(req.request_id())})
+                          .status());
+    }
+    // No conflict target: a job_id or a request_id already taken both mean "registered already";
+    // a concurrent insert of the same request_id waits for the other's commit, then does nothing.
     RETURN_IF_ERROR(
         conn->Query("INSERT INTO etl_jobs (job_id, cliente_id, rota, table_name, spec, "
-                    "state) VALUES ($1, $2, $3, $4, $5::jsonb, 'PENDING') "
-                    "ON CONFLICT (job_id) DO NOTHING",
+                    "state, request_id) VALUES ($1, $2, $3, $4, $5::jsonb, 'PENDING', "
+                    "NULLIF($6, '')) ON CONFLICT DO NOTHING",
                     {PgParam::Text(req.job_id()), PgParam::Text(req.spec().cliente_id()),
                      PgParam::Text(req.spec().rota()), PgParam::Text(table),
-                     PgParam::Text(StripNul(spec_json))})
+                     PgParam::Text(StripNul(spec_json)), PgParam::Text(req.request_id())})
             .status());
-    ASSIGN_OR_RETURN(auto jobs, LoadJobs(conn, "j.job_id = $1", {PgParam::Text(req.job_id())}, 1));
+    std::vector<v1::JobRecord> jobs;
+    if (!req.request_id().empty()) {
+      ASSIGN_OR_RETURN(jobs, LoadJobs(conn, "j.request_id = $1",
+                                      {PgParam::Text(req.request_id())}, 1));
+    }
+    if (jobs.empty()) {
+      ASSIGN_OR_RETURN(jobs, LoadJobs(conn, "j.job_id = $1", {PgParam::Text(req.job_id())}, 1));
+    }
     if (jobs.empty()) return absl::InternalError("registered job vanished");
     out = std::move(jobs[0]);
     return absl::OkStatus();

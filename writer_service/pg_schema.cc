@@ -97,6 +97,17 @@ CREATE TABLE IF NOT EXISTS etl_table_swaps (
   table_name text NOT NULL,
   swapped_at timestamptz NOT NULL DEFAULT now()
 );
+-- StartJob's idempotency key: one job per request_id (ids older than 24 h are cleared lazily, when
+-- the same id comes again).
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'etl_jobs'::regclass
+                 AND attname = 'request_id' AND NOT attisdropped) THEN
+    ALTER TABLE etl_jobs ADD COLUMN IF NOT EXISTS request_id text;
+  END IF;
+END $$;
+CREATE UNIQUE INDEX IF NOT EXISTS etl_jobs_request_id_idx ON etl_jobs (request_id)
+  WHERE request_id IS NOT NULL;
 )sql");
 }
 

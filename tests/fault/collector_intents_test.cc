@@ -89,6 +89,7 @@ class CollectorIntentsTest : public ::testing::Test {
     options.intents.rpc_timeout = absl::Seconds(2);
     options.final_state_wait = absl::Milliseconds(300);
     options.cancel_wait = absl::Seconds(2);
+    options.register_timeout = register_timeout_;
     auto server = CollectorServer::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
     collector_ = std::move(*server);
@@ -173,6 +174,42 @@ class CollectorIntentsTest : public ::testing::Test {
     return std::stoll(QueryValue(absl::StrCat("SELECT count(*) FROM ", table)));
   }
 
+  // Registers an unfinished job directly in the ledger: once a restarted collector resumed it,
+  // its resume went through the whole list of unfinished jobs.
+  std::string RegisterSentinel() {
+    TestApi& other = NewApi(20, 10);
+    const std::string id = "sentinel" + suffix_;
+    auto channel = grpc::CreateChannel(writer_->address(), grpc::InsecureChannelCredentials());
+    auto writer = v1::WriterService::NewStub(channel);
+    grpc::ClientContext ctx;
+    v1::RegisterJobRequest reg;
+    reg.set_job_id(id);
+    *reg.mutable_spec() = CursorSpec(other);
+    reg.mutable_spec()->set_rota("sentinel");
+    reg.mutable_spec()->set_fetch_concurrency(1);
+    v1::JobRecord rec;
+    grpc::Status s = writer->RegisterJob(&ctx, reg, &rec);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return id;
+  }
+
+  void WaitResumed(const std::string& sentinel) {
+    ASSERT_TRUE(WaitFor([&] { return collector()->FindJob(sentinel) != nullptr; }));
+    EXPECT_EQ(WaitJob(sentinel).state(), v1::SUCCEEDED);
+  }
+
+  // Rows of `table` and distinct record ids in it: equal to the API's total when loaded once.
+  static std::pair<int64_t, int64_t> RowsAndIds(const std::string& table) {
+    return {Count(table),
+            std::stoll(QueryValue(absl::StrCat("SELECT count(DISTINCT payload->>'id') FROM ", table)))};
+  }
+
+  static std::string JobsOfRequest(const std::string& request_id) {
+    return QueryValue(absl::StrCat("SELECT count(*) FROM etl_jobs WHERE spec->>'request_id' = '",
+                                   request_id, "'"));
+  }
+
+  absl::Duration register_timeout_ = absl::Seconds(30);
   std::string suffix_;
   std::string writer_address_;  // Non-empty: the collector's writer address instead of writer_.
   std::vector<std::unique_ptr<TestApi>> apis_;
@@ -226,26 +263,12 @@ TEST_F(CollectorIntentsTest, CancelWhileTheWriterIsDownIsRecordedOnceItReturnsAn
 
   // A restarted collector resumes unfinished jobs, but not this one. A second, unfinished job
   // shows when the resume went through the ledger's list.
-  TestApi& other = NewApi(20, 10);
-  const std::string sentinel = "sentinel" + suffix_;
-  {
-    auto channel = grpc::CreateChannel(writer_->address(), grpc::InsecureChannelCredentials());
-    auto writer = v1::WriterService::NewStub(channel);
-    grpc::ClientContext ctx;
-    v1::RegisterJobRequest reg;
-    reg.set_job_id(sentinel);
-    *reg.mutable_spec() = CursorSpec(other);
-    reg.mutable_spec()->set_rota("sentinel");
-    reg.mutable_spec()->set_fetch_concurrency(1);
-    v1::JobRecord rec;
-    ASSERT_TRUE(writer->RegisterJob(&ctx, reg, &rec).ok());
-  }
+  const std::string sentinel = RegisterSentinel();
   const size_t requests_before = api.requests().size();
   collector_.reset();
   StartCollector(/*resume=*/true);
-  ASSERT_TRUE(WaitFor([&] { return collector()->FindJob(sentinel) != nullptr; }));
+  ASSERT_NO_FATAL_FAILURE(WaitResumed(sentinel));
   EXPECT_EQ(collector()->FindJob(job.job_id()), nullptr);
-  EXPECT_EQ(WaitJob(sentinel).state(), v1::SUCCEEDED);
   EXPECT_EQ(LedgerState(job.job_id()), "CANCELLED");
   EXPECT_EQ(api.requests().size(), requests_before);
 }
@@ -288,6 +311,95 @@ TEST_F(CollectorIntentsTest, FailedPageWhilePostgresIsDownIsListedOnceItReturns)
                                     job.job_id(), "'")),
             "2");
   EXPECT_EQ(Count(final_job.table_name()), 250);
+}
+
+// Item 7: the same request_id at once from two clients starts one job.
+TEST_F(CollectorIntentsTest, ConcurrentStartJobsWithOneRequestIdStartOneJob) {
+  StartWriter("127.0.0.1:0");
+  StartCollector();
+  TestApi& api = NewApi(500, 50);
+  v1::JobSpec spec = CursorSpec(api);
+  spec.set_request_id("req-" + suffix_);
+  v1::Job a, b;
+  grpc::Status sa, sb;
+  std::thread t1([&] { sa = Start(spec, &a); });
+  std::thread t2([&] { sb = Start(spec, &b); });
+  t1.join();
+  t2.join();
+  ASSERT_TRUE(sa.ok()) << sa.error_message();
+  ASSERT_TRUE(sb.ok()) << sb.error_message();
+  EXPECT_EQ(a.job_id(), b.job_id());
+  v1::Job final_job = WaitJob(a.job_id());
+  EXPECT_EQ(final_job.state(), v1::SUCCEEDED) << final_job.error();
+  // A third call after the end returns the finished job.
+  v1::Job c;
+  ASSERT_TRUE(Start(spec, &c).ok());
+  EXPECT_EQ(c.job_id(), a.job_id());
+  EXPECT_EQ(c.state(), v1::SUCCEEDED);
+  EXPECT_EQ(JobsOfRequest(spec.request_id()), "1");
+  EXPECT_EQ(RowsAndIds(final_job.table_name()), std::make_pair(int64_t{500}, int64_t{500}));
+  // An invalid id is refused before anything is registered.
+  spec.set_request_id("no spaces");
+  EXPECT_EQ(Start(spec, &c).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+// Item 7: before, the first call's job ran and the retry started a second one (data twice).
+TEST_F(CollectorIntentsTest, StartJobThatTimedOutWhileRegisteringAndIsRetriedLoadsOnce) {
+  StartWriter("127.0.0.1:0");
+  StartCollector();
+  TestApi& api = NewApi(500, 50);
+  v1::JobSpec spec = CursorSpec(api);
+  spec.set_request_id("req-" + suffix_);
+  ASSERT_EQ(kill(writer_->pid(), SIGSTOP), 0);
+  v1::Job first;
+  grpc::Status s = Start(spec, &first, absl::Seconds(1));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << s.error_message();
+  ASSERT_EQ(kill(writer_->pid(), SIGCONT), 0);
+  v1::Job again;
+  s = Start(spec, &again);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  v1::Job final_job = WaitJob(again.job_id());
+  EXPECT_EQ(final_job.state(), v1::SUCCEEDED) << final_job.error();
+  EXPECT_EQ(JobsOfRequest(spec.request_id()), "1");
+  // Only one job was ever held by the collector for this table.
+  EXPECT_EQ(RowsAndIds(final_job.table_name()), std::make_pair(int64_t{500}, int64_t{500}));
+}
+
+// Item 7: a StartJob told UNAVAILABLE (registration not confirmed) never runs by itself; its retry
+// with the same request_id runs it once.
+TEST_F(CollectorIntentsTest, UnconfirmedRegistrationNeverRunsUntilTheClientRetries) {
+  register_timeout_ = absl::Milliseconds(500);
+  StartWriter("127.0.0.1:0");
+  StartCollector();
+  TestApi& api = NewApi(300, 50);
+  v1::JobSpec spec = CursorSpec(api);
+  spec.set_request_id("req-" + suffix_);
+  ASSERT_EQ(kill(writer_->pid(), SIGSTOP), 0);
+  v1::Job first;
+  grpc::Status s = Start(spec, &first);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  EXPECT_TRUE(absl::StrContains(s.error_message(), "same request_id")) << s.error_message();
+  ASSERT_EQ(kill(writer_->pid(), SIGCONT), 0);
+  // The not-confirmed registration settles: no job, or a FAILED one; nothing fetched.
+  ASSERT_TRUE(WaitFor([&] { return collector()->counters().ledger_intents_pending.load() == 0; }));
+  const std::string state = QueryValue(absl::StrCat(
+      "SELECT coalesce(string_agg(state, ','), 'none') FROM etl_jobs WHERE spec->>'request_id' = "
+      "'",
+      spec.request_id(), "'"));
+  EXPECT_TRUE(state == "none" || state == "FAILED") << state;
+  // A restarted collector does not resume it either.
+  const std::string sentinel = RegisterSentinel();
+  collector_.reset();
+  StartCollector(/*resume=*/true);
+  ASSERT_NO_FATAL_FAILURE(WaitResumed(sentinel));
+  EXPECT_TRUE(api.requests().empty());
+  v1::Job again;
+  s = Start(spec, &again);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  v1::Job final_job = WaitJob(again.job_id());
+  EXPECT_EQ(final_job.state(), v1::SUCCEEDED) << final_job.error();
+  EXPECT_EQ(JobsOfRequest(spec.request_id()), "1");
+  EXPECT_EQ(RowsAndIds(final_job.table_name()), std::make_pair(int64_t{300}, int64_t{300}));
 }
 
 }  // namespace
