@@ -213,10 +213,22 @@ int FollowAndReport(const CommandContext& ctx, CollectorService::Stub* stub,
 
 int RunJob(const CommandContext& ctx, const etl::v1::JobSpec& spec, bool detach) {
   auto stub = CollectorService::NewStub(Channel(ctx, ctx.collector));
-  grpc::ClientContext cc;
-  Prepare(ctx, &cc, true);
   Job job;
-  grpc::Status st = stub->StartJob(&cc, spec, &job);
+  grpc::Status st;
+  // With a request_id, a StartJob whose answer was lost (timeout, collector unreachable) is sent
+  // again with the same id: the collector returns the job it started, never a second one.
+  const int attempts = spec.request_id().empty() ? 1 : std::max(1, ctx.start_attempts);
+  for (int attempt = 1;; ++attempt) {
+    grpc::ClientContext cc;
+    Prepare(ctx, &cc, true);
+    st = stub->StartJob(&cc, spec, &job);
+    const bool retriable = st.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                           st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+    if (st.ok() || !retriable || attempt >= attempts) break;
+    *ctx.err << "etlctl: StartJob: " << CodeName(st.error_code()) << ": " << st.error_message()
+             << "; retrying with request id " << spec.request_id() << std::endl;
+    std::this_thread::sleep_for(std::chrono::seconds(attempt));
+  }
   if (!st.ok()) return RpcError(ctx, "StartJob", "collector_server", ctx.collector, st);
   if (detach) {
     PrintJob(ctx, job, job.job_id());

@@ -30,7 +30,9 @@ ABSL_FLAG(double, rpc_timeout, 30, "deadline in seconds of each unary RPC");
 ABSL_FLAG(bool, json, false, "print results as proto3 JSON");
 ABSL_FLAG(bool, plain, false,
           "one progress line per update even on a terminal (default: redraw with \\r on a TTY)");
-ABSL_FLAG(std::string, request_id, "", "x-request-id sent with every RPC (default: a random id)");
+ABSL_FLAG(std::string, request_id, "",
+          "x-request-id sent with every RPC, and run's idempotency key (JobSpec.request_id; "
+          "[A-Za-z0-9._:-], reused on run's own retries); default: a random 128-bit id");
 ABSL_FLAG(std::string, tls_ca, "",
           "TLS: CA certificate (PEM) the servers' certificates must chain to; empty = plaintext");
 ABSL_FLAG(std::string, tls_cert, "", "TLS: client certificate (PEM) for servers that require one");
@@ -188,8 +190,10 @@ std::string RandomRequestId() {
   std::random_device rd;
   std::mt19937_64 gen((static_cast<uint64_t>(rd()) << 32) ^ rd());
   char buf[17];
+  char buf2[17];
   std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(gen()));
-  return std::string("etlctl-") + buf;
+  std::snprintf(buf2, sizeof(buf2), "%016llx", static_cast<unsigned long long>(gen()));
+  return std::string("etlctl-") + buf + buf2;
 }
 
 int Usage(const std::string& message) {
@@ -331,7 +335,13 @@ int main(int argc, char** argv) {
     // Jobs of a file run one after the other; the exit status is the worst: 1 (failed) > 2 > 0.
     auto severity = [](int rc) { return rc == 0 ? 0 : rc == 2 ? 1 : 2; };
     int worst = 0;
-    for (const etl::v1::JobSpec& spec : specs) {
+    for (size_t i = 0; i < specs.size(); ++i) {
+      etl::v1::JobSpec& spec = specs[i];
+      // One idempotency key per job of the file (the spec's own, if it names one).
+      if (spec.request_id().empty()) {
+        spec.set_request_id(specs.size() == 1 ? ctx.request_id
+                                              : absl::StrCat(ctx.request_id, "-", i + 1));
+      }
       int rc = etl::cli::RunJob(ctx, spec, absl::GetFlag(FLAGS_detach));
       if (severity(rc) > severity(worst)) worst = rc;
     }

@@ -29,6 +29,10 @@ class FakeCollector final : public etl::v1::CollectorService::Service {
       if (md != ctx->client_metadata().end())
         request_id_ = std::string(md->second.data(), md->second.size());
       spec_ = *spec;
+      start_request_ids_.push_back(spec->request_id());
+      if (spec->cliente_id() == "flaky" && start_request_ids_.size() == 1) {
+        return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "answer lost");
+      }
     }
     if (spec->cliente_id() == "slow") {
       return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "the writer did not answer in time");
@@ -110,6 +114,10 @@ class FakeCollector final : public etl::v1::CollectorService::Service {
     return job;
   }
 
+  std::vector<std::string> start_request_ids() {
+    absl::MutexLock l(&mu_);
+    return start_request_ids_;
+  }
   void BreakNextWatch() {
     absl::MutexLock l(&mu_);
     break_next_watch_ = true;
@@ -125,6 +133,7 @@ class FakeCollector final : public etl::v1::CollectorService::Service {
 
  private:
   absl::Mutex mu_;
+  std::vector<std::string> start_request_ids_ ABSL_GUARDED_BY(mu_);
   bool break_next_watch_ ABSL_GUARDED_BY(mu_) = false;
   int watch_calls_ ABSL_GUARDED_BY(mu_) = 0;
   std::string request_id_ ABSL_GUARDED_BY(mu_);
@@ -202,6 +211,15 @@ TEST_F(CommandsTest, InvalidArgumentFromStartJobIsPrintedClearly) {
       err_.str(),
       HasSubstr(
           "StartJob failed: INVALID_ARGUMENT: pagination.cursor_path \"x\" is not a JSON pointer"));
+}
+
+TEST_F(CommandsTest, RunRetriesALostStartJobAnswerWithTheSameRequestId) {
+  etl::v1::JobSpec spec = Spec("flaky", "ok");
+  spec.set_request_id("etlctl-0123456789abcdef0123456789abcdef");
+  EXPECT_EQ(RunJob(ctx_, spec, /*detach=*/true), 0);
+  EXPECT_EQ(fake_.start_request_ids(),
+            std::vector<std::string>(2, "etlctl-0123456789abcdef0123456789abcdef"));
+  EXPECT_THAT(err_.str(), HasSubstr("retrying with request id"));
 }
 
 TEST_F(CommandsTest, UnreachableCollectorNamesTheAddressAndTheFlag) {

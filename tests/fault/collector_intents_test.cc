@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <string>
@@ -20,6 +21,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "collector_service/collector_server.h"
@@ -400,6 +402,56 @@ TEST_F(CollectorIntentsTest, UnconfirmedRegistrationNeverRunsUntilTheClientRetri
   EXPECT_EQ(final_job.state(), v1::SUCCEEDED) << final_job.error();
   EXPECT_EQ(JobsOfRequest(spec.request_id()), "1");
   EXPECT_EQ(RowsAndIds(final_job.table_name()), std::make_pair(int64_t{300}, int64_t{300}));
+}
+
+// Item 4 on resume: an API that caps its page size at 10 (50 asked). A collector restarted mid-job
+// must re-learn the capped size before it indexes the remaining pages.
+TEST_F(CollectorIntentsTest, ResumedJobRelearnsTheCappedPageSizeAfterACollectorRestart) {
+  StartWriter("127.0.0.1:0");
+  StartCollector();
+  TestApi& api = NewApi(300, 50);
+  constexpr int kCap = 10;
+  absl::Notification release;
+  api.SetHook([&api, &release](const ApiRequest& r, httplib::Response& res) {
+    int page = 1;
+    auto it = r.params.find("page");
+    if (it != r.params.end()) page = std::stoi(it->second);
+    if (page == 16) release.WaitForNotificationWithTimeout(absl::Seconds(60));
+    const int total = int(api.records().size());
+    std::vector<std::string> slice;
+    for (int i = (page - 1) * kCap; i < std::min(total, page * kCap); ++i) {
+      slice.push_back(api.records()[size_t(i)]);
+    }
+    res.set_content(absl::StrCat(R"({"meta":{"total_pages":)", (total + kCap - 1) / kCap,
+                                 R"(,"total":)", total, R"(},"data":[)",
+                                 absl::StrJoin(slice, ","), "]}"),
+                    "application/json");
+    return true;
+  });
+  v1::JobSpec spec = PageSpec(api);
+  spec.mutable_pagination()->set_total_count_path("/meta/total");
+  v1::Job job;
+  ASSERT_TRUE(Start(spec, &job).ok());
+  ASSERT_TRUE(api.WaitFor(
+      [](const std::vector<ApiRequest>& rs) {
+        return !rs.empty() && rs.back().params.count("page") &&
+               rs.back().params.find("page")->second == "16";
+      },
+      absl::Seconds(30)));
+  collector_.reset();  // Leaves the job unfinished in the ledger, pages 0..14 committed.
+  release.Notify();
+  ASSERT_NE(QueryValue(absl::StrCat("SELECT count(*) FROM etl_pages WHERE job_id = '",
+                                    job.job_id(), "' AND state = 'committed'")),
+            "0");
+  StartCollector(/*resume=*/true);
+  ASSERT_TRUE(WaitFor([&] { return collector()->FindJob(job.job_id()) != nullptr; }));
+  v1::Job final_job = WaitJob(job.job_id());
+  EXPECT_EQ(final_job.state(), v1::SUCCEEDED) << final_job.error();
+  EXPECT_EQ(RowsAndIds(final_job.table_name()), std::make_pair(int64_t{300}, int64_t{300}));
+  EXPECT_EQ(QueryValue(absl::StrCat("SELECT min((payload->>'id')::int)::text || '-' || "
+                                    "max((payload->>'id')::int)::text FROM ",
+                                    final_job.table_name())),
+            "0-299");
 }
 
 }  // namespace
