@@ -39,6 +39,9 @@ using ::etl::testing::QueryValue;
 using ::etl::testing::TcpProxy;
 using ::etl::testing::TestApi;
 
+// The most records per page the capping test API returns, whatever is asked.
+constexpr int kCappedPageSize = 10;
+
 // Polls `cond` until it holds or `timeout` passes; returns whether it held.
 template <typename F>
 bool WaitFor(F cond, absl::Duration timeout = absl::Seconds(30)) {
@@ -404,41 +407,48 @@ TEST_F(CollectorIntentsTest, UnconfirmedRegistrationNeverRunsUntilTheClientRetri
   EXPECT_EQ(RowsAndIds(final_job.table_name()), std::make_pair(int64_t{300}, int64_t{300}));
 }
 
-// Item 4 on resume: an API that caps its page size at 10 (50 asked). A collector restarted mid-job
-// must re-learn the capped size before it indexes the remaining pages.
+// Item 4 on resume: an OFFSET API that caps its page size at 10 (50 asked). A collector restarted
+// mid-job must re-learn the capped size before it indexes the remaining pages (offsets of 50 would
+// skip 40 records in each page).
 TEST_F(CollectorIntentsTest, ResumedJobRelearnsTheCappedPageSizeAfterACollectorRestart) {
   StartWriter("127.0.0.1:0");
   StartCollector();
   TestApi& api = NewApi(300, 50);
-  constexpr int kCap = 10;
   absl::Notification release;
-  api.SetHook([&api, &release](const ApiRequest& r, httplib::Response& res) {
-    int page = 1;
-    auto it = r.params.find("page");
-    if (it != r.params.end()) page = std::stoi(it->second);
-    if (page == 16) release.WaitForNotificationWithTimeout(absl::Seconds(60));
+  auto param = [](const ApiRequest& r, const char* name) {
+    auto it = r.params.find(name);
+    return it == r.params.end() ? 0 : std::stoi(it->second);
+  };
+  api.SetHook([&api, &release, param](const ApiRequest& r, httplib::Response& res) {
+    const int offset = param(r, "offset");
+    if (offset == 150) release.WaitForNotificationWithTimeout(absl::Seconds(60));
     const int total = int(api.records().size());
+    const int n = std::min(kCappedPageSize, std::max(0, param(r, "limit")));
     std::vector<std::string> slice;
-    for (int i = (page - 1) * kCap; i < std::min(total, page * kCap); ++i) {
+    for (int i = offset; i < std::min(total, offset + n); ++i) {
       slice.push_back(api.records()[size_t(i)]);
     }
-    res.set_content(absl::StrCat(R"({"meta":{"total_pages":)", (total + kCap - 1) / kCap,
-                                 R"(,"total":)", total, R"(},"data":[)",
+    res.set_content(absl::StrCat(R"({"count":)", total, R"(,"results":[)",
                                  absl::StrJoin(slice, ","), "]}"),
                     "application/json");
     return true;
   });
-  v1::JobSpec spec = PageSpec(api);
-  spec.mutable_pagination()->set_total_count_path("/meta/total");
+  v1::JobSpec spec = CursorSpec(api);
+  spec.set_url(api.Url("/offset"));
+  spec.mutable_pagination()->set_style(v1::OFFSET);
+  spec.mutable_pagination()->set_records_path("/results");
+  spec.mutable_pagination()->set_cursor_path("");
+  spec.mutable_pagination()->set_page_size(50);
+  spec.mutable_pagination()->set_total_count_path("/count");
+  spec.set_fetch_concurrency(1);
   v1::Job job;
   ASSERT_TRUE(Start(spec, &job).ok());
   ASSERT_TRUE(api.WaitFor(
-      [](const std::vector<ApiRequest>& rs) {
-        return !rs.empty() && rs.back().params.count("page") &&
-               rs.back().params.find("page")->second == "16";
+      [&](const std::vector<ApiRequest>& rs) {
+        return !rs.empty() && param(rs.back(), "offset") == 150;
       },
       absl::Seconds(30)));
-  collector_.reset();  // Leaves the job unfinished in the ledger, pages 0..14 committed.
+  collector_.reset();  // Leaves the job unfinished in the ledger, its first pages committed.
   release.Notify();
   ASSERT_NE(QueryValue(absl::StrCat("SELECT count(*) FROM etl_pages WHERE job_id = '",
                                     job.job_id(), "' AND state = 'committed'")),
