@@ -27,10 +27,11 @@ struct CommandContext {
   bool live = false;                          // Redraw one progress line with \r (stderr is a TTY).
   std::string request_id;                     // Sent as x-request-id metadata; empty = none.
   int watch_reconnects = 30;                  // Times a broken WatchJob stream is re-opened.
-  int start_attempts = 3;  // StartJob calls of `run` with the same JobSpec.request_id.
   ChannelSecurityOptions security;            // TLS, client certificate, token (default plaintext).
   std::ostream* out = nullptr;                // Results.
   std::ostream* err = nullptr;                // Progress and errors.
+  // StartJob calls of `run` with the same JobSpec.request_id (lost answers are retried).
+  int start_attempts = 3;
 };
 
 // Starts the job; with `detach` prints its id and returns 0, else follows it like Watch.

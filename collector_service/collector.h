@@ -76,7 +76,8 @@ struct CollectorOptions {
   // UNAVAILABLE after this long (the job is stopped anyway; the state keeps being retried).
   absl::Duration cancel_wait = absl::Seconds(20);
   // Deadline of StartJob's registration with the writer; past it StartJob answers UNAVAILABLE and
-  // the job, if the ledger took it anyway, is ended FAILED (a retry with its request_id revives it).
+  // the job, if the ledger took it anyway, is ended FAILED (a retry with its request_id revives
+  // it).
   absl::Duration register_timeout = absl::Seconds(30);
   // On Shutdown, queued ledger writes get this long to reach the writer.
   absl::Duration intents_flush_deadline = absl::Seconds(5);

@@ -39,9 +39,11 @@ struct CollectorCounters {
   std::atomic<int64_t> writer_reconnects{0};  // Write streams re-opened after a break.
   std::atomic<int64_t> writer_streams_rotated{0};  // Streams closed at their byte/time bound.
   std::atomic<int64_t> writer_rpc_errors{0};       // Failed ledger/status calls to the writer.
-  std::atomic<int64_t> ledger_intents_pending{0};  // Ledger writes queued (ledger_intents.h).
-  std::atomic<int64_t> ledger_intents_written{0};  // Queued ledger writes the writer took.
-  std::atomic<int64_t> ledger_intent_retries{0};   // Attempts of queued writes that failed.
+
+  // Durable ledger writes (ledger_intents.h).
+  std::atomic<int64_t> ledger_intents_pending{0};    // Queued now (gauge).
+  std::atomic<int64_t> ledger_intents_written{0};    // Taken by the writer.
+  std::atomic<int64_t> ledger_intent_retries{0};     // Attempts that failed.
   std::atomic<int64_t> ledger_intents_abandoned{0};  // Permanent error, cap, age or shutdown.
 
   // API responses by HTTP status code (index = code; 0 = no response: connection error, timeout).

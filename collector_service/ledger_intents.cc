@@ -68,8 +68,8 @@ absl::Status LedgerIntents::RecordFailure(const std::string& job_id, const v1::F
     counters_->ledger_intents_abandoned.fetch_add(1);
     return absl::ResourceExhaustedError(
         absl::StrCat(pages_, " page failures are already waiting for the writer's ledger (cap ",
-                     options_.max_pending_pages, "); page ", page.page_number(), " of job ",
-                     job_id, " is named in the job's final state only"));
+                     options_.max_pending_pages, "); page ", page.page_number(), " of job ", job_id,
+                     " is named in the job's final state only"));
   }
   bool fresh = it == jobs_.end();
   if (fresh) it = jobs_.try_emplace(job_id).first;
@@ -89,9 +89,8 @@ bool LedgerIntents::Pending(const std::string& job_id) const {
 
 bool LedgerIntents::WaitDurable(const std::string& job_id, absl::Duration timeout) const {
   absl::MutexLock l(&mu_);
-  auto durable = [this, &job_id]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return jobs_.count(job_id) == 0;
-  };
+  auto durable = [this, &job_id]()
+                     ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return jobs_.count(job_id) == 0; };
   return mu_.AwaitWithTimeout(absl::Condition(&durable), timeout);
 }
 
@@ -208,8 +207,8 @@ void LedgerIntents::Done(const Work& w, const grpc::Status& s) {
   if (it == jobs_.end()) return;
   JobIntents& j = it->second;
   const absl::Time now = absl::Now();
-  const bool absent_ok = w.state.has_value() && w.state->absent_ok &&
-                         s.error_code() == grpc::StatusCode::NOT_FOUND;
+  const bool absent_ok =
+      w.state.has_value() && w.state->absent_ok && s.error_code() == grpc::StatusCode::NOT_FOUND;
   if (s.ok() || absent_ok || !IsTransientLedgerError(s.error_code())) {
     if (s.ok() || absent_ok) {
       counters_->ledger_intents_written.fetch_add(1);
@@ -218,8 +217,8 @@ void LedgerIntents::Done(const Work& w, const grpc::Status& s) {
                 " failed attempt(s)");
       }
     } else {
-      LogError("job ", w.job_id, ": ", what, " cannot be recorded in the ledger (permanent: ",
-               s.error_message(), ")");
+      LogError("job ", w.job_id, ": ", what,
+               " cannot be recorded in the ledger (permanent: ", s.error_message(), ")");
       counters_->ledger_intents_abandoned.fetch_add(1);
     }
     // Only the version that was sent leaves the queue; a newer one replacing it is sent next.
@@ -238,14 +237,12 @@ void LedgerIntents::Done(const Work& w, const grpc::Status& s) {
   }
   counters_->ledger_intent_retries.fetch_add(1);
   ++j.failures;
-  j.backoff = j.backoff == absl::ZeroDuration()
-                  ? options_.initial_backoff
-                  : std::min(j.backoff * 2, options_.max_backoff);
+  j.backoff = j.backoff == absl::ZeroDuration() ? options_.initial_backoff
+                                                : std::min(j.backoff * 2, options_.max_backoff);
   j.next_attempt = now + j.backoff;
   if (j.failures == 1 || j.failures % 10 == 0) {
-    LogWarning("job ", w.job_id, ": ", what, " not yet recorded in the ledger (",
-               s.error_message(), "; attempt ", j.failures, "); retrying in ",
-               absl::FormatDuration(j.backoff));
+    LogWarning("job ", w.job_id, ": ", what, " not yet recorded in the ledger (", s.error_message(),
+               "; attempt ", j.failures, "); retrying in ", absl::FormatDuration(j.backoff));
   }
 }
 
@@ -261,9 +258,8 @@ void LedgerIntents::Loop() {
         w = TakeDue(absl::Now(), &next_due);
         if (w.has_value()) break;
         const int64_t seen = wakeups_;
-        auto woken = [this, seen]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-          return stop_ || wakeups_ != seen;
-        };
+        auto woken = [this, seen]()
+                         ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_ || wakeups_ != seen; };
         mu_.AwaitWithDeadline(absl::Condition(&woken), next_due);
       }
     }

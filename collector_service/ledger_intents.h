@@ -88,10 +88,10 @@ class LedgerIntents {
   struct JobIntents {
     std::deque<QueuedPage> pages;  // Oldest first; one per page number.
     std::optional<QueuedState> state;
-    absl::Time first_queued;          // Oldest unwritten intent (for give_up_after).
-    absl::Time next_attempt;          // Not before this.
+    absl::Time first_queued;  // Oldest unwritten intent (for give_up_after).
+    absl::Time next_attempt;  // Not before this.
     absl::Duration backoff = absl::ZeroDuration();
-    int64_t failures = 0;             // Failed attempts in a row (for logging).
+    int64_t failures = 0;  // Failed attempts in a row (for logging).
   };
   // One write taken from a job's queue: its first page failure, else its state.
   struct Work {

@@ -54,6 +54,12 @@ ABSL_FLAG(bool, allow_private_networks, false,
 ABSL_FLAG(std::string, allowed_private_addresses, "",
           "comma-separated internal IP addresses allowed anyway (e.g. one API at 10.0.0.5)");
 ABSL_FLAG(int32_t, max_pending_jobs, 1000, "jobs waiting PENDING at once; more are refused");
+ABSL_FLAG(int32_t, ledger_retry_max_backoff_ms, 30000,
+          "longest wait between two attempts of a queued ledger write (job state, failed page)");
+ABSL_FLAG(int32_t, ledger_retry_give_up_hours, 24,
+          "a queued ledger write the writer has not taken after this long is abandoned");
+ABSL_FLAG(int32_t, cancel_wait_seconds, 20,
+          "CancelJob answers UNAVAILABLE (cancel not yet durable) after this long");
 ABSL_FLAG(std::string, tls_cert, "",
           "PEM certificate chain for gRPC TLS (with --tls-key); empty = plaintext");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert");
@@ -127,6 +133,12 @@ int main(int argc, char** argv) {
   options.max_stream_duration =
       absl::Seconds(std::max<int32_t>(1, absl::GetFlag(FLAGS_max_stream_seconds)));
   options.resume_unfinished = absl::GetFlag(FLAGS_resume);
+  options.intents.max_backoff =
+      absl::Milliseconds(std::max<int32_t>(10, absl::GetFlag(FLAGS_ledger_retry_max_backoff_ms)));
+  options.intents.give_up_after =
+      absl::Hours(std::max<int32_t>(1, absl::GetFlag(FLAGS_ledger_retry_give_up_hours)));
+  options.cancel_wait =
+      absl::Seconds(std::max<int32_t>(1, absl::GetFlag(FLAGS_cancel_wait_seconds)));
   options.metrics_listen = etl::LoopbackByDefault(absl::GetFlag(FLAGS_metrics_listen));
   const std::string credentials_file = absl::GetFlag(FLAGS_credentials);
   if (!credentials_file.empty()) {

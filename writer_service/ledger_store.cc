@@ -192,8 +192,8 @@ absl::StatusOr<v1::JobRecord> LedgerStore::RegisterJob(const v1::RegisterJobRequ
             .status());
     std::vector<v1::JobRecord> jobs;
     if (!req.request_id().empty()) {
-      ASSIGN_OR_RETURN(jobs, LoadJobs(conn, "j.request_id = $1",
-                                      {PgParam::Text(req.request_id())}, 1));
+      ASSIGN_OR_RETURN(jobs,
+                       LoadJobs(conn, "j.request_id = $1", {PgParam::Text(req.request_id())}, 1));
     }
     if (jobs.empty()) {
       ASSIGN_OR_RETURN(jobs, LoadJobs(conn, "j.job_id = $1", {PgParam::Text(req.job_id())}, 1));

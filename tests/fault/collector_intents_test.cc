@@ -205,8 +205,9 @@ class CollectorIntentsTest : public ::testing::Test {
 
   // Rows of `table` and distinct record ids in it: equal to the API's total when loaded once.
   static std::pair<int64_t, int64_t> RowsAndIds(const std::string& table) {
-    return {Count(table),
-            std::stoll(QueryValue(absl::StrCat("SELECT count(DISTINCT payload->>'id') FROM ", table)))};
+    return {
+        Count(table),
+        std::stoll(QueryValue(absl::StrCat("SELECT count(DISTINCT payload->>'id') FROM ", table)))};
   }
 
   static std::string JobsOfRequest(const std::string& request_id) {
@@ -428,9 +429,9 @@ TEST_F(CollectorIntentsTest, ResumedJobRelearnsTheCappedPageSizeAfterACollectorR
     for (int i = offset; i < std::min(total, offset + n); ++i) {
       slice.push_back(api.records()[size_t(i)]);
     }
-    res.set_content(absl::StrCat(R"({"count":)", total, R"(,"results":[)",
-                                 absl::StrJoin(slice, ","), "]}"),
-                    "application/json");
+    res.set_content(
+        absl::StrCat(R"({"count":)", total, R"(,"results":[)", absl::StrJoin(slice, ","), "]}"),
+        "application/json");
     return true;
   });
   v1::JobSpec spec = CursorSpec(api);
@@ -450,8 +451,8 @@ TEST_F(CollectorIntentsTest, ResumedJobRelearnsTheCappedPageSizeAfterACollectorR
       absl::Seconds(30)));
   collector_.reset();  // Leaves the job unfinished in the ledger, its first pages committed.
   release.Notify();
-  ASSERT_NE(QueryValue(absl::StrCat("SELECT count(*) FROM etl_pages WHERE job_id = '",
-                                    job.job_id(), "' AND state = 'committed'")),
+  ASSERT_NE(QueryValue(absl::StrCat("SELECT count(*) FROM etl_pages WHERE job_id = '", job.job_id(),
+                                    "' AND state = 'committed'")),
             "0");
   StartCollector(/*resume=*/true);
   ASSERT_TRUE(WaitFor([&] { return collector()->FindJob(job.job_id()) != nullptr; }));
