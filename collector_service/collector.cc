@@ -96,6 +96,9 @@ JobEnv Collector::MakeEnv() {
   env.max_buffered_bytes = options_.max_buffered_bytes;
   env.max_stream_bytes = options_.max_stream_bytes;
   env.max_stream_duration = options_.max_stream_duration;
+  env.max_restarts_without_progress = options_.max_restarts_without_progress;
+  env.max_stall = options_.max_stall;
+  env.cancel_grace = options_.cancel_grace;
   return env;
 }
 
@@ -308,8 +311,10 @@ absl::StatusOr<v1::Job> Collector::CancelJob(const std::string& job_id) {
     }
     LogInfo("job ", job_id, ": cancel requested");
     job->Cancel();
-    // Returns once the job stopped and what it sent is committed (bounded wait).
-    job->WaitDone(absl::Seconds(30));
+    // Returns once the job stopped and what it sent is committed, or soon after the job cancelled
+    // its Write stream (cancel_grace) when the writer hangs: the job then ends CANCELLED as soon
+    // as the writer records it.
+    job->WaitDone(options_.cancel_grace + absl::Seconds(1));
     return job->Snapshot();
   }
   absl::StatusOr<v1::Job> job = GetJob(job_id);
@@ -345,7 +350,16 @@ void Collector::ResumeLoop() {
     v1::ListJobRecordsResponse resp;
     grpc::ClientContext ctx;
     PrepareWriterContext(&ctx, absl::Seconds(30));
+    {
+      absl::MutexLock l(&mu_);
+      if (shutdown_) return;
+      background_calls_.insert(&ctx);
+    }
     grpc::Status s = writer_->ListJobRecords(&ctx, req, &resp);
+    {
+      absl::MutexLock l(&mu_);
+      background_calls_.erase(&ctx);
+    }
     if (s.ok()) {
       for (const auto& r : resp.jobs()) {
         if (FindJob(r.job_id()) != nullptr) continue;
@@ -385,7 +399,17 @@ void Collector::PollLoop() {
     v1::WriterStatus status;
     grpc::ClientContext ctx;
     PrepareWriterContext(&ctx, absl::Seconds(5));
-    if (!writer_->GetStatus(&ctx, v1::GetStatusRequest(), &status).ok()) continue;
+    {
+      absl::MutexLock l(&mu_);
+      if (shutdown_) return;
+      background_calls_.insert(&ctx);
+    }
+    const bool ok = writer_->GetStatus(&ctx, v1::GetStatusRequest(), &status).ok();
+    {
+      absl::MutexLock l(&mu_);
+      background_calls_.erase(&ctx);
+    }
+    if (!ok) continue;
     for (const auto& c : status.jobs()) {
       for (const auto& job : running) {
         if (job->id() == c.job_id()) job->UpdateWriterCounters(c);
@@ -394,19 +418,30 @@ void Collector::PollLoop() {
   }
 }
 
-void Collector::Shutdown() {
+void Collector::Shutdown(absl::Time drain_deadline) {
   std::vector<std::shared_ptr<Job>> jobs;
   {
     absl::MutexLock l(&mu_);
     if (shutdown_ && jobs_.empty() && !poll_thread_.joinable() && !resume_thread_.joinable())
       return;
     shutdown_ = true;
+    for (grpc::ClientContext* ctx : background_calls_) ctx->TryCancel();
     for (const auto& [id, job] : jobs_) jobs.push_back(job);
   }
   if (resume_thread_.joinable()) resume_thread_.join();
   for (const auto& job : jobs) job->Shutdown();
+  // Drain: streams are half-closed and their pages committed, unless the writer hangs (stopped,
+  // table locked, PostgreSQL down): past the deadline every open writer call is cancelled, so the
+  // jobs end now, resumable from the ledger.
+  for (const auto& job : jobs) {
+    if (!job->WaitDone(std::max(absl::ZeroDuration(), drain_deadline - absl::Now()))) {
+      LogWarning("job ", job->id(), " did not drain in time; cancelling its writer calls");
+      job->AbortWriterCalls();
+    }
+  }
   for (const auto& job : jobs) job->Join();
   if (poll_thread_.joinable()) poll_thread_.join();
+  // Jobs stopped by shutdown are resumable; a lease held for them is released here (last step).
 }
 
 std::string Collector::RenderMetrics() const { return RenderCollectorMetrics(counters_, nullptr); }

@@ -17,6 +17,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -55,7 +56,16 @@ struct CollectorOptions {
   absl::Duration max_stream_duration = absl::Seconds(60);
   bool resume_unfinished = true;  // Resume the writer's unfinished jobs at start-up.
   absl::Duration status_poll_interval = absl::Seconds(1);  // Writer counters for live progress.
-  absl::Duration shutdown_grace = absl::Seconds(10);  // For open RPCs (e.g. WatchJob) on shutdown.
+  // Shutdown: jobs drain (what was sent is committed) and open RPCs end within this; then every
+  // writer call is cancelled and the process exits whatever the writer or PostgreSQL do.
+  absl::Duration shutdown_grace = absl::Seconds(10);
+  // CancelJob: the job's Write stream gets this long to end, then is cancelled; CancelJob answers
+  // within about this bound even while the writer hangs.
+  absl::Duration cancel_grace = absl::Seconds(5);
+  // A job's Write-stream restarts in a row without a new committed page before it ends FAILED.
+  int max_restarts_without_progress = 8;
+  // A RUNNING job without a page fetched or committed for this long ends FAILED.
+  absl::Duration max_stall = absl::Seconds(600);
   // Operator credentials jobs may name (--credentials); null = none. Shared so that main can
   // reload it on SIGHUP while jobs run.
   std::shared_ptr<CredentialStore> credentials;
@@ -92,8 +102,10 @@ class Collector {
   // The live job, or null when it is not running in this process.
   std::shared_ptr<Job> FindJob(const std::string& job_id);
 
-  // Stops every job without finishing it (they stay resumable) and the background threads.
-  void Shutdown();
+  // Stops every job without finishing it (they stay resumable) and the background threads. Jobs
+  // drain until `drain_deadline`, then their writer calls are cancelled: returns soon after it.
+  void Shutdown(absl::Time drain_deadline);
+  void Shutdown() { Shutdown(absl::Now() + options_.shutdown_grace); }
 
   std::string RenderMetrics() const;
   CollectorCounters& counters() { return counters_; }
@@ -119,6 +131,8 @@ class Collector {
 
   mutable absl::Mutex mu_;
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+  // Writer calls of the resume and poll threads, cancelled on shutdown.
+  std::set<grpc::ClientContext*> background_calls_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<Job>> jobs_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -80,6 +80,17 @@ ABSL_FLAG(std::string, log_format, "",
 ABSL_FLAG(std::string, log_level, "",
           "debug, info, warning or error (env ETL_LOG_LEVEL; default info)");
 ABSL_FLAG(std::string, port_file, "", "write the bound gRPC port here once serving");
+ABSL_FLAG(int32_t, max_restarts_without_progress, 8,
+          "a job's Write-stream restarts in a row that commit no new page before it ends FAILED "
+          "with the last error");
+ABSL_FLAG(int32_t, max_stall_seconds, 600,
+          "a RUNNING job with no page fetched or committed for this long ends FAILED");
+ABSL_FLAG(double, cancel_grace_seconds, 5,
+          "CancelJob: the job's Write stream gets this long to end, then it is cancelled (a hung "
+          "writer cannot hold a cancel)");
+ABSL_FLAG(double, shutdown_grace_seconds, 10,
+          "SIGTERM: jobs drain and RPCs end within this, then every writer call is cancelled and "
+          "the process exits; stopped jobs stay resumable");
 
 namespace {
 
@@ -127,6 +138,13 @@ int main(int argc, char** argv) {
   options.max_stream_duration =
       absl::Seconds(std::max<int32_t>(1, absl::GetFlag(FLAGS_max_stream_seconds)));
   options.resume_unfinished = absl::GetFlag(FLAGS_resume);
+  options.max_restarts_without_progress =
+      std::max<int32_t>(0, absl::GetFlag(FLAGS_max_restarts_without_progress));
+  options.max_stall = absl::Seconds(std::max<int32_t>(1, absl::GetFlag(FLAGS_max_stall_seconds)));
+  options.cancel_grace =
+      absl::Seconds(std::max(0.0, absl::GetFlag(FLAGS_cancel_grace_seconds)));
+  options.shutdown_grace =
+      absl::Seconds(std::max(0.1, absl::GetFlag(FLAGS_shutdown_grace_seconds)));
   options.metrics_listen = etl::LoopbackByDefault(absl::GetFlag(FLAGS_metrics_listen));
   const std::string credentials_file = absl::GetFlag(FLAGS_credentials);
   if (!credentials_file.empty()) {
