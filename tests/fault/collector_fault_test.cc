@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <atomic>
 #include <fstream>
+#include <iostream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -496,6 +497,7 @@ TEST_F(CollectorFaultTest, CancelAnswersWithinItsGraceWhileTheWriterIsStopped) {
   });
   absl::Duration took = absl::Now() - start;
   EXPECT_LT(took, absl::Seconds(4)) << "CancelJob waited on the stopped writer";
+  std::cout << "[ measured ] CancelJob answered in " << absl::FormatDuration(took) << "\n";
   const size_t requests_at_cancel = api.requests().size();
 
   ASSERT_EQ(kill(writer_->pid(), SIGCONT), 0);
@@ -549,6 +551,7 @@ TEST_F(CollectorFaultTest, SigtermExitsWithinGraceWhileTheTableIsLockedAndTheJob
   ASSERT_NE(status, -1) << "the collector did not exit while the table was locked";
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
   EXPECT_LT(took, absl::Seconds(4));
+  std::cout << "[ measured ] SIGTERM to exit: " << absl::FormatDuration(took) << "\n";
   // Stopped by shutdown: still unfinished in the ledger, neither failed nor cancelled.
   EXPECT_EQ(QueryValue(absl::StrCat("SELECT state FROM etl_jobs WHERE job_id = '", job.job_id(),
                                     "'")),
