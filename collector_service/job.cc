@@ -78,9 +78,9 @@ void Job::NoteProgress() {
 
 void Job::Watchdog() {
   SetThreadComponent("collector/watchdog");
-  const absl::Duration tick = std::max(
-      absl::Milliseconds(50),
-      std::min(absl::Seconds(1), std::min(env_.max_stall, env_.cancel_grace) / 8));
+  const absl::Duration tick =
+      std::max(absl::Milliseconds(50),
+               std::min(absl::Seconds(1), std::min(env_.max_stall, env_.cancel_grace) / 8));
   absl::MutexLock l(&mu_);
   while (!run_over_) {
     mu_.AwaitWithTimeout(absl::Condition(&run_over_), tick);

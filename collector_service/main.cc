@@ -141,8 +141,7 @@ int main(int argc, char** argv) {
   options.max_restarts_without_progress =
       std::max<int32_t>(0, absl::GetFlag(FLAGS_max_restarts_without_progress));
   options.max_stall = absl::Seconds(std::max<int32_t>(1, absl::GetFlag(FLAGS_max_stall_seconds)));
-  options.cancel_grace =
-      absl::Seconds(std::max(0.0, absl::GetFlag(FLAGS_cancel_grace_seconds)));
+  options.cancel_grace = absl::Seconds(std::max(0.0, absl::GetFlag(FLAGS_cancel_grace_seconds)));
   options.shutdown_grace =
       absl::Seconds(std::max(0.1, absl::GetFlag(FLAGS_shutdown_grace_seconds)));
   options.metrics_listen = etl::LoopbackByDefault(absl::GetFlag(FLAGS_metrics_listen));

@@ -122,7 +122,7 @@ class WriterClient {
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   bool aborted_ ABSL_GUARDED_BY(mu_) = false;
   std::set<grpc::ClientContext*> open_calls_ ABSL_GUARDED_BY(mu_);  // Unary calls in flight.
-  grpc::ClientContext* write_ctx_ ABSL_GUARDED_BY(mu_) = nullptr;    // The open Write stream.
+  grpc::ClientContext* write_ctx_ ABSL_GUARDED_BY(mu_) = nullptr;   // The open Write stream.
 };
 
 }  // namespace etl

@@ -101,9 +101,9 @@ TEST(WriterErrorClassTest, ClassifiesEveryCodeOnce) {
             C::kPermanent);
   EXPECT_EQ(of(grpc::StatusCode::RESOURCE_EXHAUSTED, "too many ledger calls waiting"),
             C::kTransient);
-  EXPECT_EQ(of(grpc::StatusCode::FAILED_PRECONDITION,
-               absl::StrCat("stale ", kLeaseLostMarker, " 3 < 4")),
-            C::kLeaseLost);
+  EXPECT_EQ(
+      of(grpc::StatusCode::FAILED_PRECONDITION, absl::StrCat("stale ", kLeaseLostMarker, " 3 < 4")),
+      C::kLeaseLost);
   EXPECT_EQ(ClassifyWriterStatus(absl::UnavailableError("down")), C::kTransient);
   EXPECT_EQ(ClassifyWriterStatus(absl::PermissionDeniedError("no")), C::kPermanent);
 }
@@ -134,8 +134,7 @@ class ScriptedWriter final : public v1::WriterService::Service {
     *resp = record_;
     return grpc::Status::OK;
   }
-  grpc::Status GetJobLedger(grpc::ServerContext*, const v1::JobRef*,
-                            v1::JobLedger* resp) override {
+  grpc::Status GetJobLedger(grpc::ServerContext*, const v1::JobRef*, v1::JobLedger* resp) override {
     absl::MutexLock l(&mu_);
     *resp->mutable_job() = record_;
     return grpc::Status::OK;
@@ -177,8 +176,8 @@ class ScriptedWriter final : public v1::WriterService::Service {
         return grpc::Status(grpc::StatusCode::UNAVAILABLE, "hung writer released");
       }
       case Mode::kAccept:
-        while (reader->Read(&batch)) summary->set_records_received(summary->records_received() +
-                                                                   batch.records_size());
+        while (reader->Read(&batch))
+          summary->set_records_received(summary->records_received() + batch.records_size());
         return grpc::Status::OK;
     }
     return grpc::Status::OK;
@@ -533,9 +532,8 @@ TEST_F(CollectorFaultTest, SigtermExitsWithinGraceWhileTheTableIsLockedAndTheJob
   ASSERT_TRUE(WaitFor([&] { return TableExists() && Rows() == 10 * kPageSize; }));
   lock_ = PQconnectdb(PostgresConnString().c_str());
   ASSERT_EQ(PQstatus(lock_), CONNECTION_OK);
-  PGresult* r = PQexec(lock_, absl::StrCat("BEGIN; LOCK TABLE ", Table(),
-                                           " IN ACCESS EXCLUSIVE MODE")
-                                  .c_str());
+  PGresult* r = PQexec(
+      lock_, absl::StrCat("BEGIN; LOCK TABLE ", Table(), " IN ACCESS EXCLUSIVE MODE").c_str());
   ASSERT_EQ(PQresultStatus(r), PGRES_COMMAND_OK) << PQerrorMessage(lock_);
   PQclear(r);
   gate->Open();
@@ -553,9 +551,9 @@ TEST_F(CollectorFaultTest, SigtermExitsWithinGraceWhileTheTableIsLockedAndTheJob
   EXPECT_LT(took, absl::Seconds(4));
   std::cout << "[ measured ] SIGTERM to exit: " << absl::FormatDuration(took) << "\n";
   // Stopped by shutdown: still unfinished in the ledger, neither failed nor cancelled.
-  EXPECT_EQ(QueryValue(absl::StrCat("SELECT state FROM etl_jobs WHERE job_id = '", job.job_id(),
-                                    "'")),
-            "RUNNING");
+  EXPECT_EQ(
+      QueryValue(absl::StrCat("SELECT state FROM etl_jobs WHERE job_id = '", job.job_id(), "'")),
+      "RUNNING");
 
   StartCollector({"--resume=true"});
   r = PQexec(lock_, "ROLLBACK");
