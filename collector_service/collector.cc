@@ -378,6 +378,11 @@ void Collector::ResumeLoop() {
       }
       return;
     }
+    if (ClassifyWriterStatus(s) != WriterErrorClass::kTransient) {
+      LogError("cannot list unfinished jobs from the writer (", DescribeWriterStatus(s),
+               "); not retried: unfinished jobs resume on the next start");
+      return;
+    }
     LogWarning("cannot list unfinished jobs from the writer (", s.error_message(),
                "); retrying in ", absl::FormatDuration(delay));
     if (!WaitUnlessShutdown(delay)) return;
