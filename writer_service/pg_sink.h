@@ -49,6 +49,8 @@ class PgRecordSink : public RecordSink {
   absl::StatusOr<std::vector<PageResult>> CommitPages(const std::vector<const QueuedPage*>& pages,
                                                       const std::string& batch_id) override;
 
+  SinkPhaseTimes phase_times() const override { return times_; }
+
   // Backend pid of the current connection (0 if none): lets tests terminate it.
   int BackendPidForTest() const { return conn_ ? conn_->backend_pid() : 0; }
 
@@ -74,6 +76,7 @@ class PgRecordSink : public RecordSink {
   CursorExtractor cursor_extractor_;  // Incremental jobs: reads each record's cursor value.
   std::string buffer_;                // Reused COPY buffer: no per-batch allocation once warm.
   std::string last_failed_batch_id_;  // Batch whose COMMIT outcome is unknown.
+  SinkPhaseTimes times_;              // Cumulative, see RecordSink::phase_times().
 };
 
 }  // namespace etl

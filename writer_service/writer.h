@@ -79,6 +79,11 @@ struct WriterCounters {
   std::atomic<int64_t> reconnects{0};
   std::atomic<int64_t> pages_resent_different{0};  // Skipped re-sent pages with other content.
   std::atomic<int64_t> health_checks_failed{0};
+  // Where the writer threads' time goes (microseconds, summed over threads).
+  std::atomic<int64_t> wait_pages_us{0};  // Waiting for a batch in the queue.
+  std::atomic<int64_t> prepare_us{0};     // Checks and ledger rows (SinkPhaseTimes::prepare).
+  std::atomic<int64_t> copy_us{0};        // COPY of the records.
+  std::atomic<int64_t> commit_us{0};      // COMMIT (durable WAL flush).
 };
 
 class Writer {
