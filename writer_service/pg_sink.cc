@@ -254,6 +254,8 @@ absl::StatusOr<std::vector<PageResult>> PgRecordSink::CommitPages(
 
 absl::Status PgRecordSink::CommitInTransaction(Work& w, const std::string& batch_id) {
   RETURN_IF_ERROR(conn_->Exec("BEGIN"));
+  // Checks that must hold in the same transaction as the pages' rows (one statement per job of the
+  // batch, before anything is written) belong here.
 
   // 1. Ledger rows. Pages the upsert does not return were committed before.
   std::vector<size_t> candidates;

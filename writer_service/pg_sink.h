@@ -38,8 +38,8 @@ namespace etl {
 class PgRecordSink : public RecordSink {
  public:
   struct Options {
-    std::string conninfo;               // libpq connection string; "" = libpq's environment.
-    size_t copy_chunk_bytes = 1 << 20;  // COPY data is sent in pieces of about this size.
+    std::string conninfo;                 // libpq connection string; "" = libpq's environment.
+    size_t copy_chunk_bytes = 256 << 10;  // COPY data is sent in pieces of about this size.
   };
 
   explicit PgRecordSink(Options options) : options_(std::move(options)) {}

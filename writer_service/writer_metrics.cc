@@ -42,8 +42,8 @@ std::string Writer::RenderMetrics() const {
           c.pages_resent_different.load());
   counter("health_checks_failed_total", "Idle PostgreSQL checks that failed.",
           c.health_checks_failed.load());
-  counter("thread_wait_pages_microseconds_total", "Writer threads waiting for a batch in the queue.",
-          c.wait_pages_us.load());
+  counter("thread_wait_pages_microseconds_total",
+          "Writer threads waiting for a batch in the queue.", c.wait_pages_us.load());
   counter("thread_prepare_microseconds_total",
           "Writer threads checking pages and writing ledger rows (all but COPY and COMMIT).",
           c.prepare_us.load());
