@@ -723,6 +723,14 @@ absl::StatusOr<std::unique_ptr<JsonPageParser>> JsonPageParser::Create(
 
 void JsonPageParser::ReleaseBuffers() { impl_->parser = od::parser(); }
 
+struct JsonParseBuffers::Impl {
+  od::parser parser;
+};
+
+JsonParseBuffers::JsonParseBuffers() : impl_(std::make_unique<Impl>()) {}
+JsonParseBuffers::~JsonParseBuffers() = default;
+void JsonParseBuffers::Release() { impl_->parser = od::parser(); }
+
 namespace {
 
 // "; top-level keys: results (array), count" for messages about a misplaced records_path; "" when
@@ -759,7 +767,8 @@ std::string DescribeTopLevel(od::parser* parser, const char* data, size_t len, s
 
 }  // namespace
 
-absl::StatusOr<ParsedPage> JsonPageParser::Parse(std::string* body) {
+absl::StatusOr<ParsedPage> JsonPageParser::Parse(std::string* body, JsonParseBuffers* buffers) {
+  od::parser& parser = buffers ? buffers->impl()->parser : impl_->parser;
   ParsedPage page;
   Captures captures;
   captures.page = &page;
@@ -775,7 +784,7 @@ absl::StatusOr<ParsedPage> JsonPageParser::Parse(std::string* body) {
   const char* data = body->data();
 
   od::document doc;
-  error_code err = impl_->parser.iterate(data, len, body->capacity()).get(doc);
+  error_code err = parser.iterate(data, len, body->capacity()).get(doc);
   if (err == simdjson::SUCCESS) {
     od::json_type root_type;
     err = doc.type().get(root_type);
@@ -822,7 +831,7 @@ absl::StatusOr<ParsedPage> JsonPageParser::Parse(std::string* body) {
   if (!captures.status.ok()) return captures.status;
   if (!captures.records_found || captures.records_object) {
     // Never store a whole object as one record: say where the records might be instead.
-    std::string keys = DescribeTopLevel(&impl_->parser, data, len, body->capacity());
+    std::string keys = DescribeTopLevel(&parser, data, len, body->capacity());
     const std::string& path = impl_->records_path;
     if (!captures.records_found) {
       return absl::NotFoundError(absl::StrCat("records path ", path, " not found", keys));
