@@ -122,6 +122,7 @@ struct Targets {
   // Split `mask` into targets whose pointer ends at this node and those that continue below it.
   void Split(uint32_t mask, size_t depth, uint32_t* here, uint32_t* deeper) const {
     *here = *deeper = 0;
+    if (mask == 0) return;  // Most values of a record: nothing is looked for at or below them.
     for (int t = 0; t < kTargetCount; ++t) {
       if (!(mask & Bit(t))) continue;
       if (EndsHere(t, depth)) {
@@ -225,14 +226,14 @@ class SimdWalker {
     SJ_TRY(v.type().get(type));
     switch (type) {
       case od::json_type::object: {
-        const char* start = v.raw_json_token().data();
+        const char* start = here ? v.raw_json_token().data() : nullptr;
         od::object obj;
         SJ_TRY(v.get_object().get(obj));
         for (auto field_result : obj) {
           od::field field;
           SJ_TRY(std::move(field_result).get(field));
           std::string_view key;
-          SJ_TRY(field.unescaped_key().get(key));
+          SJ_TRY(Key(field, &key));
           uint32_t child = deeper ? targets_->ChildByKey(deeper, depth,
                                                          absl::string_view(key.data(), key.size()))
                                   : 0;
@@ -243,7 +244,7 @@ class SimdWalker {
         return simdjson::SUCCESS;
       }
       case od::json_type::array: {
-        const char* start = v.raw_json_token().data();
+        const char* start = here ? v.raw_json_token().data() : nullptr;
         od::array arr;
         SJ_TRY(v.get_array().get(arr));
         size_t index = 0;
@@ -258,6 +259,13 @@ class SimdWalker {
         return simdjson::SUCCESS;
       }
       case od::json_type::string: {
+        // Stage 1 already checked the string's UTF-8 and that it holds no raw control character;
+        // what is left to check are its escapes. Without a backslash there are none, and a string
+        // that is not captured need not be copied out at all (the iterator skips it).
+        if (!here) {
+          std::string_view raw = v.raw_json_token();
+          if (std::memchr(raw.data(), '\\', raw.size()) == nullptr) return simdjson::SUCCESS;
+        }
         std::string_view s;
         SJ_TRY(v.get_string().get(s));
         if (here) captures_->Store(here, JsonScalar{JsonScalar::Kind::kString, std::string(s)});
@@ -345,6 +353,19 @@ class SimdWalker {
       captures_->page->natural_keys.push_back(id.present() ? id.text : std::string());
     }
     return simdjson::SUCCESS;
+  }
+
+  // The key of `field` (unescaped). A key without a backslash is its raw bytes (stage 1 checked
+  // them), so only keys with escapes are copied out by simdjson's unescaping, which validates them.
+  static error_code Key(od::field& field, std::string_view* key) {
+    const char* raw = field.key().raw();
+    for (const char* p = raw;; ++p) {
+      if (*p == '"') {
+        *key = std::string_view(raw, size_t(p - raw));
+        return simdjson::SUCCESS;
+      }
+      if (*p == '\\') return field.unescaped_key().get(*key);
+    }
   }
 
   const char* CurrentLocation() {
