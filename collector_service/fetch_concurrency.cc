@@ -57,8 +57,10 @@ void AdaptiveConcurrency::OnResponse(int http_status, absl::Time started) {
       baseline_seconds_ < 0 ? latency : std::min(latency, baseline_seconds_ * kBaselineRelax);
   smoothed_seconds_ =
       smoothed_seconds_ < 0 ? latency : (1 - kSmoothing) * smoothed_seconds_ + kSmoothing * latency;
-  // Sub-millisecond answers (a local API) jitter by multiples without meaning pressure.
-  if (smoothed_seconds_ > options_.latency_factor * std::max(baseline_seconds_, 0.001)) {
+  const double threshold =
+      std::max(options_.latency_factor * baseline_seconds_,
+               baseline_seconds_ + absl::ToDoubleSeconds(options_.latency_slack));
+  if (smoothed_seconds_ > threshold) {
     DecreaseLocked(started);
     return;
   }

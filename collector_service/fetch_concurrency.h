@@ -30,7 +30,10 @@ struct AdaptiveConcurrencyOptions {
   int max = 4;                  // Upper bound: the job's fetch_concurrency.
   bool adaptive = true;         // False: the limit stays at max.
   int initial = 1;              // First limit when adaptive (clamped to [1, max]).
-  double latency_factor = 2.0;  // Smoothed latency above this x the baseline = back off.
+  double latency_factor = 2.0;  // Smoothed latency above this x the baseline ...
+  // ... and above the baseline + this = back off. Milliseconds of jitter (a local API, a busy
+  // machine) are no sign of an overloaded API; 429/503 are.
+  absl::Duration latency_slack = absl::Milliseconds(25);
 };
 
 class AdaptiveConcurrency {

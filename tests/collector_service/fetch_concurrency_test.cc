@@ -111,6 +111,17 @@ TEST(AdaptiveConcurrencyTest, BacksOffWhenLatencyRises) {
   EXPECT_EQ(d.decreases(), 0);
 }
 
+TEST(AdaptiveConcurrencyTest, MillisecondsOfJitterOnAFastApiAreNoReasonToBackOff) {
+  FakeClock clock;
+  AdaptiveConcurrency c(AdaptiveConcurrencyOptions{4, true}, clock.AsClock());
+  for (int i = 0; i < 20; ++i) Answer(&c, &clock, 200, absl::Milliseconds(1));
+  ASSERT_EQ(c.limit(), 4);
+  // A busy machine: answers take 5 to 15 times as long, still a few milliseconds.
+  for (int i = 0; i < 50; ++i) Answer(&c, &clock, 200, absl::Milliseconds(5 + i % 10));
+  EXPECT_EQ(c.limit(), 4);
+  EXPECT_EQ(c.decreases(), 0);
+}
+
 TEST(AdaptiveConcurrencyTest, APermanentlySlowerApiBecomesTheNewNormal) {
   FakeClock clock;
   AdaptiveConcurrency c(AdaptiveConcurrencyOptions{4, true}, clock.AsClock());
