@@ -39,7 +39,7 @@ struct CollectorOptions {
   std::string metrics_listen;                      // Prometheus endpoint (host:port); "" = off.
   int max_concurrent_jobs = 8;  // Jobs fetching at once; the others wait PENDING.
   int fetch_concurrency = 4;    // Default per job when its spec says 0: the most, adaptive.
-  bool adaptive_fetch_concurrency = true;  // Jobs adapt within [1, fetch_concurrency] (unless fixed).
+  bool adaptive_fetch_concurrency = true;  // Jobs adapt within [1, fetch_concurrency].
   // Page fetches in flight (request, body, parse, batching) across all jobs: bounds the memory
   // of fetching whatever the number of jobs.
   int max_fetches_in_flight = 8;

@@ -202,8 +202,8 @@ Job::RunOutcome Job::RunOnce() {
   PageWindow window(spec_.fetch_concurrency() + env_.extra_window_pages, env_.max_buffered_bytes,
                     env_.counters, &progress_);
   PageProducer producer(
-      id_, &spec_, &fetcher_, &progress_, PaginationOptions{env_.max_consecutive_failed_pages, env_.adaptive_fetch_concurrency},
-      &stop_,
+      id_, &spec_, &fetcher_, &progress_,
+      PaginationOptions{env_.max_consecutive_failed_pages, env_.adaptive_fetch_concurrency}, &stop_,
       PageProducer::Hooks{[this](const std::string& error) { SetFatal(error); },
                           [this](const std::string& note) {
                             absl::MutexLock l(&mu_);

@@ -169,14 +169,14 @@ TEST(JsonPageTest, BadStringsAndKeysInsideRecordsAreDataLossWhetherEscapedOrNot)
   // Values and keys nobody looks up are not copied out, yet each is still fully checked.
   auto parser = *JsonPageParser::Create(RecordsAt("/data"));
   for (std::string body : {
-           std::string("{\"data\":[{\"a\":\"x\ty\"}]}"),     // Raw control character in a value.
-           std::string("{\"data\":[{\"a\":\"x\ny\"}]}"),     // ... a raw newline.
-           std::string("{\"data\":[{\"a\x01\":1}]}"),         // ... in a key.
-           std::string(R"({"data":[{"a":"x\qy"}]})"),       // Invalid escape in a value.
-           std::string(R"({"data":[{"a\q":1}]})"),          // ... in a key.
-           std::string(R"({"data":[{"a":"\u12"}]})"),       // Short \u escape.
-           std::string(R"({"data":[{"a":["\x"]}]})"),       // Nested in an array.
-           std::string(R"({"data":[{"a":"\ud800x"}]})"),    // Lone high surrogate.
+           std::string("{\"data\":[{\"a\":\"x\ty\"}]}"),  // Raw control character in a value.
+           std::string("{\"data\":[{\"a\":\"x\ny\"}]}"),  // ... a raw newline.
+           std::string("{\"data\":[{\"a\x01\":1}]}"),     // ... in a key.
+           std::string(R"({"data":[{"a":"x\qy"}]})"),     // Invalid escape in a value.
+           std::string(R"({"data":[{"a\q":1}]})"),        // ... in a key.
+           std::string(R"({"data":[{"a":"\u12"}]})"),     // Short \u escape.
+           std::string(R"({"data":[{"a":["\x"]}]})"),     // Nested in an array.
+           std::string(R"({"data":[{"a":"\ud800x"}]})"),  // Lone high surrogate.
        }) {
     auto page = parser->Parse(&body);
     EXPECT_EQ(page.status().code(), absl::StatusCode::kDataLoss) << body << " -> " << page.status();
