@@ -310,6 +310,11 @@ void SampleApiServer::HandleCollection(const httplib::Request& req, httplib::Res
     return JsonError(res, 400, error);
   }
   if (style != "none" && size > options_.max_page_size) size = options_.max_page_size;
+  int64_t cap = 0;
+  if (style != "none" && IntParam(req, "cap_page_size", 0, 1, &cap, &error) && cap > 0 &&
+      size > cap) {
+    size = cap;
+  }
   if (style == "page" || style == "link" || style == "next_url") offset = (page - 1) * size;
   const int64_t page_index = offset / size + 1;
   const int64_t count = offset >= n ? 0 : std::min(size, n - offset);
@@ -372,6 +377,10 @@ void SampleApiServer::HandleCollection(const httplib::Request& req, httplib::Res
   };
   const int64_t total_pages = (n + size - 1) / size;
   const bool has_next = offset + count < n && count > 0;
+  // loop_pages: the next position named by this page is this page again.
+  const bool loop = has_next && PageSetContains(Param(req, "loop_pages"), page_index);
+  const int64_t next_page = loop ? page : page + 1;
+  const int64_t next_offset = loop ? offset : offset + count;
 
   // The body, built in a per-thread buffer that keeps its capacity between requests.
   thread_local std::string body;
@@ -380,9 +389,23 @@ void SampleApiServer::HandleCollection(const httplib::Request& req, httplib::Res
   const bool meta = Param(req, "meta", "0") == "1";
   if (envelope) absl::StrAppend(&body, "{\"", Param(req, "records_key", "data"), "\":");
   body.push_back('[');
+  const std::string bad_utf8_ids = Param(req, "bad_utf8_ids");
+  const std::string non_object_ids = Param(req, "non_object_ids");
   for (int64_t i = 0; i < count; ++i) {
     if (i > 0) body.push_back(',');
-    AppendRecord(&body, cliente, rota, range->begin + offset + i, per_day);
+    const int64_t index = range->begin + offset + i;
+    const int64_t id = RecordId(index);
+    if (!non_object_ids.empty() && PageSetContains(non_object_ids, id)) {
+      absl::StrAppend(&body, "[", id, ",\"not an object\"]");
+      continue;
+    }
+    const size_t start = body.size();
+    AppendRecord(&body, cliente, rota, index, per_day);
+    if (!bad_utf8_ids.empty() && PageSetContains(bad_utf8_ids, id)) {
+      constexpr absl::string_view kStatus = "\"status\":\"";
+      const size_t at = body.find(kStatus.data(), start, kStatus.size());
+      if (at != std::string::npos) body.insert(at + kStatus.size(), "\xC3\x28");
+    }
   }
   body.push_back(']');
   if (envelope) {
@@ -394,12 +417,12 @@ void SampleApiServer::HandleCollection(const httplib::Request& req, httplib::Res
       fields = absl::StrCat("\"offset\":", offset, ",\"limit\":", size, ",\"total\":", n);
     } else if (style == "cursor") {
       fields = has_next ? absl::StrCat("\"next_cursor\":\"",
-                                       EncodeCursor(collection, offset + count, size),
+                                       EncodeCursor(collection, next_offset, size),
                                        "\",\"has_more\":true")
                         : "\"next_cursor\":null,\"has_more\":false";
     } else if (style == "next_url") {
       fields = has_next ? absl::StrCat("\"next\":\"",
-                                       page_url(page + 1, Param(req, "relative") != "1"), "\"")
+                                       page_url(next_page, Param(req, "relative") != "1"), "\"")
                         : "\"next\":null";
     } else if (style == "none") {
       fields = absl::StrCat("\"total\":", n);
@@ -415,7 +438,7 @@ void SampleApiServer::HandleCollection(const httplib::Request& req, httplib::Res
   }
   if (style == "link") {
     std::vector<std::string> links;
-    if (has_next) links.push_back(absl::StrCat("<", page_url(page + 1, true), ">; rel=\"next\""));
+    if (has_next) links.push_back(absl::StrCat("<", page_url(next_page, true), ">; rel=\"next\""));
     if (page > 1) {
       links.push_back(absl::StrCat("<", page_url(page - 1, true), ">; rel=\"prev\""));
       links.push_back(absl::StrCat("<", page_url(1, true), ">; rel=\"first\""));

@@ -39,6 +39,13 @@
 //   truncate_pages=S&truncate_times=K&truncate_mode=json|conn   first K answers of those pages are
 //   cut
 //       in half: "json" = a 200 whose body is invalid JSON; "conn" = the connection closes mid-body
+// Hostile answers (not counted, every request):
+//   cap_page_size=N      serve at most N records per page whatever was asked (page indices, totals
+//                        and links then use N), like APIs that cap page sizes silently
+//   bad_utf8_ids=S       records with those ids (1-based) carry an invalid UTF-8 byte sequence in
+//                        their "status" value
+//   non_object_ids=S     records with those ids are served as a JSON array, not an object
+//   loop_pages=S         those pages' next cursor / next URL / rel="next" point back at themselves
 // Authentication (server options): a bearer token and/or an API key header; a request without them
 // gets 401 with a JSON error.
 //

@@ -476,5 +476,51 @@ TEST(SampleApiBinaryTest, RefusesToStartWithoutTheRequiredTokenVariable) {
   EXPECT_FALSE(child.ok());
 }
 
+TEST_F(SampleApiTest, CappedPagesServeAtMostTheCapAndIndexByIt) {
+  Page page = Get(Path("h1", "page") + "?page=2&page_size=100&total=1000&cap_page_size=30");
+  EXPECT_EQ(page.status, 200);
+  EXPECT_EQ(page.records, Expected("h1", 30, 60));
+  EXPECT_EQ(page.total_pages, 34);
+  EXPECT_EQ(page.total, 1000);
+  Page offset = Get(Path("h1", "offset") + "?offset=500&limit=100&total=1000&cap_page_size=30");
+  EXPECT_EQ(offset.records, Expected("h1", 500, 530));
+  Page cursor = Get(Path("h1", "cursor") + "?page_size=100&total=1000&cap_page_size=30");
+  EXPECT_EQ(cursor.records.size(), 30u);
+  Page next = Get(Path("h1", "cursor") + "?total=1000&cap_page_size=30&cursor=" + cursor.next);
+  EXPECT_EQ(next.records, Expected("h1", 30, 60));
+}
+
+TEST_F(SampleApiTest, BadUtf8AndNonObjectRecordsOnRequest) {
+  auto res = client_->Get((Path("h2", "page") +
+                           "?page=1&page_size=10&total=10&bad_utf8_ids=3&non_object_ids=5,7")
+                              .c_str());
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_THAT(res->body, HasSubstr("\"status\":\"\xC3\x28"));
+  EXPECT_EQ(res->body.find("\xC3\x28"), res->body.rfind("\xC3\x28"));  // one record only
+  EXPECT_THAT(res->body, HasSubstr("[5,\"not an object\"]"));
+  EXPECT_THAT(res->body, HasSubstr("[7,\"not an object\"]"));
+  // Every other record is served unchanged.
+  for (int64_t i : {0, 1, 3, 5, 7, 8, 9}) {
+    EXPECT_THAT(res->body, HasSubstr(Record("h2", "pedidos", i))) << i;
+  }
+}
+
+TEST_F(SampleApiTest, LoopPagesPointBackAtThemselves) {
+  Page c1 = Get(Path("h3", "cursor") + "?page_size=10&total=100&loop_pages=2");
+  Page c2 = Get(Path("h3", "cursor") + "?total=100&loop_pages=2&cursor=" + c1.next);
+  EXPECT_EQ(c2.records, Expected("h3", 10, 20));
+  Page again = Get(Path("h3", "cursor") + "?total=100&loop_pages=2&cursor=" + c2.next);
+  EXPECT_EQ(again.records, c2.records);
+  Page n2 = Get(Path("h3", "next_url") + "?page=2&page_size=10&total=100&loop_pages=2");
+  EXPECT_THAT(n2.next, HasSubstr("page=2&"));
+  Page n3 = Get(Path("h3", "next_url") + "?page=3&page_size=10&total=100&loop_pages=2");
+  EXPECT_THAT(n3.next, HasSubstr("page=4&"));
+  const std::string link = RawLinkHeader(absl::StrCat(
+      "http://127.0.0.1:", server_->port(), Path("h3", "link"),
+      "?page=2&page_size=10&total=100&loop_pages=2"));
+  EXPECT_THAT(LinkTarget(link, "next"), HasSubstr("page=2&"));
+}
+
 }  // namespace
 }  // namespace etl::sample_api
