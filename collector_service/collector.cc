@@ -74,7 +74,11 @@ Collector::Collector(CollectorOptions options, std::shared_ptr<grpc::Channel> wr
       channel_(std::move(writer_channel)),
       writer_(v1::WriterService::NewStub(channel_)),
       fetcher_(fetcher ? std::move(fetcher) : std::make_unique<CurlHttpFetcher>(options_.fetcher)),
-      slots_(options_.max_concurrent_jobs) {}
+      slots_(options_.max_concurrent_jobs),
+      fetch_slots_(options_.max_fetches_in_flight,
+                   options_.max_parses_in_flight > 0
+                       ? options_.max_parses_in_flight
+                       : int(std::max(1u, std::thread::hardware_concurrency()))) {}
 
 Collector::~Collector() { Shutdown(); }
 
@@ -90,6 +94,8 @@ JobEnv Collector::MakeEnv() {
   env.credentials = options_.credentials.get();
   env.counters = &counters_;
   env.slots = &slots_;
+  env.fetch_slots = &fetch_slots_;
+  env.adaptive_fetch_concurrency = options_.adaptive_fetch_concurrency;
   env.max_message_bytes = options_.max_message_bytes;
   env.max_response_bytes = options_.max_response_bytes;
   env.writer_max_message_bytes = options_.writer_max_message_bytes;

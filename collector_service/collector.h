@@ -39,7 +39,12 @@ struct CollectorOptions {
   std::string writer_address = "localhost:50052";  // writer_service.
   std::string metrics_listen;                      // Prometheus endpoint (host:port); "" = off.
   int max_concurrent_jobs = 8;  // Jobs fetching at once; the others wait PENDING.
-  int fetch_concurrency = 4;    // Default per job when its spec says 0.
+  int fetch_concurrency = 4;    // Default per job when its spec says 0: the most, adaptive.
+  bool adaptive_fetch_concurrency = true;  // Jobs adapt within [1, fetch_concurrency].
+  // Page fetches in flight (request, body, parse, batching) across all jobs: bounds the memory
+  // of fetching whatever the number of jobs.
+  int max_fetches_in_flight = 8;
+  int max_parses_in_flight = 0;  // Parse buffers kept (parses at once); 0 = the number of cores.
   size_t max_message_bytes = size_t(1)
                              << 20;  // Record bytes per RecordBatch before a page is chunked.
   size_t max_response_bytes = size_t(8) << 20;  // Largest API response body (decompressed).
@@ -126,6 +131,7 @@ class Collector {
   std::unique_ptr<HttpFetcher> fetcher_;
   CollectorCounters counters_;
   JobSlots slots_;
+  FetchSlots fetch_slots_;
   std::thread resume_thread_;
   std::thread poll_thread_;
 

@@ -31,7 +31,7 @@ Job::Job(std::string job_id, v1::JobSpec spec, TraceContext trace, JobEnv env,
               WriterClientOptions{env_.writer_rpc_timeout, env_.max_reconnect_backoff}),
       fetcher_(id_, &spec_, trace_, env_.fetcher, env_.counters,
                PageFetcherOptions{env_.max_message_bytes, env_.max_response_bytes,
-                                  env_.writer_max_message_bytes},
+                                  env_.writer_max_message_bytes, env_.fetch_slots},
                &stop_,
                PageFetcher::Hooks{[this](absl::Duration d) { return WaitUnlessStopping(d); },
                                   [this](const std::string& message) {
@@ -55,6 +55,7 @@ void Job::Cancel() {
   cancelled_.store(true);
   stop_.store(true);
   env_.slots->Wake();
+  if (env_.fetch_slots) env_.fetch_slots->Wake();
   absl::MutexLock l(&mu_);  // Wakes waits on mu_ that test stop_.
   message_ = "cancel requested";
   // Past this, the watchdog cancels the Write stream: a hung writer cannot hold the cancel.
@@ -65,6 +66,7 @@ void Job::Shutdown() {
   shutting_down_.store(true);
   stop_.store(true);
   env_.slots->Wake();
+  if (env_.fetch_slots) env_.fetch_slots->Wake();
   writer_.Shutdown();
   absl::MutexLock l(&mu_);
 }
@@ -280,8 +282,8 @@ Job::RunOutcome Job::RunOnce() {
   PageWindow window(spec_.fetch_concurrency() + env_.extra_window_pages, env_.max_buffered_bytes,
                     env_.counters, &progress_);
   PageProducer producer(
-      id_, &spec_, &fetcher_, &progress_, PaginationOptions{env_.max_consecutive_failed_pages},
-      &stop_,
+      id_, &spec_, &fetcher_, &progress_,
+      PaginationOptions{env_.max_consecutive_failed_pages, env_.adaptive_fetch_concurrency}, &stop_,
       PageProducer::Hooks{[this](const std::string& error) { SetFatal(error); },
                           [this](const std::string& note) {
                             absl::MutexLock l(&mu_);

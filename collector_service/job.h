@@ -57,6 +57,8 @@ struct JobEnv {
   const CredentialStore* credentials = nullptr;  // Operator credentials; null = none declared.
   CollectorCounters* counters = nullptr;
   JobSlots* slots = nullptr;
+  FetchSlots* fetch_slots = nullptr;       // Collector-wide fetches in flight; null = no limit.
+  bool adaptive_fetch_concurrency = true;  // Adapt within [1, fetch_concurrency] (pagination.h).
   size_t max_message_bytes = size_t(1) << 20;     // Record bytes per RecordBatch before chunking.
   size_t max_response_bytes = size_t(256) << 20;  // Larger API responses fail the attempt.
   size_t writer_max_message_bytes = size_t(64) << 20;  // The writer's limit (page_fetcher.h).

@@ -19,7 +19,13 @@ ABSL_FLAG(std::string, writer, "",
           "writer_service address (env ETL_WRITER; default localhost:50052)");
 ABSL_FLAG(int32_t, max_concurrent_jobs, 8, "jobs fetching at once; others wait PENDING");
 ABSL_FLAG(int32_t, fetch_concurrency, 4,
-          "default parallel page fetches per job when the page count is known");
+          "default most parallel page fetches per job when the page count is known (a job adapts "
+          "within 1..this unless --adaptive_fetch_concurrency=false or its spec says fixed)");
+ABSL_FLAG(bool, adaptive_fetch_concurrency, true,
+          "jobs adapt their parallel fetches: one more per round of fast answers while the writer "
+          "has room, halved on HTTP 429/503 or rising latency");
+ABSL_FLAG(int32_t, max_fetches_in_flight, 8,
+          "page fetches in flight (request, body, parse) across all jobs; bounds fetch memory");
 ABSL_FLAG(int64_t, max_message_bytes, 1 << 20,
           "record bytes per RecordBatch message before a page is chunked");
 ABSL_FLAG(int64_t, writer_max_message_bytes, int64_t(64) << 20,
@@ -126,6 +132,8 @@ int main(int argc, char** argv) {
     options.writer_address = etl::EnvOr("ETL_WRITER", "localhost:50052");
   options.max_concurrent_jobs = absl::GetFlag(FLAGS_max_concurrent_jobs);
   options.fetch_concurrency = absl::GetFlag(FLAGS_fetch_concurrency);
+  options.adaptive_fetch_concurrency = absl::GetFlag(FLAGS_adaptive_fetch_concurrency);
+  options.max_fetches_in_flight = std::max(1, absl::GetFlag(FLAGS_max_fetches_in_flight));
   options.max_message_bytes =
       size_t(std::max<int64_t>(1024, absl::GetFlag(FLAGS_max_message_bytes)));
   options.max_response_bytes =
