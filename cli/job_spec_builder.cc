@@ -139,7 +139,8 @@ const std::vector<std::string>& JobSpecFlagNames() {
                                                           "lookback",
                                                           "full_refresh",
                                                           "credential",
-                                                          "allow_non_object_records"};
+                                                          "allow_non_object_records",
+                                                          "fixed_fetch_concurrency"};
   return *names;
 }
 
@@ -300,6 +301,15 @@ absl::StatusOr<JobSpec> BuildJobSpec(const SpecInputs& in) {
           absl::StrCat("\"", get("allow_non_object_records"), "\" is not true or false"));
     }
     spec.set_allow_non_object_records(v == "true" || v == "1" || v == "yes");
+  }
+  if (has("fixed_fetch_concurrency")) {
+    std::string v =
+        absl::AsciiStrToLower(absl::StripAsciiWhitespace(get("fixed_fetch_concurrency")));
+    if (v != "true" && v != "false" && v != "1" && v != "0" && v != "yes" && v != "no") {
+      return FlagError("fixed_fetch_concurrency", absl::StrCat("\"", get("fixed_fetch_concurrency"),
+                                                               "\" is not true or false"));
+    }
+    spec.set_fixed_fetch_concurrency(v == "true" || v == "1" || v == "yes");
   }
 
   // Numbers.

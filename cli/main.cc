@@ -105,8 +105,12 @@ ABSL_FLAG(std::string, backoff_scale, "", "run: retry n waits scale*(2^n+0.5) s 
 ABSL_FLAG(std::string, max_backoff, "",
           "run: cap in seconds of one retry delay, Retry-After included (default 60)");
 ABSL_FLAG(std::string, fetch_concurrency, "",
-          "run: pages fetched in parallel when the page count is known (default: the collector's "
+          "run: most pages fetched in parallel when the page count is known; the job adapts "
+          "within 1..this (more while the API answers fast and the writer has room, half on HTTP "
+          "429/503 or rising latency) unless --fixed-fetch-concurrency (default: the collector's "
           "--fetch-concurrency, 4)");
+ABSL_FLAG(bool, fixed_fetch_concurrency, false,
+          "run: always fetch exactly --fetch-concurrency pages in parallel (default: adapt)");
 ABSL_FLAG(std::string, timeout, "", "run: seconds allowed for one HTTP request (default 60)");
 ABSL_FLAG(std::string, connect_timeout, "", "run: seconds allowed to connect (default 10)");
 ABSL_FLAG(
@@ -262,7 +266,8 @@ int main(int argc, char** argv) {
       absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
       const bool negated =
           (name == "full_refresh" && given.count("nofull_refresh") > 0) ||
-          (name == "allow_non_object_records" && given.count("noallow_non_object_records") > 0);
+          (name == "allow_non_object_records" && given.count("noallow_non_object_records") > 0) ||
+          (name == "fixed_fetch_concurrency" && given.count("nofixed_fetch_concurrency") > 0);
       if (flag != nullptr && (given.count(name) > 0 || negated)) {
         in.flags[name] = flag->CurrentValue();
       }

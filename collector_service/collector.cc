@@ -91,7 +91,11 @@ Collector::Collector(CollectorOptions options, std::shared_ptr<grpc::Channel> wr
       writer_(v1::WriterService::NewStub(channel_)),
       fetcher_(fetcher ? std::move(fetcher) : std::make_unique<CurlHttpFetcher>(options_.fetcher)),
       intents_(std::make_unique<LedgerIntents>(writer_.get(), &counters_, options_.intents)),
-      slots_(options_.max_concurrent_jobs) {}
+      slots_(options_.max_concurrent_jobs),
+      fetch_slots_(options_.max_fetches_in_flight,
+                   options_.max_parses_in_flight > 0
+                       ? options_.max_parses_in_flight
+                       : int(std::max(1u, std::thread::hardware_concurrency()))) {}
 
 Collector::~Collector() { Shutdown(); }
 
@@ -107,12 +111,17 @@ JobEnv Collector::MakeEnv() {
   env.credentials = options_.credentials.get();
   env.counters = &counters_;
   env.slots = &slots_;
+  env.fetch_slots = &fetch_slots_;
+  env.adaptive_fetch_concurrency = options_.adaptive_fetch_concurrency;
   env.max_message_bytes = options_.max_message_bytes;
   env.max_response_bytes = options_.max_response_bytes;
   env.writer_max_message_bytes = options_.writer_max_message_bytes;
   env.max_buffered_bytes = options_.max_buffered_bytes;
   env.max_stream_bytes = options_.max_stream_bytes;
   env.max_stream_duration = options_.max_stream_duration;
+  env.max_restarts_without_progress = options_.max_restarts_without_progress;
+  env.max_stall = options_.max_stall;
+  env.cancel_grace = options_.cancel_grace;
   env.intents = intents_.get();
   env.final_state_wait = options_.final_state_wait;
   return env;
@@ -181,10 +190,11 @@ absl::StatusOr<v1::Job> Collector::StartJob(const v1::JobSpec& in, const TraceCo
   if (!s.ok()) {
     counters_.writer_rpc_errors.fetch_add(1);
     if (IsTransientLedgerError(s.error_code())) {
-      // The ledger may have taken the job although the answer was lost. The client is told it
-      // was not started, so it must never run: it ends FAILED (retried until durable). A retry
-      // with the same request_id finds it and starts it after all.
-      intents_->PersistState(id, v1::FAILED, kRegistrationNotConfirmed, /*absent_ok=*/true);
+      // The ledger may have taken the job although the answer was lost, or may still take it
+      // (the call is in flight). The client is told it was not started, so it must never run:
+      // it is registered (idempotent) and ended FAILED, retried until durable; the late call
+      // then finds it registered. A retry with the same request_id starts it after all.
+      intents_->PersistState(id, v1::FAILED, kRegistrationNotConfirmed, &req);
     }
     return absl::UnavailableError(absl::StrCat(
         "cannot register the job with the writer at ", options_.writer_address, ": ",
@@ -378,8 +388,11 @@ absl::StatusOr<v1::Job> Collector::CancelJob(const std::string& job_id) {
     }
     LogInfo("job ", job_id, ": cancel requested");
     job->Cancel();
-    // Returns once the job stopped, what it sent is committed and CANCELLED is durable (bounded).
-    const absl::Time deadline = absl::Now() + options_.cancel_wait;
+    // Returns once the job stopped, what it sent is committed and CANCELLED is in the ledger; or
+    // soon after the job cancelled its Write stream (cancel_grace) when the writer hangs, then
+    // UNAVAILABLE: the job is stopped here and its CANCELLED state is retried in the background,
+    // but not yet durable (a collector restart before it lands would resume the job).
+    const absl::Time deadline = absl::Now() + options_.cancel_grace + absl::Seconds(1);
     if (job->WaitDone(deadline - absl::Now()) &&
         intents_->WaitDurable(job_id, deadline - absl::Now())) {
       return job->Snapshot();
@@ -422,7 +435,16 @@ void Collector::ResumeLoop() {
     v1::ListJobRecordsResponse resp;
     grpc::ClientContext ctx;
     PrepareWriterContext(&ctx, absl::Seconds(30));
+    {
+      absl::MutexLock l(&mu_);
+      if (shutdown_) return;
+      background_calls_.insert(&ctx);
+    }
     grpc::Status s = writer_->ListJobRecords(&ctx, req, &resp);
+    {
+      absl::MutexLock l(&mu_);
+      background_calls_.erase(&ctx);
+    }
     if (s.ok()) {
       for (const auto& r : resp.jobs()) {
         // A job that ended here with its final state still queued is not unfinished.
@@ -440,6 +462,11 @@ void Collector::ResumeLoop() {
           counters_.jobs_resumed.fetch_add(1);
         }
       }
+      return;
+    }
+    if (ClassifyWriterStatus(s) != WriterErrorClass::kTransient) {
+      LogError("cannot list unfinished jobs from the writer (", DescribeWriterStatus(s),
+               "); not retried: unfinished jobs resume on the next start");
       return;
     }
     LogWarning("cannot list unfinished jobs from the writer (", s.error_message(),
@@ -463,7 +490,17 @@ void Collector::PollLoop() {
     v1::WriterStatus status;
     grpc::ClientContext ctx;
     PrepareWriterContext(&ctx, absl::Seconds(5));
-    if (!writer_->GetStatus(&ctx, v1::GetStatusRequest(), &status).ok()) continue;
+    {
+      absl::MutexLock l(&mu_);
+      if (shutdown_) return;
+      background_calls_.insert(&ctx);
+    }
+    const bool ok = writer_->GetStatus(&ctx, v1::GetStatusRequest(), &status).ok();
+    {
+      absl::MutexLock l(&mu_);
+      background_calls_.erase(&ctx);
+    }
+    if (!ok) continue;
     for (const auto& c : status.jobs()) {
       for (const auto& job : running) {
         if (job->id() == c.job_id()) job->UpdateWriterCounters(c);
@@ -472,20 +509,31 @@ void Collector::PollLoop() {
   }
 }
 
-void Collector::Shutdown() {
+void Collector::Shutdown(absl::Time drain_deadline) {
   std::vector<std::shared_ptr<Job>> jobs;
   {
     absl::MutexLock l(&mu_);
     if (shutdown_ && jobs_.empty() && !poll_thread_.joinable() && !resume_thread_.joinable())
       return;
     shutdown_ = true;
+    for (grpc::ClientContext* ctx : background_calls_) ctx->TryCancel();
     for (const auto& [id, job] : jobs_) jobs.push_back(job);
   }
   if (resume_thread_.joinable()) resume_thread_.join();
   for (const auto& job : jobs) job->Shutdown();
+  // Drain: streams are half-closed and their pages committed, unless the writer hangs (stopped,
+  // table locked, PostgreSQL down): past the deadline every open writer call is cancelled, so the
+  // jobs end now, resumable from the ledger.
+  for (const auto& job : jobs) {
+    if (!job->WaitDone(std::max(absl::ZeroDuration(), drain_deadline - absl::Now()))) {
+      LogWarning("job ", job->id(), " did not drain in time; cancelling its writer calls");
+      job->AbortWriterCalls();
+    }
+  }
   for (const auto& job : jobs) job->Join();
   if (poll_thread_.joinable()) poll_thread_.join();
   intents_->Shutdown(options_.intents_flush_deadline);
+  // Jobs stopped by shutdown are resumable; a lease held for them is released here (last step).
 }
 
 std::string Collector::RenderMetrics() const { return RenderCollectorMetrics(counters_, nullptr); }

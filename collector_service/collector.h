@@ -17,6 +17,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -39,7 +40,12 @@ struct CollectorOptions {
   std::string writer_address = "localhost:50052";  // writer_service.
   std::string metrics_listen;                      // Prometheus endpoint (host:port); "" = off.
   int max_concurrent_jobs = 8;  // Jobs fetching at once; the others wait PENDING.
-  int fetch_concurrency = 4;    // Default per job when its spec says 0.
+  int fetch_concurrency = 4;    // Default per job when its spec says 0: the most, adaptive.
+  bool adaptive_fetch_concurrency = true;  // Jobs adapt within [1, fetch_concurrency].
+  // Page fetches in flight (request, body, parse, batching) across all jobs: bounds the memory
+  // of fetching whatever the number of jobs.
+  int max_fetches_in_flight = 8;
+  int max_parses_in_flight = 0;  // Parse buffers kept (parses at once); 0 = the number of cores.
   size_t max_message_bytes = size_t(1)
                              << 20;  // Record bytes per RecordBatch before a page is chunked.
   size_t max_response_bytes = size_t(8) << 20;  // Largest API response body (decompressed).
@@ -56,7 +62,16 @@ struct CollectorOptions {
   absl::Duration max_stream_duration = absl::Seconds(60);
   bool resume_unfinished = true;  // Resume the writer's unfinished jobs at start-up.
   absl::Duration status_poll_interval = absl::Seconds(1);  // Writer counters for live progress.
-  absl::Duration shutdown_grace = absl::Seconds(10);  // For open RPCs (e.g. WatchJob) on shutdown.
+  // Shutdown: jobs drain (what was sent is committed) and open RPCs end within this; then every
+  // writer call is cancelled and the process exits whatever the writer or PostgreSQL do.
+  absl::Duration shutdown_grace = absl::Seconds(10);
+  // CancelJob: the job's Write stream gets this long to end, then is cancelled; CancelJob answers
+  // within about this bound even while the writer hangs.
+  absl::Duration cancel_grace = absl::Seconds(5);
+  // A job's Write-stream restarts in a row without a new committed page before it ends FAILED.
+  int max_restarts_without_progress = 8;
+  // A RUNNING job without a page fetched or committed for this long ends FAILED.
+  absl::Duration max_stall = absl::Seconds(600);
   // Operator credentials jobs may name (--credentials); null = none. Shared so that main can
   // reload it on SIGHUP while jobs run.
   std::shared_ptr<CredentialStore> credentials;
@@ -72,9 +87,6 @@ struct CollectorOptions {
   LedgerIntentsOptions intents;  // Retries of job states and failed pages the ledger must get.
   // A finished job waits this long for the ledger to record its final state before it is done.
   absl::Duration final_state_wait = absl::Seconds(5);
-  // CancelJob answers OK once the job stopped and its CANCELLED state is in the ledger, or
-  // UNAVAILABLE after this long (the job is stopped anyway; the state keeps being retried).
-  absl::Duration cancel_wait = absl::Seconds(20);
   // Deadline of StartJob's registration with the writer; past it StartJob answers UNAVAILABLE and
   // the job, if the ledger took it anyway, is ended FAILED (a retry with its request_id revives
   // it).
@@ -99,9 +111,9 @@ class Collector {
   absl::StatusOr<v1::Job> GetJob(const std::string& job_id);
   absl::StatusOr<v1::ListJobsResponse> ListJobs(const v1::ListJobsRequest& request);
   // OK once the job stopped and CANCELLED is in the ledger. UNAVAILABLE ("not yet durable") when
-  // the ledger cannot take it within cancel_wait: the job is stopped here anyway and the state is
-  // retried in the background, but a collector restart before it lands would resume the job, so
-  // the client must retry the cancel.
+  // the ledger cannot take it within cancel_grace + 1 s: the job is stopped here anyway and the
+  // state is retried in the background, but a collector restart before it lands would resume the
+  // job, so the client must retry the cancel.
   absl::StatusOr<v1::Job> CancelJob(const std::string& job_id);
   // Runs a PARTIAL, FAILED or CANCELLED job again under its id, fetching only the pages its ledger
   // does not hold as committed. FAILED_PRECONDITION while it runs or once it SUCCEEDED.
@@ -109,8 +121,10 @@ class Collector {
   // The live job, or null when it is not running in this process.
   std::shared_ptr<Job> FindJob(const std::string& job_id);
 
-  // Stops every job without finishing it (they stay resumable) and the background threads.
-  void Shutdown();
+  // Stops every job without finishing it (they stay resumable) and the background threads. Jobs
+  // drain until `drain_deadline`, then their writer calls are cancelled: returns soon after it.
+  void Shutdown(absl::Time drain_deadline);
+  void Shutdown() { Shutdown(absl::Now() + options_.shutdown_grace); }
 
   std::string RenderMetrics() const;
   CollectorCounters& counters() { return counters_; }
@@ -136,11 +150,14 @@ class Collector {
   CollectorCounters counters_;
   std::unique_ptr<LedgerIntents> intents_;
   JobSlots slots_;
+  FetchSlots fetch_slots_;
   std::thread resume_thread_;
   std::thread poll_thread_;
 
   mutable absl::Mutex mu_;
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+  // Writer calls of the resume and poll threads, cancelled on shutdown.
+  std::set<grpc::ClientContext*> background_calls_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<Job>> jobs_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -3,6 +3,7 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include <algorithm>
 #include <memory>
 #include <utility>
 
@@ -82,11 +83,15 @@ void CollectorServer::Shutdown() {
     if (shut_down_) return;
     shut_down_ = true;
   }
+  // One deadline for everything: the process exits within shutdown_grace (plus joins).
+  const absl::Time deadline = absl::Now() + options_.shutdown_grace;
   if (server_) {
     server_->GetHealthCheckService()->SetServingStatus(false);  // "" and etl.v1.CollectorService.
-    // Jobs first, so open WatchJob streams see them stop; then the RPCs get a grace period.
-    collector_->Shutdown();
-    server_->Shutdown(absl::ToChronoTime(absl::Now() + options_.shutdown_grace));
+    // Jobs first (they drain up to a fraction of the grace, then their writer calls are
+    // cancelled), so open WatchJob streams see them stop; then the RPCs get what is left.
+    const absl::Duration margin = std::min(absl::Seconds(1), options_.shutdown_grace / 5);
+    collector_->Shutdown(deadline - margin);
+    server_->Shutdown(absl::ToChronoTime(deadline));
     server_->Wait();
   }
   metrics_.reset();

@@ -39,6 +39,8 @@ struct CollectorCounters {
   std::atomic<int64_t> writer_reconnects{0};  // Write streams re-opened after a break.
   std::atomic<int64_t> writer_streams_rotated{0};  // Streams closed at their byte/time bound.
   std::atomic<int64_t> writer_rpc_errors{0};       // Failed ledger/status calls to the writer.
+  std::atomic<int64_t> jobs_stalled{0};            // Jobs failed by --max-stall-seconds.
+  std::atomic<int64_t> writer_calls_cancelled{0};  // Write streams/calls ended by TryCancel.
 
   // Durable ledger writes (ledger_intents.h).
   std::atomic<int64_t> ledger_intents_pending{0};    // Queued now (gauge).

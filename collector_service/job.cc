@@ -31,7 +31,7 @@ Job::Job(std::string job_id, v1::JobSpec spec, TraceContext trace, JobEnv env,
               WriterClientOptions{env_.writer_rpc_timeout, env_.max_reconnect_backoff}),
       fetcher_(id_, &spec_, trace_, env_.fetcher, env_.counters,
                PageFetcherOptions{env_.max_message_bytes, env_.max_response_bytes,
-                                  env_.writer_max_message_bytes},
+                                  env_.writer_max_message_bytes, env_.fetch_slots},
                &stop_,
                PageFetcher::Hooks{[this](absl::Duration d) { return WaitUnlessStopping(d); },
                                   [this](const std::string& message) {
@@ -55,18 +55,55 @@ void Job::Cancel() {
   cancelled_.store(true);
   stop_.store(true);
   env_.slots->Wake();
+  if (env_.fetch_slots) env_.fetch_slots->Wake();
   absl::MutexLock l(&mu_);  // Wakes waits on mu_ that test stop_.
   message_ = "cancel requested";
+  // Past this, the watchdog cancels the Write stream: a hung writer cannot hold the cancel.
+  cancel_deadline_ = std::min(cancel_deadline_, absl::Now() + env_.cancel_grace);
 }
 
 void Job::Shutdown() {
   shutting_down_.store(true);
   stop_.store(true);
   env_.slots->Wake();
+  if (env_.fetch_slots) env_.fetch_slots->Wake();
   writer_.Shutdown();
   absl::MutexLock l(&mu_);
 }
 
+void Job::AbortWriterCalls() { writer_.AbortCalls(); }
+
+void Job::NoteProgress() {
+  absl::MutexLock l(&mu_);
+  last_progress_ = absl::Now();
+}
+
+void Job::Watchdog() {
+  SetThreadComponent("collector/watchdog");
+  const absl::Duration tick =
+      std::max(absl::Milliseconds(50),
+               std::min(absl::Seconds(1), std::min(env_.max_stall, env_.cancel_grace) / 8));
+  absl::MutexLock l(&mu_);
+  while (!run_over_) {
+    mu_.AwaitWithTimeout(absl::Condition(&run_over_), tick);
+    if (run_over_) break;
+    const absl::Time now = absl::Now();
+    bool cancel_stream = now >= cancel_deadline_;
+    bool stalled = !stop_.load() && now - last_progress_ > env_.max_stall;
+    if (!cancel_stream && !stalled) continue;
+    mu_.Unlock();  // No lock across the calls below (TryCancel, logging).
+    if (stalled) {
+      SetFatal(absl::StrCat("no progress for ", absl::FormatDuration(env_.max_stall),
+                            " (no page fetched or committed; bound set by "
+                            "--max-stall-seconds); the writer or the API is stuck"));
+      stop_.store(true);
+      env_.counters->jobs_stalled.fetch_add(1);
+    }
+    // Repeated each tick: a stream opened after the first cancel is ended too.
+    writer_.CancelWriteStream();
+    mu_.Lock();
+  }
+}
 void Job::Join() {
   if (thread_.joinable()) thread_.join();
 }
@@ -125,8 +162,14 @@ void Job::Run() {
     absl::MutexLock l(&mu_);
     state_ = v1::RUNNING;
     started_ms_ = NowMs();
+    last_progress_ = absl::Now();
+    run_over_ = false;
     message_ = resumed_ ? "resumed from the writer's ledger" : "running";
   }
+  std::thread watchdog([this] {
+    ScopedLogContext log_scope(id_, trace_.request_id, trace_.traceparent);
+    Watchdog();
+  });
   LogInfo("job ", id_, " RUNNING (", resumed_ ? "resumed" : "started",
           "): ", StyleName(spec_.pagination().style()), " pagination of ", spec_.url(), " into ",
           table_name_);
@@ -146,14 +189,25 @@ void Job::Run() {
     if (outcome == RunOutcome::kDone) break;
     if (HasFatal()) break;
     env_.counters->writer_reconnects.fetch_add(1);
-    LogWarning("job ", id_, ": write stream to the writer broke; resuming from its ledger in ",
+    LogWarning("job ", id_, ": write stream to the writer broke (", restarts_without_progress_,
+               " restart(s) without progress); resuming from its ledger in ",
                absl::FormatDuration(backoff));
     SetMessage("writer connection lost; reconnecting");
     if (!WaitUnlessStopping(backoff)) break;
     backoff = std::min(backoff * 2, env_.max_reconnect_backoff);
   }
+  {
+    absl::MutexLock l(&mu_);
+    run_over_ = true;
+  }
+  watchdog.join();
   env_.counters->jobs_running.fetch_sub(1);
   env_.slots->Release();
+  if (lease_lost_.load()) {
+    absl::MutexLock l(&mu_);
+    done_ = true;
+    return;
+  }
   if (shutting_down_.load() && !cancelled_.load()) {
     LogInfo("job ", id_, " left unfinished for a later resume (collector shutting down)");
     absl::MutexLock l(&mu_);
@@ -173,11 +227,33 @@ Job::RunOutcome Job::RunOnce() {
   v1::JobLedger ledger;
   absl::Status s = writer_.GetLedger(&ledger);
   if (!s.ok()) {
-    if (s.code() == absl::StatusCode::kNotFound) {
-      SetFatal(absl::StrCat("the writer does not know this job: ", s.message()));
-      return RunOutcome::kDone;
+    if (stopping()) return RunOutcome::kDone;
+    switch (ClassifyWriterStatus(s)) {
+      case WriterErrorClass::kLeaseLost:
+        OnLeaseLost(std::string(s.message()));
+        return RunOutcome::kDone;
+      case WriterErrorClass::kPermanent:
+        SetFatal(s.code() == absl::StatusCode::kNotFound
+                     ? absl::StrCat("the writer does not know this job: ", s.message())
+                     : absl::StrCat("the writer refused to read the job's ledger: ", s.ToString()));
+        return RunOutcome::kDone;
+      case WriterErrorClass::kTransient:
+        // Not a stream restart: an unreachable writer is bounded by the stall watchdog.
+        return RunOutcome::kStreamBroken;
     }
-    return RunOutcome::kStreamBroken;
+  }
+  // The restart bound: a run whose ledger holds no page more than the last one's follows a run
+  // whose stream broke without committing anything.
+  if (ledger.pages_size() > ledger_pages_seen_) {
+    if (ledger_pages_seen_ >= 0) NoteProgress();
+    ledger_pages_seen_ = ledger.pages_size();
+    restarts_without_progress_ = 0;
+  } else if (restarts_without_progress_ > env_.max_restarts_without_progress) {
+    SetFatal(absl::StrCat(restarts_without_progress_,
+                          " Write-stream restarts in a row committed no new page (bound set by "
+                          "--max-restarts-without-progress); last error: ",
+                          last_stream_error_));
+    return RunOutcome::kDone;
   }
   const v1::JobRecord& record = ledger.job();
   if (record.pages_total() > 0) progress_.RaisePagesTotal(record.pages_total());
@@ -193,12 +269,18 @@ Job::RunOutcome Job::RunOnce() {
   v1::WriteSummary summary;
   std::unique_ptr<grpc::ClientWriterInterface<v1::RecordBatch>> stream =
       writer_.OpenWrite(ctx.get(), &summary);
+  // Whatever way the run ends, the context is unknown to CancelWriteStream before it goes.
+  struct ReleaseOnExit {
+    WriterClient* writer;
+    std::unique_ptr<grpc::ClientContext>* ctx;
+    ~ReleaseOnExit() { writer->ReleaseWrite(ctx->get()); }
+  } release_on_exit{&writer_, &ctx};
 
   PageWindow window(spec_.fetch_concurrency() + env_.extra_window_pages, env_.max_buffered_bytes,
                     env_.counters, &progress_);
   PageProducer producer(
-      id_, &spec_, &fetcher_, &progress_, PaginationOptions{env_.max_consecutive_failed_pages},
-      &stop_,
+      id_, &spec_, &fetcher_, &progress_,
+      PaginationOptions{env_.max_consecutive_failed_pages, env_.adaptive_fetch_concurrency}, &stop_,
       PageProducer::Hooks{[this](const std::string& error) { SetFatal(error); },
                           [this](const std::string& note) {
                             absl::MutexLock l(&mu_);
@@ -222,6 +304,7 @@ Job::RunOutcome Job::RunOnce() {
   FetchedPage page;
   while (window.TakeNext(&page)) {
     if (stopping()) break;
+    NoteProgress();  // A page fetched (or given up after its attempts).
     if (!page.ok) {
       if (!page.cancelled) RecordFailure(page);
       continue;
@@ -248,6 +331,7 @@ Job::RunOutcome Job::RunOnce() {
       if (ended.has_value()) break;
       env_.counters->writer_streams_rotated.fetch_add(1);
       stream.reset();  // Before its context goes.
+      writer_.ReleaseWrite(ctx.get());
       ctx = std::make_unique<grpc::ClientContext>();
       summary.Clear();
       stream = writer_.OpenWrite(ctx.get(), &summary);
@@ -263,10 +347,35 @@ Job::RunOutcome Job::RunOnce() {
   if (ended.has_value()) return *ended;
   if (broken) {
     grpc::Status st = stream->Finish();
-    LogWarning("job ", id_, ": write stream failed: ", st.error_message());
-    return stopping() ? RunOutcome::kDone : RunOutcome::kStreamBroken;
+    LogWarning("job ", id_, ": write stream failed: ", DescribeWriterStatus(st));
+    return OnStreamError(st);
   }
   return CloseStream(stream.get(), summary).value_or(RunOutcome::kDone);
+}
+
+Job::RunOutcome Job::OnStreamError(const grpc::Status& status) {
+  if (stopping()) return RunOutcome::kDone;  // Cancel, shutdown or stall: nothing to retry.
+  switch (ClassifyWriterStatus(status)) {
+    case WriterErrorClass::kLeaseLost:
+      OnLeaseLost(status.error_message());
+      return RunOutcome::kDone;
+    case WriterErrorClass::kPermanent:
+      SetFatal(absl::StrCat("the writer refused the job's data (permanent, not retried): ",
+                            DescribeWriterStatus(status)));
+      return RunOutcome::kDone;
+    case WriterErrorClass::kTransient:
+      break;
+  }
+  ++restarts_without_progress_;
+  last_stream_error_ = DescribeWriterStatus(status);
+  return RunOutcome::kStreamBroken;
+}
+
+void Job::OnLeaseLost(const std::string& why) {
+  LogWarning("job ", id_, ": lease lost, stopping here without recording anything: ", why);
+  lease_lost_.store(true);
+  stop_.store(true);
+  SetMessage(absl::StrCat("lease lost: ", why));
 }
 
 std::optional<Job::RunOutcome> Job::CloseStream(
@@ -274,14 +383,10 @@ std::optional<Job::RunOutcome> Job::CloseStream(
   stream->WritesDone();
   grpc::Status st = stream->Finish();
   if (!st.ok()) {
-    LogWarning("job ", id_, ": write stream ended with ", st.error_message());
-    if (st.error_code() == grpc::StatusCode::INVALID_ARGUMENT ||
-        st.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
-      SetFatal(absl::StrCat("the writer refused the job's data: ", st.error_message()));
-      return RunOutcome::kDone;
-    }
-    return stopping() ? RunOutcome::kDone : RunOutcome::kStreamBroken;
+    LogWarning("job ", id_, ": write stream ended with ", DescribeWriterStatus(st));
+    return OnStreamError(st);
   }
+  if (summary.pages_committed() > 0) NoteProgress();
   LogInfo("job ", id_, ": stream committed: ", summary.records_committed(), " records in ",
           summary.pages_committed(), " pages (", summary.pages_skipped(),
           " pages already committed, ", summary.records_rejected(), " records dead-lettered)");
@@ -404,6 +509,14 @@ void Job::Finalize() {
 
 void Job::UpdateWriterCounters(const v1::JobCounters& c) {
   if (done()) return;
+  {
+    absl::MutexLock l(&mu_);
+    // The writer committed pages of this job since the last poll: progress.
+    if (writer_pages_seen_ >= 0 && c.pages_committed() > writer_pages_seen_) {
+      last_progress_ = absl::Now();
+    }
+    writer_pages_seen_ = c.pages_committed();
+  }
   progress_.UpdateWriterCounters(c);
 }
 

@@ -14,6 +14,14 @@
 // committed are fetched and sent again (the writer skips duplicates). Restarting the collector
 // resumes the same way. Live figures, rate and ETA: JobProgressTracker (job_progress.h).
 //
+// Every job ends. A writer error is classified once (ClassifyWriterStatus): a permanent one on the
+// Write stream ends the job FAILED at once; a transient one restarts the stream, at most
+// max_restarts_without_progress times in a row without a new committed page, then FAILED with the
+// last error. A watchdog thread per running job fails a job that made no progress (no page
+// fetched, none committed) for max_stall, cancelling its blocked calls; it also cancels the Write
+// stream of a cancelled job that did not stop within cancel_grace (a hung writer), and
+// AbortWriterCalls does the same for every call on collector shutdown.
+//
 // Thread-safety: public methods may be called from any thread.
 #ifndef ETL_COLLECTOR_SERVICE_JOB_H_
 #define ETL_COLLECTOR_SERVICE_JOB_H_
@@ -50,6 +58,8 @@ struct JobEnv {
   const CredentialStore* credentials = nullptr;  // Operator credentials; null = none declared.
   CollectorCounters* counters = nullptr;
   JobSlots* slots = nullptr;
+  FetchSlots* fetch_slots = nullptr;       // Collector-wide fetches in flight; null = no limit.
+  bool adaptive_fetch_concurrency = true;  // Adapt within [1, fetch_concurrency] (pagination.h).
   size_t max_message_bytes = size_t(1) << 20;     // Record bytes per RecordBatch before chunking.
   size_t max_response_bytes = size_t(256) << 20;  // Larger API responses fail the attempt.
   size_t writer_max_message_bytes = size_t(64) << 20;  // The writer's limit (page_fetcher.h).
@@ -62,6 +72,12 @@ struct JobEnv {
   absl::Duration writer_rpc_timeout = absl::Seconds(30);    // Deadline of each ledger call.
   absl::Duration max_reconnect_backoff = absl::Seconds(5);  // Longest wait between reconnects.
   int max_consecutive_failed_pages = 5;  // PAGE/OFFSET without a known total give up after this.
+  // Write-stream restarts in a row that commit no new page before the job ends FAILED.
+  int max_restarts_without_progress = 8;
+  // A RUNNING job with no page fetched or committed for this long ends FAILED.
+  absl::Duration max_stall = absl::Seconds(600);
+  // A cancelled job's Write stream gets this long to end by itself, then is cancelled.
+  absl::Duration cancel_grace = absl::Seconds(5);
   // Durable ledger writes (job states, failed pages); required.
   LedgerIntents* intents = nullptr;
   // How long a job that reached its final state waits for the ledger to record it before it
@@ -82,8 +98,11 @@ class Job {
   // Stop fetching; what was sent is committed; the job ends CANCELLED.
   void Cancel();
   // Collector shutting down: stop like Cancel but leave the job unfinished in the ledger
-  // (resumable).
+  // (resumable). What was sent may still be committed (drain) until AbortWriterCalls.
   void Shutdown();
+  // Ends the drain: TryCancel of every open writer call (Write stream included); later calls fail
+  // at once. The job thread then ends promptly whatever the writer or PostgreSQL do.
+  void AbortWriterCalls();
   void Join();
 
   const std::string& id() const { return id_; }
@@ -107,6 +126,14 @@ class Job {
 
   void Run();
   RunOutcome RunOnce();
+  // How a run ends after its Write stream failed with `status` (classified, counted).
+  RunOutcome OnStreamError(const grpc::Status& status);
+  // Lease hook: another collector owns the job; stop here without recording anything.
+  void OnLeaseLost(const std::string& why);
+  // A page was fetched or committed: the stall clock restarts.
+  void NoteProgress();
+  // The watchdog of a running job (stall bound, cancel grace); ends when run_over_.
+  void Watchdog();
   // Writes the page's batches; adds their record bytes to *sent_bytes.
   bool SendPage(grpc::ClientWriterInterface<v1::RecordBatch>* stream, FetchedPage* page,
                 int64_t* sent_bytes);
@@ -136,6 +163,12 @@ class Job {
   std::atomic<bool> stop_{false};  // Cancel or Shutdown: stop fetching (read by curl).
   std::atomic<bool> cancelled_{false};
   std::atomic<bool> shutting_down_{false};
+  std::atomic<bool> lease_lost_{false};
+
+  // Job thread only: the restart bound.
+  int restarts_without_progress_ = 0;
+  int64_t ledger_pages_seen_ = -1;
+  std::string last_stream_error_;
 
   JobProgressTracker progress_;
   WriterClient writer_;
@@ -150,6 +183,10 @@ class Job {
   std::vector<v1::FailedPage> failed_pages_ ABSL_GUARDED_BY(mu_);
   int64_t started_ms_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t finished_ms_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time last_progress_ ABSL_GUARDED_BY(mu_) = absl::Now();
+  absl::Time cancel_deadline_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  int64_t writer_pages_seen_ ABSL_GUARDED_BY(mu_) = -1;  // Writer's pages_committed counter.
+  bool run_over_ ABSL_GUARDED_BY(mu_) = false;           // Ends the watchdog.
 };
 
 }  // namespace etl

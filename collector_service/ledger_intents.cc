@@ -32,7 +32,8 @@ LedgerIntents::LedgerIntents(v1::WriterService::StubInterface* stub, CollectorCo
 LedgerIntents::~LedgerIntents() { Shutdown(absl::ZeroDuration()); }
 
 void LedgerIntents::PersistState(const std::string& job_id, v1::JobState state,
-                                 const std::string& error, bool absent_ok) {
+                                 const std::string& error,
+                                 const v1::RegisterJobRequest* register_first) {
   absl::MutexLock l(&mu_);
   if (closed_) {
     LogError("job ", job_id, ": state ", v1::JobState_Name(state),
@@ -43,7 +44,8 @@ void LedgerIntents::PersistState(const std::string& job_id, v1::JobState state,
   auto [it, fresh] = jobs_.try_emplace(job_id);
   JobIntents& j = it->second;
   if (fresh) j.first_queued = j.next_attempt = absl::Now();
-  j.state = QueuedState{state, error, absent_ok, ++seq_};
+  j.state = QueuedState{state, error, std::nullopt, ++seq_};
+  if (register_first != nullptr) j.state->register_first = *register_first;
   ++wakeups_;
   UpdateGauge();
 }
@@ -190,12 +192,19 @@ grpc::Status LedgerIntents::Send(const Work& w) {
     v1::PageFailureAck ack;
     return stub_->RecordPageFailure(&ctx, req, &ack);
   }
+  if (w.state->register_first.has_value()) {
+    v1::JobRecord registered;
+    grpc::Status s = stub_->RegisterJob(&ctx, *w.state->register_first, &registered);
+    if (!s.ok()) return s;
+  }
+  grpc::ClientContext update_ctx;
+  update_ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
   v1::UpdateJobRequest req;
   req.set_job_id(w.job_id);
   req.set_state(w.state->state);
   req.set_error(w.state->error);
   v1::JobRecord record;
-  return stub_->UpdateJob(&ctx, req, &record);
+  return stub_->UpdateJob(&update_ctx, req, &record);
 }
 
 void LedgerIntents::Done(const Work& w, const grpc::Status& s) {
@@ -207,8 +216,8 @@ void LedgerIntents::Done(const Work& w, const grpc::Status& s) {
   if (it == jobs_.end()) return;
   JobIntents& j = it->second;
   const absl::Time now = absl::Now();
-  const bool absent_ok =
-      w.state.has_value() && w.state->absent_ok && s.error_code() == grpc::StatusCode::NOT_FOUND;
+  const bool absent_ok = w.state.has_value() && w.state->register_first.has_value() &&
+                         s.error_code() == grpc::StatusCode::NOT_FOUND;
   if (s.ok() || absent_ok || !IsTransientLedgerError(s.error_code())) {
     if (s.ok() || absent_ok) {
       counters_->ledger_intents_written.fetch_add(1);

@@ -55,10 +55,12 @@ class LedgerIntents {
   LedgerIntents(const LedgerIntents&) = delete;
   LedgerIntents& operator=(const LedgerIntents&) = delete;
 
-  // Queues the job's state; it replaces a state of the same job not yet written. `absent_ok`: the
-  // job may not be in the ledger at all (NOT_FOUND is then success, not an error).
+  // Queues the job's state; it replaces a state of the same job not yet written. With
+  // `register_first` the job is registered (idempotent on its id) before the state is written, so
+  // that a registration still in flight cannot land after the state and undo it; NOT_FOUND then
+  // counts as written (its request_id belongs to another job: this one never exists).
   void PersistState(const std::string& job_id, v1::JobState state, const std::string& error,
-                    bool absent_ok = false);
+                    const v1::RegisterJobRequest* register_first = nullptr);
   // Queues a failed page (written before the job's queued state). RESOURCE_EXHAUSTED when
   // max_pending_pages are queued already (counted in ledger_intents_abandoned).
   absl::Status RecordFailure(const std::string& job_id, const v1::FailedPage& page);
@@ -78,7 +80,7 @@ class LedgerIntents {
   struct QueuedState {
     v1::JobState state = v1::JOB_STATE_UNSPECIFIED;
     std::string error;
-    bool absent_ok = false;
+    std::optional<v1::RegisterJobRequest> register_first;
     uint64_t seq = 0;  // Which version was written (a newer one may arrive meanwhile).
   };
   struct QueuedPage {

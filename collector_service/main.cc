@@ -19,7 +19,13 @@ ABSL_FLAG(std::string, writer, "",
           "writer_service address (env ETL_WRITER; default localhost:50052)");
 ABSL_FLAG(int32_t, max_concurrent_jobs, 8, "jobs fetching at once; others wait PENDING");
 ABSL_FLAG(int32_t, fetch_concurrency, 4,
-          "default parallel page fetches per job when the page count is known");
+          "default most parallel page fetches per job when the page count is known (a job adapts "
+          "within 1..this unless --adaptive_fetch_concurrency=false or its spec says fixed)");
+ABSL_FLAG(bool, adaptive_fetch_concurrency, true,
+          "jobs adapt their parallel fetches: one more per round of fast answers while the writer "
+          "has room, halved on HTTP 429/503 or rising latency");
+ABSL_FLAG(int32_t, max_fetches_in_flight, 8,
+          "page fetches in flight (request, body, parse) across all jobs; bounds fetch memory");
 ABSL_FLAG(int64_t, max_message_bytes, 1 << 20,
           "record bytes per RecordBatch message before a page is chunked");
 ABSL_FLAG(int64_t, writer_max_message_bytes, int64_t(64) << 20,
@@ -58,8 +64,6 @@ ABSL_FLAG(int32_t, ledger_retry_max_backoff_ms, 30000,
           "longest wait between two attempts of a queued ledger write (job state, failed page)");
 ABSL_FLAG(int32_t, ledger_retry_give_up_hours, 24,
           "a queued ledger write the writer has not taken after this long is abandoned");
-ABSL_FLAG(int32_t, cancel_wait_seconds, 20,
-          "CancelJob answers UNAVAILABLE (cancel not yet durable) after this long");
 ABSL_FLAG(std::string, tls_cert, "",
           "PEM certificate chain for gRPC TLS (with --tls-key); empty = plaintext");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert");
@@ -86,6 +90,17 @@ ABSL_FLAG(std::string, log_format, "",
 ABSL_FLAG(std::string, log_level, "",
           "debug, info, warning or error (env ETL_LOG_LEVEL; default info)");
 ABSL_FLAG(std::string, port_file, "", "write the bound gRPC port here once serving");
+ABSL_FLAG(int32_t, max_restarts_without_progress, 8,
+          "a job's Write-stream restarts in a row that commit no new page before it ends FAILED "
+          "with the last error");
+ABSL_FLAG(int32_t, max_stall_seconds, 600,
+          "a RUNNING job with no page fetched or committed for this long ends FAILED");
+ABSL_FLAG(double, cancel_grace_seconds, 5,
+          "CancelJob: the job's Write stream gets this long to end, then it is cancelled (a hung "
+          "writer cannot hold a cancel)");
+ABSL_FLAG(double, shutdown_grace_seconds, 10,
+          "SIGTERM: jobs drain and RPCs end within this, then every writer call is cancelled and "
+          "the process exits; stopped jobs stay resumable");
 
 namespace {
 
@@ -121,6 +136,8 @@ int main(int argc, char** argv) {
     options.writer_address = etl::EnvOr("ETL_WRITER", "localhost:50052");
   options.max_concurrent_jobs = absl::GetFlag(FLAGS_max_concurrent_jobs);
   options.fetch_concurrency = absl::GetFlag(FLAGS_fetch_concurrency);
+  options.adaptive_fetch_concurrency = absl::GetFlag(FLAGS_adaptive_fetch_concurrency);
+  options.max_fetches_in_flight = std::max(1, absl::GetFlag(FLAGS_max_fetches_in_flight));
   options.max_message_bytes =
       size_t(std::max<int64_t>(1024, absl::GetFlag(FLAGS_max_message_bytes)));
   options.max_response_bytes =
@@ -133,12 +150,16 @@ int main(int argc, char** argv) {
   options.max_stream_duration =
       absl::Seconds(std::max<int32_t>(1, absl::GetFlag(FLAGS_max_stream_seconds)));
   options.resume_unfinished = absl::GetFlag(FLAGS_resume);
+  options.max_restarts_without_progress =
+      std::max<int32_t>(0, absl::GetFlag(FLAGS_max_restarts_without_progress));
+  options.max_stall = absl::Seconds(std::max<int32_t>(1, absl::GetFlag(FLAGS_max_stall_seconds)));
+  options.cancel_grace = absl::Seconds(std::max(0.0, absl::GetFlag(FLAGS_cancel_grace_seconds)));
+  options.shutdown_grace =
+      absl::Seconds(std::max(0.1, absl::GetFlag(FLAGS_shutdown_grace_seconds)));
   options.intents.max_backoff =
       absl::Milliseconds(std::max<int32_t>(10, absl::GetFlag(FLAGS_ledger_retry_max_backoff_ms)));
   options.intents.give_up_after =
       absl::Hours(std::max<int32_t>(1, absl::GetFlag(FLAGS_ledger_retry_give_up_hours)));
-  options.cancel_wait =
-      absl::Seconds(std::max<int32_t>(1, absl::GetFlag(FLAGS_cancel_wait_seconds)));
   options.metrics_listen = etl::LoopbackByDefault(absl::GetFlag(FLAGS_metrics_listen));
   const std::string credentials_file = absl::GetFlag(FLAGS_credentials);
   if (!credentials_file.empty()) {

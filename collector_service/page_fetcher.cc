@@ -86,7 +86,7 @@ absl::StatusOr<std::string> PageFetcher::RequestUrl(const std::string& token) co
 }
 
 FetchedPage PageFetcher::Fetch(int64_t page_number, const std::string& token,
-                               JsonPageParser* parser) {
+                               JsonPageParser* parser, AdaptiveConcurrency* concurrency) {
   FetchedPage page;
   page.page_number = page_number;
   page.token = token;
@@ -124,13 +124,24 @@ FetchedPage PageFetcher::Fetch(int64_t page_number, const std::string& token,
       page.error = "cancelled";
       return page;
     }
+    FetchSlotLease slot(options_.fetch_slots, stop_);
+    if (!slot.held()) {
+      page.cancelled = true;
+      page.error = "cancelled";
+      return page;
+    }
     counters_->http_requests.fetch_add(1);
     std::string reason;
     bool retriable = true;
     double retry_after = -1;
     const absl::Time attempt_start = absl::Now();
+    const absl::Time adaptive_start = concurrency ? concurrency->Now() : absl::InfinitePast();
     absl::StatusOr<HttpResponse> resp = http_->Fetch(req);
     const double took = absl::ToDoubleSeconds(absl::Now() - attempt_start);
+    if (concurrency != nullptr &&
+        (resp.ok() || resp.status().code() != absl::StatusCode::kCancelled)) {
+      concurrency->OnResponse(resp.ok() ? resp->status : 0, adaptive_start);
+    }
     using Outcome = CollectorCounters::FetchOutcome;
     if (resp.ok()) counters_->CountHttpResponse(resp->status);
     if (!resp.ok()) {
@@ -164,14 +175,21 @@ FetchedPage PageFetcher::Fetch(int64_t page_number, const std::string& token,
     } else {
       counters_->bytes_fetched.fetch_add(int64_t(resp->body.size()));
       std::string body = std::move(resp->body);
-      absl::StatusOr<ParsedPage> parsed = parser->Parse(&body);
+      // The parsed page only points into the body, never into the parser: after a large page
+      // free the parser's buffers (sized ~5x the body) before the records are copied out, and
+      // the body once they are, rather than while the page waits and the next one is fetched.
+      const bool large = body.size() >= kReleaseParserBuffersAbove;
+      FetchSlots* slots = options_.fetch_slots;
+      JsonParseBuffers* buffers = slots ? slots->AcquireParser() : nullptr;
+      absl::StatusOr<ParsedPage> parsed = parser->Parse(&body, buffers);
+      if (slots) {
+        slots->ReleaseParser(buffers, large);
+      } else if (large) {
+        parser->ReleaseBuffers();
+      }
       counters_->ObserveFetch(parsed.ok() ? Outcome::kOk : Outcome::kInvalidBody, took);
       if (parsed.ok()) {
         page.parsed = std::move(*parsed);
-        // The parsed page only points into the body, never into the parser: after a large page
-        // free the parser's buffers (sized ~5x the body) before the records are copied out, and
-        // the body once they are, rather than while the page waits and the next one is fetched.
-        if (body.size() >= kReleaseParserBuffersAbove) parser->ReleaseBuffers();
         BuildBatches(&page);
         std::string().swap(body);
         if (spec_->pagination().style() == v1::LINK) {
@@ -195,6 +213,7 @@ FetchedPage PageFetcher::Fetch(int64_t page_number, const std::string& token,
     }
     counters_->http_errors.fetch_add(1);
     page.error = attempt > 1 ? absl::StrCat(reason, " after ", attempt, " attempts") : reason;
+    slot.Release();  // Not held during the backoff.
     if (!retriable || attempt >= retry.max_attempts()) break;
     double delay = BackoffSeconds(retry, attempt, retry_after);
     counters_->http_retries.fetch_add(1);
@@ -252,6 +271,8 @@ void PageFetcher::BuildBatches(FetchedPage* page) const {
     batch.set_page_token(page->token);
     batch.set_chunk_index(int32_t(page->batches.size() - 1));
     batch.set_fetched_at_unix_micros(fetched_at);
+    // Room for the page's records at once (a page usually fits in one message), not by doubling.
+    batch.mutable_records()->Reserve(int(records.size()));
     return &batch;
   };
   // Why each record is refused ("" = sent as is); computed first so that a page without refusals
@@ -286,7 +307,7 @@ void PageFetcher::BuildBatches(FetchedPage* page) const {
     page->bytes +=
         record.size() + kPerRecordOverhead + (with_keys ? keys[i].size() + kPerRecordOverhead : 0);
     chunk_bytes += record.size();
-    batch->add_records(std::string(record));
+    batch->add_records(record.data(), record.size());
     if (with_keys) batch->add_natural_keys(std::move(keys[i]));
     if (any_rejected) batch->add_rejections(std::move(rejections[i]));
   }

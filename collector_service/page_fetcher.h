@@ -7,6 +7,9 @@
 // retried up to the spec's max_attempts, permanent ones (other statuses, unparsable bodies) fail
 // the page at once, 401/403 mark it auth_failed. Error texts never contain the credential.
 //
+// Each HTTP attempt holds a slot of the collector's FetchSlots (when given) from the request until
+// the records are cut into messages; never during a retry's backoff.
+//
 // Thread-safety: Fetch(), RequestUrl() and BuildBatches() may be called from several producer
 // threads at once (each with its own parser); SetCredential() only before any of them.
 #ifndef ETL_COLLECTOR_SERVICE_PAGE_FETCHER_H_
@@ -22,7 +25,9 @@
 #include "absl/time/time.h"
 #include "collector_service/counters.h"
 #include "collector_service/credentials.h"
+#include "collector_service/fetch_concurrency.h"
 #include "collector_service/http_fetcher.h"
+#include "collector_service/job_slots.h"
 #include "collector_service/page_window.h"
 #include "collector_service/trace_context.h"
 #include "common/json_page.h"
@@ -41,6 +46,9 @@ struct PageFetcherOptions {
   // --writer_max_message_bytes must equal it). A record that cannot fit with its key and tokens
   // is sent as a short prefix with a rejection: it goes to the dead letters with the reason.
   size_t writer_max_message_bytes = size_t(64) << 20;
+  // The collector-wide limit on fetches in flight and its parse buffers; null = no limit, each
+  // parser uses its own buffers.
+  FetchSlots* fetch_slots = nullptr;
 };
 
 // A rejected record travels as its first this many bytes (kept in the dead letter).
@@ -75,8 +83,10 @@ class PageFetcher {
   // The URL requesting the page of `token` (without an API key passed in the query).
   absl::StatusOr<std::string> RequestUrl(const std::string& token) const;
 
-  // Fetches, parses and batches one page with the spec's retry policy.
-  FetchedPage Fetch(int64_t page_number, const std::string& token, JsonPageParser* parser);
+  // Fetches, parses and batches one page with the spec's retry policy. `concurrency` (optional) is
+  // told the outcome and latency of every attempt.
+  FetchedPage Fetch(int64_t page_number, const std::string& token, JsonPageParser* parser,
+                    AdaptiveConcurrency* concurrency = nullptr);
 
   // Moves the page's records (views into the response body) into its RecordBatch messages.
   void BuildBatches(FetchedPage* page) const;

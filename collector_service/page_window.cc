@@ -5,7 +5,7 @@
 
 namespace etl {
 
-bool PageWindow::WaitForRoom(int64_t slot) {
+bool PageWindow::WaitForRoom(int64_t slot, bool* waited) {
   absl::MutexLock l(&mu_);
   auto room = [this, slot]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (aborted_ || slot <= next_take_) return true;
@@ -16,6 +16,7 @@ bool PageWindow::WaitForRoom(int64_t slot) {
     }
     return ready_bytes_ + sending_bytes_ + fetching + largest_page_ <= max_bytes_;
   };
+  if (waited != nullptr) *waited = !room();
   mu_.Await(absl::Condition(&room));
   if (!aborted_) fetching_.insert(slot);
   return !aborted_;

@@ -56,8 +56,9 @@ class PageWindow {
              JobProgressTracker* progress)
       : capacity_(capacity), max_bytes_(max_bytes), counters_(counters), progress_(progress) {}
 
-  // Blocks until `slot` may be fetched (true) or the window was aborted (false).
-  bool WaitForRoom(int64_t slot);
+  // Blocks until `slot` may be fetched (true) or the window was aborted (false). `waited`
+  // (optional) is set to whether the window was full at first (the sender is the bound).
+  bool WaitForRoom(int64_t slot, bool* waited = nullptr);
   // Hands over the page of `slot` (admitted by WaitForRoom).
   void Put(int64_t slot, FetchedPage page);
   // No slot at or past `total_slots` will be Put.

@@ -239,12 +239,20 @@ void PageProducer::ProduceIndexed(PageWindow* window,
       bool fatal = false;
       const int64_t first_slot = slot;
       const LogContext log_context = CurrentLogContext();
+      AdaptiveConcurrency concurrency(AdaptiveConcurrencyOptions{
+          spec_->fetch_concurrency(),
+          options_.adaptive_fetch_concurrency && !spec_->fixed_fetch_concurrency()});
       auto worker = [&] {
         SetThreadComponent("collector/fetch");
         ScopedLogContext log_scope(log_context);
         auto worker_parser =
             JsonPageParser::Create({p.records_path(), spec_->id_path(), "", "", "", ""});
         while (!stopping()) {
+          if (!concurrency.Acquire(stop_)) return;
+          struct Permit {
+            AdaptiveConcurrency* c;
+            ~Permit() { c->Release(); }
+          } permit{&concurrency};
           size_t index;
           {
             absl::MutexLock l(&claim_mu);
@@ -252,10 +260,12 @@ void PageProducer::ProduceIndexed(PageWindow* window,
             index = next_index++;
           }
           int64_t my_slot = first_slot + int64_t(index);
-          if (!window->WaitForRoom(my_slot)) return;
+          bool window_full = false;
+          if (!window->WaitForRoom(my_slot, &window_full)) return;
+          if (window_full) concurrency.OnWriterFull();
           int64_t page_number = todo[index];
-          FetchedPage page =
-              fetcher_->Fetch(page_number, IndexedToken(page_number), worker_parser->get());
+          FetchedPage page = fetcher_->Fetch(page_number, IndexedToken(page_number),
+                                             worker_parser->get(), &concurrency);
           if (page.auth_failed) {
             Fatal(page.error);
             absl::MutexLock l(&claim_mu);

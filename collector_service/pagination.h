@@ -2,7 +2,8 @@
 //
 // Indexed styles (PAGE, OFFSET with a page size) fetch one page at a time until the total is known
 // (total pages, or total count / page size), then fetch the rest with fetch_concurrency worker
-// threads. Chain styles (CURSOR, LINK, NEXT_URL, OFFSET without a page size) follow each page's
+// threads, of which an AdaptiveConcurrency lets as many fetch at once as the API and the writer
+// sustain. Chain styles (CURSOR, LINK, NEXT_URL, OFFSET without a page size) follow each page's
 // next token one page at a time. Committed pages from the ledger are skipped; sequential styles
 // continue after the contiguous committed prefix.
 //
@@ -30,6 +31,9 @@ namespace etl {
 struct PaginationOptions {
   // PAGE/OFFSET without a known total give up after this many failed pages in a row.
   int max_consecutive_failed_pages = 5;
+  // Fetch workers adapt how many pages they fetch at once within [1, fetch_concurrency]
+  // (fetch_concurrency.h) unless the spec sets fixed_fetch_concurrency or this is false.
+  bool adaptive_fetch_concurrency = true;
 };
 
 class PageProducer {

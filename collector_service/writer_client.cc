@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
@@ -14,14 +15,85 @@ bool IsTerminal(v1::JobState s) {
   return s == v1::SUCCEEDED || s == v1::PARTIAL || s == v1::FAILED || s == v1::CANCELLED;
 }
 
-bool IsTransient(const grpc::Status& s) {
-  return s.error_code() == grpc::StatusCode::UNAVAILABLE ||
-         s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
-         s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED ||
-         s.error_code() == grpc::StatusCode::ABORTED;
+const char* CodeName(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK:
+      return "OK";
+    case grpc::StatusCode::CANCELLED:
+      return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN:
+      return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND:
+      return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS:
+      return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return "PERMISSION_DENIED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED:
+      return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE:
+      return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL:
+      return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE:
+      return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS:
+      return "DATA_LOSS";
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return "UNAUTHENTICATED";
+    default:
+      return "UNKNOWN";
+  }
 }
 
 }  // namespace
+
+bool IsLeaseLost(const grpc::Status& status) {
+  return status.error_code() == grpc::StatusCode::FAILED_PRECONDITION &&
+         absl::StrContains(status.error_message(), kLeaseLostMarker);
+}
+
+WriterErrorClass ClassifyWriterStatus(const grpc::Status& status) {
+  switch (status.error_code()) {
+    case grpc::StatusCode::UNAVAILABLE:
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+    case grpc::StatusCode::ABORTED:
+    case grpc::StatusCode::CANCELLED:
+    case grpc::StatusCode::INTERNAL:
+    case grpc::StatusCode::UNKNOWN:
+      return WriterErrorClass::kTransient;
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      // gRPC's own message limit ("Received/Sent message larger than max"): the same message
+      // would be refused again. Anything else is the writer shedding load for a moment.
+      return absl::StrContains(status.error_message(), "larger than max")
+                 ? WriterErrorClass::kPermanent
+                 : WriterErrorClass::kTransient;
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return IsLeaseLost(status) ? WriterErrorClass::kLeaseLost : WriterErrorClass::kPermanent;
+    default:  // INVALID_ARGUMENT, PERMISSION_DENIED, UNAUTHENTICATED, NOT_FOUND, OUT_OF_RANGE, ...
+      return WriterErrorClass::kPermanent;
+  }
+}
+
+WriterErrorClass ClassifyWriterStatus(const absl::Status& status) {
+  // absl and gRPC share the canonical code numbers.
+  return ClassifyWriterStatus(
+      grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message())));
+}
+
+std::string DescribeWriterStatus(const grpc::Status& status) {
+  return absl::StrCat(CodeName(status.error_code()), ": ", status.error_message());
+}
 
 WriterClient::WriterClient(v1::WriterService::StubInterface* stub, std::string job_id,
                            TraceContext trace, CollectorCounters* counters,
@@ -42,6 +114,35 @@ bool WriterClient::shutting_down() const {
   return shutting_down_;
 }
 
+void WriterClient::CancelWriteStream() {
+  absl::MutexLock l(&mu_);
+  if (write_ctx_ == nullptr) return;
+  write_ctx_->TryCancel();
+  counters_->writer_calls_cancelled.fetch_add(1);
+}
+
+void WriterClient::AbortCalls() {
+  absl::MutexLock l(&mu_);
+  aborted_ = true;
+  shutting_down_ = true;
+  for (grpc::ClientContext* ctx : open_calls_) ctx->TryCancel();
+  if (write_ctx_ != nullptr) write_ctx_->TryCancel();
+  counters_->writer_calls_cancelled.fetch_add(int64_t(open_calls_.size()) +
+                                              (write_ctx_ != nullptr ? 1 : 0));
+}
+
+bool WriterClient::Enter(grpc::ClientContext* ctx) {
+  absl::MutexLock l(&mu_);
+  if (aborted_) return false;
+  open_calls_.insert(ctx);
+  return true;
+}
+
+void WriterClient::Leave(grpc::ClientContext* ctx) {
+  absl::MutexLock l(&mu_);
+  open_calls_.erase(ctx);
+}
+
 void WriterClient::PrepareContext(grpc::ClientContext* ctx, bool with_deadline) const {
   if (!trace_.traceparent.empty()) ctx->AddMetadata("traceparent", trace_.traceparent);
   if (!trace_.request_id.empty()) ctx->AddMetadata("x-request-id", trace_.request_id);
@@ -53,10 +154,15 @@ absl::Status WriterClient::Call(const char* what, const Rpc& call, int max_attem
   for (int attempt = 1;; ++attempt) {
     grpc::ClientContext ctx;
     PrepareContext(&ctx, true);
+    if (!Enter(&ctx)) {
+      return absl::CancelledError(absl::StrCat("writer ", what, " not sent: collector stopping"));
+    }
     grpc::Status s = call(&ctx);
+    Leave(&ctx);
     if (s.ok()) return absl::OkStatus();
     counters_->writer_rpc_errors.fetch_add(1);
-    if (!IsTransient(s) || (max_attempts > 0 && attempt >= max_attempts)) {
+    if (ClassifyWriterStatus(s) != WriterErrorClass::kTransient ||
+        (max_attempts > 0 && attempt >= max_attempts)) {
       return FromGrpcStatus(s);
     }
     LogWarning("writer ", what, " failed (", s.error_message(), "); retrying in ",
@@ -68,6 +174,7 @@ absl::Status WriterClient::Call(const char* what, const Rpc& call, int max_attem
       // Even a cancelled job must record its final state, so this wait ignores cancellation.
       mu_.AwaitWithTimeout(absl::Condition(&shutting_down_), delay);
       stop = shutting_down_;
+      if (aborted_) return FromGrpcStatus(s);
     }
     if (stop && max_attempts <= 0) return FromGrpcStatus(s);
     delay = std::min(delay * 2, options_.max_backoff);
@@ -132,7 +239,9 @@ absl::StatusOr<v1::JobCounters> WriterClient::GetCounters() {
   v1::WriterStatus status;
   grpc::ClientContext ctx;
   PrepareContext(&ctx, true);
+  if (!Enter(&ctx)) return absl::CancelledError("writer GetStatus not sent: collector stopping");
   grpc::Status s = stub_->GetStatus(&ctx, v1::GetStatusRequest(), &status);
+  Leave(&ctx);
   if (!s.ok()) return FromGrpcStatus(s);
   v1::JobCounters counters;
   for (const auto& c : status.jobs()) {
@@ -144,7 +253,18 @@ absl::StatusOr<v1::JobCounters> WriterClient::GetCounters() {
 std::unique_ptr<grpc::ClientWriterInterface<v1::RecordBatch>> WriterClient::OpenWrite(
     grpc::ClientContext* ctx, v1::WriteSummary* summary) {
   PrepareContext(ctx, false);
+  {
+    absl::MutexLock l(&mu_);
+    write_ctx_ = ctx;
+    // Cancelled before the call starts: it ends at once instead of waiting on a hung writer.
+    if (aborted_) ctx->TryCancel();
+  }
   return stub_->Write(ctx, summary);
+}
+
+void WriterClient::ReleaseWrite(grpc::ClientContext* ctx) {
+  absl::MutexLock l(&mu_);
+  if (write_ctx_ == ctx) write_ctx_ = nullptr;
 }
 
 }  // namespace etl

@@ -1,11 +1,14 @@
 // WriterClient: every call a job makes to writer_service (ledger reads, state and failure records,
 // status counters, the Write stream), with one shared retry helper.
 //
-// Transient gRPC errors (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED) are retried
-// with exponential backoff (200 ms doubling, capped at max_backoff) up to a per-call bound; other
-// errors are returned at once. Retry waits ignore job cancellation (a cancelled job must still
-// record its final state) but end early on Shutdown. Every call carries the job's trace headers
-// and a deadline of rpc_timeout (the Write stream has none).
+// Every writer status is classified once, by ClassifyWriterStatus: transient errors (the writer or
+// the transport is briefly unwell) are retried with exponential backoff (200 ms doubling, capped
+// at max_backoff) up to a per-call bound; permanent ones (the writer refuses the request as it is)
+// are returned at once and never retried, by a call or by restarting a Write stream. Retry waits
+// ignore job cancellation (a cancelled job must still record its final state) but end early on
+// Shutdown. Every call carries the job's trace headers and a deadline of rpc_timeout (the Write
+// stream has none). Every open call's context is known, so that CancelWriteStream and AbortCalls
+// can end calls blocked on a hung writer (TryCancel) from another thread.
 //
 // Thread-safety: all methods may be called from any thread.
 #ifndef ETL_COLLECTOR_SERVICE_WRITER_CLIENT_H_
@@ -15,6 +18,7 @@
 
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "absl/status/status.h"
@@ -27,6 +31,33 @@
 #include "etl.pb.h"
 
 namespace etl {
+
+// How the collector treats an error from the writer.
+enum class WriterErrorClass {
+  kTransient,  // Retry the call / restart the stream (bounded).
+  kPermanent,  // Never retry: record it and fail the page or the job.
+  kLeaseLost,  // Another collector owns the job now: stop locally, write nothing more.
+};
+
+// The one classification of writer statuses. Permanent: INVALID_ARGUMENT, FAILED_PRECONDITION,
+// PERMISSION_DENIED, UNAUTHENTICATED, NOT_FOUND, ALREADY_EXISTS, OUT_OF_RANGE, UNIMPLEMENTED,
+// DATA_LOSS, and RESOURCE_EXHAUSTED for a message over gRPC's size limit. Transient: UNAVAILABLE,
+// DEADLINE_EXCEEDED, ABORTED, CANCELLED (not by us), INTERNAL and UNKNOWN (a broken transport
+// reports these), and RESOURCE_EXHAUSTED for overload ("too many ledger calls waiting").
+WriterErrorClass ClassifyWriterStatus(const grpc::Status& status);
+// The same for a status already converted (FromGrpcStatus) by a WriterClient call.
+WriterErrorClass ClassifyWriterStatus(const absl::Status& status);
+
+// Hook for fenced job leases: the writer refuses a stream, page or ledger call carrying an older
+// fencing epoch than the ledger holds with FAILED_PRECONDITION and a message containing
+// kLeaseLostMarker. Such a status means "lease lost": the job stops in this process without
+// recording anything (the new owner does). ClassifyWriterStatus returns kLeaseLost for it.
+inline constexpr char kLeaseLostMarker[] = "fencing epoch";
+bool IsLeaseLost(const grpc::Status& status);
+// Where the leases work acts on it: Job::OnLeaseLost (job.h).
+
+// "CODE: message" of a writer status, for job errors and logs.
+std::string DescribeWriterStatus(const grpc::Status& status);
 
 struct WriterClientOptions {
   absl::Duration rpc_timeout = absl::Seconds(30);  // Deadline of each unary call.
@@ -43,6 +74,12 @@ class WriterClient {
 
   // Ends retry waits at once; calls without an attempt bound give up.
   void Shutdown();
+  // TryCancel of the open Write stream (a later OpenWrite is not affected): a stream blocked on a
+  // hung writer ends at once with CANCELLED.
+  void CancelWriteStream();
+  // TryCancel of every open call, Write stream included, and every later call fails at once with
+  // CANCELLED: nothing this client does can block any more (collector shutdown past its grace).
+  void AbortCalls();
 
   // The shared retry helper: runs `call` with a fresh context until it succeeds, fails
   // permanently or `max_attempts` (<= 0: until Shutdown) attempts were made.
@@ -60,13 +97,20 @@ class WriterClient {
   absl::StatusOr<v1::JobRecord> GetJobRecord();
   // The writer's per-process commit counters for this job (zeros when it has none); one attempt.
   absl::StatusOr<v1::JobCounters> GetCounters();
-  // Opens the client-streaming Write call; `ctx` and `summary` outlive the stream.
+  // Opens the client-streaming Write call; `ctx` and `summary` outlive the stream. After
+  // AbortCalls the stream is cancelled at once (its writes fail, Finish says CANCELLED).
+  // REQUIRES: ReleaseWrite(ctx) before `ctx` is destroyed.
   std::unique_ptr<grpc::ClientWriterInterface<v1::RecordBatch>> OpenWrite(
       grpc::ClientContext* ctx, v1::WriteSummary* summary);
+  // The stream of `ctx` is finished (or abandoned): CancelWriteStream no longer reaches it.
+  void ReleaseWrite(grpc::ClientContext* ctx);
 
  private:
   void PrepareContext(grpc::ClientContext* ctx, bool with_deadline) const;
   bool shutting_down() const;
+  // Registers an open unary call; false (and nothing registered) once AbortCalls ran.
+  bool Enter(grpc::ClientContext* ctx);
+  void Leave(grpc::ClientContext* ctx);
 
   v1::WriterService::StubInterface* const stub_;
   const std::string job_id_;
@@ -76,6 +120,9 @@ class WriterClient {
 
   mutable absl::Mutex mu_;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  bool aborted_ ABSL_GUARDED_BY(mu_) = false;
+  std::set<grpc::ClientContext*> open_calls_ ABSL_GUARDED_BY(mu_);  // Unary calls in flight.
+  grpc::ClientContext* write_ctx_ ABSL_GUARDED_BY(mu_) = nullptr;   // The open Write stream.
 };
 
 }  // namespace etl

@@ -122,6 +122,7 @@ struct Targets {
   // Split `mask` into targets whose pointer ends at this node and those that continue below it.
   void Split(uint32_t mask, size_t depth, uint32_t* here, uint32_t* deeper) const {
     *here = *deeper = 0;
+    if (mask == 0) return;  // Most values of a record: nothing is looked for at or below them.
     for (int t = 0; t < kTargetCount; ++t) {
       if (!(mask & Bit(t))) continue;
       if (EndsHere(t, depth)) {
@@ -225,14 +226,14 @@ class SimdWalker {
     SJ_TRY(v.type().get(type));
     switch (type) {
       case od::json_type::object: {
-        const char* start = v.raw_json_token().data();
+        const char* start = here ? v.raw_json_token().data() : nullptr;
         od::object obj;
         SJ_TRY(v.get_object().get(obj));
         for (auto field_result : obj) {
           od::field field;
           SJ_TRY(std::move(field_result).get(field));
           std::string_view key;
-          SJ_TRY(field.unescaped_key().get(key));
+          SJ_TRY(Key(field, &key));
           uint32_t child = deeper ? targets_->ChildByKey(deeper, depth,
                                                          absl::string_view(key.data(), key.size()))
                                   : 0;
@@ -243,7 +244,7 @@ class SimdWalker {
         return simdjson::SUCCESS;
       }
       case od::json_type::array: {
-        const char* start = v.raw_json_token().data();
+        const char* start = here ? v.raw_json_token().data() : nullptr;
         od::array arr;
         SJ_TRY(v.get_array().get(arr));
         size_t index = 0;
@@ -258,6 +259,13 @@ class SimdWalker {
         return simdjson::SUCCESS;
       }
       case od::json_type::string: {
+        // Stage 1 already checked the string's UTF-8 and that it holds no raw control character;
+        // what is left to check are its escapes. Without a backslash there are none, and a string
+        // that is not captured need not be copied out at all (the iterator skips it).
+        if (!here) {
+          std::string_view raw = v.raw_json_token();
+          if (std::memchr(raw.data(), '\\', raw.size()) == nullptr) return simdjson::SUCCESS;
+        }
         std::string_view s;
         SJ_TRY(v.get_string().get(s));
         if (here) captures_->Store(here, JsonScalar{JsonScalar::Kind::kString, std::string(s)});
@@ -345,6 +353,19 @@ class SimdWalker {
       captures_->page->natural_keys.push_back(id.present() ? id.text : std::string());
     }
     return simdjson::SUCCESS;
+  }
+
+  // The key of `field` (unescaped). A key without a backslash is its raw bytes (stage 1 checked
+  // them), so only keys with escapes are copied out by simdjson's unescaping, which validates them.
+  static error_code Key(od::field& field, std::string_view* key) {
+    const char* raw = field.key().raw();
+    for (const char* p = raw;; ++p) {
+      if (*p == '"') {
+        *key = std::string_view(raw, size_t(p - raw));
+        return simdjson::SUCCESS;
+      }
+      if (*p == '\\') return field.unescaped_key().get(*key);
+    }
   }
 
   const char* CurrentLocation() {
@@ -723,6 +744,14 @@ absl::StatusOr<std::unique_ptr<JsonPageParser>> JsonPageParser::Create(
 
 void JsonPageParser::ReleaseBuffers() { impl_->parser = od::parser(); }
 
+struct JsonParseBuffers::Impl {
+  od::parser parser;
+};
+
+JsonParseBuffers::JsonParseBuffers() : impl_(std::make_unique<Impl>()) {}
+JsonParseBuffers::~JsonParseBuffers() = default;
+void JsonParseBuffers::Release() { impl_->parser = od::parser(); }
+
 namespace {
 
 // "; top-level keys: results (array), count" for messages about a misplaced records_path; "" when
@@ -759,7 +788,8 @@ std::string DescribeTopLevel(od::parser* parser, const char* data, size_t len, s
 
 }  // namespace
 
-absl::StatusOr<ParsedPage> JsonPageParser::Parse(std::string* body) {
+absl::StatusOr<ParsedPage> JsonPageParser::Parse(std::string* body, JsonParseBuffers* buffers) {
+  od::parser& parser = buffers ? buffers->impl()->parser : impl_->parser;
   ParsedPage page;
   Captures captures;
   captures.page = &page;
@@ -775,7 +805,7 @@ absl::StatusOr<ParsedPage> JsonPageParser::Parse(std::string* body) {
   const char* data = body->data();
 
   od::document doc;
-  error_code err = impl_->parser.iterate(data, len, body->capacity()).get(doc);
+  error_code err = parser.iterate(data, len, body->capacity()).get(doc);
   if (err == simdjson::SUCCESS) {
     od::json_type root_type;
     err = doc.type().get(root_type);
@@ -822,7 +852,7 @@ absl::StatusOr<ParsedPage> JsonPageParser::Parse(std::string* body) {
   if (!captures.status.ok()) return captures.status;
   if (!captures.records_found || captures.records_object) {
     // Never store a whole object as one record: say where the records might be instead.
-    std::string keys = DescribeTopLevel(&impl_->parser, data, len, body->capacity());
+    std::string keys = DescribeTopLevel(&parser, data, len, body->capacity());
     const std::string& path = impl_->records_path;
     if (!captures.records_found) {
       return absl::NotFoundError(absl::StrCat("records path ", path, " not found", keys));

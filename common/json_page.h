@@ -14,7 +14,7 @@
 // cannot store.
 //
 // Thread-safety: JsonPageParser holds a reusable simdjson parser: one instance per thread.
-// The free functions are thread-safe.
+// JsonParseBuffers: one Parse at a time per instance. The free functions are thread-safe.
 #ifndef ETL_COMMON_JSON_PAGE_H_
 #define ETL_COMMON_JSON_PAGE_H_
 
@@ -80,6 +80,27 @@ struct ParsedPage {
 // Reads a JsonScalar as a non-negative integer ("42", 42, 42.0 are accepted); nullopt otherwise.
 std::optional<int64_t> JsonScalarToInt(const JsonScalar& s);
 
+// The working memory of a parse (simdjson's structural index and string buffer, about five bytes
+// per byte of the largest document parsed so far). Parse can borrow one instead of using the
+// parser's own, so that many parsers (one per fetch worker of every job) share a few buffers sized
+// by the number of parses that really run at once.
+class JsonParseBuffers {
+ public:
+  JsonParseBuffers();
+  ~JsonParseBuffers();
+  JsonParseBuffers(const JsonParseBuffers&) = delete;
+  JsonParseBuffers& operator=(const JsonParseBuffers&) = delete;
+
+  // Frees the buffers; the next parse allocates them again.
+  void Release();
+
+  struct Impl;
+  Impl* impl() { return impl_.get(); }
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
 class JsonPageParser {
  public:
   // INVALID_ARGUMENT when one of the pointers in `options` is malformed.
@@ -94,7 +115,9 @@ class JsonPageParser {
   // RESOURCE_EXHAUSTED for more than max_records records, NOT_FOUND when records_path is absent,
   // INVALID_ARGUMENT when it points at something other than an array, an object (one record) or
   // null (no records).
-  absl::StatusOr<ParsedPage> Parse(std::string* body);
+  // `buffers` (optional) replaces the parser's own working memory for this call; the parser's own
+  // is then never allocated.
+  absl::StatusOr<ParsedPage> Parse(std::string* body, JsonParseBuffers* buffers = nullptr);
 
   // Frees the parser's internal buffers, which stay sized for the largest document parsed so far
   // (about five bytes per byte of it); the next Parse allocates them again. For callers that keep a

@@ -14,13 +14,17 @@ ABSL_FLAG(
     std::string, database_url, "",
     "PostgreSQL connection URL or conninfo; default $DATABASE_URL, else libpq's PG* environment");
 ABSL_FLAG(int64_t, queue_records, 100000, "queue bound in records (whole pages)");
-ABSL_FLAG(int64_t, queue_bytes, 2 << 20, "queue bound in record bytes");
+ABSL_FLAG(int64_t, queue_bytes, 6 << 20,
+          "queue bound in record bytes; keep it >= writer_threads x batch_bytes so that a thread "
+          "finishing its commit finds a whole batch waiting");
 ABSL_FLAG(int64_t, batch_records, 20000, "records per transaction at most (whole pages)");
-ABSL_FLAG(int64_t, batch_bytes, 1 << 20, "record bytes per transaction at most (whole pages)");
+ABSL_FLAG(int64_t, batch_bytes, 2 << 20,
+          "record bytes per transaction at most (whole pages); each commit waits for its WAL to "
+          "reach disk, so fewer, larger transactions");
 ABSL_FLAG(int64_t, flush_interval_ms, 200, "a partial batch is committed after this many ms");
-ABSL_FLAG(int32_t, writer_threads, 2,
-          "threads (connections) committing batches; with 2, one COPYs while the other waits for "
-          "its commit to flush");
+ABSL_FLAG(int32_t, writer_threads, 3,
+          "threads (connections) committing batches in parallel: while one waits for its commit "
+          "to flush or prepares its next batch, the others COPY");
 ABSL_FLAG(int32_t, max_message_bytes, 64 << 20,
           "largest RecordBatch accepted, hence the largest record the pipeline carries (the "
           "collector's --max_message_bytes must not exceed it); a bigger message ends its stream "

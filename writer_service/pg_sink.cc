@@ -150,6 +150,16 @@ absl::StatusOr<std::vector<PageResult>> PgRecordSink::CommitPages(
   if (conn_ == nullptr || !conn_->healthy()) {
     return absl::UnavailableError("not connected to PostgreSQL");
   }
+  const absl::Time started = absl::Now();
+  const absl::Duration copy_before = times_.copy, commit_before = times_.commit;
+  struct PrepareTimer {  // Whatever is not COPY or COMMIT, on every return path.
+    SinkPhaseTimes* t;
+    absl::Time started;
+    absl::Duration copy_before, commit_before;
+    ~PrepareTimer() {
+      t->prepare += absl::Now() - started - (t->copy - copy_before) - (t->commit - commit_before);
+    }
+  } prepare_timer{&times_, started, copy_before, commit_before};
   Work w;
   w.pages.resize(pages.size());
   absl::flat_hash_map<std::pair<absl::string_view, int64_t>, size_t> seen;
@@ -244,6 +254,8 @@ absl::StatusOr<std::vector<PageResult>> PgRecordSink::CommitPages(
 
 absl::Status PgRecordSink::CommitInTransaction(Work& w, const std::string& batch_id) {
   RETURN_IF_ERROR(conn_->Exec("BEGIN"));
+  // Checks that must hold in the same transaction as the pages' rows (one statement per job of the
+  // batch, before anything is written) belong here.
 
   // 1. Ledger rows. Pages the upsert does not return were committed before.
   std::vector<size_t> candidates;
@@ -325,6 +337,7 @@ absl::Status PgRecordSink::CommitInTransaction(Work& w, const std::string& batch
     if (inserted) tables.push_back(p.config->load_table);
     it->second.push_back(i);
   }
+  const absl::Time copy_started = absl::Now();
   for (const std::string& table : tables) {
     const std::vector<size_t>& idx = by_table[table];
     const bool merge = w.pages[idx[0]].config->mode == v1::MERGE;
@@ -385,6 +398,7 @@ absl::Status PgRecordSink::CommitInTransaction(Work& w, const std::string& batch
     }
     if (merge) RETURN_IF_ERROR(conn_->Exec(MergeFromStageSql(table, keys_unique)));
   }
+  times_.copy += absl::Now() - copy_started;
 
   // 3. Dead letters: exact bytes (bytea) plus a readable text copy.
   for (const DeadLetter& d : w.dead) {
@@ -418,7 +432,9 @@ absl::Status PgRecordSink::CommitInTransaction(Work& w, const std::string& batch
   }
   // 4. Incremental marks, with the records that carry them.
   RETURN_IF_ERROR(AdvanceCursors(w));
+  const absl::Time commit_started = absl::Now();
   absl::Status commit = conn_->Exec("COMMIT");
+  times_.commit += absl::Now() - commit_started;
   if (!commit.ok()) {
     // The outcome is unknown when the connection broke during COMMIT: remember the batch so the
     // retry can recognise pages this attempt committed.

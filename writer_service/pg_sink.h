@@ -38,8 +38,8 @@ namespace etl {
 class PgRecordSink : public RecordSink {
  public:
   struct Options {
-    std::string conninfo;               // libpq connection string; "" = libpq's environment.
-    size_t copy_chunk_bytes = 1 << 20;  // COPY data is sent in pieces of about this size.
+    std::string conninfo;                 // libpq connection string; "" = libpq's environment.
+    size_t copy_chunk_bytes = 256 << 10;  // COPY data is sent in pieces of about this size.
   };
 
   explicit PgRecordSink(Options options) : options_(std::move(options)) {}
@@ -48,6 +48,8 @@ class PgRecordSink : public RecordSink {
   absl::Status Ping(absl::Duration timeout) override;
   absl::StatusOr<std::vector<PageResult>> CommitPages(const std::vector<const QueuedPage*>& pages,
                                                       const std::string& batch_id) override;
+
+  SinkPhaseTimes phase_times() const override { return times_; }
 
   // Backend pid of the current connection (0 if none): lets tests terminate it.
   int BackendPidForTest() const { return conn_ ? conn_->backend_pid() : 0; }
@@ -74,6 +76,7 @@ class PgRecordSink : public RecordSink {
   CursorExtractor cursor_extractor_;  // Incremental jobs: reads each record's cursor value.
   std::string buffer_;                // Reused COPY buffer: no per-batch allocation once warm.
   std::string last_failed_batch_id_;  // Batch whose COMMIT outcome is unknown.
+  SinkPhaseTimes times_;              // Cumulative, see RecordSink::phase_times().
 };
 
 }  // namespace etl

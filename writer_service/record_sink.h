@@ -17,6 +17,13 @@
 
 namespace etl {
 
+// Time one sink spent in each phase of its transactions since it was made.
+struct SinkPhaseTimes {
+  absl::Duration prepare;  // Checks, digests, ledger rows, dead letters: all but the two below.
+  absl::Duration copy;     // COPY of the records (escaping, sending, PostgreSQL parsing them).
+  absl::Duration commit;   // COMMIT: PostgreSQL making the transaction durable (WAL flush).
+};
+
 class RecordSink {
  public:
   virtual ~RecordSink() = default;
@@ -38,6 +45,9 @@ class RecordSink {
   // ABORTED / NOT_FOUND = transient, retry the batch; anything else = permanent for this batch.
   virtual absl::StatusOr<std::vector<PageResult>> CommitPages(
       const std::vector<const QueuedPage*>& pages, const std::string& batch_id) = 0;
+
+  // Cumulative phase times of CommitPages (zero when the sink does not measure them).
+  virtual SinkPhaseTimes phase_times() const { return {}; }
 };
 
 using RecordSinkFactory = std::function<std::unique_ptr<RecordSink>()>;

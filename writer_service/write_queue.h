@@ -45,7 +45,7 @@ class WriteQueue {
  public:
   struct Options {
     int64_t max_records = 100000;  // Records held at most (a lone bigger page is still admitted).
-    int64_t max_bytes = 2 << 20;   // Record bytes held at most (same exception).
+    int64_t max_bytes = 6 << 20;   // Record bytes held at most (same exception).
   };
   struct Depth {
     int64_t records = 0;

@@ -195,6 +195,12 @@ void Writer::Stop(absl::Duration timeout) {
   }
   for (std::thread& t : threads) t.join();
   if (health.joinable()) health.join();
+  LogInfo(absl::StrFormat(
+      "writer threads: %.1f s waiting for pages, %.1f s preparing, %.1f s in COPY, %.1f s in "
+      "COMMIT; %d transactions",
+      counters_.wait_pages_us.load() / 1e6, counters_.prepare_us.load() / 1e6,
+      counters_.copy_us.load() / 1e6, counters_.commit_us.load() / 1e6,
+      counters_.batches_committed.load()));
   // Anything still queued (no thread ever ran) is reported failed so its streams can finish.
   while (true) {
     auto rest = queue_.PopBatch(INT64_MAX, INT64_MAX, absl::ZeroDuration());
@@ -233,11 +239,19 @@ void Writer::ThreadMain(int index) {
       if (stopped_) break;
     }
   }
+  SinkPhaseTimes seen = sink->phase_times();
   while (true) {
+    const absl::Time wait_started = absl::Now();
     std::vector<std::unique_ptr<QueuedPage>> batch =
         queue_.PopBatch(options_.batch_records, options_.batch_bytes, options_.flush_interval);
+    counters_.wait_pages_us.fetch_add(absl::ToInt64Microseconds(absl::Now() - wait_started));
     if (batch.empty()) break;
     CommitWithRetry(sink.get(), &connected, std::move(batch));
+    const SinkPhaseTimes now = sink->phase_times();
+    counters_.prepare_us.fetch_add(absl::ToInt64Microseconds(now.prepare - seen.prepare));
+    counters_.copy_us.fetch_add(absl::ToInt64Microseconds(now.copy - seen.copy));
+    counters_.commit_us.fetch_add(absl::ToInt64Microseconds(now.commit - seen.commit));
+    seen = now;
   }
   LogDebug("writer thread done");
   absl::MutexLock l(&mu_);

@@ -41,12 +41,12 @@ namespace etl {
 
 struct WriterOptions {
   int64_t queue_records = 100000;  // Queue bound in records (whole pages; see WriteQueue).
-  int64_t queue_bytes = 2 << 20;   // Queue bound in record bytes (peak RSS; see design).
+  int64_t queue_bytes = 6 << 20;   // Queue bound in record bytes (>= threads x batch_bytes).
   int64_t batch_records = 20000;   // A transaction holds at most this many records ...
-  int64_t batch_bytes = 1 << 20;   // ... and this many record bytes (whole pages; >= 1 page).
+  int64_t batch_bytes = 2 << 20;   // ... and this many record bytes (whole pages; >= 1 page).
   absl::Duration flush_interval = absl::Milliseconds(200);  // A partial batch waits at most this.
-  int writer_threads = 2;       // Connections committing in parallel: one COPYs while
-                                // the other waits for its commit to reach disk.
+  int writer_threads = 3;       // Connections committing in parallel: the others COPY while
+                                // one waits for its commit to reach disk.
   int max_commit_attempts = 5;  // For transient errors other than a lost connection.
   absl::Duration max_unavailable = absl::Minutes(10);  // A batch waits this long for PostgreSQL.
   // Idle check of PostgreSQL (0 = off); an answer slower than max(1 s, 2 intervals) fails it.
@@ -79,6 +79,11 @@ struct WriterCounters {
   std::atomic<int64_t> reconnects{0};
   std::atomic<int64_t> pages_resent_different{0};  // Skipped re-sent pages with other content.
   std::atomic<int64_t> health_checks_failed{0};
+  // Where the writer threads' time goes (microseconds, summed over threads).
+  std::atomic<int64_t> wait_pages_us{0};  // Waiting for a batch in the queue.
+  std::atomic<int64_t> prepare_us{0};     // Checks and ledger rows (SinkPhaseTimes::prepare).
+  std::atomic<int64_t> copy_us{0};        // COPY of the records.
+  std::atomic<int64_t> commit_us{0};      // COMMIT (durable WAL flush).
 };
 
 class Writer {

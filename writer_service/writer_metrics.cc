@@ -42,6 +42,14 @@ std::string Writer::RenderMetrics() const {
           c.pages_resent_different.load());
   counter("health_checks_failed_total", "Idle PostgreSQL checks that failed.",
           c.health_checks_failed.load());
+  counter("thread_wait_pages_microseconds_total",
+          "Writer threads waiting for a batch in the queue.", c.wait_pages_us.load());
+  counter("thread_prepare_microseconds_total",
+          "Writer threads checking pages and writing ledger rows (all but COPY and COMMIT).",
+          c.prepare_us.load());
+  counter("thread_copy_microseconds_total", "Writer threads in COPY.", c.copy_us.load());
+  counter("thread_commit_microseconds_total", "Writer threads waiting for COMMIT (WAL flush).",
+          c.commit_us.load());
   gauge("queue_records", "Records in the queue.", s.queue_depth_records());
   gauge("queue_bytes", "Record bytes in the queue.", s.queue_depth_bytes());
   gauge("queue_partial_bytes", "Record bytes of pages still arriving in chunks (within the bound).",

@@ -309,7 +309,12 @@ http {{
                 os.remove(f)
         wrap = lambda name: [x.replace("{name}", name) for x in self.a.service_wrapper.split()]
         slow = 300 if self.a.service_wrapper else 30
-        w = self.start("writer", [*wrap("writer"), os.path.join(self.bin, "writer_server"),
+        # A variant may name another writer binary (before/after comparisons in the same run).
+        writer_bin = os.path.join(self.bin, "writer_server")
+        for f in [f for f in writer_flags if f.startswith("--writer-bin=")]:
+            writer_bin = f.split("=", 1)[1]
+        writer_flags = [f for f in writer_flags if not f.startswith("--writer-bin=")]
+        w = self.start("writer", [*wrap("writer"), writer_bin,
                                   "--listen=127.0.0.1:0", f"--port_file={wport}",
                                   *self.a.writer_flags.split(), *writer_flags], env)
         wp = wait_file(wport, timeout=slow, proc=w)
@@ -451,6 +456,21 @@ http {{
         reps = self.run_pipeline(case, records, page_size, **kw)
         return self.record(case, records, reps, {"page_size": page_size})
 
+    def case_variants(self, records, page_size, variants, jobs=1):
+        """Writer variants side by side: repetitions interleaved (v1, v2, ..., v1, v2, ...) so that a
+        change of the machine's load hits every variant alike."""
+        reps = {name: [] for name, _ in variants}
+        for _ in range(self.a.reps):
+            for name, flags in variants:
+                job_flags = []
+                if "--write-mode=merge" in flags:
+                    flags = [f for f in flags if f != "--write-mode=merge"]
+                    job_flags = ["--write-mode=merge", "--id-path=/id"]
+                reps[name] += self.run_pipeline(name, records, page_size, jobs=jobs,
+                                                writer_flags=flags, job_flags=job_flags, reps=1)
+        for name, _ in variants:
+            self.record(name, records, reps[name], {"page_size": page_size})
+
     def write_mode_known(self):
         r = subprocess.run([os.path.join(self.bin, "etlctl"), "--help"], capture_output=True,
                            text=True)
@@ -583,6 +603,11 @@ def main():
     ap.add_argument("--tuned-writer-flags", default="")
     ap.add_argument("--tuned-collector-flags", default="")
     ap.add_argument("--tuned-job-flags", default="--fetch-concurrency=8")
+    ap.add_argument("--variants", default="",
+                    help="case 'variants': 'NAME=WRITER FLAGS;NAME=...' run interleaved with pages "
+                         "of 1,000; a flag --writer-bin=PATH runs another writer binary, "
+                         "--write-mode=merge the job in merge mode; NAME ending in _jobs8 runs 8 "
+                         "concurrent jobs")
     ap.add_argument("--service-wrapper", default="",
                     help="command prefix for both services, {name} = writer|collector, e.g. "
                          "'valgrind --tool=callgrind --callgrind-out-file=/tmp/{name}.cg'")
@@ -640,6 +665,13 @@ def main():
                     s.case_pipeline("jobs8", n, 1000, jobs=8)
                 elif case == "stall":
                     s.case_stall(n)
+                elif case == "variants":
+                    vs = [v.split("=", 1) for v in a.variants.split(";") if v.strip()]
+                    vs = [(name.strip(), flags.split()) for name, flags in vs]
+                    for jobs in (1, 8):
+                        group = [v for v in vs if v[0].endswith("_jobs8") == (jobs == 8)]
+                        if group:
+                            s.case_variants(n, 1000, group, jobs=jobs)
                 else:
                     raise SystemExit(f"unknown case {case}")
     finally:

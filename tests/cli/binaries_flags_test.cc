@@ -74,7 +74,7 @@ TEST(BinaryFlagsTest, WriterHelpShowsItsDefaults) {
   RunResult r = RunBinary("writer_server", "--help");
   EXPECT_TRUE(absl::StrContains(r.output, "--listen=VALUE  (default: \"0.0.0.0:50052\")"))
       << r.output;
-  EXPECT_TRUE(absl::StrContains(r.output, "--writer-threads=VALUE  (default: 2)")) << r.output;
+  EXPECT_TRUE(absl::StrContains(r.output, "--writer-threads=VALUE  (default: 3)")) << r.output;
   RunResult c = RunBinary("collector_server", "--help");
   EXPECT_TRUE(absl::StrContains(c.output, "--fetch-concurrency=VALUE  (default: 4)")) << c.output;
 }

@@ -69,6 +69,7 @@ TEST(BuildJobSpecTest, MapsEveryFlagToItsField) {
                    {"backoff_scale", "0.01"},
                    {"max_backoff", "2s"},
                    {"fetch_concurrency", "8"},
+                   {"fixed_fetch_concurrency", "true"},
                    {"timeout", "15"},
                    {"connect_timeout", "3"},
                    {"bearer_token_env", "API_TOKEN"}});
@@ -96,6 +97,7 @@ TEST(BuildJobSpecTest, MapsEveryFlagToItsField) {
   EXPECT_DOUBLE_EQ(spec->retry().backoff_scale(), 0.01);
   EXPECT_DOUBLE_EQ(spec->retry().max_backoff_seconds(), 2);
   EXPECT_EQ(spec->fetch_concurrency(), 8);
+  EXPECT_TRUE(spec->fixed_fetch_concurrency());
   EXPECT_DOUBLE_EQ(spec->timeout_seconds(), 15);
   EXPECT_DOUBLE_EQ(spec->connect_timeout_seconds(), 3);
   EXPECT_EQ(spec->auth().type(), etl::v1::BEARER);
@@ -170,6 +172,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"page_size", "-1", "--page-size: must be >= 0"},
         BadCase{"max_attempts", "0", "--max-attempts: must be >= 1"},
         BadCase{"fetch_concurrency", "1e3", "--fetch-concurrency"},
+        BadCase{"fixed_fetch_concurrency", "maybe", "--fixed-fetch-concurrency"},
         BadCase{"timeout", "soon", "--timeout: \"soon\" is not a number"},
         BadCase{"start_date", "2024-02-30", "--start-date: \"2024-02-30\" is not a date"},
         BadCase{"end_date", "01/02/2024", "--end-date"},

@@ -796,5 +796,60 @@ TEST_F(CollectorIntegrationTest, BoundedWriteStreamsRotateOverTwoWritersWithoutL
   collector_.reset();  // Before the second writer goes away.
 }
 
+// An API that answers 429 to any request beyond two at once. A job allowed 8 parallel fetches
+// adapts (the default): it loads every record exactly once and asks for more than the API allows
+// only now and then; with its concurrency fixed at 8 most of its requests are refused.
+TEST_F(CollectorIntegrationTest, AdaptiveFetchConcurrencyBacksOffOnTooManyRequests) {
+  constexpr int kApiLimit = 2;
+  struct Load {
+    absl::Mutex mu;
+    int in_flight ABSL_GUARDED_BY(mu) = 0;
+    int accepted ABSL_GUARDED_BY(mu) = 0;
+    int refused ABSL_GUARDED_BY(mu) = 0;
+  };
+  auto run = [&](bool fixed, Load* load) {
+    TestApi& api = NewApi(1200, 20);  // 60 pages.
+    api.SetHook([load](const ApiRequest&, httplib::Response& res) {
+      {
+        absl::MutexLock l(&load->mu);
+        if (load->in_flight >= kApiLimit) {
+          ++load->refused;
+          res.status = 429;
+          return true;
+        }
+        ++load->in_flight;
+        ++load->accepted;
+      }
+      // The API's service time (what makes requests overlap), not a synchronisation.
+      absl::SleepFor(absl::Milliseconds(10));
+      absl::MutexLock l(&load->mu);
+      --load->in_flight;
+      return false;
+    });
+    v1::JobSpec spec = PageSpec(api, 20, /*with_total_pages=*/true, /*fetch_concurrency=*/8);
+    spec.set_fixed_fetch_concurrency(fixed);
+    spec.mutable_retry()->set_max_attempts(8);
+    spec.mutable_retry()->set_max_backoff_seconds(0.05);
+    v1::Job job = RunToEnd(spec);
+    if (!fixed) {
+      EXPECT_EQ(job.state(), v1::SUCCEEDED) << job.error();
+      ExpectTableExact(job.table_name(), api.records());
+    }
+  };
+  Load adaptive;
+  run(/*fixed=*/false, &adaptive);
+  Load fixed;
+  run(/*fixed=*/true, &fixed);
+  absl::MutexLock l1(&adaptive.mu);
+  absl::MutexLock l2(&fixed.mu);
+  const double adaptive_refused =
+      double(adaptive.refused) / double(adaptive.refused + adaptive.accepted);
+  const double fixed_refused = double(fixed.refused) / double(fixed.refused + fixed.accepted);
+  std::cout << "refused: adaptive " << adaptive.refused << "/" << adaptive.accepted
+            << " accepted, fixed " << fixed.refused << "/" << fixed.accepted << "\n";
+  EXPECT_LE(adaptive_refused, 0.2);
+  EXPECT_GE(fixed_refused, 0.4);
+}
+
 }  // namespace
 }  // namespace etl

@@ -165,6 +165,41 @@ TEST(JsonPageTest, TruncatedAndMalformedBodiesAreDataLoss) {
   }
 }
 
+TEST(JsonPageTest, BadStringsAndKeysInsideRecordsAreDataLossWhetherEscapedOrNot) {
+  // Values and keys nobody looks up are not copied out, yet each is still fully checked.
+  auto parser = *JsonPageParser::Create(RecordsAt("/data"));
+  for (std::string body : {
+           std::string("{\"data\":[{\"a\":\"x\ty\"}]}"),  // Raw control character in a value.
+           std::string("{\"data\":[{\"a\":\"x\ny\"}]}"),  // ... a raw newline.
+           std::string("{\"data\":[{\"a\x01\":1}]}"),     // ... in a key.
+           std::string(R"({"data":[{"a":"x\qy"}]})"),     // Invalid escape in a value.
+           std::string(R"({"data":[{"a\q":1}]})"),        // ... in a key.
+           std::string(R"({"data":[{"a":"\u12"}]})"),     // Short \u escape.
+           std::string(R"({"data":[{"a":["\x"]}]})"),     // Nested in an array.
+           std::string(R"({"data":[{"a":"\ud800x"}]})"),  // Lone high surrogate.
+       }) {
+    auto page = parser->Parse(&body);
+    EXPECT_EQ(page.status().code(), absl::StatusCode::kDataLoss) << body << " -> " << page.status();
+  }
+  // Valid escapes in keys and values still pass, and keys with escapes still match pointers.
+  std::string ok = R"({"d\u0061ta":[{"a\"b":"x\"y\\z\u00e9\ud83d\ude00","c":"\/"}]})";
+  auto page = parser->Parse(&ok);
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_EQ(page->records.size(), 1u);
+}
+
+TEST(JsonPageTest, SharedParseBuffersGiveTheSameResults) {
+  auto parser = *JsonPageParser::Create(RecordsAt("/data"));
+  JsonParseBuffers buffers;
+  std::string body = R"({"data":[{"id":1},{"id":2}]})";
+  auto page = parser->Parse(&body, &buffers);
+  ASSERT_TRUE(page.ok());
+  EXPECT_THAT(Records(*page), ElementsAre(R"({"id":1})", R"({"id":2})"));
+  buffers.Release();
+  std::string bad = R"({"data":[{"id":1},{"id":)";
+  EXPECT_EQ(parser->Parse(&bad, &buffers).status().code(), absl::StatusCode::kDataLoss);
+}
+
 TEST(JsonPageTest, InvalidUtf8FallsBackAndStillExtractsRecords) {
   std::string body =
       "{\"data\":[{\"id\":1,\"s\":\"ok\"},{\"id\":2,\"s\":\"bad\xff\xfe\"},{\"id\":\"3\\u0041\"}],"

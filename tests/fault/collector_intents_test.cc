@@ -93,7 +93,7 @@ class CollectorIntentsTest : public ::testing::Test {
     options.intents.max_backoff = absl::Milliseconds(150);
     options.intents.rpc_timeout = absl::Seconds(2);
     options.final_state_wait = absl::Milliseconds(300);
-    options.cancel_wait = absl::Seconds(2);
+    options.cancel_grace = absl::Seconds(1);
     options.register_timeout = register_timeout_;
     auto server = CollectorServer::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();

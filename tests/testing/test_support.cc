@@ -20,6 +20,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 
 extern char** environ;
 
@@ -211,6 +212,21 @@ int ChildProcess::Wait() {
   if (waitpid(pid_, &status, 0) != pid_) return -1;
   reaped_ = true;
   return status;
+}
+
+int ChildProcess::WaitFor(double timeout_s) {
+  if (reaped_) return -1;
+  absl::Time deadline = absl::Now() + absl::Seconds(timeout_s);
+  while (true) {
+    int status = 0;
+    pid_t r = waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      reaped_ = true;
+      return status;
+    }
+    if (r < 0 || absl::Now() > deadline) return -1;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
 }
 
 }  // namespace etl::testing

@@ -46,6 +46,9 @@ class ChildProcess {
   int Signal(int sig);
   // Waits for the exit without signalling; returns the wait status.
   int Wait();
+  // Waits up to `timeout_s` for the exit (polling); returns the wait status, or -1 if the child
+  // still runs (it is then left running).
+  int WaitFor(double timeout_s);
 
  private:
   pid_t pid_ = -1;

@@ -18,6 +18,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "etl.grpc.pb.h"
 #include "tests/testing/test_support.h"
 #include "writer_service/pg_conn.h"
@@ -206,6 +208,24 @@ TEST_F(WriterIntegrationTest, SummaryCountsTheTransactionsThatCommittedTheStream
   EXPECT_EQ(b.summary.pages_committed(), 1);
   EXPECT_EQ(b.summary.batches_committed(), 1);
   EXPECT_EQ(server_->writer()->Status().batches_committed(), 5 + 6);
+  // Where the commit threads' time went: each phase of the 11 transactions is counted (a thread
+  // adds a batch's share right after acknowledging it, hence the poll).
+  const WriterCounters& c = server_->writer()->counters();
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while ((c.copy_us.load() == 0 || c.commit_us.load() == 0) && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_GT(c.wait_pages_us.load(), 0);
+  EXPECT_GT(c.prepare_us.load(), 0);
+  EXPECT_GT(c.copy_us.load(), 0);
+  EXPECT_GT(c.commit_us.load(), 0);
+  const std::string metrics = server_->writer()->RenderMetrics();
+  for (const char* name :
+       {"etl_writer_thread_wait_pages_microseconds_total",
+        "etl_writer_thread_prepare_microseconds_total", "etl_writer_thread_copy_microseconds_total",
+        "etl_writer_thread_commit_microseconds_total"}) {
+    EXPECT_NE(metrics.find(name), std::string::npos) << name;
+  }
 }
 
 TEST_F(WriterIntegrationTest, ResentPagesAreSkippedNotDuplicated) {
