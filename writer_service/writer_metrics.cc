@@ -42,13 +42,19 @@ std::string Writer::RenderMetrics() const {
           c.pages_resent_different.load());
   counter("health_checks_failed_total", "Idle PostgreSQL checks that failed.",
           c.health_checks_failed.load());
-  counter("thread_wait_pages_microseconds_total",
-          "Writer threads waiting for a batch in the queue.", c.wait_pages_us.load());
-  counter("thread_prepare_microseconds_total",
+  // Phase times of the commit threads, in seconds (kept in microseconds internally).
+  auto seconds = [&out](const char* name, const char* help, int64_t micros) {
+    const std::string full = absl::StrCat("etl_writer_", name);
+    out.Family(full, "counter", help);
+    out.Sample(full, {}, static_cast<double>(micros) / 1e6);
+  };
+  seconds("thread_wait_pages_seconds_total", "Writer threads waiting for a batch in the queue.",
+          c.wait_pages_us.load());
+  seconds("thread_prepare_seconds_total",
           "Writer threads checking pages and writing ledger rows (all but COPY and COMMIT).",
           c.prepare_us.load());
-  counter("thread_copy_microseconds_total", "Writer threads in COPY.", c.copy_us.load());
-  counter("thread_commit_microseconds_total", "Writer threads waiting for COMMIT (WAL flush).",
+  seconds("thread_copy_seconds_total", "Writer threads in COPY.", c.copy_us.load());
+  seconds("thread_commit_seconds_total", "Writer threads waiting for COMMIT (WAL flush).",
           c.commit_us.load());
   gauge("queue_records", "Records in the queue.", s.queue_depth_records());
   gauge("queue_bytes", "Record bytes in the queue.", s.queue_depth_bytes());

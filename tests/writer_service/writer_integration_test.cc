@@ -221,9 +221,9 @@ TEST_F(WriterIntegrationTest, SummaryCountsTheTransactionsThatCommittedTheStream
   EXPECT_GT(c.commit_us.load(), 0);
   const std::string metrics = server_->writer()->RenderMetrics();
   for (const char* name :
-       {"etl_writer_thread_wait_pages_microseconds_total",
-        "etl_writer_thread_prepare_microseconds_total", "etl_writer_thread_copy_microseconds_total",
-        "etl_writer_thread_commit_microseconds_total"}) {
+       {"etl_writer_thread_wait_pages_seconds_total",
+        "etl_writer_thread_prepare_seconds_total", "etl_writer_thread_copy_seconds_total",
+        "etl_writer_thread_commit_seconds_total"}) {
     EXPECT_NE(metrics.find(name), std::string::npos) << name;
   }
 }
