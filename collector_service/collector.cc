@@ -188,11 +188,8 @@ int Collector::Claim(int max_jobs, const std::string& job_id, const TraceContext
   grpc::ClientContext ctx;
   PrepareWriterContext(&ctx, absl::Seconds(5));
   grpc::Status s = writer_->ClaimJobs(&ctx, req, &resp);
-  if (!s.ok()) {
-    counters_.writer_rpc_errors.fetch_add(1);
-    LogWarning("cannot claim jobs from the writer: ", s.error_message());
-    return 0;
-  }
+  NoteLeaseCall("claim jobs", s);
+  if (!s.ok()) return 0;
   int started = 0;
   for (const v1::ClaimedJob& c : resp.jobs()) {
     const v1::JobRecord& r = c.job();
@@ -531,9 +528,8 @@ void Collector::RenewLeases() {
   PrepareWriterContext(&ctx, std::max(absl::Seconds(1), std::min(options_.lease_duration / 3,
                                                                   absl::Seconds(5))));
   grpc::Status s = writer_->RenewLeases(&ctx, req, &resp);
+  NoteLeaseCall("renew leases", s);
   if (!s.ok()) {
-    counters_.writer_rpc_errors.fetch_add(1);
-    LogWarning("cannot renew ", held.size(), " lease(s): ", s.error_message());
     // The ledger's expiry is at least lease_duration after the last renewal sent: past that,
     // another replica may have claimed the job, so it stops here.
     for (const Held& h : held) {
@@ -561,6 +557,22 @@ void Collector::RenewLeases() {
       LogInfo("job ", h.id, ": cancel requested through the ledger");
       h.job->Cancel();
     }
+  }
+}
+
+void Collector::NoteLeaseCall(const char* what, const grpc::Status& s) {
+  bool was_failing;
+  {
+    absl::MutexLock l(&mu_);
+    was_failing = lease_calls_failing_;
+    lease_calls_failing_ = !s.ok();
+  }
+  // Logged when the writer stops or starts answering, not on every heartbeat.
+  if (!s.ok()) {
+    counters_.writer_rpc_errors.fetch_add(1);
+    if (!was_failing) LogWarning("cannot ", what, " through the writer: ", s.error_message());
+  } else if (was_failing) {
+    LogInfo("the writer answers lease calls again");
   }
 }
 

@@ -136,6 +136,8 @@ class Collector {
   // Releases the leases of the jobs stopped by shutdown (bounded by a short deadline).
   void ReleaseLeases();
   int FreeSlots() const;
+  // Counts and logs (on changes only) the outcome of a heartbeat's writer call.
+  void NoteLeaseCall(const char* what, const grpc::Status& s);
   void HeartbeatLoop();
   // Waits until `d` passed, a claim was requested (a slot freed) or shutdown (false).
   bool WaitForHeartbeat(absl::Duration d);
@@ -155,6 +157,7 @@ class Collector {
   mutable absl::Mutex mu_;
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
   bool claim_wanted_ ABSL_GUARDED_BY(mu_) = false;  // A slot freed: claim before the next tick.
+  bool lease_calls_failing_ ABSL_GUARDED_BY(mu_) = false;  // The last lease call failed.
   std::map<std::string, std::shared_ptr<Job>> jobs_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Lease> leases_ ABSL_GUARDED_BY(mu_);  // Jobs running here, by id.
   // Jobs StartJob registered here and not yet claimed (claimed by this replica only when it does

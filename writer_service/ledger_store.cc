@@ -504,7 +504,18 @@ absl::StatusOr<v1::RenewLeasesResponse> LedgerStore::RenewLeases(
                          PgParam::Text(absl::StrCat(l->lease_epoch())), PgParam::Text(seconds),
                          progress.empty() ? PgParam::Null() : PgParam::Bytes(progress)}));
         if (res.rows() == 0) {
-          resp.add_lost(l->job_id());
+          // The owner's own final state (written under this epoch) is no lost lease.
+          ASSIGN_OR_RETURN(PgResult ended,
+                           conn->Query("SELECT 1 FROM etl_jobs WHERE job_id = $1 AND "
+                                       "lease_epoch = $2::bigint AND state NOT IN "
+                                       "('PENDING', 'RUNNING')",
+                                       {PgParam::Text(l->job_id()),
+                                        PgParam::Text(absl::StrCat(l->lease_epoch()))}));
+          if (ended.rows() > 0) {
+            resp.add_ended(l->job_id());
+          } else {
+            resp.add_lost(l->job_id());
+          }
           continue;
         }
         resp.add_held(l->job_id());
