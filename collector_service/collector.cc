@@ -186,7 +186,7 @@ int Collector::Claim(int max_jobs, const std::string& job_id, const TraceContext
   const absl::Time sent = absl::Now();
   v1::ClaimJobsResponse resp;
   grpc::ClientContext ctx;
-  PrepareWriterContext(&ctx, absl::Seconds(5));
+  PrepareWriterContext(&ctx, job_id.empty() ? LeaseCallTimeout() : absl::Seconds(5));
   grpc::Status s = writer_->ClaimJobs(&ctx, req, &resp);
   NoteLeaseCall("claim jobs", s);
   if (!s.ok()) return 0;
@@ -483,10 +483,50 @@ void Collector::HeartbeatLoop() {
   const absl::Duration tick =
       std::max(absl::Milliseconds(50), std::min(options_.lease_renew_interval, absl::Seconds(1)));
   do {
+    ExpireLeases();
     RenewLeases();
+    ExpireLeases();
     int free = FreeSlots();
     if (free > 0) Claim(free, "", nullptr);
-  } while (WaitForHeartbeat(tick));
+    // Wakes at a lease's local expiry too, so a job stops on time while the writer is away.
+  } while (WaitForHeartbeat(std::max(absl::Milliseconds(10),
+                                     std::min(tick, EarliestExpiry() - absl::Now()))));
+}
+
+absl::Time Collector::EarliestExpiry() const {
+  absl::MutexLock l(&mu_);
+  absl::Time earliest = absl::InfiniteFuture();
+  for (const auto& [id, lease] : leases_) {
+    earliest = std::min(earliest, lease.renewed_at + options_.lease_duration);
+  }
+  return earliest;
+}
+
+absl::Duration Collector::LeaseCallTimeout() const {
+  // A call that takes longer is no help (the next heartbeat tries again), and none may outlast
+  // the earliest lease: its job must stop then.
+  absl::Duration d =
+      std::clamp(options_.lease_duration / 4, absl::Milliseconds(250), absl::Seconds(5));
+  return std::max(absl::Milliseconds(100), std::min(d, EarliestExpiry() - absl::Now()));
+}
+
+void Collector::ExpireLeases() {
+  // The ledger's expiry is at least lease_duration after the last renewal sent: past that,
+  // another replica may have claimed the job, so it stops here.
+  std::vector<std::shared_ptr<Job>> expired;
+  {
+    absl::MutexLock l(&mu_);
+    const absl::Time now = absl::Now();
+    for (const auto& [id, lease] : leases_) {
+      if (now - lease.renewed_at < options_.lease_duration) continue;
+      auto job = jobs_.find(id);
+      if (job != jobs_.end() && !job->second->done()) expired.push_back(job->second);
+    }
+  }
+  for (const auto& job : expired) {
+    job->LoseLease(absl::StrCat("not renewed for ", absl::FormatDuration(options_.lease_duration),
+                                " (writer unreachable)"));
+  }
 }
 
 void Collector::RenewLeases() {
@@ -524,23 +564,10 @@ void Collector::RenewLeases() {
   const absl::Time sent = absl::Now();
   v1::RenewLeasesResponse resp;
   grpc::ClientContext ctx;
-  // A renewal that takes longer than this is no help: the next tick tries again.
-  PrepareWriterContext(&ctx, std::max(absl::Seconds(1), std::min(options_.lease_duration / 3,
-                                                                  absl::Seconds(5))));
+  PrepareWriterContext(&ctx, LeaseCallTimeout());
   grpc::Status s = writer_->RenewLeases(&ctx, req, &resp);
   NoteLeaseCall("renew leases", s);
-  if (!s.ok()) {
-    // The ledger's expiry is at least lease_duration after the last renewal sent: past that,
-    // another replica may have claimed the job, so it stops here.
-    for (const Held& h : held) {
-      if (absl::Now() - h.lease.renewed_at >= options_.lease_duration) {
-        h.job->LoseLease(absl::StrCat("not renewed for ",
-                                      absl::FormatDuration(options_.lease_duration),
-                                      " (writer unreachable)"));
-      }
-    }
-    return;
-  }
+  if (!s.ok()) return;  // ExpireLeases stops the jobs whose lease ran out meanwhile.
   {
     absl::MutexLock l(&mu_);
     for (const std::string& id : resp.held()) {

@@ -131,8 +131,14 @@ class Collector {
   // Claims up to `max_jobs` jobs (only `job_id` when given; only registered_ when not resuming)
   // and starts them here. Returns how many started.
   int Claim(int max_jobs, const std::string& job_id, const TraceContext* trace);
-  // Renews the leases of the jobs running here; stops those lost or expired.
+  // Renews the leases of the jobs running here; stops those lost.
   void RenewLeases();
+  // Stops the jobs whose lease was not renewed within lease_duration (the writer was away).
+  void ExpireLeases();
+  // When the first lease held here runs out locally (InfiniteFuture when none).
+  absl::Time EarliestExpiry() const;
+  // Deadline of a heartbeat's writer call.
+  absl::Duration LeaseCallTimeout() const;
   // Releases the leases of the jobs stopped by shutdown (bounded by a short deadline).
   void ReleaseLeases();
   int FreeSlots() const;

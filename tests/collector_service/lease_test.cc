@@ -658,5 +658,68 @@ TEST_F(LeaseTest, AnyReplicaAnswersGetWatchAndCancelForAJobAnotherRuns) {
   EXPECT_EQ(LedgerState(job), "CANCELLED");
 }
 
+TEST_F(LeaseTest, ShutdownReleasesLeasesSoAnotherReplicaClaimsAtOnce) {
+  // A's lease would last a minute: B can only get the job this early because A released it.
+  CollectorProcess& a = StartCollector("replica-a", {"--lease_seconds=60", "--lease_renew_seconds=1"});
+  StartCollector("replica-b");
+  TestApi& api = NewApi(100, 10);
+  absl::Notification& release = release_a_;
+  std::atomic<int>& page3_requests = held_requests_;
+  api.SetHook([&](const ApiRequest& r, httplib::Response&) {
+    if (r.page_index == 3 && page3_requests.fetch_add(1) == 0) {
+      release.WaitForNotificationWithTimeout(absl::Seconds(60));
+    }
+    return false;
+  });
+  const v1::JobSpec spec = PageSpec(api, 10);
+  const std::string job = StartJob(a, spec);
+  ASSERT_TRUE(WaitFor([&] { return page3_requests.load() >= 1; }));
+  const absl::Time stopped = absl::Now();
+  a.process->Signal(SIGTERM);
+  // B claimed it (the second lease epoch; it may have finished already).
+  ASSERT_TRUE(WaitFor([&] {
+    return db_->Value(absl::StrCat("SELECT lease_epoch FROM etl_jobs WHERE job_id = '", job,
+                                   "'")) == "2";
+  }));
+  EXPECT_LT(absl::Now() - stopped, absl::Seconds(30));  // Well before A's lease would expire.
+  ASSERT_TRUE(WaitFor([&] { return LedgerState(job) == "SUCCEEDED"; }, absl::Seconds(60)));
+  ExpectTableExact(spec, api);
+}
+
+TEST_F(LeaseTest, UnreachableWriterStopsTheJobOnceItsLeaseRanOutThenItIsClaimedAgain) {
+  CollectorProcess& a = StartCollector("replica-a");
+  TestApi& api = NewApi(100, 10);
+  absl::Notification& release = release_a_;
+  std::atomic<int>& page3_requests = held_requests_;
+  api.SetHook([&](const ApiRequest& r, httplib::Response&) {
+    if (r.page_index == 3 && page3_requests.fetch_add(1) == 0) {
+      release.WaitForNotificationWithTimeout(absl::Seconds(60));
+    }
+    return false;
+  });
+  const v1::JobSpec spec = PageSpec(api, 10);
+  const std::string job = StartJob(a, spec);
+  ASSERT_TRUE(WaitFor([&] { return page3_requests.load() >= 1; }));
+  // While A runs the job, GetJob answers from the live job (no writer needed).
+  ASSERT_TRUE(GetJob(a, job).ok());
+  // A hung writer: renewals time out. Past its 2 s lease A stops the job (another replica may
+  // have claimed it), after which it can only ask the (unreachable) ledger about it.
+  kill(writer_->pid(), SIGSTOP);
+  const absl::Time hung = absl::Now();
+  bool stopped = WaitFor([&] { return !GetJob(a, job).ok(); }, absl::Seconds(30));
+  const absl::Duration took = absl::Now() - hung;
+  kill(writer_->pid(), SIGCONT);
+  ASSERT_TRUE(stopped);
+  EXPECT_GE(took, absl::Seconds(1));  // Not before the lease could have run out ...
+  // ... and not much later (GetJob's ledger read then takes up to its 10 s deadline).
+  EXPECT_LT(took, absl::Seconds(16));
+  release.Notify();
+  // The writer is back: the job's lease expired, so A (or any replica) claims it again.
+  ASSERT_TRUE(WaitFor([&] { return LedgerState(job) == "SUCCEEDED"; }, absl::Seconds(60)));
+  ExpectTableExact(spec, api);
+  EXPECT_EQ(db_->Value(absl::StrCat("SELECT lease_epoch FROM etl_jobs WHERE job_id = '", job, "'")),
+            "2");
+}
+
 }  // namespace
 }  // namespace etl
