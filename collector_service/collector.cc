@@ -81,8 +81,7 @@ v1::Job JobFromRecord(const v1::JobRecord& r) {
     published.set_job_id(r.job_id());
     published.set_state(r.state());
     published.set_pages_committed(std::max(published.pages_committed(), r.pages_committed()));
-    published.set_records_committed(
-        std::max(published.records_committed(), r.records_committed()));
+    published.set_records_committed(std::max(published.records_committed(), r.records_committed()));
     published.set_records_rejected(std::max(published.records_rejected(), r.records_rejected()));
     published.set_pages_failed(std::max<int64_t>(published.pages_failed(), r.failed_pages_size()));
     *p = std::move(published);
@@ -226,8 +225,9 @@ int Collector::Claim(int max_jobs, const std::string& job_id, const TraceContext
     const bool resumed = r.state() == v1::RUNNING;
     LogInfo(resumed ? "resuming" : "claimed", " job ", r.job_id(), " (",
             v1::JobState_Name(r.state()), ", lease epoch ", c.lease_epoch(), ")");
-    std::shared_ptr<Job> job = AddJob(r.job_id(), WithDefaults(r.spec(), options_.fetch_concurrency),
-                                      job_trace, r.created_at_unix_ms(), resumed, c.lease_epoch());
+    std::shared_ptr<Job> job =
+        AddJob(r.job_id(), WithDefaults(r.spec(), options_.fetch_concurrency), job_trace,
+               r.created_at_unix_ms(), resumed, c.lease_epoch());
     if (job == nullptr) continue;  // Shutting down: Shutdown releases the lease.
     ++started;
     if (resumed) counters_.jobs_resumed.fetch_add(1);
@@ -489,8 +489,8 @@ void Collector::HeartbeatLoop() {
     int free = FreeSlots();
     if (free > 0) Claim(free, "", nullptr);
     // Wakes at a lease's local expiry too, so a job stops on time while the writer is away.
-  } while (WaitForHeartbeat(std::max(absl::Milliseconds(10),
-                                     std::min(tick, EarliestExpiry() - absl::Now()))));
+  } while (WaitForHeartbeat(
+      std::max(absl::Milliseconds(10), std::min(tick, EarliestExpiry() - absl::Now()))));
 }
 
 absl::Time Collector::EarliestExpiry() const {

@@ -1,8 +1,8 @@
 #include "writer_service/ledger_store.h"
 
-#include <algorithm>
-
 #include <google/protobuf/util/json_util.h>
+
+#include <algorithm>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
@@ -255,7 +255,8 @@ absl::StatusOr<v1::JobRecord> LedgerStore::UpdateJob(const v1::UpdateJobRequest&
   if (IsTerminal(req.state())) {
     lease = "owner = '', lease_expires_at = NULL, ";
   } else if (req.state() == v1::PENDING) {
-    lease = "owner = '', lease_expires_at = NULL, cancel_requested = false, lease_progress = NULL, ";
+    lease =
+        "owner = '', lease_expires_at = NULL, cancel_requested = false, lease_progress = NULL, ";
   }
   v1::JobRecord out;
   RETURN_IF_ERROR(Run([&](PgConnection* conn) -> absl::Status {
@@ -296,17 +297,18 @@ absl::Status LedgerStore::RecordPageFailure(const v1::PageFailure& req) {
     return InTransaction(conn, [&]() -> absl::Status {
       RETURN_IF_ERROR(CheckLeaseLocked(conn, req.job_id(), req.lease_epoch()));
       return conn
-        ->Query(
-            "INSERT INTO etl_pages (job_id, page_number, state, page_token, error, attempts, "
-            "page_token_raw) VALUES ($1, $2::bigint, 'failed', $3, $4, $5::integer, $6::bytea) "
-            "ON CONFLICT (job_id, page_number) DO UPDATE SET state = 'failed', "
-            "page_token = EXCLUDED.page_token, page_token_raw = EXCLUDED.page_token_raw, "
-            "error = EXCLUDED.error, attempts = EXCLUDED.attempts, updated_at = now() "
-            "WHERE etl_pages.state <> 'committed'",
-            {PgParam::Text(req.job_id()), PgParam::Text(absl::StrCat(req.page().page_number())),
-             TokenText(req.page().page_token()), PgParam::Text(LossyUtf8(req.page().error())),
-             PgParam::Text(absl::StrCat(req.page().attempts())), TokenRaw(req.page().page_token())})
-        .status();
+          ->Query(
+              "INSERT INTO etl_pages (job_id, page_number, state, page_token, error, attempts, "
+              "page_token_raw) VALUES ($1, $2::bigint, 'failed', $3, $4, $5::integer, $6::bytea) "
+              "ON CONFLICT (job_id, page_number) DO UPDATE SET state = 'failed', "
+              "page_token = EXCLUDED.page_token, page_token_raw = EXCLUDED.page_token_raw, "
+              "error = EXCLUDED.error, attempts = EXCLUDED.attempts, updated_at = now() "
+              "WHERE etl_pages.state <> 'committed'",
+              {PgParam::Text(req.job_id()), PgParam::Text(absl::StrCat(req.page().page_number())),
+               TokenText(req.page().page_token()), PgParam::Text(LossyUtf8(req.page().error())),
+               PgParam::Text(absl::StrCat(req.page().attempts())),
+               TokenRaw(req.page().page_token())})
+          .status();
     });
   });
 }
@@ -446,15 +448,15 @@ absl::StatusOr<v1::ClaimJobsResponse> LedgerStore::ClaimJobs(const v1::ClaimJobs
       // Cancel requests nobody will act on (no live owner) end their jobs now; the epoch moves on
       // so a paused former owner cannot write any more.
       RETURN_IF_ERROR(
-          conn->Query(absl::StrCat(
-                          "UPDATE etl_jobs j SET state = 'CANCELLED', error = 'cancelled by "
-                          "request', finished_at = now(), updated_at = now(), owner = '', "
-                          "lease_expires_at = NULL, lease_epoch = j.lease_epoch + 1 "
-                          "WHERE j.cancel_requested AND j.state IN ('PENDING', 'RUNNING') AND "
-                          "(j.owner = '' OR j.lease_expires_at IS NULL OR "
-                          "j.lease_expires_at <= now())",
-                          only_sql(1)),
-                      only_params)
+          conn->Query(
+                  absl::StrCat("UPDATE etl_jobs j SET state = 'CANCELLED', error = 'cancelled by "
+                               "request', finished_at = now(), updated_at = now(), owner = '', "
+                               "lease_expires_at = NULL, lease_epoch = j.lease_epoch + 1 "
+                               "WHERE j.cancel_requested AND j.state IN ('PENDING', 'RUNNING') AND "
+                               "(j.owner = '' OR j.lease_expires_at IS NULL OR "
+                               "j.lease_expires_at <= now())",
+                               only_sql(1)),
+                  only_params)
               .status());
       ASSIGN_OR_RETURN(PgResult res, conn->Query(sql, params));
       std::vector<std::pair<std::string, int64_t>> claimed;
@@ -586,8 +588,8 @@ absl::StatusOr<v1::JobRecord> LedgerStore::RequestCancel(const std::string& job_
     ASSIGN_OR_RETURN(auto jobs, LoadJobs(conn, "j.job_id = $1", {PgParam::Text(job_id)}, 1));
     if (jobs.empty()) return absl::NotFoundError(absl::StrCat("no job ", job_id));
     if (res.rows() == 0) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "job ", job_id, " already ended ", v1::JobState_Name(jobs[0].state())));
+      return absl::FailedPreconditionError(
+          absl::StrCat("job ", job_id, " already ended ", v1::JobState_Name(jobs[0].state())));
     }
     out = std::move(jobs[0]);
     return absl::OkStatus();

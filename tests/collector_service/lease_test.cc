@@ -3,9 +3,9 @@
 // on loopback, and direct gRPC clients of the writer's lease and ledger RPCs.
 //
 // What must hold: a claim takes PENDING jobs oldest first and round-robin over clientes, and never
-// gives one job to two claimers; every claim bumps the fencing epoch and the writer refuses data and
-// ledger writes of an older epoch with nothing committed; a job runs on exactly one collector; a
-// killed collector's jobs are claimed by another once its leases expire; a collector paused past
+// gives one job to two claimers; every claim bumps the fencing epoch and the writer refuses data
+// and ledger writes of an older epoch with nothing committed; a job runs on exactly one collector;
+// a killed collector's jobs are claimed by another once its leases expire; a collector paused past
 // its lease cannot commit after the new owner took over; any replica answers GetJob, WatchJob and
 // CancelJob for a job another one runs.
 #include <grpcpp/grpcpp.h>
@@ -113,9 +113,9 @@ class LeaseTest : public ::testing::Test {
   void SetUp() override {
     if (etl::testing::PostgresConnString().empty()) GTEST_SKIP() << "no PostgreSQL configured";
     db_ = std::make_unique<TestDatabase>();
-    auto child = ChildProcess::Start(etl::testing::BinaryPath("writer_server"),
-                                     {"--listen=127.0.0.1:0", "--flush_interval_ms=20",
-                                      "--database_url=" + db_->conninfo()});
+    auto child = ChildProcess::Start(
+        etl::testing::BinaryPath("writer_server"),
+        {"--listen=127.0.0.1:0", "--flush_interval_ms=20", "--database_url=" + db_->conninfo()});
     ASSERT_TRUE(child.ok()) << child.status();
     writer_ = std::move(*child);
     writer_stub_ = v1::WriterService::NewStub(
@@ -200,7 +200,8 @@ class LeaseTest : public ::testing::Test {
     b.set_page_token(absl::StrCat(page));
     b.set_last_chunk(true);
     b.set_lease_epoch(epoch);
-    for (int i = 0; i < records; ++i) b.add_records(absl::StrCat(R"({"id":)", page * 1000 + i, "}"));
+    for (int i = 0; i < records; ++i)
+      b.add_records(absl::StrCat(R"({"id":)", page * 1000 + i, "}"));
     stream->Write(b);
     stream->WritesDone();
     return stream->Finish();
@@ -220,11 +221,10 @@ class LeaseTest : public ::testing::Test {
 
   CollectorProcess& StartCollector(const std::string& replica_id,
                                    std::vector<std::string> extra = {}) {
-    std::vector<std::string> args = {
-        "--listen=127.0.0.1:0",       "--writer=" + writer_->address(),
-        "--replica_id=" + replica_id, "--lease_seconds=2",
-        "--lease_renew_seconds=0.5",  "--allow_private_networks",
-        "--max_concurrent_jobs=4"};
+    std::vector<std::string> args = {"--listen=127.0.0.1:0",       "--writer=" + writer_->address(),
+                                     "--replica_id=" + replica_id, "--lease_seconds=2",
+                                     "--lease_renew_seconds=0.5",  "--allow_private_networks",
+                                     "--max_concurrent_jobs=4"};
     args.insert(args.end(), extra.begin(), extra.end());
     auto child = ChildProcess::Start(etl::testing::BinaryPath("collector_server"), args);
     EXPECT_TRUE(child.ok()) << child.status();
@@ -282,14 +282,13 @@ class LeaseTest : public ::testing::Test {
   // Every record of `api` exactly once in the job's table (ids and content), nothing else.
   void ExpectTableExact(const v1::JobSpec& spec, const TestApi& api) {
     const std::string table = absl::StrCat("dados_raw_cliente_", spec.cliente_id(), "_pedidos");
-    std::vector<std::string> got =
-        db_->Query(absl::StrCat("SELECT payload::text FROM ", table,
-                                " ORDER BY (payload->>'id')::bigint, id"));
+    std::vector<std::string> got = db_->Query(absl::StrCat(
+        "SELECT payload::text FROM ", table, " ORDER BY (payload->>'id')::bigint, id"));
     std::vector<std::string> values;
     for (const auto& r : api.records()) values.push_back(absl::StrCat("($rec$", r, "$rec$)"));
-    std::vector<std::string> want = db_->Query(
-        absl::StrCat("SELECT x::jsonb::text FROM (VALUES ", absl::StrJoin(values, ","),
-                     ") v(x) ORDER BY (x::jsonb->>'id')::bigint"));
+    std::vector<std::string> want =
+        db_->Query(absl::StrCat("SELECT x::jsonb::text FROM (VALUES ", absl::StrJoin(values, ","),
+                                ") v(x) ORDER BY (x::jsonb->>'id')::bigint"));
     ASSERT_EQ(got.size(), want.size()) << "row count of " << table;
     for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], want[i]) << "row " << i;
   }
@@ -302,7 +301,7 @@ class LeaseTest : public ::testing::Test {
   }
 
   absl::Notification release_a_, release_b_;  // Held API answers (outlive the APIs).
-  std::atomic<int> held_requests_{0};          // Requests of the held page so far.
+  std::atomic<int> held_requests_{0};         // Requests of the held page so far.
   std::unique_ptr<TestDatabase> db_;
   std::unique_ptr<ChildProcess> writer_;
   std::unique_ptr<v1::WriterService::Stub> writer_stub_;
@@ -379,7 +378,8 @@ TEST_F(LeaseTest, OlderEpochIsRefusedWithNothingCommitted) {
   // The old owner's page: refused as a lost lease, nothing of it committed.
   grpc::Status old_write = WritePage(job, "fence", old_epoch, 0, 5);
   EXPECT_EQ(old_write.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
-  EXPECT_TRUE(absl::StrContains(old_write.error_message(), "lease lost")) << old_write.error_message();
+  EXPECT_TRUE(absl::StrContains(old_write.error_message(), "lease lost"))
+      << old_write.error_message();
   // No lease at all (epoch 0) while someone holds one: refused too.
   EXPECT_EQ(WritePage(job, "fence", 0, 1, 5).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_EQ(db_->Value(absl::StrCat("SELECT count(*) FROM etl_pages WHERE job_id = '", job, "'")),
@@ -503,9 +503,8 @@ TEST_F(LeaseTest, TwoCollectorsRunEachJobOnceAndTakeOverAKilledOnesJob) {
   }
   ASSERT_TRUE(held_api.WaitFor(
       [](const std::vector<ApiRequest>& rs) {
-        return std::any_of(rs.begin(), rs.end(), [](const ApiRequest& r) {
-          return r.page_index == 5;
-        });
+        return std::any_of(rs.begin(), rs.end(),
+                           [](const ApiRequest& r) { return r.page_index == 5; });
       },
       absl::Seconds(30)));
   EXPECT_EQ(db_->Value(absl::StrCat("SELECT owner FROM etl_jobs WHERE job_id = '", held_job, "'")),
@@ -660,7 +659,8 @@ TEST_F(LeaseTest, AnyReplicaAnswersGetWatchAndCancelForAJobAnotherRuns) {
 
 TEST_F(LeaseTest, ShutdownReleasesLeasesSoAnotherReplicaClaimsAtOnce) {
   // A's lease would last a minute: B can only get the job this early because A released it.
-  CollectorProcess& a = StartCollector("replica-a", {"--lease_seconds=60", "--lease_renew_seconds=1"});
+  CollectorProcess& a =
+      StartCollector("replica-a", {"--lease_seconds=60", "--lease_renew_seconds=1"});
   StartCollector("replica-b");
   TestApi& api = NewApi(100, 10);
   absl::Notification& release = release_a_;
@@ -678,8 +678,8 @@ TEST_F(LeaseTest, ShutdownReleasesLeasesSoAnotherReplicaClaimsAtOnce) {
   a.process->Signal(SIGTERM);
   // B claimed it (the second lease epoch; it may have finished already).
   ASSERT_TRUE(WaitFor([&] {
-    return db_->Value(absl::StrCat("SELECT lease_epoch FROM etl_jobs WHERE job_id = '", job,
-                                   "'")) == "2";
+    return db_->Value(
+               absl::StrCat("SELECT lease_epoch FROM etl_jobs WHERE job_id = '", job, "'")) == "2";
   }));
   EXPECT_LT(absl::Now() - stopped, absl::Seconds(30));  // Well before A's lease would expire.
   ASSERT_TRUE(WaitFor([&] { return LedgerState(job) == "SUCCEEDED"; }, absl::Seconds(60)));
