@@ -1,5 +1,7 @@
 #include "collector_service/collector.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <random>
 #include <vector>
@@ -10,6 +12,7 @@
 #include "collector_service/job_reruns.h"
 #include "collector_service/job_spec.h"
 #include "common/grpc_status.h"
+#include "common/lease.h"
 #include "common/logging.h"
 #include "common/metrics_server.h"
 #include "common/names.h"
@@ -18,7 +21,7 @@
 namespace etl {
 namespace {
 
-std::string NewJobId() {
+uint64_t Random64() {
   static absl::Mutex mu(absl::kConstInit);
   static std::mt19937_64* rng = nullptr;
   absl::MutexLock l(&mu);
@@ -27,7 +30,19 @@ std::string NewJobId() {
     rng = new std::mt19937_64((uint64_t(rd()) << 32) ^ rd() ^
                               uint64_t(absl::ToUnixNanos(absl::Now())));
   }
-  return absl::StrFormat("%016x%016x", (*rng)(), (*rng)());
+  return (*rng)();
+}
+
+std::string NewJobId() { return absl::StrFormat("%016x%016x", Random64(), Random64()); }
+
+// hostname-pid-random: unique per process, readable in the ledger's owner column.
+std::string DefaultReplicaId() {
+  char host[256] = {0};
+  if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0') {
+    std::snprintf(host, sizeof(host), "collector");
+  }
+  return absl::StrFormat("%s-%d-%08x", host, static_cast<int>(getpid()),
+                         static_cast<uint32_t>(Random64()));
 }
 
 // The error of a job whose registration the client was not told about (see StartJob).
@@ -75,6 +90,19 @@ v1::Job JobFromRecord(const v1::JobRecord& r) {
       r.finished_at_unix_ms() > 0 ? r.finished_at_unix_ms() : absl::ToUnixMillis(absl::Now());
   p->set_elapsed_seconds(double(std::max<int64_t>(0, end - r.created_at_unix_ms())) / 1000.0);
   p->set_message(r.error());
+  if (r.has_progress() && !IsTerminal(r.state())) {
+    // Published by the collector running the job (at its last heartbeat); the committed figures
+    // from the ledger may be newer.
+    v1::JobProgress published = r.progress();
+    published.set_job_id(r.job_id());
+    published.set_state(r.state());
+    published.set_pages_committed(std::max(published.pages_committed(), r.pages_committed()));
+    published.set_records_committed(std::max(published.records_committed(), r.records_committed()));
+    published.set_records_rejected(std::max(published.records_rejected(), r.records_rejected()));
+    published.set_pages_failed(std::max<int64_t>(published.pages_failed(), r.failed_pages_size()));
+    *p = std::move(published);
+  }
+  if (!IsTerminal(r.state()) && r.cancel_requested()) p->set_message("cancel requested");
   return job;
 }
 
@@ -95,13 +123,17 @@ Collector::Collector(CollectorOptions options, std::shared_ptr<grpc::Channel> wr
       fetch_slots_(options_.max_fetches_in_flight,
                    options_.max_parses_in_flight > 0
                        ? options_.max_parses_in_flight
-                       : int(std::max(1u, std::thread::hardware_concurrency()))) {}
+                       : int(std::max(1u, std::thread::hardware_concurrency()))),
+      replica_id_(options_.replica_id.empty() ? DefaultReplicaId() : options_.replica_id) {}
 
 Collector::~Collector() { Shutdown(); }
 
 void Collector::Start() {
+  LogInfo("collector replica ", replica_id_, ": leases of ",
+          absl::FormatDuration(options_.lease_duration), ", renewed every ",
+          absl::FormatDuration(std::min(options_.lease_renew_interval, absl::Seconds(1))));
   poll_thread_ = std::thread([this] { PollLoop(); });
-  if (options_.resume_unfinished) resume_thread_ = std::thread([this] { ResumeLoop(); });
+  heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });
 }
 
 JobEnv Collector::MakeEnv() {
@@ -124,28 +156,111 @@ JobEnv Collector::MakeEnv() {
   env.cancel_grace = options_.cancel_grace;
   env.intents = intents_.get();
   env.final_state_wait = options_.final_state_wait;
+  env.on_finished = [this] {
+    absl::MutexLock l(&mu_);
+    claim_wanted_ = true;
+  };
   return env;
 }
 
 std::shared_ptr<Job> Collector::AddJob(const std::string& id, const v1::JobSpec& spec,
-                                       const TraceContext& trace, int64_t created_ms,
-                                       bool resumed) {
-  if (auto existing = FindJob(id)) return existing;
-  auto job = std::make_shared<Job>(id, spec, trace, MakeEnv(), created_ms, resumed);
+                                       const TraceContext& trace, int64_t created_ms, bool resumed,
+                                       int64_t lease_epoch) {
+  JobEnv env = MakeEnv();
+  env.lease_epoch = lease_epoch;
+  std::shared_ptr<Job> replaced;
+  std::shared_ptr<Job> job;
   {
     absl::MutexLock l(&mu_);
     if (shutdown_) return nullptr;
-    if (jobs_.count(id)) return jobs_[id];
+    auto it = jobs_.find(id);
+    // An older run of a job claimed again (its lease was lost meanwhile): fenced, it stops.
+    if (it != jobs_.end() && !it->second->done()) replaced = it->second;
+    job = std::make_shared<Job>(id, spec, trace, env, created_ms, resumed);
     jobs_[id] = job;
     // Keep the most recent finished jobs only.
     if (jobs_.size() > 2000) {
-      for (auto it = jobs_.begin(); it != jobs_.end() && jobs_.size() > 1000;) {
-        it = it->second->done() ? jobs_.erase(it) : std::next(it);
+      for (auto it2 = jobs_.begin(); it2 != jobs_.end() && jobs_.size() > 1000;) {
+        it2 = it2->second->done() ? jobs_.erase(it2) : std::next(it2);
       }
     }
   }
+  if (replaced != nullptr) replaced->LoseLease("the job was claimed again");
   job->Start();
   return job;
+}
+
+int Collector::FreeSlots() const {
+  absl::MutexLock l(&mu_);
+  int busy = 0;
+  for (const auto& [id, job] : jobs_) {
+    if (!job->done()) ++busy;
+  }
+  return std::max(0, options_.max_concurrent_jobs - busy);
+}
+
+int Collector::Claim(int max_jobs, const std::string& job_id, const TraceContext* trace) {
+  v1::ClaimJobsRequest req;
+  req.set_owner(replica_id_);
+  req.set_max_jobs(max_jobs);
+  req.set_lease_seconds(absl::ToDoubleSeconds(options_.lease_duration));
+  req.set_job_id(job_id);
+  if (job_id.empty() && !options_.resume_unfinished) {
+    absl::MutexLock l(&mu_);
+    if (registered_.empty()) return 0;
+    for (const auto& [id, t] : registered_) req.add_job_ids(id);
+  }
+  const absl::Time sent = absl::Now();
+  v1::ClaimJobsResponse resp;
+  grpc::ClientContext ctx;
+  PrepareWriterContext(&ctx, job_id.empty() ? LeaseCallTimeout() : absl::Seconds(5));
+  grpc::Status s = writer_->ClaimJobs(&ctx, req, &resp);
+  NoteLeaseCall("claim jobs", s);
+  if (!s.ok()) return 0;
+  int started = 0;
+  for (const v1::ClaimedJob& c : resp.jobs()) {
+    const v1::JobRecord& r = c.job();
+    TraceContext job_trace;
+    {
+      absl::MutexLock l(&mu_);
+      leases_[r.job_id()] = Lease{c.lease_epoch(), sent};
+      auto it = registered_.find(r.job_id());
+      if (it != registered_.end()) {
+        job_trace = it->second;
+        registered_.erase(it);
+      }
+    }
+    if (trace != nullptr && r.job_id() == job_id) job_trace = *trace;
+    if (job_trace.request_id.empty()) job_trace.request_id = r.job_id();
+    ScopedLogContext log_context(r.job_id(), job_trace.request_id, job_trace.traceparent);
+    absl::Status valid = ValidateJobSpec(r.spec());
+    if (!valid.ok()) {
+      // It can never run: recorded as FAILED (under the lease), never claimed again.
+      LogError("claimed job ", r.job_id(), " cannot run: ", valid.ToString());
+      v1::UpdateJobRequest fail;
+      fail.set_job_id(r.job_id());
+      fail.set_state(v1::FAILED);
+      fail.set_error(absl::StrCat("invalid spec: ", valid.message()));
+      fail.set_lease_epoch(c.lease_epoch());
+      v1::JobRecord ignored;
+      grpc::ClientContext fctx;
+      PrepareWriterContext(&fctx, absl::Seconds(10));
+      writer_->UpdateJob(&fctx, fail, &ignored);
+      absl::MutexLock l(&mu_);
+      leases_.erase(r.job_id());
+      continue;
+    }
+    const bool resumed = r.state() == v1::RUNNING;
+    LogInfo(resumed ? "resuming" : "claimed", " job ", r.job_id(), " (",
+            v1::JobState_Name(r.state()), ", lease epoch ", c.lease_epoch(), ")");
+    std::shared_ptr<Job> job =
+        AddJob(r.job_id(), WithDefaults(r.spec(), options_.fetch_concurrency), job_trace,
+               r.created_at_unix_ms(), resumed, c.lease_epoch());
+    if (job == nullptr) continue;  // Shutting down: Shutdown releases the lease.
+    ++started;
+    if (resumed) counters_.jobs_resumed.fetch_add(1);
+  }
+  return started;
 }
 
 absl::StatusOr<v1::Job> Collector::StartJob(const v1::JobSpec& in, const TraceContext& trace) {
@@ -206,23 +321,29 @@ absl::StatusOr<v1::Job> Collector::StartJob(const v1::JobSpec& in, const TraceCo
                                                     : absl::ToUnixMillis(absl::Now());
   TraceContext job_trace = trace;
   if (job_trace.request_id.empty()) job_trace.request_id = id;
-  std::shared_ptr<Job> job = AddJob(id, spec, job_trace, created, false);
-  if (job == nullptr) {
-    // Shutdown began after the ledger took the job: it stays PENDING there and a collector that
-    // resumes unfinished jobs runs it. Answering UNAVAILABLE now would make the client start it
-    // a second time.
-    LogInfo("job ", id, " PENDING: registered while shutting down; left to the next collector");
-    v1::JobRecord pending = record;
-    pending.set_job_id(id);
-    *pending.mutable_spec() = spec;
-    pending.set_state(v1::PENDING);
-    pending.set_created_at_unix_ms(created);
-    return JobFromRecord(pending);
-  }
   counters_.jobs_started.fetch_add(1);
   ScopedLogContext log_context(id, job_trace.request_id, job_trace.traceparent);
-  LogInfo("job ", id, " PENDING: accepted, ", spec.url(), " -> ", job->Snapshot().table_name());
-  return job->Snapshot();
+  LogInfo("job ", id, " PENDING: accepted, ", spec.url(), " -> ",
+          RawTableName(spec.cliente_id(), spec.rota()).value_or(""));
+  bool shutting_down;
+  {
+    absl::MutexLock l(&mu_);
+    shutting_down = shutdown_;
+    if (!shutting_down && !options_.resume_unfinished) registered_[id] = job_trace;
+  }
+  // The job is PENDING and unowned in the ledger: any replica may claim it. This one does at once
+  // when it has a free slot (one more round trip); otherwise the first replica with room does.
+  // (Shutdown began after the ledger took the job: it stays PENDING there for another collector;
+  // answering UNAVAILABLE now would make the client start it a second time.)
+  if (!shutting_down && FreeSlots() > 0 && Claim(1, id, &job_trace) > 0) {
+    if (auto job = FindJob(id)) return job->Snapshot();
+  }
+  v1::JobRecord pending = record;
+  pending.set_job_id(id);
+  *pending.mutable_spec() = spec;
+  pending.set_state(v1::PENDING);
+  pending.set_created_at_unix_ms(created);
+  return JobFromRecord(pending);
 }
 
 absl::StatusOr<v1::Job> Collector::ExistingJob(const v1::JobRecord& record,
@@ -252,16 +373,21 @@ absl::StatusOr<v1::Job> Collector::ExistingJob(const v1::JobRecord& record,
   // same Job: AddJob keeps one per id).
   TraceContext job_trace = trace;
   if (job_trace.request_id.empty()) job_trace.request_id = id;
-  std::shared_ptr<Job> job = AddJob(id, WithDefaults(record.spec(), options_.fetch_concurrency),
-                                    job_trace, record.created_at_unix_ms(), /*resumed=*/false);
-  if (job == nullptr) return absl::UnavailableError("the collector is shutting down");
-  return job->Snapshot();
+  // Leased like any other job: claimed here when a slot is free, else by the first replica with
+  // room.
+  if (FreeSlots() > 0 && Claim(1, id, &job_trace) > 0) {
+    if (auto job = FindJob(id)) return job->Snapshot();
+  }
+  ASSIGN_OR_RETURN(v1::JobRecord now, LedgerRecord(id));
+  return JobFromRecord(now);
 }
 
 std::shared_ptr<Job> Collector::FindJob(const std::string& job_id) {
   absl::MutexLock l(&mu_);
   auto it = jobs_.find(job_id);
-  return it == jobs_.end() ? nullptr : it->second;
+  // A job whose lease was lost is another replica's now: the ledger tells about it.
+  if (it == jobs_.end() || it->second->lease_lost()) return nullptr;
+  return it->second;
 }
 
 absl::StatusOr<v1::Job> Collector::GetJob(const std::string& job_id) {
@@ -364,19 +490,21 @@ absl::StatusOr<v1::Job> Collector::RetryJob(const std::string& job_id, const Tra
   PrepareWriterContext(&uctx, absl::Seconds(10));
   grpc::Status s = writer_->UpdateJob(&uctx, update, &updated);
   if (!s.ok()) return FromGrpcStatus(s);
+  TraceContext job_trace = trace;
+  if (job_trace.request_id.empty()) job_trace.request_id = job_id;
   {
     absl::MutexLock l(&mu_);
     auto it = jobs_.find(job_id);
     if (it != jobs_.end() && it->second->done()) jobs_.erase(it);
+    if (!options_.resume_unfinished) registered_[job_id] = job_trace;
   }
-  TraceContext job_trace = trace;
-  if (job_trace.request_id.empty()) job_trace.request_id = job_id;
-  std::shared_ptr<Job> job = AddJob(job_id, WithDefaults(record.spec(), options_.fetch_concurrency),
-                                    job_trace, record.created_at_unix_ms(), /*resumed=*/true);
-  if (job == nullptr) return absl::UnavailableError("the collector is shutting down");
   LogInfo("job ", job_id, " retried from ", v1::JobState_Name(record.state()),
           ": fetching the pages not committed");
-  return job->Snapshot();
+  // PENDING and unowned again: claimed here when a slot is free, else by any replica.
+  if (FreeSlots() > 0 && Claim(1, job_id, &job_trace) > 0) {
+    if (auto job = FindJob(job_id)) return job->Snapshot();
+  }
+  return JobFromRecord(updated);
 }
 
 absl::StatusOr<v1::Job> Collector::CancelJob(const std::string& job_id) {
@@ -402,21 +530,29 @@ absl::StatusOr<v1::Job> Collector::CancelJob(const std::string& job_id) {
         " is stopped here but its CANCELLED state is not yet durable in the writer's ledger "
         "(retrying in the background); retry CancelJob"));
   }
-  absl::StatusOr<v1::Job> job = GetJob(job_id);
-  if (!job.ok()) return job.status();
-  if (IsTerminal(job->state())) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("job ", job_id, " already ended ", v1::JobState_Name(job->state())));
-  }
-  v1::UpdateJobRequest req;
-  req.set_job_id(job_id);
-  req.set_state(v1::CANCELLED);
-  req.set_error("cancelled by request");
+  // Not running here: a ledger request. Without a live owner the job ends CANCELLED at once;
+  // otherwise its owner sees the request at its next renewal and cancels it (what it sent is
+  // committed). Waits for that, bounded like the local case.
+  v1::JobRef ref;
+  ref.set_job_id(job_id);
   v1::JobRecord record;
   grpc::ClientContext ctx;
   PrepareWriterContext(&ctx, absl::Seconds(10));
-  grpc::Status s = writer_->UpdateJob(&ctx, req, &record);
+  grpc::Status s = writer_->RequestCancel(&ctx, ref, &record);
   if (!s.ok()) return FromGrpcStatus(s);
+  LogInfo("job ", job_id, ": cancel requested through the ledger",
+          record.owner().empty() ? "" : absl::StrCat(" (running on ", record.owner(), ")"));
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (!IsTerminal(record.state()) && absl::Now() < deadline) {
+    if (!WaitUnlessShutdown(absl::Milliseconds(200))) break;
+    if (auto live = FindJob(job_id)) {  // Claimed here meanwhile (it will not run: cancelled).
+      live->Cancel();
+      live->WaitDone(deadline - absl::Now());
+      return live->Snapshot();
+    }
+    absl::StatusOr<v1::JobRecord> latest = LedgerRecord(job_id);
+    if (latest.ok()) record = *std::move(latest);
+  }
   return JobFromRecord(record);
 }
 
@@ -425,55 +561,171 @@ bool Collector::WaitUnlessShutdown(absl::Duration d) {
   return !mu_.AwaitWithTimeout(absl::Condition(&shutdown_), d);
 }
 
-void Collector::ResumeLoop() {
-  SetThreadComponent("collector/resume");
-  absl::Duration delay = absl::Milliseconds(200);
-  while (true) {
-    v1::ListJobRecordsRequest req;
-    req.set_unfinished_only(true);
-    req.set_limit(10000);
-    v1::ListJobRecordsResponse resp;
-    grpc::ClientContext ctx;
-    PrepareWriterContext(&ctx, absl::Seconds(30));
-    {
-      absl::MutexLock l(&mu_);
-      if (shutdown_) return;
-      background_calls_.insert(&ctx);
-    }
-    grpc::Status s = writer_->ListJobRecords(&ctx, req, &resp);
-    {
-      absl::MutexLock l(&mu_);
-      background_calls_.erase(&ctx);
-    }
-    if (s.ok()) {
-      for (const auto& r : resp.jobs()) {
-        // A job that ended here with its final state still queued is not unfinished.
-        if (FindJob(r.job_id()) != nullptr || intents_->Pending(r.job_id())) continue;
-        absl::Status valid = ValidateJobSpec(r.spec());
-        if (!valid.ok()) {
-          LogError("cannot resume job ", r.job_id(), ": ", valid.ToString());
-          continue;
-        }
-        LogInfo("resuming unfinished job ", r.job_id(), " (", v1::JobState_Name(r.state()), ")");
-        TraceContext trace;
-        trace.request_id = r.job_id();
-        if (AddJob(r.job_id(), WithDefaults(r.spec(), options_.fetch_concurrency), trace,
-                   r.created_at_unix_ms(), true) != nullptr) {
-          counters_.jobs_resumed.fetch_add(1);
-        }
-      }
-      return;
-    }
-    if (ClassifyWriterStatus(s) != WriterErrorClass::kTransient) {
-      LogError("cannot list unfinished jobs from the writer (", DescribeWriterStatus(s),
-               "); not retried: unfinished jobs resume on the next start");
-      return;
-    }
-    LogWarning("cannot list unfinished jobs from the writer (", s.error_message(),
-               "); retrying in ", absl::FormatDuration(delay));
-    if (!WaitUnlessShutdown(delay)) return;
-    delay = std::min(delay * 2, absl::Seconds(5));
+bool Collector::WaitForHeartbeat(absl::Duration d) {
+  absl::MutexLock l(&mu_);
+  auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return shutdown_ || claim_wanted_; };
+  mu_.AwaitWithTimeout(absl::Condition(&wake), d);
+  claim_wanted_ = false;
+  return !shutdown_;
+}
+
+void Collector::HeartbeatLoop() {
+  SetThreadComponent("collector/leases");
+  // Progress is published with the renewals: at least once a second.
+  const absl::Duration tick =
+      std::max(absl::Milliseconds(50), std::min(options_.lease_renew_interval, absl::Seconds(1)));
+  do {
+    ExpireLeases();
+    RenewLeases();
+    ExpireLeases();
+    int free = FreeSlots();
+    if (free > 0) Claim(free, "", nullptr);
+    // Wakes at a lease's local expiry too, so a job stops on time while the writer is away.
+  } while (WaitForHeartbeat(
+      std::max(absl::Milliseconds(10), std::min(tick, EarliestExpiry() - absl::Now()))));
+}
+
+absl::Time Collector::EarliestExpiry() const {
+  absl::MutexLock l(&mu_);
+  absl::Time earliest = absl::InfiniteFuture();
+  for (const auto& [id, lease] : leases_) {
+    earliest = std::min(earliest, lease.renewed_at + options_.lease_duration);
   }
+  return earliest;
+}
+
+absl::Duration Collector::LeaseCallTimeout() const {
+  // A call that takes longer is no help (the next heartbeat tries again), and none may outlast
+  // the earliest lease: its job must stop then.
+  absl::Duration d =
+      std::clamp(options_.lease_duration / 4, absl::Milliseconds(250), absl::Seconds(5));
+  return std::max(absl::Milliseconds(100), std::min(d, EarliestExpiry() - absl::Now()));
+}
+
+void Collector::ExpireLeases() {
+  // The ledger's expiry is at least lease_duration after the last renewal sent: past that,
+  // another replica may have claimed the job, so it stops here.
+  std::vector<std::shared_ptr<Job>> expired;
+  {
+    absl::MutexLock l(&mu_);
+    const absl::Time now = absl::Now();
+    for (const auto& [id, lease] : leases_) {
+      if (now - lease.renewed_at < options_.lease_duration) continue;
+      auto job = jobs_.find(id);
+      if (job != jobs_.end() && !job->second->done()) expired.push_back(job->second);
+    }
+  }
+  for (const auto& job : expired) {
+    job->LoseLease(absl::StrCat("not renewed for ", absl::FormatDuration(options_.lease_duration),
+                                " (writer unreachable)"));
+  }
+}
+
+void Collector::RenewLeases() {
+  struct Held {
+    std::string id;
+    std::shared_ptr<Job> job;
+    Lease lease;
+  };
+  std::vector<Held> held;
+  {
+    absl::MutexLock l(&mu_);
+    for (auto it = leases_.begin(); it != leases_.end();) {
+      auto job = jobs_.find(it->first);
+      // A job that ended here keeps its lease until its final state is in the ledger (which
+      // releases it there): otherwise another replica could claim and rerun it meanwhile, and
+      // the queued state, fenced by the old epoch, would be refused.
+      const bool settling = job != jobs_.end() && job->second->done() &&
+                            !job->second->lease_lost() && intents_->Pending(it->first);
+      if (job == jobs_.end() || (job->second->done() && !settling)) {
+        // Ended here (its final state released the lease in the ledger) or stopped after losing
+        // it: nothing to renew. A job that lost its lease leaves the registry: it runs elsewhere.
+        if (job != jobs_.end() && job->second->lease_lost()) jobs_.erase(job);
+        it = leases_.erase(it);
+        continue;
+      }
+      held.push_back(Held{it->first, job->second, it->second});
+      ++it;
+    }
+  }
+  if (held.empty()) return;
+  v1::RenewLeasesRequest req;
+  req.set_owner(replica_id_);
+  req.set_lease_seconds(absl::ToDoubleSeconds(options_.lease_duration));
+  for (const Held& h : held) {
+    v1::HeldLease* l = req.add_leases();
+    l->set_job_id(h.id);
+    l->set_lease_epoch(h.lease.epoch);
+    *l->mutable_progress() = h.job->Progress();
+  }
+  const absl::Time sent = absl::Now();
+  v1::RenewLeasesResponse resp;
+  grpc::ClientContext ctx;
+  PrepareWriterContext(&ctx, LeaseCallTimeout());
+  grpc::Status s = writer_->RenewLeases(&ctx, req, &resp);
+  NoteLeaseCall("renew leases", s);
+  if (!s.ok()) return;  // ExpireLeases stops the jobs whose lease ran out meanwhile.
+  {
+    absl::MutexLock l(&mu_);
+    for (const std::string& id : resp.held()) {
+      auto it = leases_.find(id);
+      if (it != leases_.end()) it->second.renewed_at = sent;
+    }
+  }
+  for (const Held& h : held) {
+    if (std::find(resp.lost().begin(), resp.lost().end(), h.id) != resp.lost().end()) {
+      // Ended by someone else, or claimed by another replica after it expired.
+      if (!h.job->done()) h.job->LoseLease("the ledger no longer gives this collector the lease");
+    } else if (std::find(resp.cancel_requested().begin(), resp.cancel_requested().end(), h.id) !=
+               resp.cancel_requested().end()) {
+      LogInfo("job ", h.id, ": cancel requested through the ledger");
+      h.job->Cancel();
+    }
+  }
+}
+
+void Collector::NoteLeaseCall(const char* what, const grpc::Status& s) {
+  bool was_failing;
+  {
+    absl::MutexLock l(&mu_);
+    was_failing = lease_calls_failing_;
+    lease_calls_failing_ = !s.ok();
+  }
+  // Logged when the writer stops or starts answering, not on every heartbeat.
+  if (!s.ok()) {
+    counters_.writer_rpc_errors.fetch_add(1);
+    if (!was_failing) LogWarning("cannot ", what, " through the writer: ", s.error_message());
+  } else if (was_failing) {
+    LogInfo("the writer answers lease calls again");
+  }
+}
+
+void Collector::ReleaseLeases() {
+  v1::ReleaseLeasesRequest req;
+  req.set_owner(replica_id_);
+  {
+    absl::MutexLock l(&mu_);
+    for (const auto& [id, lease] : leases_) {
+      auto job = jobs_.find(id);
+      if (job != jobs_.end() && job->second->lease_lost()) continue;
+      v1::HeldLease* h = req.add_leases();
+      h->set_job_id(id);
+      h->set_lease_epoch(lease.epoch);
+    }
+    leases_.clear();
+  }
+  if (req.leases_size() == 0) return;
+  v1::ReleaseLeasesResponse resp;
+  grpc::ClientContext ctx;
+  // Bounded: if the writer does not answer, the leases simply expire.
+  PrepareWriterContext(&ctx, absl::Seconds(2));
+  grpc::Status s = writer_->ReleaseLeases(&ctx, req, &resp);
+  if (!s.ok()) {
+    LogWarning("could not release ", req.leases_size(), " lease(s) (", s.error_message(),
+               "); other collectors claim the jobs once they expire");
+    return;
+  }
+  LogInfo("released ", resp.released(), " lease(s): other collectors may claim the jobs now");
 }
 
 void Collector::PollLoop() {
@@ -513,13 +765,13 @@ void Collector::Shutdown(absl::Time drain_deadline) {
   std::vector<std::shared_ptr<Job>> jobs;
   {
     absl::MutexLock l(&mu_);
-    if (shutdown_ && jobs_.empty() && !poll_thread_.joinable() && !resume_thread_.joinable())
+    if (shutdown_ && jobs_.empty() && !poll_thread_.joinable() && !heartbeat_thread_.joinable())
       return;
     shutdown_ = true;
     for (grpc::ClientContext* ctx : background_calls_) ctx->TryCancel();
     for (const auto& [id, job] : jobs_) jobs.push_back(job);
   }
-  if (resume_thread_.joinable()) resume_thread_.join();
+  if (heartbeat_thread_.joinable()) heartbeat_thread_.join();
   for (const auto& job : jobs) job->Shutdown();
   // Drain: streams are half-closed and their pages committed, unless the writer hangs (stopped,
   // table locked, PostgreSQL down): past the deadline every open writer call is cancelled, so the
@@ -531,6 +783,8 @@ void Collector::Shutdown(absl::Time drain_deadline) {
     }
   }
   for (const auto& job : jobs) job->Join();
+  // The jobs stopped unfinished: another replica may claim them at once.
+  ReleaseLeases();
   if (poll_thread_.joinable()) poll_thread_.join();
   intents_->Shutdown(options_.intents_flush_deadline);
   // Jobs stopped by shutdown are resumable; a lease held for them is released here (last step).

@@ -5,10 +5,13 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "collector_service/job_spec.h"
 #include "collector_service/pagination.h"
+#include "common/grpc_status.h"
+#include "common/lease.h"
 #include "common/logging.h"
 #include "common/names.h"
 
@@ -28,7 +31,8 @@ Job::Job(std::string job_id, v1::JobSpec spec, TraceContext trace, JobEnv env,
       created_at_ms_(created_at_unix_ms),
       resumed_(resumed),
       writer_(env_.writer, id_, trace_, env_.counters,
-              WriterClientOptions{env_.writer_rpc_timeout, env_.max_reconnect_backoff}),
+              WriterClientOptions{env_.writer_rpc_timeout, env_.max_reconnect_backoff,
+                                  env_.lease_epoch}),
       fetcher_(id_, &spec_, trace_, env_.fetcher, env_.counters,
                PageFetcherOptions{env_.max_message_bytes, env_.max_response_bytes,
                                   env_.writer_max_message_bytes, env_.fetch_slots},
@@ -104,6 +108,16 @@ void Job::Watchdog() {
     mu_.Lock();
   }
 }
+
+void Job::LoseLease(const std::string& why) {
+  if (lease_lost_.exchange(true)) return;
+  LogWarning("job ", id_, ": lease lost (", why, "); stopping here without recording anything");
+  stop_.store(true);
+  env_.slots->Wake();
+  AbortWriterCalls();  // The open Write stream and any ledger call end now.
+  SetMessage(absl::StrCat("lease lost: ", why));
+}
+
 void Job::Join() {
   if (thread_.joinable()) thread_.join();
 }
@@ -142,18 +156,25 @@ bool Job::HasFatal() const {
 }
 
 void Job::PersistState(v1::JobState state, const std::string& error) {
-  // Queued and retried in the background until the ledger has it (ledger_intents.h).
-  env_.intents->PersistState(id_, state, error);
+  // Another collector may run the job now: its state there is not this process's to write.
+  if (lease_lost()) return;
+  // Queued and retried in the background until the ledger has it (ledger_intents.h), fenced by
+  // the job's lease epoch.
+  env_.intents->PersistState(id_, state, error, /*register_first=*/nullptr, env_.lease_epoch);
 }
 
 void Job::Run() {
+  // The collector claims another job as soon as a slot frees.
+  absl::Cleanup notify = [this] {
+    if (env_.on_finished) env_.on_finished();
+  };
   SetThreadComponent("collector/job");
   ScopedLogContext log_context(id_, trace_.request_id, trace_.traceparent);
   if (!env_.slots->Acquire(&stop_)) {
     env_.counters->jobs_pending.fetch_sub(1);
-    if (cancelled_.load()) Finalize();
+    if (cancelled_.load() && !lease_lost()) Finalize();
     absl::MutexLock l(&mu_);
-    done_ = done_ || cancelled_.load();
+    done_ = done_ || cancelled_.load() || lease_lost();
     return;
   }
   env_.counters->jobs_pending.fetch_sub(1);
@@ -230,7 +251,7 @@ Job::RunOutcome Job::RunOnce() {
     if (stopping()) return RunOutcome::kDone;
     switch (ClassifyWriterStatus(s)) {
       case WriterErrorClass::kLeaseLost:
-        OnLeaseLost(std::string(s.message()));
+        LoseLease(std::string(s.message()));
         return RunOutcome::kDone;
       case WriterErrorClass::kPermanent:
         SetFatal(s.code() == absl::StatusCode::kNotFound
@@ -333,7 +354,7 @@ Job::RunOutcome Job::RunOnce() {
       stream.reset();  // Before its context goes.
       writer_.ReleaseWrite(ctx.get());
       ctx = std::make_unique<grpc::ClientContext>();
-      summary.Clear();
+          summary.Clear();
       stream = writer_.OpenWrite(ctx.get(), &summary);
       stream_bytes = 0;
       stream_opened = absl::Now();
@@ -344,20 +365,23 @@ Job::RunOutcome Job::RunOnce() {
   progress_.SetBuffered(0);
   page = FetchedPage();
 
-  if (ended.has_value()) return *ended;
+  if (ended.has_value()) {
+    return *ended;
+  }
   if (broken) {
     grpc::Status st = stream->Finish();
     LogWarning("job ", id_, ": write stream failed: ", DescribeWriterStatus(st));
     return OnStreamError(st);
   }
-  return CloseStream(stream.get(), summary).value_or(RunOutcome::kDone);
+  RunOutcome outcome = CloseStream(stream.get(), summary).value_or(RunOutcome::kDone);
+  return outcome;
 }
 
 Job::RunOutcome Job::OnStreamError(const grpc::Status& status) {
   if (stopping()) return RunOutcome::kDone;  // Cancel, shutdown or stall: nothing to retry.
   switch (ClassifyWriterStatus(status)) {
     case WriterErrorClass::kLeaseLost:
-      OnLeaseLost(status.error_message());
+      LoseLease(status.error_message());
       return RunOutcome::kDone;
     case WriterErrorClass::kPermanent:
       SetFatal(absl::StrCat("the writer refused the job's data (permanent, not retried): ",
@@ -369,13 +393,6 @@ Job::RunOutcome Job::OnStreamError(const grpc::Status& status) {
   ++restarts_without_progress_;
   last_stream_error_ = DescribeWriterStatus(status);
   return RunOutcome::kStreamBroken;
-}
-
-void Job::OnLeaseLost(const std::string& why) {
-  LogWarning("job ", id_, ": lease lost, stopping here without recording anything: ", why);
-  lease_lost_.store(true);
-  stop_.store(true);
-  SetMessage(absl::StrCat("lease lost: ", why));
 }
 
 std::optional<Job::RunOutcome> Job::CloseStream(
@@ -397,6 +414,7 @@ bool Job::SendPage(grpc::ClientWriterInterface<v1::RecordBatch>* stream, Fetched
                    int64_t* sent_bytes) {
   for (v1::RecordBatch& batch : page->batches) {
     batch.set_next_page_token(page->next_token);
+    batch.set_lease_epoch(env_.lease_epoch);
     int64_t bytes = 0;
     for (const std::string& r : batch.records()) bytes += int64_t(r.size());
     if (!stream->Write(batch)) return false;
@@ -417,7 +435,8 @@ void Job::RecordFailure(const FetchedPage& page) {
   fp.set_error(Redact(page.error, fetcher_.redact()));
   fp.set_attempts(page.attempts);
   // Queued before the job's final state, so the ledger lists it before PARTIAL names it.
-  absl::Status s = env_.intents->RecordFailure(id_, fp);
+  if (lease_lost()) return;
+  absl::Status s = env_.intents->RecordFailure(id_, fp, env_.lease_epoch);
   if (!s.ok()) {
     LogError("could not queue the failure of page ", page.page_number, ": ", s.ToString());
   }

@@ -27,6 +27,7 @@
 #define ETL_COLLECTOR_SERVICE_JOB_H_
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -83,6 +84,10 @@ struct JobEnv {
   // How long a job that reached its final state waits for the ledger to record it before it
   // counts as done (the state stays queued, and GetJob says so, past this).
   absl::Duration final_state_wait = absl::Seconds(10);
+  // The job's lease epoch (ClaimedJob.lease_epoch): sent with every RecordBatch and ledger write,
+  // so the writer refuses them once another collector took the job over. 0 = no lease.
+  int64_t lease_epoch = 0;
+  std::function<void()> on_finished;  // Called once the job's thread is done; may be empty.
 };
 
 class Job {
@@ -103,6 +108,10 @@ class Job {
   // Ends the drain: TryCancel of every open writer call (Write stream included); later calls fail
   // at once. The job thread then ends promptly whatever the writer or PostgreSQL do.
   void AbortWriterCalls();
+  // The job's lease is gone (another collector may run it now): stop at once, cancel the open
+  // Write stream, and write nothing more to the ledger.
+  void LoseLease(const std::string& why);
+  bool lease_lost() const { return lease_lost_.load(); }
   void Join();
 
   const std::string& id() const { return id_; }
@@ -128,8 +137,6 @@ class Job {
   RunOutcome RunOnce();
   // How a run ends after its Write stream failed with `status` (classified, counted).
   RunOutcome OnStreamError(const grpc::Status& status);
-  // Lease hook: another collector owns the job; stop here without recording anything.
-  void OnLeaseLost(const std::string& why);
   // A page was fetched or committed: the stall clock restarts.
   void NoteProgress();
   // The watchdog of a running job (stall bound, cancel grace); ends when run_over_.

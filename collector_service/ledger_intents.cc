@@ -33,7 +33,8 @@ LedgerIntents::~LedgerIntents() { Shutdown(absl::ZeroDuration()); }
 
 void LedgerIntents::PersistState(const std::string& job_id, v1::JobState state,
                                  const std::string& error,
-                                 const v1::RegisterJobRequest* register_first) {
+                                 const v1::RegisterJobRequest* register_first,
+                                 int64_t lease_epoch) {
   absl::MutexLock l(&mu_);
   if (closed_) {
     LogError("job ", job_id, ": state ", v1::JobState_Name(state),
@@ -44,13 +45,14 @@ void LedgerIntents::PersistState(const std::string& job_id, v1::JobState state,
   auto [it, fresh] = jobs_.try_emplace(job_id);
   JobIntents& j = it->second;
   if (fresh) j.first_queued = j.next_attempt = absl::Now();
-  j.state = QueuedState{state, error, std::nullopt, ++seq_};
+  j.state = QueuedState{state, error, std::nullopt, ++seq_, lease_epoch};
   if (register_first != nullptr) j.state->register_first = *register_first;
   ++wakeups_;
   UpdateGauge();
 }
 
-absl::Status LedgerIntents::RecordFailure(const std::string& job_id, const v1::FailedPage& page) {
+absl::Status LedgerIntents::RecordFailure(const std::string& job_id, const v1::FailedPage& page,
+                                          int64_t lease_epoch) {
   absl::MutexLock l(&mu_);
   if (closed_) {
     counters_->ledger_intents_abandoned.fetch_add(1);
@@ -60,7 +62,7 @@ absl::Status LedgerIntents::RecordFailure(const std::string& job_id, const v1::F
   if (it != jobs_.end()) {
     for (QueuedPage& q : it->second.pages) {
       if (q.page.page_number() == page.page_number()) {
-        q = QueuedPage{page, ++seq_};  // The latest failure of the page replaces the earlier one.
+        q = QueuedPage{page, ++seq_, lease_epoch};  // The latest failure of the page replaces the earlier one.
         ++wakeups_;
         return absl::OkStatus();
       }
@@ -77,7 +79,7 @@ absl::Status LedgerIntents::RecordFailure(const std::string& job_id, const v1::F
   if (fresh) it = jobs_.try_emplace(job_id).first;
   JobIntents& j = it->second;
   if (fresh) j.first_queued = j.next_attempt = absl::Now();
-  j.pages.push_back(QueuedPage{page, ++seq_});
+  j.pages.push_back(QueuedPage{page, ++seq_, lease_epoch});
   ++pages_;
   ++wakeups_;
   UpdateGauge();
@@ -173,9 +175,11 @@ std::optional<LedgerIntents::Work> LedgerIntents::TakeDue(absl::Time now, absl::
     if (!j.pages.empty()) {
       w.page = j.pages.front().page;
       w.seq = j.pages.front().seq;
+      w.lease_epoch = j.pages.front().lease_epoch;
     } else {
       w.state = *j.state;
       w.seq = j.state->seq;
+      w.lease_epoch = j.state->lease_epoch;
     }
     return w;
   }
@@ -189,6 +193,7 @@ grpc::Status LedgerIntents::Send(const Work& w) {
     v1::PageFailure req;
     req.set_job_id(w.job_id);
     *req.mutable_page() = *w.page;
+    req.set_lease_epoch(w.lease_epoch);
     v1::PageFailureAck ack;
     return stub_->RecordPageFailure(&ctx, req, &ack);
   }
@@ -203,6 +208,7 @@ grpc::Status LedgerIntents::Send(const Work& w) {
   req.set_job_id(w.job_id);
   req.set_state(w.state->state);
   req.set_error(w.state->error);
+  req.set_lease_epoch(w.lease_epoch);
   v1::JobRecord record;
   return stub_->UpdateJob(&update_ctx, req, &record);
 }

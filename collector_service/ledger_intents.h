@@ -59,11 +59,14 @@ class LedgerIntents {
   // `register_first` the job is registered (idempotent on its id) before the state is written, so
   // that a registration still in flight cannot land after the state and undo it; NOT_FOUND then
   // counts as written (its request_id belongs to another job: this one never exists).
+  // `lease_epoch` fences the write (the job's lease when it was queued; 0 = none).
   void PersistState(const std::string& job_id, v1::JobState state, const std::string& error,
-                    const v1::RegisterJobRequest* register_first = nullptr);
+                    const v1::RegisterJobRequest* register_first = nullptr,
+                    int64_t lease_epoch = 0);
   // Queues a failed page (written before the job's queued state). RESOURCE_EXHAUSTED when
   // max_pending_pages are queued already (counted in ledger_intents_abandoned).
-  absl::Status RecordFailure(const std::string& job_id, const v1::FailedPage& page);
+  absl::Status RecordFailure(const std::string& job_id, const v1::FailedPage& page,
+                             int64_t lease_epoch = 0);
 
   // True while a write of `job_id` is queued.
   bool Pending(const std::string& job_id) const;
@@ -82,10 +85,12 @@ class LedgerIntents {
     std::string error;
     std::optional<v1::RegisterJobRequest> register_first;
     uint64_t seq = 0;  // Which version was written (a newer one may arrive meanwhile).
+    int64_t lease_epoch = 0;
   };
   struct QueuedPage {
     v1::FailedPage page;
     uint64_t seq = 0;
+    int64_t lease_epoch = 0;
   };
   struct JobIntents {
     std::deque<QueuedPage> pages;  // Oldest first; one per page number.
@@ -101,6 +106,7 @@ class LedgerIntents {
     std::optional<v1::FailedPage> page;
     std::optional<QueuedState> state;
     uint64_t seq = 0;  // Of what is sent.
+    int64_t lease_epoch = 0;
   };
 
   void Loop();

@@ -27,6 +27,7 @@
 #include "absl/time/time.h"
 #include "collector_service/counters.h"
 #include "collector_service/trace_context.h"
+#include "common/lease.h"
 #include "etl.grpc.pb.h"
 #include "etl.pb.h"
 
@@ -52,7 +53,7 @@ WriterErrorClass ClassifyWriterStatus(const absl::Status& status);
 // fencing epoch than the ledger holds with FAILED_PRECONDITION and a message containing
 // kLeaseLostMarker. Such a status means "lease lost": the job stops in this process without
 // recording anything (the new owner does). ClassifyWriterStatus returns kLeaseLost for it.
-inline constexpr char kLeaseLostMarker[] = "fencing epoch";
+inline constexpr absl::string_view kLeaseLostMarker = kLeaseLostPrefix;
 bool IsLeaseLost(const grpc::Status& status);
 // Where the leases work acts on it: Job::OnLeaseLost (job.h).
 
@@ -62,6 +63,7 @@ std::string DescribeWriterStatus(const grpc::Status& status);
 struct WriterClientOptions {
   absl::Duration rpc_timeout = absl::Seconds(30);  // Deadline of each unary call.
   absl::Duration max_backoff = absl::Seconds(5);   // Longest wait between two attempts.
+  int64_t lease_epoch = 0;  // The job's lease epoch, carried by every ledger write (0 = none).
 };
 
 class WriterClient {
