@@ -1,5 +1,7 @@
 #include "collector_service/collector.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <random>
 #include <vector>
@@ -9,6 +11,7 @@
 #include "collector_service/job_reruns.h"
 #include "collector_service/job_spec.h"
 #include "common/grpc_status.h"
+#include "common/lease.h"
 #include "common/logging.h"
 #include "common/metrics_server.h"
 #include "common/names.h"
@@ -17,7 +20,7 @@
 namespace etl {
 namespace {
 
-std::string NewJobId() {
+uint64_t Random64() {
   static absl::Mutex mu(absl::kConstInit);
   static std::mt19937_64* rng = nullptr;
   absl::MutexLock l(&mu);
@@ -26,7 +29,19 @@ std::string NewJobId() {
     rng = new std::mt19937_64((uint64_t(rd()) << 32) ^ rd() ^
                               uint64_t(absl::ToUnixNanos(absl::Now())));
   }
-  return absl::StrFormat("%016x%016x", (*rng)(), (*rng)());
+  return (*rng)();
+}
+
+std::string NewJobId() { return absl::StrFormat("%016x%016x", Random64(), Random64()); }
+
+// hostname-pid-random: unique per process, readable in the ledger's owner column.
+std::string DefaultReplicaId() {
+  char host[256] = {0};
+  if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0') {
+    std::snprintf(host, sizeof(host), "collector");
+  }
+  return absl::StrFormat("%s-%d-%08x", host, static_cast<int>(getpid()),
+                         static_cast<uint32_t>(Random64()));
 }
 
 bool IsTerminal(v1::JobState s) {
@@ -59,6 +74,20 @@ v1::Job JobFromRecord(const v1::JobRecord& r) {
       r.finished_at_unix_ms() > 0 ? r.finished_at_unix_ms() : absl::ToUnixMillis(absl::Now());
   p->set_elapsed_seconds(double(std::max<int64_t>(0, end - r.created_at_unix_ms())) / 1000.0);
   p->set_message(r.error());
+  if (r.has_progress() && !IsTerminal(r.state())) {
+    // Published by the collector running the job (at its last heartbeat); the committed figures
+    // from the ledger may be newer.
+    v1::JobProgress published = r.progress();
+    published.set_job_id(r.job_id());
+    published.set_state(r.state());
+    published.set_pages_committed(std::max(published.pages_committed(), r.pages_committed()));
+    published.set_records_committed(
+        std::max(published.records_committed(), r.records_committed()));
+    published.set_records_rejected(std::max(published.records_rejected(), r.records_rejected()));
+    published.set_pages_failed(std::max<int64_t>(published.pages_failed(), r.failed_pages_size()));
+    *p = std::move(published);
+  }
+  if (!IsTerminal(r.state()) && r.cancel_requested()) p->set_message("cancel requested");
   return job;
 }
 
@@ -74,13 +103,17 @@ Collector::Collector(CollectorOptions options, std::shared_ptr<grpc::Channel> wr
       channel_(std::move(writer_channel)),
       writer_(v1::WriterService::NewStub(channel_)),
       fetcher_(fetcher ? std::move(fetcher) : std::make_unique<CurlHttpFetcher>(options_.fetcher)),
-      slots_(options_.max_concurrent_jobs) {}
+      slots_(options_.max_concurrent_jobs),
+      replica_id_(options_.replica_id.empty() ? DefaultReplicaId() : options_.replica_id) {}
 
 Collector::~Collector() { Shutdown(); }
 
 void Collector::Start() {
+  LogInfo("collector replica ", replica_id_, ": leases of ",
+          absl::FormatDuration(options_.lease_duration), ", renewed every ",
+          absl::FormatDuration(std::min(options_.lease_renew_interval, absl::Seconds(1))));
   poll_thread_ = std::thread([this] { PollLoop(); });
-  if (options_.resume_unfinished) resume_thread_ = std::thread([this] { ResumeLoop(); });
+  heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });
 }
 
 JobEnv Collector::MakeEnv() {
@@ -96,27 +129,113 @@ JobEnv Collector::MakeEnv() {
   env.max_buffered_bytes = options_.max_buffered_bytes;
   env.max_stream_bytes = options_.max_stream_bytes;
   env.max_stream_duration = options_.max_stream_duration;
+  env.on_finished = [this] {
+    absl::MutexLock l(&mu_);
+    claim_wanted_ = true;
+  };
   return env;
 }
 
 std::shared_ptr<Job> Collector::AddJob(const std::string& id, const v1::JobSpec& spec,
-                                       const TraceContext& trace, int64_t created_ms,
-                                       bool resumed) {
-  auto job = std::make_shared<Job>(id, spec, trace, MakeEnv(), created_ms, resumed);
+                                       const TraceContext& trace, int64_t created_ms, bool resumed,
+                                       int64_t lease_epoch) {
+  JobEnv env = MakeEnv();
+  env.lease_epoch = lease_epoch;
+  std::shared_ptr<Job> replaced;
+  std::shared_ptr<Job> job;
   {
     absl::MutexLock l(&mu_);
     if (shutdown_) return nullptr;
-    if (jobs_.count(id)) return jobs_[id];
+    auto it = jobs_.find(id);
+    // An older run of a job claimed again (its lease was lost meanwhile): fenced, it stops.
+    if (it != jobs_.end() && !it->second->done()) replaced = it->second;
+    job = std::make_shared<Job>(id, spec, trace, env, created_ms, resumed);
     jobs_[id] = job;
     // Keep the most recent finished jobs only.
     if (jobs_.size() > 2000) {
-      for (auto it = jobs_.begin(); it != jobs_.end() && jobs_.size() > 1000;) {
-        it = it->second->done() ? jobs_.erase(it) : std::next(it);
+      for (auto it2 = jobs_.begin(); it2 != jobs_.end() && jobs_.size() > 1000;) {
+        it2 = it2->second->done() ? jobs_.erase(it2) : std::next(it2);
       }
     }
   }
+  if (replaced != nullptr) replaced->LoseLease("the job was claimed again");
   job->Start();
   return job;
+}
+
+int Collector::FreeSlots() const {
+  absl::MutexLock l(&mu_);
+  int busy = 0;
+  for (const auto& [id, job] : jobs_) {
+    if (!job->done()) ++busy;
+  }
+  return std::max(0, options_.max_concurrent_jobs - busy);
+}
+
+int Collector::Claim(int max_jobs, const std::string& job_id, const TraceContext* trace) {
+  v1::ClaimJobsRequest req;
+  req.set_owner(replica_id_);
+  req.set_max_jobs(max_jobs);
+  req.set_lease_seconds(absl::ToDoubleSeconds(options_.lease_duration));
+  req.set_job_id(job_id);
+  if (job_id.empty() && !options_.resume_unfinished) {
+    absl::MutexLock l(&mu_);
+    if (registered_.empty()) return 0;
+    for (const auto& [id, t] : registered_) req.add_job_ids(id);
+  }
+  const absl::Time sent = absl::Now();
+  v1::ClaimJobsResponse resp;
+  grpc::ClientContext ctx;
+  PrepareWriterContext(&ctx, absl::Seconds(5));
+  grpc::Status s = writer_->ClaimJobs(&ctx, req, &resp);
+  if (!s.ok()) {
+    counters_.writer_rpc_errors.fetch_add(1);
+    LogWarning("cannot claim jobs from the writer: ", s.error_message());
+    return 0;
+  }
+  int started = 0;
+  for (const v1::ClaimedJob& c : resp.jobs()) {
+    const v1::JobRecord& r = c.job();
+    TraceContext job_trace;
+    {
+      absl::MutexLock l(&mu_);
+      leases_[r.job_id()] = Lease{c.lease_epoch(), sent};
+      auto it = registered_.find(r.job_id());
+      if (it != registered_.end()) {
+        job_trace = it->second;
+        registered_.erase(it);
+      }
+    }
+    if (trace != nullptr && r.job_id() == job_id) job_trace = *trace;
+    if (job_trace.request_id.empty()) job_trace.request_id = r.job_id();
+    ScopedLogContext log_context(r.job_id(), job_trace.request_id, job_trace.traceparent);
+    absl::Status valid = ValidateJobSpec(r.spec());
+    if (!valid.ok()) {
+      // It can never run: recorded as FAILED (under the lease), never claimed again.
+      LogError("claimed job ", r.job_id(), " cannot run: ", valid.ToString());
+      v1::UpdateJobRequest fail;
+      fail.set_job_id(r.job_id());
+      fail.set_state(v1::FAILED);
+      fail.set_error(absl::StrCat("invalid spec: ", valid.message()));
+      fail.set_lease_epoch(c.lease_epoch());
+      v1::JobRecord ignored;
+      grpc::ClientContext fctx;
+      PrepareWriterContext(&fctx, absl::Seconds(10));
+      writer_->UpdateJob(&fctx, fail, &ignored);
+      absl::MutexLock l(&mu_);
+      leases_.erase(r.job_id());
+      continue;
+    }
+    const bool resumed = r.state() == v1::RUNNING;
+    LogInfo(resumed ? "resuming" : "claimed", " job ", r.job_id(), " (",
+            v1::JobState_Name(r.state()), ", lease epoch ", c.lease_epoch(), ")");
+    std::shared_ptr<Job> job = AddJob(r.job_id(), WithDefaults(r.spec(), options_.fetch_concurrency),
+                                      job_trace, r.created_at_unix_ms(), resumed, c.lease_epoch());
+    if (job == nullptr) continue;  // Shutting down: Shutdown releases the lease.
+    ++started;
+    if (resumed) counters_.jobs_resumed.fetch_add(1);
+  }
+  return started;
 }
 
 absl::StatusOr<v1::Job> Collector::StartJob(const v1::JobSpec& in, const TraceContext& trace) {
@@ -163,29 +282,37 @@ absl::StatusOr<v1::Job> Collector::StartJob(const v1::JobSpec& in, const TraceCo
                                                     : absl::ToUnixMillis(absl::Now());
   TraceContext job_trace = trace;
   if (job_trace.request_id.empty()) job_trace.request_id = id;
-  std::shared_ptr<Job> job = AddJob(id, spec, job_trace, created, false);
-  if (job == nullptr) {
-    // Shutdown began after the ledger took the job: it stays PENDING there and a collector that
-    // resumes unfinished jobs runs it. Answering UNAVAILABLE now would make the client start it
-    // a second time.
-    LogInfo("job ", id, " PENDING: registered while shutting down; left to the next collector");
-    v1::JobRecord pending = record;
-    pending.set_job_id(id);
-    *pending.mutable_spec() = spec;
-    pending.set_state(v1::PENDING);
-    pending.set_created_at_unix_ms(created);
-    return JobFromRecord(pending);
-  }
   counters_.jobs_started.fetch_add(1);
   ScopedLogContext log_context(id, job_trace.request_id, job_trace.traceparent);
-  LogInfo("job ", id, " PENDING: accepted, ", spec.url(), " -> ", job->Snapshot().table_name());
-  return job->Snapshot();
+  LogInfo("job ", id, " PENDING: accepted, ", spec.url(), " -> ",
+          RawTableName(spec.cliente_id(), spec.rota()).value_or(""));
+  bool shutting_down;
+  {
+    absl::MutexLock l(&mu_);
+    shutting_down = shutdown_;
+    if (!shutting_down && !options_.resume_unfinished) registered_[id] = job_trace;
+  }
+  // The job is PENDING and unowned in the ledger: any replica may claim it. This one does at once
+  // when it has a free slot (one more round trip); otherwise the first replica with room does.
+  // (Shutdown began after the ledger took the job: it stays PENDING there for another collector;
+  // answering UNAVAILABLE now would make the client start it a second time.)
+  if (!shutting_down && FreeSlots() > 0 && Claim(1, id, &job_trace) > 0) {
+    if (auto job = FindJob(id)) return job->Snapshot();
+  }
+  v1::JobRecord pending = record;
+  pending.set_job_id(id);
+  *pending.mutable_spec() = spec;
+  pending.set_state(v1::PENDING);
+  pending.set_created_at_unix_ms(created);
+  return JobFromRecord(pending);
 }
 
 std::shared_ptr<Job> Collector::FindJob(const std::string& job_id) {
   absl::MutexLock l(&mu_);
   auto it = jobs_.find(job_id);
-  return it == jobs_.end() ? nullptr : it->second;
+  // A job whose lease was lost is another replica's now: the ledger tells about it.
+  if (it == jobs_.end() || it->second->lease_lost()) return nullptr;
+  return it->second;
 }
 
 absl::StatusOr<v1::Job> Collector::GetJob(const std::string& job_id) {
@@ -284,19 +411,21 @@ absl::StatusOr<v1::Job> Collector::RetryJob(const std::string& job_id, const Tra
   PrepareWriterContext(&uctx, absl::Seconds(10));
   grpc::Status s = writer_->UpdateJob(&uctx, update, &updated);
   if (!s.ok()) return FromGrpcStatus(s);
+  TraceContext job_trace = trace;
+  if (job_trace.request_id.empty()) job_trace.request_id = job_id;
   {
     absl::MutexLock l(&mu_);
     auto it = jobs_.find(job_id);
     if (it != jobs_.end() && it->second->done()) jobs_.erase(it);
+    if (!options_.resume_unfinished) registered_[job_id] = job_trace;
   }
-  TraceContext job_trace = trace;
-  if (job_trace.request_id.empty()) job_trace.request_id = job_id;
-  std::shared_ptr<Job> job = AddJob(job_id, WithDefaults(record.spec(), options_.fetch_concurrency),
-                                    job_trace, record.created_at_unix_ms(), /*resumed=*/true);
-  if (job == nullptr) return absl::UnavailableError("the collector is shutting down");
   LogInfo("job ", job_id, " retried from ", v1::JobState_Name(record.state()),
           ": fetching the pages not committed");
-  return job->Snapshot();
+  // PENDING and unowned again: claimed here when a slot is free, else by any replica.
+  if (FreeSlots() > 0 && Claim(1, job_id, &job_trace) > 0) {
+    if (auto job = FindJob(job_id)) return job->Snapshot();
+  }
+  return JobFromRecord(updated);
 }
 
 absl::StatusOr<v1::Job> Collector::CancelJob(const std::string& job_id) {
@@ -312,21 +441,29 @@ absl::StatusOr<v1::Job> Collector::CancelJob(const std::string& job_id) {
     job->WaitDone(absl::Seconds(30));
     return job->Snapshot();
   }
-  absl::StatusOr<v1::Job> job = GetJob(job_id);
-  if (!job.ok()) return job.status();
-  if (IsTerminal(job->state())) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("job ", job_id, " already ended ", v1::JobState_Name(job->state())));
-  }
-  v1::UpdateJobRequest req;
-  req.set_job_id(job_id);
-  req.set_state(v1::CANCELLED);
-  req.set_error("cancelled by request");
+  // Not running here: a ledger request. Without a live owner the job ends CANCELLED at once;
+  // otherwise its owner sees the request at its next renewal and cancels it (what it sent is
+  // committed). Waits for that, bounded like the local case.
+  v1::JobRef ref;
+  ref.set_job_id(job_id);
   v1::JobRecord record;
   grpc::ClientContext ctx;
   PrepareWriterContext(&ctx, absl::Seconds(10));
-  grpc::Status s = writer_->UpdateJob(&ctx, req, &record);
+  grpc::Status s = writer_->RequestCancel(&ctx, ref, &record);
   if (!s.ok()) return FromGrpcStatus(s);
+  LogInfo("job ", job_id, ": cancel requested through the ledger",
+          record.owner().empty() ? "" : absl::StrCat(" (running on ", record.owner(), ")"));
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (!IsTerminal(record.state()) && absl::Now() < deadline) {
+    if (!WaitUnlessShutdown(absl::Milliseconds(200))) break;
+    if (auto live = FindJob(job_id)) {  // Claimed here meanwhile (it will not run: cancelled).
+      live->Cancel();
+      live->WaitDone(deadline - absl::Now());
+      return live->Snapshot();
+    }
+    absl::StatusOr<v1::JobRecord> latest = LedgerRecord(job_id);
+    if (latest.ok()) record = *std::move(latest);
+  }
   return JobFromRecord(record);
 }
 
@@ -335,40 +472,124 @@ bool Collector::WaitUnlessShutdown(absl::Duration d) {
   return !mu_.AwaitWithTimeout(absl::Condition(&shutdown_), d);
 }
 
-void Collector::ResumeLoop() {
-  SetThreadComponent("collector/resume");
-  absl::Duration delay = absl::Milliseconds(200);
-  while (true) {
-    v1::ListJobRecordsRequest req;
-    req.set_unfinished_only(true);
-    req.set_limit(10000);
-    v1::ListJobRecordsResponse resp;
-    grpc::ClientContext ctx;
-    PrepareWriterContext(&ctx, absl::Seconds(30));
-    grpc::Status s = writer_->ListJobRecords(&ctx, req, &resp);
-    if (s.ok()) {
-      for (const auto& r : resp.jobs()) {
-        if (FindJob(r.job_id()) != nullptr) continue;
-        absl::Status valid = ValidateJobSpec(r.spec());
-        if (!valid.ok()) {
-          LogError("cannot resume job ", r.job_id(), ": ", valid.ToString());
-          continue;
-        }
-        LogInfo("resuming unfinished job ", r.job_id(), " (", v1::JobState_Name(r.state()), ")");
-        TraceContext trace;
-        trace.request_id = r.job_id();
-        if (AddJob(r.job_id(), WithDefaults(r.spec(), options_.fetch_concurrency), trace,
-                   r.created_at_unix_ms(), true) != nullptr) {
-          counters_.jobs_resumed.fetch_add(1);
-        }
+bool Collector::WaitForHeartbeat(absl::Duration d) {
+  absl::MutexLock l(&mu_);
+  auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return shutdown_ || claim_wanted_; };
+  mu_.AwaitWithTimeout(absl::Condition(&wake), d);
+  claim_wanted_ = false;
+  return !shutdown_;
+}
+
+void Collector::HeartbeatLoop() {
+  SetThreadComponent("collector/leases");
+  // Progress is published with the renewals: at least once a second.
+  const absl::Duration tick =
+      std::max(absl::Milliseconds(50), std::min(options_.lease_renew_interval, absl::Seconds(1)));
+  do {
+    RenewLeases();
+    int free = FreeSlots();
+    if (free > 0) Claim(free, "", nullptr);
+  } while (WaitForHeartbeat(tick));
+}
+
+void Collector::RenewLeases() {
+  struct Held {
+    std::string id;
+    std::shared_ptr<Job> job;
+    Lease lease;
+  };
+  std::vector<Held> held;
+  {
+    absl::MutexLock l(&mu_);
+    for (auto it = leases_.begin(); it != leases_.end();) {
+      auto job = jobs_.find(it->first);
+      if (job == jobs_.end() || job->second->done()) {
+        // Ended here (its final state released the lease in the ledger) or stopped after losing
+        // it: nothing to renew. A job that lost its lease leaves the registry: it runs elsewhere.
+        if (job != jobs_.end() && job->second->lease_lost()) jobs_.erase(job);
+        it = leases_.erase(it);
+        continue;
       }
-      return;
+      held.push_back(Held{it->first, job->second, it->second});
+      ++it;
     }
-    LogWarning("cannot list unfinished jobs from the writer (", s.error_message(),
-               "); retrying in ", absl::FormatDuration(delay));
-    if (!WaitUnlessShutdown(delay)) return;
-    delay = std::min(delay * 2, absl::Seconds(5));
   }
+  if (held.empty()) return;
+  v1::RenewLeasesRequest req;
+  req.set_owner(replica_id_);
+  req.set_lease_seconds(absl::ToDoubleSeconds(options_.lease_duration));
+  for (const Held& h : held) {
+    v1::HeldLease* l = req.add_leases();
+    l->set_job_id(h.id);
+    l->set_lease_epoch(h.lease.epoch);
+    *l->mutable_progress() = h.job->Progress();
+  }
+  const absl::Time sent = absl::Now();
+  v1::RenewLeasesResponse resp;
+  grpc::ClientContext ctx;
+  // A renewal that takes longer than this is no help: the next tick tries again.
+  PrepareWriterContext(&ctx, std::max(absl::Seconds(1), std::min(options_.lease_duration / 3,
+                                                                  absl::Seconds(5))));
+  grpc::Status s = writer_->RenewLeases(&ctx, req, &resp);
+  if (!s.ok()) {
+    counters_.writer_rpc_errors.fetch_add(1);
+    LogWarning("cannot renew ", held.size(), " lease(s): ", s.error_message());
+    // The ledger's expiry is at least lease_duration after the last renewal sent: past that,
+    // another replica may have claimed the job, so it stops here.
+    for (const Held& h : held) {
+      if (absl::Now() - h.lease.renewed_at >= options_.lease_duration) {
+        h.job->LoseLease(absl::StrCat("not renewed for ",
+                                      absl::FormatDuration(options_.lease_duration),
+                                      " (writer unreachable)"));
+      }
+    }
+    return;
+  }
+  {
+    absl::MutexLock l(&mu_);
+    for (const std::string& id : resp.held()) {
+      auto it = leases_.find(id);
+      if (it != leases_.end()) it->second.renewed_at = sent;
+    }
+  }
+  for (const Held& h : held) {
+    if (std::find(resp.lost().begin(), resp.lost().end(), h.id) != resp.lost().end()) {
+      // Ended by someone else, or claimed by another replica after it expired.
+      if (!h.job->done()) h.job->LoseLease("the ledger no longer gives this collector the lease");
+    } else if (std::find(resp.cancel_requested().begin(), resp.cancel_requested().end(), h.id) !=
+               resp.cancel_requested().end()) {
+      LogInfo("job ", h.id, ": cancel requested through the ledger");
+      h.job->Cancel();
+    }
+  }
+}
+
+void Collector::ReleaseLeases() {
+  v1::ReleaseLeasesRequest req;
+  req.set_owner(replica_id_);
+  {
+    absl::MutexLock l(&mu_);
+    for (const auto& [id, lease] : leases_) {
+      auto job = jobs_.find(id);
+      if (job != jobs_.end() && job->second->lease_lost()) continue;
+      v1::HeldLease* h = req.add_leases();
+      h->set_job_id(id);
+      h->set_lease_epoch(lease.epoch);
+    }
+    leases_.clear();
+  }
+  if (req.leases_size() == 0) return;
+  v1::ReleaseLeasesResponse resp;
+  grpc::ClientContext ctx;
+  // Bounded: if the writer does not answer, the leases simply expire.
+  PrepareWriterContext(&ctx, absl::Seconds(2));
+  grpc::Status s = writer_->ReleaseLeases(&ctx, req, &resp);
+  if (!s.ok()) {
+    LogWarning("could not release ", req.leases_size(), " lease(s) (", s.error_message(),
+               "); other collectors claim the jobs once they expire");
+    return;
+  }
+  LogInfo("released ", resp.released(), " lease(s): other collectors may claim the jobs now");
 }
 
 void Collector::PollLoop() {
@@ -398,14 +619,16 @@ void Collector::Shutdown() {
   std::vector<std::shared_ptr<Job>> jobs;
   {
     absl::MutexLock l(&mu_);
-    if (shutdown_ && jobs_.empty() && !poll_thread_.joinable() && !resume_thread_.joinable())
+    if (shutdown_ && jobs_.empty() && !poll_thread_.joinable() && !heartbeat_thread_.joinable())
       return;
     shutdown_ = true;
     for (const auto& [id, job] : jobs_) jobs.push_back(job);
   }
-  if (resume_thread_.joinable()) resume_thread_.join();
+  if (heartbeat_thread_.joinable()) heartbeat_thread_.join();
   for (const auto& job : jobs) job->Shutdown();
   for (const auto& job : jobs) job->Join();
+  // The jobs stopped unfinished: another replica may claim them at once.
+  ReleaseLeases();
   if (poll_thread_.joinable()) poll_thread_.join();
 }
 

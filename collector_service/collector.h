@@ -1,10 +1,19 @@
 // Collector: the registry of a collector's jobs (start, list, cancel, resume, live progress).
 //
-// Collector owns the jobs (one thread each, at most max_concurrent_jobs fetching, the rest
-// PENDING), the shared HTTP fetcher and the channel to the writer. It is stateless across restarts:
-// every job is registered with the writer before StartJob returns, and on start-up Collector asks
-// the writer for unfinished jobs and resumes them from its ledger. A poller reads the writer's
-// per-job commit counters about once a second for live progress.
+// Collector owns the jobs it holds the lease of (one thread each, at most max_concurrent_jobs
+// fetching), the shared HTTP fetcher and the channel to the writer. It is stateless across
+// restarts: every job is registered with the writer (PENDING, unowned) before StartJob returns,
+// and the replicas share the jobs through leases in the writer's ledger:
+// - a heartbeat thread, every min(lease_renew_interval, 1 s), renews the leases of the jobs
+//   running here (publishing their progress for the other replicas), stops at once a job whose
+//   lease is lost (or not renewed within lease_duration: the writer was unreachable), cancels a
+//   job whose cancel another replica requested, and claims jobs up to the free slots (PENDING
+//   jobs oldest first, fair across clientes, and jobs whose lease expired);
+// - a claimed job carries its lease epoch in every write, and the writer refuses an old epoch;
+// - GetJob, ListJobs, WatchJob and CancelJob answer for any job: from the live job when it runs
+//   here, else from the ledger (and a cancel becomes a ledger request its owner acts on);
+// - Shutdown releases the leases of the jobs it stopped, so another replica claims them at once.
+// A poller reads the writer's per-job commit counters about once a second for live progress.
 //
 // The gRPC API over it is CollectorServiceImpl (collector_service.h); CollectorServer
 // (collector_server.h) assembles both with the gRPC server, health, reflection and metrics.
@@ -53,7 +62,12 @@ struct CollectorOptions {
   // ... or was open this long (page boundaries only): proxies' body and duration limits never cut
   // one, a broken stream replays at most one stream's pages, and streams spread over writers.
   absl::Duration max_stream_duration = absl::Seconds(60);
-  bool resume_unfinished = true;  // Resume the writer's unfinished jobs at start-up.
+  // Claim any claimable job of the ledger (true), or only the jobs StartJob registered here.
+  bool resume_unfinished = true;
+  std::string replica_id;  // Owner id in the leases; "" = hostname, pid and a random suffix.
+  absl::Duration lease_duration = absl::Seconds(10);  // A lease not renewed for this long ends.
+  // Leases are renewed (and progress published, claims made) this often, at most every second.
+  absl::Duration lease_renew_interval = absl::Seconds(2);
   absl::Duration status_poll_interval = absl::Seconds(1);  // Writer counters for live progress.
   absl::Duration shutdown_grace = absl::Seconds(10);  // For open RPCs (e.g. WatchJob) on shutdown.
   // Operator credentials jobs may name (--credentials); null = none. Shared so that main can
@@ -79,7 +93,7 @@ class Collector {
   Collector(const Collector&) = delete;
   Collector& operator=(const Collector&) = delete;
 
-  // Starts the status poller and (if enabled) the resume of unfinished jobs.
+  // Starts the status poller and the heartbeat (renewals and claims).
   void Start();
 
   absl::StatusOr<v1::Job> StartJob(const v1::JobSpec& spec, const TraceContext& trace);
@@ -92,8 +106,12 @@ class Collector {
   // The live job, or null when it is not running in this process.
   std::shared_ptr<Job> FindJob(const std::string& job_id);
 
-  // Stops every job without finishing it (they stay resumable) and the background threads.
+  // Stops every job without finishing it (they stay resumable), releases their leases and stops
+  // the background threads.
   void Shutdown();
+  const std::string& replica_id() const { return replica_id_; }
+  // Sleeps up to `d`; false once Shutdown began.
+  bool WaitUnlessShutdown(absl::Duration d);
 
   std::string RenderMetrics() const;
   CollectorCounters& counters() { return counters_; }
@@ -101,11 +119,27 @@ class Collector {
  private:
   // The job's row in the writer's ledger, or NOT_FOUND.
   absl::StatusOr<v1::JobRecord> LedgerRecord(const std::string& job_id);
+  // The lease of a job running here.
+  struct Lease {
+    int64_t epoch = 0;
+    absl::Time renewed_at;  // When the last successful renewal (or the claim) was sent.
+  };
+
   std::shared_ptr<Job> AddJob(const std::string& id, const v1::JobSpec& spec,
-                              const TraceContext& trace, int64_t created_ms, bool resumed);
-  void ResumeLoop();
+                              const TraceContext& trace, int64_t created_ms, bool resumed,
+                              int64_t lease_epoch);
+  // Claims up to `max_jobs` jobs (only `job_id` when given; only registered_ when not resuming)
+  // and starts them here. Returns how many started.
+  int Claim(int max_jobs, const std::string& job_id, const TraceContext* trace);
+  // Renews the leases of the jobs running here; stops those lost or expired.
+  void RenewLeases();
+  // Releases the leases of the jobs stopped by shutdown (bounded by a short deadline).
+  void ReleaseLeases();
+  int FreeSlots() const;
+  void HeartbeatLoop();
+  // Waits until `d` passed, a claim was requested (a slot freed) or shutdown (false).
+  bool WaitForHeartbeat(absl::Duration d);
   void PollLoop();
-  bool WaitUnlessShutdown(absl::Duration d);
   JobEnv MakeEnv();
 
   const CollectorOptions options_;
@@ -114,12 +148,18 @@ class Collector {
   std::unique_ptr<HttpFetcher> fetcher_;
   CollectorCounters counters_;
   JobSlots slots_;
-  std::thread resume_thread_;
+  const std::string replica_id_;
+  std::thread heartbeat_thread_;
   std::thread poll_thread_;
 
   mutable absl::Mutex mu_;
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+  bool claim_wanted_ ABSL_GUARDED_BY(mu_) = false;  // A slot freed: claim before the next tick.
   std::map<std::string, std::shared_ptr<Job>> jobs_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Lease> leases_ ABSL_GUARDED_BY(mu_);  // Jobs running here, by id.
+  // Jobs StartJob registered here and not yet claimed (claimed by this replica only when it does
+  // not claim every job, i.e. resume_unfinished is false).
+  std::map<std::string, TraceContext> registered_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace etl

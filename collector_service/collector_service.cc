@@ -32,6 +32,10 @@ grpc::Status Reply(absl::StatusOr<T> result, T* response) {
   return grpc::Status::OK;
 }
 
+bool IsTerminalState(v1::JobState s) {
+  return s == v1::SUCCEEDED || s == v1::PARTIAL || s == v1::FAILED || s == v1::CANCELLED;
+}
+
 }  // namespace
 
 grpc::Status CollectorServiceImpl::StartJob(grpc::ServerContext* ctx, const v1::JobSpec* spec,
@@ -61,18 +65,35 @@ grpc::Status CollectorServiceImpl::RetryJob(grpc::ServerContext* ctx, const v1::
 
 grpc::Status CollectorServiceImpl::WatchJob(grpc::ServerContext* ctx, const v1::JobRef* ref,
                                             grpc::ServerWriter<v1::JobProgress>* writer) {
-  std::shared_ptr<Job> job = collector_->FindJob(ref->job_id());
-  if (job == nullptr) {
-    auto result = collector_->GetJob(ref->job_id());
-    if (!result.ok()) return ToGrpcStatus(result.status());
-    writer->Write(result->progress());
-    return grpc::Status::OK;
-  }
+  // Follows the job until it ends: live while it runs here, else from the ledger (the progress
+  // its owner publishes every heartbeat), switching as the job moves between replicas.
+  constexpr int kMaxLedgerFailures = 30;  // About 30 s without the writer: give up.
+  bool written = false;
+  int failures = 0;
   while (!ctx->IsCancelled()) {
-    bool done = job->WaitDone(absl::ZeroDuration());
-    if (!writer->Write(job->Progress())) return grpc::Status::OK;
-    if (done) return grpc::Status::OK;
-    job->WaitDone(absl::Seconds(1));
+    if (std::shared_ptr<Job> job = collector_->FindJob(ref->job_id())) {
+      bool done = job->WaitDone(absl::ZeroDuration());
+      if (job->lease_lost()) continue;  // Another replica runs it now: follow the ledger.
+      if (!writer->Write(job->Progress())) return grpc::Status::OK;
+      written = true;
+      if (done) return grpc::Status::OK;
+      job->WaitDone(absl::Seconds(1));
+      continue;
+    }
+    absl::StatusOr<v1::Job> remote = collector_->GetJob(ref->job_id());
+    if (!remote.ok()) {
+      if (!written || absl::IsNotFound(remote.status()) || ++failures >= kMaxLedgerFailures) {
+        return ToGrpcStatus(remote.status());
+      }
+    } else {
+      failures = 0;
+      if (!writer->Write(remote->progress())) return grpc::Status::OK;
+      written = true;
+      if (IsTerminalState(remote->state())) return grpc::Status::OK;
+    }
+    if (!collector_->WaitUnlessShutdown(absl::Seconds(1))) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the collector is shutting down");
+    }
   }
   return grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled");
 }

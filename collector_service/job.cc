@@ -5,10 +5,13 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "collector_service/job_spec.h"
 #include "collector_service/pagination.h"
+#include "common/grpc_status.h"
+#include "common/lease.h"
 #include "common/logging.h"
 #include "common/names.h"
 
@@ -28,7 +31,8 @@ Job::Job(std::string job_id, v1::JobSpec spec, TraceContext trace, JobEnv env,
       created_at_ms_(created_at_unix_ms),
       resumed_(resumed),
       writer_(env_.writer, id_, trace_, env_.counters,
-              WriterClientOptions{env_.writer_rpc_timeout, env_.max_reconnect_backoff}),
+              WriterClientOptions{env_.writer_rpc_timeout, env_.max_reconnect_backoff,
+                                  env_.lease_epoch}),
       fetcher_(id_, &spec_, trace_, env_.fetcher, env_.counters,
                PageFetcherOptions{env_.max_message_bytes, env_.max_response_bytes,
                                   env_.writer_max_message_bytes},
@@ -65,6 +69,17 @@ void Job::Shutdown() {
   env_.slots->Wake();
   writer_.Shutdown();
   absl::MutexLock l(&mu_);
+}
+
+void Job::LoseLease(const std::string& why) {
+  if (lease_lost_.exchange(true)) return;
+  LogWarning("job ", id_, ": lease lost (", why, "); stopping here without recording anything");
+  stop_.store(true);
+  env_.slots->Wake();
+  writer_.Shutdown();
+  absl::MutexLock l(&mu_);
+  if (write_ctx_ != nullptr) write_ctx_->TryCancel();
+  message_ = absl::StrCat("lease lost: ", why);
 }
 
 void Job::Join() {
@@ -105,7 +120,12 @@ bool Job::HasFatal() const {
 }
 
 void Job::PersistState(v1::JobState state, const std::string& error) {
+  if (lease_lost()) return;
   absl::Status s = writer_.UpdateState(state, error);
+  if (IsLeaseLost(s)) {
+    LoseLease(std::string(s.message()));
+    return;
+  }
   if (!s.ok()) {
     LogError("could not record state ", v1::JobState_Name(state), " of job ", id_, ": ",
              s.ToString());
@@ -113,13 +133,17 @@ void Job::PersistState(v1::JobState state, const std::string& error) {
 }
 
 void Job::Run() {
+  // The collector claims another job as soon as a slot frees.
+  absl::Cleanup notify = [this] {
+    if (env_.on_finished) env_.on_finished();
+  };
   SetThreadComponent("collector/job");
   ScopedLogContext log_context(id_, trace_.request_id, trace_.traceparent);
   if (!env_.slots->Acquire(&stop_)) {
     env_.counters->jobs_pending.fetch_sub(1);
-    if (cancelled_.load()) Finalize();
+    if (cancelled_.load() && !lease_lost()) Finalize();
     absl::MutexLock l(&mu_);
-    done_ = done_ || cancelled_.load();
+    done_ = done_ || cancelled_.load() || lease_lost();
     return;
   }
   env_.counters->jobs_pending.fetch_sub(1);
@@ -157,6 +181,12 @@ void Job::Run() {
   }
   env_.counters->jobs_running.fetch_sub(1);
   env_.slots->Release();
+  if (lease_lost()) {
+    // Another collector may run the job now: its state there is not this process's to write.
+    absl::MutexLock l(&mu_);
+    done_ = true;
+    return;
+  }
   if (shutting_down_.load() && !cancelled_.load()) {
     LogInfo("job ", id_, " left unfinished for a later resume (collector shutting down)");
     absl::MutexLock l(&mu_);
@@ -193,6 +223,7 @@ Job::RunOutcome Job::RunOnce() {
   ledger.Clear();
 
   auto ctx = std::make_unique<grpc::ClientContext>();
+  SetWriteContext(ctx.get());
   v1::WriteSummary summary;
   std::unique_ptr<grpc::ClientWriterInterface<v1::RecordBatch>> stream =
       writer_.OpenWrite(ctx.get(), &summary);
@@ -251,7 +282,9 @@ Job::RunOutcome Job::RunOnce() {
       if (ended.has_value()) break;
       env_.counters->writer_streams_rotated.fetch_add(1);
       stream.reset();  // Before its context goes.
+      SetWriteContext(nullptr);
       ctx = std::make_unique<grpc::ClientContext>();
+      SetWriteContext(ctx.get());
       summary.Clear();
       stream = writer_.OpenWrite(ctx.get(), &summary);
       stream_bytes = 0;
@@ -263,13 +296,27 @@ Job::RunOutcome Job::RunOnce() {
   progress_.SetBuffered(0);
   page = FetchedPage();
 
-  if (ended.has_value()) return *ended;
+  if (ended.has_value()) {
+    SetWriteContext(nullptr);
+    return *ended;
+  }
   if (broken) {
     grpc::Status st = stream->Finish();
+    SetWriteContext(nullptr);
     LogWarning("job ", id_, ": write stream failed: ", st.error_message());
+    if (IsLeaseLost(FromGrpcStatus(st))) LoseLease(st.error_message());
     return stopping() ? RunOutcome::kDone : RunOutcome::kStreamBroken;
   }
-  return CloseStream(stream.get(), summary).value_or(RunOutcome::kDone);
+  RunOutcome outcome = CloseStream(stream.get(), summary).value_or(RunOutcome::kDone);
+  SetWriteContext(nullptr);
+  return outcome;
+}
+
+void Job::SetWriteContext(grpc::ClientContext* ctx) {
+  absl::MutexLock l(&mu_);
+  write_ctx_ = ctx;
+  // Lost while the stream was being opened: cancel it at once.
+  if (ctx != nullptr && lease_lost()) ctx->TryCancel();
 }
 
 std::optional<Job::RunOutcome> Job::CloseStream(
@@ -278,6 +325,10 @@ std::optional<Job::RunOutcome> Job::CloseStream(
   grpc::Status st = stream->Finish();
   if (!st.ok()) {
     LogWarning("job ", id_, ": write stream ended with ", st.error_message());
+    if (IsLeaseLost(FromGrpcStatus(st))) {
+      LoseLease(st.error_message());
+      return RunOutcome::kDone;
+    }
     if (st.error_code() == grpc::StatusCode::INVALID_ARGUMENT ||
         st.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
       SetFatal(absl::StrCat("the writer refused the job's data: ", st.error_message()));
@@ -295,6 +346,7 @@ bool Job::SendPage(grpc::ClientWriterInterface<v1::RecordBatch>* stream, Fetched
                    int64_t* sent_bytes) {
   for (v1::RecordBatch& batch : page->batches) {
     batch.set_next_page_token(page->next_token);
+    batch.set_lease_epoch(env_.lease_epoch);
     int64_t bytes = 0;
     for (const std::string& r : batch.records()) bytes += int64_t(r.size());
     if (!stream->Write(batch)) return false;
@@ -315,6 +367,7 @@ void Job::RecordFailure(const FetchedPage& page) {
   fp.set_error(Redact(page.error, fetcher_.redact()));
   fp.set_attempts(page.attempts);
   absl::Status s = writer_.RecordPageFailure(fp);
+  if (IsLeaseLost(s)) LoseLease(std::string(s.message()));
   if (!s.ok()) {
     LogError("could not record the failure of page ", page.page_number, ": ", s.ToString());
   }

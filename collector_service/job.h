@@ -19,6 +19,7 @@
 #define ETL_COLLECTOR_SERVICE_JOB_H_
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -61,6 +62,10 @@ struct JobEnv {
   absl::Duration writer_rpc_timeout = absl::Seconds(30);    // Deadline of each ledger call.
   absl::Duration max_reconnect_backoff = absl::Seconds(5);  // Longest wait between reconnects.
   int max_consecutive_failed_pages = 5;  // PAGE/OFFSET without a known total give up after this.
+  // The job's lease epoch (ClaimedJob.lease_epoch): sent with every RecordBatch and ledger write,
+  // so the writer refuses them once another collector took the job over. 0 = no lease.
+  int64_t lease_epoch = 0;
+  std::function<void()> on_finished;  // Called once the job's thread is done; may be empty.
 };
 
 class Job {
@@ -78,6 +83,10 @@ class Job {
   // Collector shutting down: stop like Cancel but leave the job unfinished in the ledger
   // (resumable).
   void Shutdown();
+  // The job's lease is gone (another collector may run it now): stop at once, cancel the open
+  // Write stream, and write nothing more to the ledger.
+  void LoseLease(const std::string& why);
+  bool lease_lost() const { return lease_lost_.load(); }
   void Join();
 
   const std::string& id() const { return id_; }
@@ -107,6 +116,8 @@ class Job {
   std::optional<RunOutcome> CloseStream(grpc::ClientWriterInterface<v1::RecordBatch>* stream,
                                         const v1::WriteSummary& summary);
   void RecordFailure(const FetchedPage& page);
+  // The open Write stream's context (null = none), cancelled by LoseLease.
+  void SetWriteContext(grpc::ClientContext* ctx);
   void Finalize();
   void SetFatal(const std::string& error);
   bool HasFatal() const;
@@ -128,6 +139,7 @@ class Job {
   std::atomic<bool> stop_{false};  // Cancel or Shutdown: stop fetching (read by curl).
   std::atomic<bool> cancelled_{false};
   std::atomic<bool> shutting_down_{false};
+  std::atomic<bool> lease_lost_{false};
 
   JobProgressTracker progress_;
   WriterClient writer_;
@@ -142,6 +154,7 @@ class Job {
   std::vector<v1::FailedPage> failed_pages_ ABSL_GUARDED_BY(mu_);
   int64_t started_ms_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t finished_ms_ ABSL_GUARDED_BY(mu_) = 0;
+  grpc::ClientContext* write_ctx_ ABSL_GUARDED_BY(mu_) = nullptr;  // The open Write stream's.
 };
 
 }  // namespace etl

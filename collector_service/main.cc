@@ -35,7 +35,15 @@ ABSL_FLAG(int64_t, max_stream_bytes, int64_t(64) << 20,
           "record bytes per Write stream; then it is closed (after its commit summary) and the "
           "next one opened");
 ABSL_FLAG(int32_t, max_stream_seconds, 60, "longest life of one Write stream, in seconds");
-ABSL_FLAG(bool, resume, true, "resume the writer's unfinished jobs at start-up");
+ABSL_FLAG(bool, resume, true,
+          "claim any unfinished job of the ledger (false: only the jobs started through this "
+          "collector)");
+ABSL_FLAG(std::string, replica_id, "",
+          "this collector's owner id in the job leases; default hostname-pid-random");
+ABSL_FLAG(double, lease_seconds, 10,
+          "a job's lease lasts this long without renewal; then another collector may claim it");
+ABSL_FLAG(double, lease_renew_seconds, 2,
+          "leases are renewed (and progress published) this often; at most every second");
 ABSL_FLAG(std::string, metrics_listen, "",
           "Prometheus /metrics address: \":port\" binds loopback, host:port binds that host; empty "
           "= off");
@@ -127,6 +135,14 @@ int main(int argc, char** argv) {
   options.max_stream_duration =
       absl::Seconds(std::max<int32_t>(1, absl::GetFlag(FLAGS_max_stream_seconds)));
   options.resume_unfinished = absl::GetFlag(FLAGS_resume);
+  options.replica_id = absl::GetFlag(FLAGS_replica_id);
+  options.lease_duration = absl::Seconds(std::max(1.0, absl::GetFlag(FLAGS_lease_seconds)));
+  options.lease_renew_interval =
+      absl::Seconds(std::max(0.1, absl::GetFlag(FLAGS_lease_renew_seconds)));
+  if (options.lease_renew_interval * 2 > options.lease_duration) {
+    etl::LogError("--lease-renew-seconds must be at most half of --lease-seconds");
+    return 2;
+  }
   options.metrics_listen = etl::LoopbackByDefault(absl::GetFlag(FLAGS_metrics_listen));
   const std::string credentials_file = absl::GetFlag(FLAGS_credentials);
   if (!credentials_file.empty()) {

@@ -79,6 +79,7 @@ absl::Status WriterClient::UpdateState(v1::JobState state, const std::string& er
   req.set_job_id(job_id_);
   req.set_state(state);
   req.set_error(error);
+  req.set_lease_epoch(options_.lease_epoch);
   v1::JobRecord resp;
   return Call(
       "UpdateJob", [&](grpc::ClientContext* ctx) { return stub_->UpdateJob(ctx, req, &resp); },
@@ -90,6 +91,7 @@ absl::Status WriterClient::UpdateTotals(int64_t pages_total, int64_t records_tot
   req.set_job_id(job_id_);
   req.set_pages_total(pages_total);
   req.set_records_total(records_total);
+  req.set_lease_epoch(options_.lease_epoch);
   v1::JobRecord resp;
   return Call(
       "UpdateJob", [&](grpc::ClientContext* ctx) { return stub_->UpdateJob(ctx, req, &resp); }, 3);
@@ -107,6 +109,7 @@ absl::Status WriterClient::RecordPageFailure(const v1::FailedPage& page) {
   v1::PageFailure req;
   req.set_job_id(job_id_);
   *req.mutable_page() = page;
+  req.set_lease_epoch(options_.lease_epoch);
   v1::PageFailureAck ack;
   return Call(
       "RecordPageFailure",

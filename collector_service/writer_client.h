@@ -31,6 +31,7 @@ namespace etl {
 struct WriterClientOptions {
   absl::Duration rpc_timeout = absl::Seconds(30);  // Deadline of each unary call.
   absl::Duration max_backoff = absl::Seconds(5);   // Longest wait between two attempts.
+  int64_t lease_epoch = 0;  // The job's lease epoch, carried by every ledger write (0 = none).
 };
 
 class WriterClient {

@@ -1,15 +1,19 @@
 #include "writer_service/ledger_store.h"
 
+#include <algorithm>
+
 #include <google/protobuf/util/json_util.h>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/lease.h"
 #include "common/logging.h"
 #include "common/names.h"
 #include "common/status_macros.h"
 #include "writer_service/copy_text.h"
+#include "writer_service/lease_fence.h"
 #include "writer_service/pg_schema.h"
 
 namespace etl {
@@ -45,7 +49,54 @@ constexpr const char* kJobColumns =
     "(SELECT coalesce(sum(records), 0) FROM etl_pages p WHERE p.job_id = j.job_id AND p.state = "
     "'committed'), "
     "(SELECT coalesce(sum(rejected), 0) FROM etl_pages p WHERE p.job_id = j.job_id AND p.state = "
-    "'committed')";
+    "'committed'), "
+    "j.owner, coalesce((extract(epoch from j.lease_expires_at) * 1000)::bigint, 0), "
+    "j.lease_epoch, "
+    "(j.owner <> '' AND j.lease_expires_at IS NOT NULL AND j.lease_expires_at > now())::int, "
+    "j.cancel_requested::int, encode(j.lease_progress, 'hex')";
+
+// Claimable: unfinished, no cancel pending, and nobody holds a live lease.
+constexpr const char* kClaimable =
+    "j.state IN ('PENDING', 'RUNNING') AND NOT j.cancel_requested AND "
+    "(j.owner = '' OR j.lease_expires_at IS NULL OR j.lease_expires_at <= now())";
+
+// The fencing condition of a ledger write carrying lease epoch $<n>: the ledger holds no newer
+// epoch; epoch 0 (no lease) only while nobody holds a live lease.
+std::string FenceCondition(int n) {
+  return absl::StrCat("(CASE WHEN $", n, "::bigint > 0 THEN lease_epoch <= $", n,
+                      "::bigint ELSE (owner = '' OR lease_expires_at IS NULL OR "
+                      "lease_expires_at <= now()) END)");
+}
+
+std::string LeaseSecondsParam(double seconds) {
+  if (!(seconds > 0)) seconds = 10;
+  return absl::StrCat(std::min(seconds, 86400.0));
+}
+
+// Runs `fn` in a transaction (rolled back on error).
+absl::Status InTransaction(PgConnection* conn, const std::function<absl::Status()>& fn) {
+  RETURN_IF_ERROR(conn->Exec("BEGIN"));
+  absl::Status s = fn();
+  if (s.ok()) s = conn->Exec("COMMIT");
+  if (!s.ok() && conn->healthy()) conn->Exec("ROLLBACK").IgnoreError();
+  return s;
+}
+
+// Why a fenced write matched no row: NOT_FOUND, or the lease moved on.
+absl::Status FenceRefusal(PgConnection* conn, const std::string& job_id, int64_t epoch) {
+  ASSIGN_OR_RETURN(PgResult res,
+                   conn->Query("SELECT lease_epoch, owner FROM etl_jobs WHERE job_id = $1",
+                               {PgParam::Text(job_id)}));
+  if (res.rows() == 0) return absl::NotFoundError(absl::StrCat("no job ", job_id));
+  if (epoch > 0) {
+    return LeaseLostError(absl::StrCat("job ", job_id, " is at lease epoch ", res.GetInt(0, 0),
+                                       ", this write carries epoch ", epoch,
+                                       " (another collector took the job over)"));
+  }
+  return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " is leased by collector ",
+                                                    LossyUtf8(res.Get(0, 1)),
+                                                    "; only its owner may change it"));
+}
 
 }  // namespace
 
@@ -133,6 +184,14 @@ absl::StatusOr<std::vector<v1::JobRecord>> LedgerStore::LoadJobs(PgConnection* c
     j.set_pages_committed(res.GetInt(r, 9));
     j.set_records_committed(res.GetInt(r, 10));
     j.set_records_rejected(res.GetInt(r, 11));
+    j.set_owner(res.Get(r, 12));
+    j.set_lease_expires_at_unix_ms(res.GetInt(r, 13));
+    j.set_lease_epoch(res.GetInt(r, 14));
+    j.set_lease_held(res.GetInt(r, 15) != 0);
+    j.set_cancel_requested(res.GetInt(r, 16) != 0);
+    if (!res.IsNull(r, 17)) {
+      (void)j.mutable_progress()->ParseFromString(absl::HexStringToBytes(res.Get(r, 17)));
+    }
     ASSIGN_OR_RETURN(PgResult failed,
                      conn->Query("SELECT page_number, page_token, error, attempts, "
                                  "encode(page_token_raw, 'hex') FROM etl_pages "
@@ -190,6 +249,14 @@ absl::StatusOr<v1::JobRecord> LedgerStore::UpdateJob(const v1::UpdateJobRequest&
   std::string error = (req.state() != v1::JOB_STATE_UNSPECIFIED && !IsTerminal(req.state()))
                           ? "COALESCE(NULLIF($3::text, ''), '')"
                           : "COALESCE(NULLIF($3::text, ''), error)";
+  // A final state ends the lease (the job is never claimed again); PENDING is a re-run: nobody
+  // owns it until a collector claims it, and an old cancel request no longer applies.
+  std::string lease;
+  if (IsTerminal(req.state())) {
+    lease = "owner = '', lease_expires_at = NULL, ";
+  } else if (req.state() == v1::PENDING) {
+    lease = "owner = '', lease_expires_at = NULL, cancel_requested = false, lease_progress = NULL, ";
+  }
   v1::JobRecord out;
   RETURN_IF_ERROR(Run([&](PgConnection* conn) -> absl::Status {
     ASSIGN_OR_RETURN(
@@ -202,13 +269,15 @@ absl::StatusOr<v1::JobRecord> LedgerStore::UpdateJob(const v1::UpdateJobRequest&
                 "pages_total = CASE WHEN $4::bigint > 0 THEN $4::bigint ELSE pages_total END, "
                 "records_total = CASE WHEN $5::bigint > 0 THEN $5::bigint ELSE records_total END, "
                 "finished_at = ",
-                finished,
-                ", updated_at = now() "
-                "WHERE job_id = $1 RETURNING job_id"),
+                finished, ", ", lease,
+                "updated_at = now() "
+                "WHERE job_id = $1 AND ",
+                FenceCondition(6), " RETURNING job_id"),
             {PgParam::Text(req.job_id()), PgParam::Text(state),
              PgParam::Text(StripNul(req.error())), PgParam::Text(absl::StrCat(req.pages_total())),
-             PgParam::Text(absl::StrCat(req.records_total()))}));
-    if (res.rows() == 0) return absl::NotFoundError(absl::StrCat("no job ", req.job_id()));
+             PgParam::Text(absl::StrCat(req.records_total())),
+             PgParam::Text(absl::StrCat(req.lease_epoch()))}));
+    if (res.rows() == 0) return FenceRefusal(conn, req.job_id(), req.lease_epoch());
     ASSIGN_OR_RETURN(auto jobs, LoadJobs(conn, "j.job_id = $1", {PgParam::Text(req.job_id())}, 1));
     if (jobs.empty()) return absl::NotFoundError(absl::StrCat("no job ", req.job_id()));
     out = std::move(jobs[0]);
@@ -224,7 +293,9 @@ absl::Status LedgerStore::RecordPageFailure(const v1::PageFailure& req) {
         absl::StrCat("page_number ", req.page().page_number(), " is negative"));
   }
   return Run([&](PgConnection* conn) {
-    return conn
+    return InTransaction(conn, [&]() -> absl::Status {
+      RETURN_IF_ERROR(CheckLeaseLocked(conn, req.job_id(), req.lease_epoch()));
+      return conn
         ->Query(
             "INSERT INTO etl_pages (job_id, page_number, state, page_token, error, attempts, "
             "page_token_raw) VALUES ($1, $2::bigint, 'failed', $3, $4, $5::integer, $6::bytea) "
@@ -236,6 +307,7 @@ absl::Status LedgerStore::RecordPageFailure(const v1::PageFailure& req) {
              TokenText(req.page().page_token()), PgParam::Text(LossyUtf8(req.page().error())),
              PgParam::Text(absl::StrCat(req.page().attempts())), TokenRaw(req.page().page_token())})
         .status();
+    });
   });
 }
 
@@ -313,6 +385,205 @@ absl::StatusOr<v1::ListJobRecordsResponse> LedgerStore::ListJobRecords(
     return absl::OkStatus();
   }));
   return resp;
+}
+
+absl::StatusOr<v1::ClaimJobsResponse> LedgerStore::ClaimJobs(const v1::ClaimJobsRequest& req) {
+  if (req.owner().empty() || req.owner().size() > 200 ||
+      req.owner().find('\0') != std::string::npos) {
+    return absl::InvalidArgumentError("owner must be 1 to 200 bytes without NUL");
+  }
+  v1::ClaimJobsResponse resp;
+  if (req.max_jobs() <= 0) return resp;
+  std::vector<PgParam> params = {PgParam::Text(req.owner()),
+                                 PgParam::Text(LeaseSecondsParam(req.lease_seconds())),
+                                 PgParam::Text(absl::StrCat(std::min(req.max_jobs(), 1000)))};
+  // Optional restriction to given jobs: its SQL (parameters from $<first>) and parameters.
+  std::vector<std::string> only_ids;
+  if (!req.job_id().empty()) only_ids.push_back(req.job_id());
+  for (const std::string& id : req.job_ids()) only_ids.push_back(id);
+  if (only_ids.size() > 1000) return absl::InvalidArgumentError("more than 1,000 job_ids");
+  std::vector<PgParam> only_params;
+  for (const std::string& id : only_ids) {
+    RETURN_IF_ERROR(ValidateJobId(id));
+    only_params.push_back(PgParam::Text(id));
+  }
+  auto only_sql = [&](size_t first) {
+    if (only_ids.empty()) return std::string();
+    std::string list;
+    for (size_t i = 0; i < only_ids.size(); ++i) {
+      absl::StrAppend(&list, i == 0 ? "" : ", ", "$", first + i);
+    }
+    return absl::StrCat(" AND j.job_id IN (", list, ")");
+  };
+  const std::string only = only_sql(4);
+  params.insert(params.end(), only_params.begin(), only_params.end());
+  // Candidates in a fair order: interrupted (RUNNING) jobs first, then round-robin over clientes
+  // (each cliente's oldest job, then each one's second oldest...), oldest first within a round.
+  // The outer query locks them in that order, skipping rows another claimer holds, and re-checks
+  // that they are still claimable once locked; each claim bumps the fencing epoch.
+  const std::string sql = absl::StrCat(
+      "WITH ranked AS (SELECT j.job_id, j.created_at, (j.state = 'RUNNING') AS interrupted, "
+      "row_number() OVER (PARTITION BY j.cliente_id ORDER BY j.created_at, j.job_id) AS round "
+      "FROM etl_jobs j WHERE ",
+      kClaimable, only,
+      "), picked AS (SELECT j.job_id FROM etl_jobs j JOIN ranked r ON r.job_id = j.job_id "
+      "WHERE ",
+      kClaimable,
+      " ORDER BY r.interrupted DESC, r.round, r.created_at, r.job_id "
+      "LIMIT $3::int FOR UPDATE OF j SKIP LOCKED) "
+      "UPDATE etl_jobs j SET owner = $1, "
+      "lease_expires_at = now() + $2::double precision * interval '1 second', "
+      "lease_epoch = j.lease_epoch + 1, lease_progress = NULL, updated_at = now() "
+      "FROM picked WHERE j.job_id = picked.job_id RETURNING j.job_id, j.lease_epoch");
+  RETURN_IF_ERROR(Run([&](PgConnection* conn) -> absl::Status {
+    resp.Clear();
+    return InTransaction(conn, [&]() -> absl::Status {
+      // Cancel requests nobody will act on (no live owner) end their jobs now; the epoch moves on
+      // so a paused former owner cannot write any more.
+      RETURN_IF_ERROR(
+          conn->Query(absl::StrCat(
+                          "UPDATE etl_jobs j SET state = 'CANCELLED', error = 'cancelled by "
+                          "request', finished_at = now(), updated_at = now(), owner = '', "
+                          "lease_expires_at = NULL, lease_epoch = j.lease_epoch + 1 "
+                          "WHERE j.cancel_requested AND j.state IN ('PENDING', 'RUNNING') AND "
+                          "(j.owner = '' OR j.lease_expires_at IS NULL OR "
+                          "j.lease_expires_at <= now())",
+                          only_sql(1)),
+                      only_params)
+              .status());
+      ASSIGN_OR_RETURN(PgResult res, conn->Query(sql, params));
+      std::vector<std::pair<std::string, int64_t>> claimed;
+      for (int r = 0; r < res.rows(); ++r) claimed.emplace_back(res.Get(r, 0), res.GetInt(r, 1));
+      std::sort(claimed.begin(), claimed.end());
+      for (const auto& [id, epoch] : claimed) {
+        ASSIGN_OR_RETURN(auto jobs, LoadJobs(conn, "j.job_id = $1", {PgParam::Text(id)}, 1));
+        if (jobs.empty()) continue;
+        v1::ClaimedJob* c = resp.add_jobs();
+        *c->mutable_job() = std::move(jobs[0]);
+        c->set_lease_epoch(epoch);
+      }
+      return absl::OkStatus();
+    });
+  }));
+  return resp;
+}
+
+absl::StatusOr<v1::RenewLeasesResponse> LedgerStore::RenewLeases(
+    const v1::RenewLeasesRequest& req) {
+  if (req.owner().empty()) return absl::InvalidArgumentError("owner is empty");
+  std::vector<const v1::HeldLease*> leases;
+  for (const v1::HeldLease& l : req.leases()) {
+    RETURN_IF_ERROR(ValidateJobId(l.job_id()));
+    leases.push_back(&l);
+  }
+  // Rows of several jobs are locked in job id order everywhere (see lease_fence.h).
+  std::sort(leases.begin(), leases.end(), [](const v1::HeldLease* a, const v1::HeldLease* b) {
+    return a->job_id() < b->job_id();
+  });
+  const std::string seconds = LeaseSecondsParam(req.lease_seconds());
+  v1::RenewLeasesResponse resp;
+  RETURN_IF_ERROR(Run([&](PgConnection* conn) -> absl::Status {
+    resp.Clear();
+    return InTransaction(conn, [&]() -> absl::Status {
+      for (const v1::HeldLease* l : leases) {
+        std::string progress;
+        if (l->has_progress()) l->progress().SerializeToString(&progress);
+        ASSIGN_OR_RETURN(
+            PgResult res,
+            conn->Query("UPDATE etl_jobs SET lease_expires_at = now() + $4::double precision * "
+                        "interval '1 second', lease_progress = COALESCE($5::bytea, "
+                        "lease_progress) WHERE job_id = $1 AND owner = $2 AND "
+                        "lease_epoch = $3::bigint AND state IN ('PENDING', 'RUNNING') "
+                        "RETURNING cancel_requested::int",
+                        {PgParam::Text(l->job_id()), PgParam::Text(req.owner()),
+                         PgParam::Text(absl::StrCat(l->lease_epoch())), PgParam::Text(seconds),
+                         progress.empty() ? PgParam::Null() : PgParam::Bytes(progress)}));
+        if (res.rows() == 0) {
+          resp.add_lost(l->job_id());
+          continue;
+        }
+        resp.add_held(l->job_id());
+        if (res.GetInt(0, 0) != 0) resp.add_cancel_requested(l->job_id());
+      }
+      return absl::OkStatus();
+    });
+  }));
+  return resp;
+}
+
+absl::StatusOr<v1::ReleaseLeasesResponse> LedgerStore::ReleaseLeases(
+    const v1::ReleaseLeasesRequest& req) {
+  if (req.owner().empty()) return absl::InvalidArgumentError("owner is empty");
+  std::vector<const v1::HeldLease*> leases;
+  for (const v1::HeldLease& l : req.leases()) {
+    RETURN_IF_ERROR(ValidateJobId(l.job_id()));
+    leases.push_back(&l);
+  }
+  std::sort(leases.begin(), leases.end(), [](const v1::HeldLease* a, const v1::HeldLease* b) {
+    return a->job_id() < b->job_id();
+  });
+  v1::ReleaseLeasesResponse resp;
+  RETURN_IF_ERROR(Run([&](PgConnection* conn) -> absl::Status {
+    resp.Clear();
+    return InTransaction(conn, [&]() -> absl::Status {
+      int released = 0;
+      for (const v1::HeldLease* l : leases) {
+        // The epoch stays: the releasing collector stopped writing, and the next claim bumps it.
+        ASSIGN_OR_RETURN(PgResult res,
+                         conn->Query("UPDATE etl_jobs SET owner = '', lease_expires_at = NULL, "
+                                     "updated_at = now() WHERE job_id = $1 AND owner = $2 AND "
+                                     "lease_epoch = $3::bigint RETURNING job_id",
+                                     {PgParam::Text(l->job_id()), PgParam::Text(req.owner()),
+                                      PgParam::Text(absl::StrCat(l->lease_epoch()))}));
+        released += res.rows();
+      }
+      resp.set_released(released);
+      return absl::OkStatus();
+    });
+  }));
+  return resp;
+}
+
+absl::StatusOr<v1::JobRecord> LedgerStore::RequestCancel(const std::string& job_id) {
+  RETURN_IF_ERROR(ValidateJobId(job_id));
+  v1::JobRecord out;
+  RETURN_IF_ERROR(Run([&](PgConnection* conn) -> absl::Status {
+    // Without a live owner the job ends CANCELLED now (and the epoch moves on, fencing a paused
+    // former owner); with one, the flag reaches it with its next renewal.
+    ASSIGN_OR_RETURN(
+        PgResult res,
+        conn->Query("UPDATE etl_jobs SET cancel_requested = true, updated_at = now(), "
+                    "state = CASE WHEN owner = '' OR lease_expires_at IS NULL OR "
+                    "lease_expires_at <= now() THEN 'CANCELLED' ELSE state END, "
+                    "error = CASE WHEN owner = '' OR lease_expires_at IS NULL OR "
+                    "lease_expires_at <= now() THEN 'cancelled by request' ELSE error END, "
+                    "finished_at = CASE WHEN owner = '' OR lease_expires_at IS NULL OR "
+                    "lease_expires_at <= now() THEN now() ELSE finished_at END, "
+                    "lease_epoch = CASE WHEN owner = '' OR lease_expires_at IS NULL OR "
+                    "lease_expires_at <= now() THEN lease_epoch + 1 ELSE lease_epoch END, "
+                    "lease_expires_at = CASE WHEN owner = '' OR lease_expires_at IS NULL OR "
+                    "lease_expires_at <= now() THEN NULL ELSE lease_expires_at END, "
+                    "owner = CASE WHEN owner = '' OR lease_expires_at IS NULL OR "
+                    "lease_expires_at <= now() THEN '' ELSE owner END "
+                    "WHERE job_id = $1 AND state IN ('PENDING', 'RUNNING') RETURNING job_id",
+                    {PgParam::Text(job_id)}));
+    ASSIGN_OR_RETURN(auto jobs, LoadJobs(conn, "j.job_id = $1", {PgParam::Text(job_id)}, 1));
+    if (jobs.empty()) return absl::NotFoundError(absl::StrCat("no job ", job_id));
+    if (res.rows() == 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "job ", job_id, " already ended ", v1::JobState_Name(jobs[0].state())));
+    }
+    out = std::move(jobs[0]);
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::Status LedgerStore::CheckLease(const std::string& job_id, int64_t epoch) {
+  RETURN_IF_ERROR(ValidateJobId(job_id));
+  return Run([&](PgConnection* conn) {
+    return InTransaction(conn, [&] { return CheckLeaseLocked(conn, job_id, epoch); });
+  });
 }
 
 }  // namespace etl

@@ -1,6 +1,7 @@
 // LedgerStore: the job ledger in PostgreSQL (etl_jobs, etl_pages), as the collector sees it through
 // the writer's ledger RPCs: register a job (idempotent), update its state, record failed pages,
-// read the committed pages (the resume point) and list jobs.
+// read the committed pages (the resume point), list jobs, and the jobs' leases (claim, renew,
+// release, cancel requests). Writes that change a job carry its lease epoch and are fenced.
 //
 // Thread-safe: each call borrows a connection from a small pool (no lock is held during I/O). A
 // pooled connection the server closed meanwhile (PostgreSQL restarted) is noticed on use: the pool
@@ -40,6 +41,17 @@ class LedgerStore {
   absl::Status RecordPageFailure(const v1::PageFailure& req);
   absl::StatusOr<v1::JobLedger> GetJobLedger(const std::string& job_id);
   absl::StatusOr<v1::ListJobRecordsResponse> ListJobRecords(const v1::ListJobRecordsRequest& req);
+
+  // Leases (proto: ClaimJobsRequest). Expiry uses the database clock. Claims lock rows with
+  // FOR UPDATE SKIP LOCKED, so concurrent claimers never take the same job; each claim bumps the
+  // job's fencing epoch.
+  absl::StatusOr<v1::ClaimJobsResponse> ClaimJobs(const v1::ClaimJobsRequest& req);
+  absl::StatusOr<v1::RenewLeasesResponse> RenewLeases(const v1::RenewLeasesRequest& req);
+  absl::StatusOr<v1::ReleaseLeasesResponse> ReleaseLeases(const v1::ReleaseLeasesRequest& req);
+  // FAILED_PRECONDITION once the job ended; NOT_FOUND for an unknown job.
+  absl::StatusOr<v1::JobRecord> RequestCancel(const std::string& job_id);
+  // OK when a write carrying lease `epoch` may change the job now (lease_fence.h).
+  absl::Status CheckLease(const std::string& job_id, int64_t epoch);
 
  private:
   // `*reused`: the connection comes from the pool (it may be stale).

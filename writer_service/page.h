@@ -46,6 +46,7 @@ struct QueuedPage {
   int64_t page_number = 0;
   std::string page_token;
   std::string next_page_token;
+  int64_t lease_epoch = 0;  // The sender's lease epoch (RecordBatch.lease_epoch), fenced at commit.
   // The page's messages as received (moved, not copied): records live in chunks[i].records().
   std::vector<v1::RecordBatch> chunks;
   int64_t records = 0;         // Total records over all chunks.

@@ -92,6 +92,19 @@ CREATE TABLE IF NOT EXISTS etl_cursors (
   updated_at  timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (cliente_id, rota, cursor_path)
 );
+-- Leases: the collector that runs the job (owner), until when (database clock), the fencing epoch
+-- every claim bumps, a pending cancel request and the progress the owner publishes.
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'etl_jobs'::regclass
+                 AND attname = 'lease_progress' AND NOT attisdropped) THEN
+    ALTER TABLE etl_jobs ADD COLUMN IF NOT EXISTS owner text NOT NULL DEFAULT '',
+                         ADD COLUMN IF NOT EXISTS lease_expires_at timestamptz,
+                         ADD COLUMN IF NOT EXISTS lease_epoch bigint NOT NULL DEFAULT 0,
+                         ADD COLUMN IF NOT EXISTS cancel_requested boolean NOT NULL DEFAULT false,
+                         ADD COLUMN IF NOT EXISTS lease_progress bytea;
+  END IF;
+END $$;
 CREATE TABLE IF NOT EXISTS etl_table_swaps (
   job_id     text PRIMARY KEY,
   table_name text NOT NULL,

@@ -13,6 +13,7 @@
 #include "common/names.h"
 #include "common/status_macros.h"
 #include "writer_service/copy_text.h"
+#include "writer_service/lease_fence.h"
 #include "writer_service/pg_schema.h"
 #include "writer_service/write_modes.h"
 
@@ -244,6 +245,7 @@ absl::StatusOr<std::vector<PageResult>> PgRecordSink::CommitPages(
 
 absl::Status PgRecordSink::CommitInTransaction(Work& w, const std::string& batch_id) {
   RETURN_IF_ERROR(conn_->Exec("BEGIN"));
+  RETURN_IF_ERROR(RefuseStaleLeases(w));
 
   // 1. Ledger rows. Pages the upsert does not return were committed before.
   std::vector<size_t> candidates;
@@ -463,6 +465,16 @@ absl::Status PgRecordSink::CopyRecords(const std::string& table, Work& w,
   RETURN_IF_ERROR(conn_->CopyPut(buffer_));
   buffer_.clear();
   return conn_->CopyEnd();
+}
+
+absl::Status PgRecordSink::RefuseStaleLeases(Work& w) {
+  std::vector<std::pair<absl::string_view, int64_t>> writes;
+  for (const Work::Page& p : w.pages) writes.emplace_back(p.page->job_id, p.page->lease_epoch);
+  ASSIGN_OR_RETURN(std::vector<absl::Status> verdicts, CheckLeasesLocked(conn_.get(), writes));
+  for (size_t i = 0; i < w.pages.size(); ++i) {
+    if (!verdicts[i].ok() && w.pages[i].error.ok()) w.pages[i].error = verdicts[i];
+  }
+  return absl::OkStatus();
 }
 
 absl::Status PgRecordSink::CheckJobsRegistered(Work& w) {

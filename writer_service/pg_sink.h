@@ -61,6 +61,8 @@ class PgRecordSink : public RecordSink {
   absl::Status CopyIsolating(const std::string& table, Work& w, size_t page_index,
                              std::vector<uint32_t> records);
   absl::Status CheckJobsRegistered(Work& w);
+  // Fails the pages whose lease epoch is outdated (lease_fence.h). REQUIRES: inside BEGIN.
+  absl::Status RefuseStaleLeases(Work& w);
   absl::Status CompareSkippedDigests(Work& w, const std::vector<size_t>& candidates);
   absl::Status AdvanceCursors(Work& w);
   absl::Status CopySubset(const std::string& table, Work& w, size_t page_index,

@@ -117,6 +117,7 @@ class WriteReactor final : public grpc::ServerReadReactor<v1::RecordBatch>, publ
       page_->job_id = m.job_id();
       page_->page_number = m.page_number();
       page_->page_token = m.page_token();
+      page_->lease_epoch = m.lease_epoch();
       page_->owner = this;
     } else if (m.job_id() != page_->job_id || m.page_number() != page_->page_number ||
                m.chunk_index() != static_cast<int32_t>(page_->chunks.size())) {
@@ -345,6 +346,8 @@ grpc::ServerUnaryReactor* WriterServiceImpl::UpdateJob(grpc::CallbackServerConte
                                                        v1::JobRecord* response) {
   return RunLedger(context, [this, request, response]() -> absl::Status {
     if (request->state() == v1::SUCCEEDED) {
+      // A collector that lost the job's lease must not swap the table the new owner loads.
+      RETURN_IF_ERROR(ledger_->CheckLease(request->job_id(), request->lease_epoch()));
       // REPLACE jobs swap their fresh table in before they are marked SUCCEEDED (idempotent, so a
       // retried UpdateJob is harmless); other states never swap.
       ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> conn, Connect());
@@ -411,6 +414,42 @@ grpc::ServerUnaryReactor* WriterServiceImpl::ListDeadLetters(
     ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> conn, Connect());
     ASSIGN_OR_RETURN(std::vector<v1::DeadLetter> dead, etl::ListDeadLetters(conn.get(), *request));
     for (v1::DeadLetter& d : dead) *response->add_dead_letters() = std::move(d);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* WriterServiceImpl::ClaimJobs(grpc::CallbackServerContext* context,
+                                                       const v1::ClaimJobsRequest* request,
+                                                       v1::ClaimJobsResponse* response) {
+  return RunLedger(context, [this, request, response]() -> absl::Status {
+    ASSIGN_OR_RETURN(*response, ledger_->ClaimJobs(*request));
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* WriterServiceImpl::RenewLeases(grpc::CallbackServerContext* context,
+                                                         const v1::RenewLeasesRequest* request,
+                                                         v1::RenewLeasesResponse* response) {
+  return RunLedger(context, [this, request, response]() -> absl::Status {
+    ASSIGN_OR_RETURN(*response, ledger_->RenewLeases(*request));
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* WriterServiceImpl::ReleaseLeases(grpc::CallbackServerContext* context,
+                                                           const v1::ReleaseLeasesRequest* request,
+                                                           v1::ReleaseLeasesResponse* response) {
+  return RunLedger(context, [this, request, response]() -> absl::Status {
+    ASSIGN_OR_RETURN(*response, ledger_->ReleaseLeases(*request));
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* WriterServiceImpl::RequestCancel(grpc::CallbackServerContext* context,
+                                                           const v1::JobRef* request,
+                                                           v1::JobRecord* response) {
+  return RunLedger(context, [this, request, response]() -> absl::Status {
+    ASSIGN_OR_RETURN(*response, ledger_->RequestCancel(request->job_id()));
     return absl::OkStatus();
   });
 }

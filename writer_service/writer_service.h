@@ -60,6 +60,18 @@ class WriterServiceImpl final : public v1::WriterService::CallbackService {
   grpc::ServerUnaryReactor* ListDeadLetters(grpc::CallbackServerContext* context,
                                             const v1::ListDeadLettersRequest* request,
                                             v1::ListDeadLettersResponse* response) override;
+  grpc::ServerUnaryReactor* ClaimJobs(grpc::CallbackServerContext* context,
+                                      const v1::ClaimJobsRequest* request,
+                                      v1::ClaimJobsResponse* response) override;
+  grpc::ServerUnaryReactor* RenewLeases(grpc::CallbackServerContext* context,
+                                        const v1::RenewLeasesRequest* request,
+                                        v1::RenewLeasesResponse* response) override;
+  grpc::ServerUnaryReactor* ReleaseLeases(grpc::CallbackServerContext* context,
+                                          const v1::ReleaseLeasesRequest* request,
+                                          v1::ReleaseLeasesResponse* response) override;
+  grpc::ServerUnaryReactor* RequestCancel(grpc::CallbackServerContext* context,
+                                          const v1::JobRef* request,
+                                          v1::JobRecord* response) override;
 
  private:
   // Runs `fn` (returning absl::Status) on the ledger threads and finishes the RPC with its status.
