@@ -95,16 +95,23 @@ void PrepareWriterContext(grpc::ClientContext* ctx, absl::Duration timeout) {
   ctx->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
 }
 
+// The options with the replica id settled (so the fetcher can name it to the APIs).
+CollectorOptions WithReplicaId(CollectorOptions options) {
+  if (options.replica_id.empty()) options.replica_id = DefaultReplicaId();
+  if (options.send_replica_header) options.fetcher.replica_id = options.replica_id;
+  return options;
+}
+
 }  // namespace
 
 Collector::Collector(CollectorOptions options, std::shared_ptr<grpc::Channel> writer_channel,
                      std::unique_ptr<HttpFetcher> fetcher)
-    : options_(std::move(options)),
+    : options_(WithReplicaId(std::move(options))),
       channel_(std::move(writer_channel)),
       writer_(v1::WriterService::NewStub(channel_)),
       fetcher_(fetcher ? std::move(fetcher) : std::make_unique<CurlHttpFetcher>(options_.fetcher)),
       slots_(options_.max_concurrent_jobs),
-      replica_id_(options_.replica_id.empty() ? DefaultReplicaId() : options_.replica_id) {}
+      replica_id_(options_.replica_id) {}
 
 Collector::~Collector() { Shutdown(); }
 

@@ -115,6 +115,19 @@ class Proc:
             if self.proc is not None and self.proc.poll() is None:
                 self.proc.send_signal(sig)
 
+    def peak_rss_mib(self):
+        """VmHWM (peak resident set) of the running process in MiB, or 0."""
+        with self.lock:
+            pid = self.proc.pid if self.proc is not None and self.proc.poll() is None else None
+        try:
+            with open("/proc/%d/status" % pid) as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) / 1024.0
+        except (OSError, TypeError, ValueError):
+            pass
+        return 0.0
+
     def kill9(self):
         with self.lock:
             if self.proc is not None and self.proc.poll() is None:
@@ -147,6 +160,7 @@ class ChaosTest:
         self.stops = []  # (replica id, SIGSTOP ns, SIGCONT ns)
         self.failures = []
         self.lease_seconds = args.lease_seconds
+        self.peak = {"collector": 0.0, "writer": 0.0}
 
     def path(self, name):
         return os.path.join(self.work, name)
@@ -379,6 +393,10 @@ http {
         cands = [c for c in self.collectors if owners.get(c.replica) and c.alive() and c not in exclude]
         return self.rng.choice(sorted(cands, key=lambda c: c.index)) if cands else None
 
+    def note_peak(self, proc):
+        role = "collector" if proc.name.startswith("collector") else "writer"
+        self.peak[role] = max(self.peak[role], proc.peak_rss_mib())
+
     def event(self, what, detail):
         self.events.append((time.monotonic_ns(), what, detail))
         log("chaos:", what, detail)
@@ -386,6 +404,7 @@ http {
     def chaos_kill_collector(self, at):
         self.sleep_until(at)
         victim = wait_for("a collector owning a running job", lambda: self.pick_owner(exclude=self.stopped), 30, 0.1)
+        self.note_peak(victim)
         victim.kill9()
         self.event("kill -9", victim.replica)
         self.sleep_until(time.monotonic() + self.rng.uniform(0.2, 1.5))
@@ -397,6 +416,7 @@ http {
     def chaos_kill_writer(self, at):
         self.sleep_until(at)
         victim = self.rng.choice(self.writers)
+        self.note_peak(victim)
         victim.kill9()
         self.event("kill -9", victim.name)
         self.sleep_until(time.monotonic() + self.rng.uniform(0.2, 1.5))
@@ -481,7 +501,9 @@ http {
         for job in self.jobs:
             url = "http://127.0.0.1:%d/v1/clientes/%s/%s/none?total=%d" % (self.api_port, self.cliente,
                                                                           job["rota"], job["total"])
-            with urllib.request.urlopen(url, timeout=60) as resp:
+            # Named, so the ownership check can leave the harness's own requests out.
+            req = urllib.request.Request(url, headers={"X-Etl-Replica": "harness"})
+            with urllib.request.urlopen(req, timeout=60) as resp:
                 body = resp.read().decode("utf-8")
             # The API's body as it is (numbers keep their text, e.g. 2818.70): PostgreSQL splits it.
             exp_file = self.path("expected.copy")
@@ -514,7 +536,7 @@ http {
         with open(self.path("requests.log")) as f:
             for line in f:
                 parts = line.rstrip("\n").split(" ", 3)
-                if len(parts) != 4 or not parts[3].startswith(prefix):
+                if len(parts) != 4 or not parts[3].startswith(prefix) or parts[1] == "harness":
                     continue
                 rota = parts[3][len(prefix):].split("/", 1)[0]
                 by_rota.setdefault(rota, []).append((int(parts[0]), parts[1], parts[3]))
@@ -638,7 +660,10 @@ http {
         self.check_ownership()
         self.check_visible()
         self.check_proxy_log()
+        for p in self.collectors + self.writers:
+            self.note_peak(p)
         rows = sum(j.get("rows", 0) for j in self.jobs)
+        log("peak RSS: collector %.0f MiB, writer %.0f MiB" % (self.peak["collector"], self.peak["writer"]))
         log("%d jobs, %d rows checked; %s" % (len(self.jobs), rows, self.proxy_summary))
         log("owner handovers seen in the API's log: %d; requests of a woken old owner (fenced): %d" % (
             self.handovers, self.stale))
@@ -671,9 +696,9 @@ def main():
     ap.add_argument("--seed", type=int, default=int(os.environ.get("ETL_CHAOS_SEED", "0")) or
                     random.SystemRandom().randrange(1, 1 << 31))
     ap.add_argument("--jobs", type=int, default=12)
-    ap.add_argument("--min-pages", type=int, default=40)
-    ap.add_argument("--max-pages", type=int, default=60)
-    ap.add_argument("--slow-ms", type=int, default=200, help="each API page takes this long")
+    ap.add_argument("--min-pages", type=int, default=50)
+    ap.add_argument("--max-pages", type=int, default=80)
+    ap.add_argument("--slow-ms", type=int, default=250, help="each API page takes this long")
     ap.add_argument("--lease-seconds", type=float, default=4)
     ap.add_argument("--renew-seconds", type=float, default=1)
     ap.add_argument("--job-timeout", type=int, default=150, help="seconds every job has to end")
