@@ -400,6 +400,8 @@ http {
     def event(self, what, detail):
         self.events.append((time.monotonic_ns(), what, detail))
         log("chaos:", what, detail)
+        with open(self.path("chaos.log"), "a") as f:
+            f.write("%d %s %s\n" % (time.monotonic_ns(), what.replace(" ", "_"), detail))
 
     def chaos_kill_collector(self, at):
         self.sleep_until(at)
@@ -433,8 +435,10 @@ http {
         self.event("SIGSTOP", replica)
         # Paused longer than its lease: the other collectors claim its jobs meanwhile.
         self.sleep_until(time.monotonic() + self.lease_seconds + self.rng.uniform(1.5, 3))
-        victim.send(signal.SIGCONT)
+        # The time before the signal: the woken collector may fetch at once (its in-flight answer is
+        # already in its socket buffer).
         t_cont = time.monotonic_ns()
+        victim.send(signal.SIGCONT)
         self.stops.append((replica, t_stop, t_cont))
         self.event("SIGCONT", replica)
         self.stopped.remove(victim)
