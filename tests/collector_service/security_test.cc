@@ -270,7 +270,8 @@ class GuardedFetchTest : public ::testing::Test {
           absl::StrCat(req.get_param_value("to"), "?key=", req.get_param_value("key")));
     });
     server_.Get("/replica", [](const httplib::Request& req, httplib::Response& res) {
-      res.set_content(absl::StrCat("replica=", req.get_header_value("X-Etl-Replica")), "text/plain");
+      res.set_content(absl::StrCat("replica=", req.get_header_value("X-Etl-Replica")),
+                      "text/plain");
     });
     server_.Get("/loop",
                 [](const httplib::Request&, httplib::Response& res) { res.set_redirect("/loop"); });
