@@ -315,10 +315,11 @@ http {
         return subprocess.run(argv, capture_output=True).returncode == 0
 
     # ------------------------------------------------------------------ clients
-    def etlctl(self, *argv, timeout=60):
+    def etlctl(self, *argv, timeout=30):
+        # Unary calls get 10 s: a replica that hangs fails the check quickly instead of stalling it.
         try:
-            return subprocess.run([self.b("etlctl"), "--collector=127.0.0.1:%d" % self.collector_proxy_port]
-                                  + list(argv), capture_output=True, text=True, timeout=timeout)
+            return subprocess.run([self.b("etlctl"), "--collector=127.0.0.1:%d" % self.collector_proxy_port,
+                                   "--rpc_timeout=10"] + list(argv), capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired as e:
             return subprocess.CompletedProcess(argv, 124, e.stdout or "", "etlctl timed out after %ds" % timeout)
 
@@ -591,7 +592,11 @@ http {
         except ValueError:
             self.fail("ListJobs through the proxy: %s %s" % (r.stdout[:200], r.stderr[:200]))
             listed = {}
+        deadline = time.monotonic() + 120
         for job in self.jobs:
+            if time.monotonic() > deadline:
+                self.fail("GetJob/WatchJob checks through the proxy did not finish within 120 s")
+                return
             if listed.get(job["id"], {}).get("state") != "SUCCEEDED":
                 self.fail("ListJobs through the proxy: job %s is %s" % (job["id"], listed.get(job["id"], {}).get(
                     "state", "missing")))
@@ -605,7 +610,7 @@ http {
                 if state != "SUCCEEDED":
                     self.fail("GetJob %s through the proxy: %s" % (job["id"], state))
                     break
-            w = self.etlctl("watch", job["id"], timeout=60)
+            w = self.etlctl("watch", job["id"], timeout=20)
             if w.returncode != 0:
                 self.fail("WatchJob %s through the proxy exited %d: %s" % (job["id"], w.returncode, w.stderr[-300:]))
 
