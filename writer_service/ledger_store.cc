@@ -418,13 +418,18 @@ absl::StatusOr<v1::ClaimJobsResponse> LedgerStore::ClaimJobs(const v1::ClaimJobs
   const std::string only = only_sql(4);
   params.insert(params.end(), only_params.begin(), only_params.end());
   // Candidates in a fair order: interrupted (RUNNING) jobs first, then round-robin over clientes
-  // (each cliente's oldest job, then each one's second oldest...), oldest first within a round.
+  // counting the jobs each one already has running (a cliente's next job waits behind the jobs of
+  // clientes with fewer running), oldest first within a round.
   // The outer query locks them in that order, skipping rows another claimer holds, and re-checks
   // that they are still claimable once locked; each claim bumps the fencing epoch.
   const std::string sql = absl::StrCat(
-      "WITH ranked AS (SELECT j.job_id, j.created_at, (j.state = 'RUNNING') AS interrupted, "
-      "row_number() OVER (PARTITION BY j.cliente_id ORDER BY j.created_at, j.job_id) AS round "
-      "FROM etl_jobs j WHERE ",
+      "WITH active AS (SELECT cliente_id, count(*) AS n FROM etl_jobs "
+      "WHERE state IN ('PENDING', 'RUNNING') AND owner <> '' AND lease_expires_at > now() "
+      "GROUP BY cliente_id), "
+      "ranked AS (SELECT j.job_id, j.created_at, (j.state = 'RUNNING') AS interrupted, "
+      "coalesce(a.n, 0) + row_number() OVER (PARTITION BY j.cliente_id "
+      "ORDER BY j.created_at, j.job_id) AS round "
+      "FROM etl_jobs j LEFT JOIN active a ON a.cliente_id = j.cliente_id WHERE ",
       kClaimable, only,
       "), picked AS (SELECT j.job_id FROM etl_jobs j JOIN ranked r ON r.job_id = j.job_id "
       "WHERE ",
