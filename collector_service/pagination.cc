@@ -100,6 +100,55 @@ void PageProducer::ProduceIndexed(PageWindow* window,
     }
   };
 
+  // An API that caps the page size below the requested one: when the first page is short but a
+  // record total says more follows, the page size is what the API really returns.
+  auto adapt_page_size = [&](const FetchedPage& first) {
+    const int64_t records = first.records;
+    if (records <= 0 || p.page_size() <= 0 || records >= p.page_size() ||
+        p.total_count_path().empty()) {
+      return;
+    }
+    auto tc = JsonScalarToInt(first.parsed.total_count);
+    if (!tc.has_value()) return;
+    const int64_t remaining =
+        p.style() == v1::OFFSET ? std::max<int64_t>(0, *tc - p.start_page()) : *tc;
+    if (remaining <= records || effective_page_size_ == records) return;
+    effective_page_size_ = records;
+    if (hooks_.message) {
+      hooks_.message(absl::StrCat("the API returns ", records, " records per page (",
+                                  p.page_size(), " requested); following its total of ", *tc,
+                                  " records"));
+    }
+  };
+
+  // Resuming (a broken stream or a restart) with page 0 committed: the page size the API really
+  // serves was learned from page 0, which is not sent again. Fetch it once more, only to learn, so
+  // the remaining pages are indexed exactly as before; otherwise they would be requested with the
+  // configured size and miss or repeat records.
+  if (committed.count(0) && p.page_size() > 0 && !p.total_count_path().empty()) {
+    FetchedPage first = fetcher_->Fetch(0, IndexedToken(0), parser->get());
+    if (first.cancelled) {
+      window->FinishProducing(0);
+      return;
+    }
+    if (first.auth_failed) {
+      Fatal(first.error);
+      window->FinishProducing(0);
+      return;
+    }
+    if (first.ok) {
+      adapt_page_size(first);
+      learn_totals(first.parsed);
+    } else {
+      // Without page 0 the page size cannot be confirmed: indexing with a guess could skip
+      // records, so this attempt stops and the job's retry logic tries again.
+      Fatal(absl::StrCat("resuming: page 0 could not be fetched again to confirm the API's page "
+                         "size: ", first.error));
+      window->FinishProducing(0);
+      return;
+    }
+  }
+
   // Phase 1: one page at a time until the total is known (or the end is found).
   while (!stopping() && progress_->pages_total() <= 0) {
     if (n >= p.max_pages()) {
@@ -127,23 +176,7 @@ void PageProducer::ProduceIndexed(PageWindow* window,
     if (page.ok) {
       consecutive_failures = 0;
       int64_t records = page.records;
-      // An API that caps the page size below the requested one: when the first page is short
-      // but a record total says more follows, the page size is what the API really returns.
-      if (n == 0 && records > 0 && p.page_size() > 0 && records < p.page_size() &&
-          !p.total_count_path().empty()) {
-        if (auto tc = JsonScalarToInt(page.parsed.total_count); tc.has_value()) {
-          const int64_t remaining =
-              p.style() == v1::OFFSET ? std::max<int64_t>(0, *tc - p.start_page()) : *tc;
-          if (remaining > records) {
-            effective_page_size_ = records;
-            if (hooks_.message) {
-              hooks_.message(absl::StrCat("the API returns ", records, " records per page (",
-                                          p.page_size(), " requested); following its total of ",
-                                          *tc, " records"));
-            }
-          }
-        }
-      }
+      if (n == 0) adapt_page_size(page);
       learn_totals(page.parsed);
       const int64_t size = effective_page_size_ > 0 ? effective_page_size_ : p.page_size();
       int64_t total = progress_->pages_total();

@@ -251,6 +251,35 @@ TEST(PaginationTest, IndexedPageFollowsTheTotalWhenTheApiCapsThePageSize) {
   EXPECT_THAT(h.fatal(), IsEmpty());
 }
 
+// Resuming such a job (a broken stream or a restart) with page 0 committed: page 0 is fetched
+// again only to learn the API's page size, and the rest is indexed as before.
+TEST(PaginationTest, IndexedResumeRelearnsTheCappedPageSize) {
+  v1::JobSpec spec = BaseSpec(v1::OFFSET);
+  spec.mutable_pagination()->set_page_size(10);
+  spec.mutable_pagination()->set_records_path("/data");
+  spec.mutable_pagination()->set_total_count_path("/total");
+  Harness h(spec, [](const HttpRequest& req) -> absl::StatusOr<HttpResponse> {
+    int offset = std::stoi(QueryParam(req.url, "offset"));
+    std::string body = R"({"total":10,"data":[)";
+    for (int i = offset; i < std::min(offset + 3, 10); ++i) {
+      absl::StrAppend(&body, i == offset ? "" : ",", R"({"i":)", i, "}");
+    }
+    return Reply(200, body + "]}");
+  });
+  v1::CommittedPage committed;
+  committed.set_page_number(0);
+  committed.set_page_token("0");
+  committed.set_next_page_token("3");
+  committed.set_records(3);
+  std::vector<FetchedPage> pages = h.Produce({committed});
+  EXPECT_THAT(Tokens(pages), ElementsAre("3", "6", "9"));
+  EXPECT_THAT(NextTokens(pages), ElementsAre("6", "9", ""));
+  for (const auto& p : pages) EXPECT_TRUE(p.ok) << p.error;
+  EXPECT_EQ(h.progress().pages_total(), 4);
+  EXPECT_EQ(QueryParam(h.http().urls().front(), "offset"), "0");  // Re-learned, not re-sent.
+  EXPECT_THAT(h.fatal(), IsEmpty());
+}
+
 // An API whose pages run out before its reported total: the gap is a failed page (PARTIAL),
 // never a silent end.
 TEST(PaginationTest, IndexedEmptyPageBeforeTheTotalIsAFailedPage) {
