@@ -319,6 +319,12 @@ std::shared_ptr<Job> Collector::FindJob(const std::string& job_id) {
   auto it = jobs_.find(job_id);
   // A job whose lease was lost is another replica's now: the ledger tells about it.
   if (it == jobs_.end() || it->second->lease_lost()) return nullptr;
+  // So may be a job whose lease was not renewed within its duration (this process was paused, or
+  // the writer unreachable): until the heartbeat settles it, the ledger answers.
+  auto lease = leases_.find(job_id);
+  if (lease != leases_.end() && absl::Now() - lease->second.renewed_at >= options_.lease_duration) {
+    return nullptr;
+  }
   return it->second;
 }
 
@@ -506,6 +512,9 @@ void Collector::RenewLeases() {
     Lease lease;
   };
   std::vector<Held> held;
+  // Jobs leaving the registry, destroyed after mu_ is released: ~Job joins the job's thread, whose
+  // last step (on_finished) takes mu_.
+  std::vector<std::shared_ptr<Job>> dropped;
   {
     absl::MutexLock l(&mu_);
     for (auto it = leases_.begin(); it != leases_.end();) {
@@ -513,7 +522,10 @@ void Collector::RenewLeases() {
       if (job == jobs_.end() || job->second->done()) {
         // Ended here (its final state released the lease in the ledger) or stopped after losing
         // it: nothing to renew. A job that lost its lease leaves the registry: it runs elsewhere.
-        if (job != jobs_.end() && job->second->lease_lost()) jobs_.erase(job);
+        if (job != jobs_.end() && job->second->lease_lost()) {
+          dropped.push_back(std::move(job->second));
+          jobs_.erase(job);
+        }
         it = leases_.erase(it);
         continue;
       }
