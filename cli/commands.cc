@@ -139,6 +139,15 @@ void PrintJob(const CommandContext& ctx, const Job& job, const std::string& text
   }
 }
 
+// A progress stream broken under the client rather than refused: the replica restarted or died
+// (UNAVAILABLE), or an L7 proxy in between (nginx grpc_pass, a mesh sidecar) reset the stream when
+// the replica behind it went away (INTERNAL: "Received RST_STREAM"). Watching is read-only and any
+// replica answers for any job, so it is opened again (bounded by watch_reconnects).
+bool StreamBroken(const grpc::Status& st) {
+  return st.error_code() == grpc::StatusCode::UNAVAILABLE ||
+         st.error_code() == grpc::StatusCode::INTERNAL;
+}
+
 // Prints progress lines until the job ends; returns false (after printing why) when the collector
 // cannot be followed any more.
 bool Follow(const CommandContext& ctx, CollectorService::Stub* stub, const std::string& job_id) {
@@ -179,7 +188,7 @@ bool Follow(const CommandContext& ctx, CollectorService::Stub* stub, const std::
       Prepare(ctx, &gc, true);
       Job job;
       if (stub->GetJob(&gc, ref, &job).ok() && IsTerminal(job.state())) break;
-    } else if (st.error_code() != grpc::StatusCode::UNAVAILABLE) {
+    } else if (!StreamBroken(st)) {
       end_live_line();
       RpcError(ctx, "WatchJob", "collector_server", ctx.collector, st);
       return false;

@@ -110,11 +110,18 @@ void PrepareWriterContext(grpc::ClientContext* ctx, absl::Duration timeout) {
   ctx->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
 }
 
+// The options with the replica id settled (so the fetcher can name it to the APIs).
+CollectorOptions WithReplicaId(CollectorOptions options) {
+  if (options.replica_id.empty()) options.replica_id = DefaultReplicaId();
+  if (options.send_replica_header) options.fetcher.replica_id = options.replica_id;
+  return options;
+}
+
 }  // namespace
 
 Collector::Collector(CollectorOptions options, std::shared_ptr<grpc::Channel> writer_channel,
                      std::unique_ptr<HttpFetcher> fetcher)
-    : options_(std::move(options)),
+    : options_(WithReplicaId(std::move(options))),
       channel_(std::move(writer_channel)),
       writer_(v1::WriterService::NewStub(channel_)),
       fetcher_(fetcher ? std::move(fetcher) : std::make_unique<CurlHttpFetcher>(options_.fetcher)),
@@ -124,7 +131,7 @@ Collector::Collector(CollectorOptions options, std::shared_ptr<grpc::Channel> wr
                    options_.max_parses_in_flight > 0
                        ? options_.max_parses_in_flight
                        : int(std::max(1u, std::thread::hardware_concurrency()))),
-      replica_id_(options_.replica_id.empty() ? DefaultReplicaId() : options_.replica_id) {}
+      replica_id_(options_.replica_id) {}
 
 Collector::~Collector() { Shutdown(); }
 
@@ -387,6 +394,12 @@ std::shared_ptr<Job> Collector::FindJob(const std::string& job_id) {
   auto it = jobs_.find(job_id);
   // A job whose lease was lost is another replica's now: the ledger tells about it.
   if (it == jobs_.end() || it->second->lease_lost()) return nullptr;
+  // So may be a job whose lease was not renewed within its duration (this process was paused, or
+  // the writer unreachable): until the heartbeat settles it, the ledger answers.
+  auto lease = leases_.find(job_id);
+  if (lease != leases_.end() && absl::Now() - lease->second.renewed_at >= options_.lease_duration) {
+    return nullptr;
+  }
   return it->second;
 }
 
@@ -628,6 +641,9 @@ void Collector::RenewLeases() {
     Lease lease;
   };
   std::vector<Held> held;
+  // Jobs leaving the registry, destroyed after mu_ is released: ~Job joins the job's thread, whose
+  // last step (on_finished) takes mu_.
+  std::vector<std::shared_ptr<Job>> dropped;
   {
     absl::MutexLock l(&mu_);
     for (auto it = leases_.begin(); it != leases_.end();) {
@@ -640,7 +656,10 @@ void Collector::RenewLeases() {
       if (job == jobs_.end() || (job->second->done() && !settling)) {
         // Ended here (its final state released the lease in the ledger) or stopped after losing
         // it: nothing to renew. A job that lost its lease leaves the registry: it runs elsewhere.
-        if (job != jobs_.end() && job->second->lease_lost()) jobs_.erase(job);
+        if (job != jobs_.end() && job->second->lease_lost()) {
+          dropped.push_back(std::move(job->second));
+          jobs_.erase(job);
+        }
         it = leases_.erase(it);
         continue;
       }

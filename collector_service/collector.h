@@ -72,6 +72,8 @@ struct CollectorOptions {
   // Claim any claimable job of the ledger (true), or only the jobs StartJob registered here.
   bool resume_unfinished = true;
   std::string replica_id;  // Owner id in the leases; "" = hostname, pid and a random suffix.
+  // Send replica_id to the APIs as "X-Etl-Replica" (their logs can then tell replicas apart).
+  bool send_replica_header = false;
   absl::Duration lease_duration = absl::Seconds(10);  // A lease not renewed for this long ends.
   // Leases are renewed (and progress published, claims made) this often, at most every second.
   absl::Duration lease_renew_interval = absl::Seconds(2);

@@ -327,6 +327,10 @@ absl::StatusOr<HttpResponse> CurlHttpFetcher::FetchOnce(const HttpRequest& reque
   transfer.options = &options_;
   char errbuf[CURL_ERROR_SIZE] = {0};
   curl_slist* headers = nullptr;
+  if (!options_.replica_id.empty()) {
+    headers =
+        curl_slist_append(headers, absl::StrCat("X-Etl-Replica: ", options_.replica_id).c_str());
+  }
   for (const auto& [k, v] : request.headers) {
     if (!same_origin && IsAlwaysCredential(k)) continue;
     headers = curl_slist_append(headers, absl::StrCat(k, ": ", v).c_str());

@@ -88,6 +88,9 @@ struct HttpFetcherOptions {
   size_t max_header_bytes = 256 << 10;  // Response header bytes per response.
   int max_redirects = 10;               // Redirect hops followed.
   size_t max_url_bytes = 16 << 10;      // Longest request or redirect URL.
+  // Non-empty: sent as "X-Etl-Replica: <replica_id>" with every request (an API's log can then
+  // tell which collector replica fetched what).
+  std::string replica_id;
 };
 
 // Why `ip` (an IPv4 or IPv6 literal) is not a public address: "loopback", "private", "link-local",

@@ -46,6 +46,8 @@ ABSL_FLAG(bool, resume, true,
           "collector)");
 ABSL_FLAG(std::string, replica_id, "",
           "this collector's owner id in the job leases; default hostname-pid-random");
+ABSL_FLAG(bool, send_replica_header, false,
+          "send the replica id to the APIs as the X-Etl-Replica header of every request");
 ABSL_FLAG(double, lease_seconds, 10,
           "a job's lease lasts this long without renewal; then another collector may claim it");
 ABSL_FLAG(double, lease_renew_seconds, 2,
@@ -169,6 +171,7 @@ int main(int argc, char** argv) {
   options.intents.give_up_after =
       absl::Hours(std::max<int32_t>(1, absl::GetFlag(FLAGS_ledger_retry_give_up_hours)));
   options.replica_id = absl::GetFlag(FLAGS_replica_id);
+  options.send_replica_header = absl::GetFlag(FLAGS_send_replica_header);
   options.lease_duration = absl::Seconds(std::max(1.0, absl::GetFlag(FLAGS_lease_seconds)));
   options.lease_renew_interval =
       absl::Seconds(std::max(0.1, absl::GetFlag(FLAGS_lease_renew_seconds)));

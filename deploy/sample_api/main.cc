@@ -23,6 +23,9 @@ ABSL_FLAG(
     "name of an environment variable holding a bearer token that every /v1 request must send");
 ABSL_FLAG(std::string, require_api_key_env, "",
           "name of an environment variable holding an API key that every /v1 request must send");
+ABSL_FLAG(std::string, request_log, "",
+          "append one line per /v1 request to this file: monotonic ns, X-Etl-Replica (or -), "
+          "client ip:port, path?query (env SAMPLE_API_REQUEST_LOG)");
 ABSL_FLAG(std::string, api_key_header, "X-API-Key", "header that carries the API key");
 
 int main(int argc, char** argv) {
@@ -42,6 +45,8 @@ int main(int argc, char** argv) {
   options.threads = absl::GetFlag(FLAGS_threads);
   options.latency_ms = absl::GetFlag(FLAGS_latency_ms);
   options.api_key_header = absl::GetFlag(FLAGS_api_key_header);
+  options.request_log = absl::GetFlag(FLAGS_request_log);
+  if (options.request_log.empty()) options.request_log = etl::EnvOr("SAMPLE_API_REQUEST_LOG", "");
   for (auto [flag, target] :
        {std::pair{absl::GetFlag(FLAGS_require_bearer_env), &options.bearer_token},
         std::pair{absl::GetFlag(FLAGS_require_api_key_env), &options.api_key}}) {

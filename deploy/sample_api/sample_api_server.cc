@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <cstdio>
+#include <ctime>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -118,7 +120,10 @@ bool DecodeCursor(absl::string_view collection, absl::string_view token, int64_t
 
 SampleApiServer::SampleApiServer(const SampleApiOptions& options) : options_(options) {}
 
-SampleApiServer::~SampleApiServer() { Stop(); }
+SampleApiServer::~SampleApiServer() {
+  Stop();
+  if (request_log_ != nullptr) std::fclose(request_log_);
+}
 
 std::string SampleApiServer::base_url() const {
   std::string host = host_ == "0.0.0.0" || host_.empty() ? "127.0.0.1" : host_;
@@ -140,6 +145,13 @@ absl::StatusOr<std::unique_ptr<SampleApiServer>> SampleApiServer::Start(
         absl::StrCat("listen address \"", options.listen, "\" is not host:port"));
   }
   std::unique_ptr<SampleApiServer> s(new SampleApiServer(options));
+  if (!options.request_log.empty()) {
+    s->request_log_ = std::fopen(options.request_log.c_str(), "a");
+    if (s->request_log_ == nullptr) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot open the request log ", options.request_log));
+    }
+  }
   s->host_ = options.listen.substr(0, colon);
   if (s->host_.size() >= 2 && s->host_.front() == '[')
     s->host_ = s->host_.substr(1, s->host_.size() - 2);
@@ -215,6 +227,29 @@ SampleApiServer::Stats SampleApiServer::StatsFor(const std::string& cliente,
   return it == stats_.end() ? Stats{} : it->second;
 }
 
+void SampleApiServer::LogRequest(const httplib::Request& req) {
+  if (request_log_ == nullptr) return;
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  std::string replica = req.get_header_value("X-Etl-Replica").substr(0, 64);
+  for (char& c : replica) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != ':' &&
+        c != '-') {
+      c = '_';
+    }
+  }
+  if (replica.empty()) replica = "-";
+  std::string target = req.target.empty() ? req.path : req.target;
+  for (char& c : target) {
+    if (static_cast<unsigned char>(c) <= ' ') c = '_';
+  }
+  const std::string line =
+      absl::StrCat(int64_t{now.tv_sec} * 1000000000 + now.tv_nsec, " ", replica, " ",
+                   req.remote_addr, ":", req.remote_port, " ", target, "\n");
+  std::fwrite(line.data(), 1, line.size(), request_log_);
+  std::fflush(request_log_);
+}
+
 void SampleApiServer::HandleStats(const httplib::Request& req, httplib::Response& res) {
   Stats s = StatsFor(Param(req, "cliente"), Param(req, "rota"));
   res.set_content(absl::StrCat("{\"requests\":", s.requests, ",\"faults\":", s.faults,
@@ -229,6 +264,7 @@ void SampleApiServer::HandleCollection(const httplib::Request& req, httplib::Res
                                 ? std::string(req.matches[3])
                                 : std::string("page");
   const std::string collection = absl::StrCat(cliente, "/", rota);
+  LogRequest(req);
   if (options_.latency_ms > 0)
     std::this_thread::sleep_for(std::chrono::milliseconds(options_.latency_ms));
 

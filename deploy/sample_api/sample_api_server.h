@@ -8,6 +8,11 @@
 //   GET /healthz                                    "ok"
 //   GET /_stats?cliente=C&rota=R                    {"requests":..,"faults":..,"records":..}
 //
+// Request log (options.request_log): one line per /v1 request as it arrives, before any fault or
+// delay, so a test can tell which caller fetched which page when:
+//   <CLOCK_MONOTONIC ns> <X-Etl-Replica header or "-"> <client ip>:<client port> <path?query>
+// (the header value is cut to 64 bytes of [A-Za-z0-9._:-], other bytes become '_').
+//
 // Query parameters (all optional):
 //   total=N                 records of the (cliente, rota) collection (default --records)
 //   records_per_day=N       record i is dated 2023-01-01 + i/N days (default 100)
@@ -50,12 +55,14 @@
 // gets 401 with a JSON error.
 //
 // Thread-safety: Start/Stop from one thread; request handlers run on the server's thread pool and
-// only share the fault counters and stats, guarded by mu_.
+// only share the fault counters and stats, guarded by mu_, and the request log (one locked stdio
+// write per line).
 #ifndef ETL_DEPLOY_SAMPLE_API_SAMPLE_API_SERVER_H_
 #define ETL_DEPLOY_SAMPLE_API_SAMPLE_API_SERVER_H_
 
 #include <atomic>
 #include <cstdint>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <string>
@@ -84,7 +91,8 @@ struct SampleApiOptions {
   std::string bearer_token;  // Non-empty: /v1 requires "Authorization: Bearer <token>".
   std::string api_key;       // Non-empty: /v1 requires "<api_key_header>: <api_key>".
   std::string api_key_header = "X-API-Key";
-  int latency_ms = 0;  // Added to every /v1 answer (simulates a remote API).
+  int latency_ms = 0;       // Added to every /v1 answer (simulates a remote API).
+  std::string request_log;  // Non-empty: append one line per /v1 request to this file.
 };
 
 class SampleApiServer {
@@ -116,12 +124,16 @@ class SampleApiServer {
   // Returns how many times `key` was seen before this call (and counts this one).
   int64_t BumpFaultCounter(const std::string& key);
   void Count(const std::string& collection, int64_t requests, int64_t faults, int64_t records);
+  // Appends the request's line to the request log (when one is open).
+  void LogRequest(const httplib::Request& req);
 
   const SampleApiOptions options_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
   std::string host_;
   int port_ = 0;
+  // Owned; each line is one fwrite (stdio locks the stream per call), so no lock of ours.
+  std::FILE* request_log_ = nullptr;
 
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, int64_t> fault_counters_ ABSL_GUARDED_BY(mu_);

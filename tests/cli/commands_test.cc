@@ -56,9 +56,11 @@ class FakeCollector final : public etl::v1::CollectorService::Service {
   grpc::Status WatchJob(grpc::ServerContext*, const etl::v1::JobRef* ref,
                         grpc::ServerWriter<etl::v1::JobProgress>* writer) override {
     bool break_first;
+    grpc::Status broken;
     {
       absl::MutexLock l(&mu_);
       break_first = break_next_watch_;
+      broken = break_status_;
       break_next_watch_ = false;
       ++watch_calls_;
     }
@@ -70,7 +72,7 @@ class FakeCollector final : public etl::v1::CollectorService::Service {
       p.set_records_committed(100 * i);
       writer->Write(p);
     }
-    if (break_first) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "collector restarting");
+    if (break_first) return broken;
     *p.mutable_job_id() = ref->job_id();
     p.set_state(Final(ref->job_id().substr(4), true).state());
     p.set_records_committed(300);
@@ -118,9 +120,11 @@ class FakeCollector final : public etl::v1::CollectorService::Service {
     absl::MutexLock l(&mu_);
     return start_request_ids_;
   }
-  void BreakNextWatch() {
+  void BreakNextWatch(grpc::Status how = grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                                      "collector restarting")) {
     absl::MutexLock l(&mu_);
     break_next_watch_ = true;
+    break_status_ = how;
   }
   int watch_calls() {
     absl::MutexLock l(&mu_);
@@ -135,6 +139,7 @@ class FakeCollector final : public etl::v1::CollectorService::Service {
   absl::Mutex mu_;
   std::vector<std::string> start_request_ids_ ABSL_GUARDED_BY(mu_);
   bool break_next_watch_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status break_status_ ABSL_GUARDED_BY(mu_);
   int watch_calls_ ABSL_GUARDED_BY(mu_) = 0;
   std::string request_id_ ABSL_GUARDED_BY(mu_);
   etl::v1::JobSpec spec_ ABSL_GUARDED_BY(mu_);
@@ -245,6 +250,23 @@ TEST_F(CommandsTest, WatchReconnectsAfterABrokenStream) {
   EXPECT_EQ(WatchJob(ctx_, "job-ok"), 0);
   EXPECT_EQ(fake_.watch_calls(), 2);
   EXPECT_THAT(err_.str(), HasSubstr("reconnecting"));
+}
+
+// An L7 proxy (nginx grpc_pass, a mesh sidecar) resets the stream when the replica behind it dies:
+// the client sees INTERNAL (RST_STREAM), not UNAVAILABLE, and must follow the job again.
+TEST_F(CommandsTest, WatchReconnectsAfterAProxyResetTheStream) {
+  fake_.BreakNextWatch(
+      grpc::Status(grpc::StatusCode::INTERNAL, "Received RST_STREAM with error code 2"));
+  EXPECT_EQ(WatchJob(ctx_, "job-ok"), 0);
+  EXPECT_EQ(fake_.watch_calls(), 2);
+  EXPECT_THAT(err_.str(), HasSubstr("reconnecting"));
+}
+
+TEST_F(CommandsTest, WatchDoesNotRetryAnErrorOfTheRequest) {
+  fake_.BreakNextWatch(grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "not yours"));
+  EXPECT_EQ(WatchJob(ctx_, "job-ok"), 1);
+  EXPECT_EQ(fake_.watch_calls(), 1);
+  EXPECT_THAT(err_.str(), HasSubstr("PERMISSION_DENIED"));
 }
 
 TEST_F(CommandsTest, StatusOfUnknownJobIsNotFound) {

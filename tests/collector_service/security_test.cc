@@ -269,6 +269,10 @@ class GuardedFetchTest : public ::testing::Test {
       res.set_redirect(
           absl::StrCat(req.get_param_value("to"), "?key=", req.get_param_value("key")));
     });
+    server_.Get("/replica", [](const httplib::Request& req, httplib::Response& res) {
+      res.set_content(absl::StrCat("replica=", req.get_header_value("X-Etl-Replica")),
+                      "text/plain");
+    });
     server_.Get("/loop",
                 [](const httplib::Request&, httplib::Response& res) { res.set_redirect("/loop"); });
     server_.Get("/bomb", [this](const httplib::Request&, httplib::Response& res) {
@@ -417,6 +421,21 @@ TEST_F(GuardedFetchTest, RedirectsCarryCredentialsOnlyToTheSameOrigin) {
   auto resp = fetcher.Fetch(basic);
   ASSERT_TRUE(resp.ok());
   EXPECT_THAT(resp->body, HasSubstr("auth=|"));
+}
+
+TEST_F(GuardedFetchTest, ReplicaHeaderOnlyWhenConfigured) {
+  HttpRequest req;
+  req.url = Url("127.0.0.1", "/replica");
+  CurlHttpFetcher plain(Open());
+  auto none = plain.Fetch(req);
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_EQ(none->body, "replica=");
+  HttpFetcherOptions options = Open();
+  options.replica_id = "c2.1";
+  CurlHttpFetcher named(options);
+  auto resp = named.Fetch(req);
+  ASSERT_TRUE(resp.ok()) << resp.status();
+  EXPECT_EQ(resp->body, "replica=c2.1");
 }
 
 TEST_F(GuardedFetchTest, CredentialsBoundToHostsAreNeverSentElsewhere) {

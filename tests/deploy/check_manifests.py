@@ -4,9 +4,14 @@ design asks for (multi-stage non-root images, pg_isready healthcheck, gRPC healt
 depends_on: service_healthy, grpc-* port names and gRPC probes, DATABASE_URL from a Secret) and the
 hardening (seccomp RuntimeDefault, no service-account token, read-only root, no privilege escalation, all
 capabilities dropped, API credentials as files from Secrets / compose secrets).
+Replicas (issue: many replicas behind a mesh): 3 collectors with RollingUpdate (never Recreate) and a
+PodDisruptionBudget, 2 writers with one, headless Services for client-side balancing, readiness on the
+service's own health name and liveness on "" (the process), memory limits that fit the page limits given by
+the containers' flags, and 2 collectors + 2 writers in compose with a host port range per replica.
 Runs `docker-compose config` too when that client is installed. Usage: check_manifests.py DEPLOY_DIR"""
 import glob
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -80,10 +85,121 @@ def check_replicas_and_network(docs):
                           "k8s: collector egress to external APIs does not exclude private ranges")
 
 
+MIB = 1 << 20
+
+
+def quantity_bytes(q):
+    """A Kubernetes memory quantity ("256Mi", "1Gi", "300M", "1048576") in bytes, or None."""
+    m = re.fullmatch(r"(\d+)(Ki|Mi|Gi|K|M|G)?", str(q))
+    if not m:
+        return None
+    unit = {None: 1, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "K": 10**3, "M": 10**6, "G": 10**9}[m.group(2)]
+    return int(m.group(1)) * unit
+
+
+def flag_value(args, name, default):
+    """The integer value of --name=V (or --name-with-dashes=V) in a container's args, else default."""
+    for a in args:
+        for spelling in (name, name.replace("_", "-")):
+            if a.startswith("--%s=" % spelling):
+                return int(a.split("=", 1)[1])
+    return default
+
+
+def collector_memory_bound(args):
+    """What the page limits let a collector hold at once, plus its measured baseline (docs/scaling.md):
+    max_concurrent_jobs x (max_buffered_bytes + 6 x max_response_bytes) + 30 MiB."""
+    jobs = flag_value(args, "max_concurrent_jobs", 8)
+    buffered = flag_value(args, "max_buffered_bytes", 16 * MIB)
+    response = flag_value(args, "max_response_bytes", 8 * MIB)
+    return jobs * (buffered + 6 * response) + 30 * MIB
+
+
+def writer_memory_bound(args):
+    """The writer's measured peak (75 MiB, docs/performance.md) plus one message at --max_message_bytes,
+    one 1 MiB message per open stream (12: 3 collectors x 4 jobs), the commit batches and the queue."""
+    message = flag_value(args, "max_message_bytes", 64 * MIB)
+    batches = flag_value(args, "writer_threads", 2) * flag_value(args, "batch_bytes", MIB)
+    queue = flag_value(args, "queue_bytes", 2 * MIB)
+    return 75 * MIB + message + 12 * MIB + batches + queue
+
+
+def check_replica_tiers(docs):
+    """Collectors: 3 replicas, RollingUpdate, a PDB, a headless Service, readiness on
+    etl.v1.CollectorService and liveness on ""; writers: a PDB; memory limits that fit the limits."""
+    by_kind = {}
+    for path, d in docs:
+        by_kind.setdefault((d.get("kind"), d.get("metadata", {}).get("name")), (path, d))
+    for name, replicas, ready_service in (("collector", 3, "etl.v1.CollectorService"),
+                                          ("writer", 2, "etl.v1.WriterService")):
+        path, dep = by_kind.get(("Deployment", name), (None, None))
+        if dep is None:
+            continue
+        spec = dep["spec"]
+        check(spec.get("replicas", 1) >= replicas, f"{path}: {name} runs fewer than {replicas} replicas")
+        strategy = spec.get("strategy", {}).get("type", "RollingUpdate")
+        check(strategy == "RollingUpdate", f"{path}: {name} strategy is {strategy}, not RollingUpdate")
+        rolling = spec.get("strategy", {}).get("rollingUpdate", {})
+        check(str(rolling.get("maxUnavailable", 1)) in ("0", "1"),
+              f"{path}: {name} rolling update may take more than one pod down at once")
+        labels = spec["selector"]["matchLabels"]
+        pdbs = [d for _, d in docs if d.get("kind") == "PodDisruptionBudget"
+                and d["spec"].get("selector", {}).get("matchLabels") == labels]
+        check(len(pdbs) == 1, f"k8s: {name} has {len(pdbs)} PodDisruptionBudgets, expected 1")
+        for pdb in pdbs:
+            check(pdb.get("apiVersion") == "policy/v1", f"k8s: {name} PDB is not policy/v1")
+            ps = pdb["spec"]
+            check(("minAvailable" in ps) != ("maxUnavailable" in ps),
+                  f"k8s: {name} PDB must set exactly one of minAvailable / maxUnavailable")
+            allowed_down = (spec.get("replicas", 1) - int(ps["minAvailable"]) if "minAvailable" in ps
+                            else int(ps.get("maxUnavailable", 0)))
+            check(allowed_down >= 1, f"k8s: {name} PDB never allows a voluntary disruption (drains block)")
+            check(allowed_down < spec.get("replicas", 1), f"k8s: {name} PDB allows every pod down at once")
+        headless = [d for _, d in docs if d.get("kind") == "Service" and d["spec"].get("clusterIP") == "None"
+                    and d["spec"].get("selector") == labels]
+        check(headless and any(p["name"].startswith("grpc-") for h in headless for p in h["spec"]["ports"]),
+              f"k8s: no headless Service with a grpc-* port for the {name} pods (client-side balancing)")
+        pod = spec["template"]["spec"]
+        c = pod["containers"][0]
+        check(c.get("readinessProbe", {}).get("grpc", {}).get("service") == ready_service,
+              f"{path}: {name} readiness does not check {ready_service}")
+        check(c.get("livenessProbe", {}).get("grpc", {}).get("service", "") == "",
+              f"{path}: {name} liveness must check the overall health \"\" (SERVING while the process works)")
+        check(pod.get("automountServiceAccountToken") is False, f"{path}: {name} mounts a service-account token")
+        check(pod.get("securityContext", {}).get("seccompProfile", {}).get("type") == "RuntimeDefault",
+              f"{path}: {name} has no seccompProfile RuntimeDefault")
+        limits = c.get("resources", {}).get("limits", {})
+        requests = c.get("resources", {}).get("requests", {})
+        limit = quantity_bytes(limits.get("memory", ""))
+        request = quantity_bytes(requests.get("memory", ""))
+        check(limit is not None, f"{path}: {name} memory limit missing or unparsable")
+        if limit is not None:
+            bound = (collector_memory_bound if name == "collector" else writer_memory_bound)(c.get("args", []))
+            check(limit >= bound, f"{path}: {name} memory limit {limits['memory']} is below what its flags let it "
+                                  f"hold ({bound // MIB} MiB)")
+            check(limit <= 2 * bound + 64 * MIB, f"{path}: {name} memory limit {limits['memory']} is far above "
+                                                 f"its bound ({bound // MIB} MiB): recompute it")
+            check(request is not None and request <= limit, f"{path}: {name} memory request above its limit")
+    path, collector = by_kind.get(("Deployment", "collector"), (None, None))
+    if collector:
+        check("Recreate" not in str(collector["spec"].get("strategy", {})), f"{path}: collector uses Recreate")
+
+
 def check_compose_replicas(services):
-    """Two writers in compose (scaled by deploy.replicas)."""
-    w = services.get("writer", {})
-    check(w.get("deploy", {}).get("replicas", 1) >= 2, "compose: writer is not scaled to 2 replicas")
+    """Two writers and two collectors in compose (scaled by deploy.replicas); each published port of a
+    replicated service is a host range with a port per replica (else the second replica cannot start)."""
+    for name in ("writer", "collector"):
+        svc = services.get(name, {})
+        replicas = svc.get("deploy", {}).get("replicas", 1)
+        check(replicas >= 2, f"compose: {name} is not scaled to 2 replicas")
+        check("container_name" not in svc, f"compose: {name} has a container_name (cannot be scaled)")
+        for port in svc.get("ports", []):
+            published = str(port).rsplit(":", 1)[0].split(":")[-1] if ":" in str(port) else ""
+            if not published:
+                continue
+            lo, _, hi = published.partition("-")
+            size = int(hi) - int(lo) + 1 if hi else 1
+            check(size >= replicas, f"compose: {name} publishes {port}: {size} host port(s) for {replicas} replicas")
 
 
 def main(deploy):
@@ -198,6 +314,7 @@ def main(deploy):
                 check(len(p["name"]) <= 15, f"{path}: port name {p['name']} longer than 15")
 
     check_replicas_and_network(docs)
+    check_replica_tiers(docs)
     check_compose_replicas(services)
 
     compose_bin = shutil.which("docker-compose")

@@ -12,7 +12,10 @@
 #include <cstdio>
 #include <set>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "deploy/sample_api/records.h"
 #include "deploy/sample_api/sample_api_server.h"
 #include "simdjson.h"
@@ -453,6 +456,41 @@ TEST_F(SampleApiTest, StatsCountRequestsAndRecords) {
   auto res = client_->Get("/_stats?cliente=s&rota=pedidos");
   ASSERT_TRUE(res);
   EXPECT_EQ(res->body, "{\"requests\":2,\"faults\":0,\"records\":15}");
+}
+
+TEST_F(SampleApiTest, RequestLogHasOneLinePerRequestWithTheCallersReplica) {
+  const std::string log_path = ::testing::TempDir() + "/sample_api_requests.log";
+  std::remove(log_path.c_str());
+  SampleApiOptions options;
+  options.request_log = log_path;
+  StartServer(options);
+  Get(Path("rl", "page") + "?page=1&page_size=10&total=15", {{"X-Etl-Replica", "c1.2"}});
+  Get(Path("rl", "page") + "?page=2&page_size=10&total=15", {{"X-Etl-Replica", "bad id/x"}});
+  Get(Path("rl", "page") + "?page=3&page_size=10&total=15");
+  client_->Get("/healthz");  // Not a /v1 request: not logged.
+  std::FILE* f = std::fopen(log_path.c_str(), "r");
+  ASSERT_NE(f, nullptr);
+  std::vector<std::vector<std::string>> lines;
+  char buf[4096];
+  while (std::fgets(buf, sizeof(buf), f) != nullptr) {
+    lines.push_back(absl::StrSplit(absl::StripTrailingAsciiWhitespace(buf), ' '));
+  }
+  std::fclose(f);
+  ASSERT_EQ(lines.size(), 3u);
+  int64_t previous = 0;
+  for (const auto& fields : lines) {
+    ASSERT_EQ(fields.size(), 4u);
+    int64_t ns = 0;
+    EXPECT_TRUE(absl::SimpleAtoi(fields[0], &ns));
+    EXPECT_GE(ns, previous);  // One client, one request at a time: in order.
+    previous = ns;
+    EXPECT_THAT(fields[2], StartsWith("127.0.0.1:"));
+  }
+  EXPECT_EQ(lines[0][1], "c1.2");
+  EXPECT_EQ(lines[0][3], Path("rl", "page") + "?page=1&page_size=10&total=15");
+  EXPECT_EQ(lines[1][1], "bad_id_x");
+  EXPECT_EQ(lines[2][1], "-");
+  EXPECT_EQ(lines[2][3], Path("rl", "page") + "?page=3&page_size=10&total=15");
 }
 
 TEST(SampleApiBinaryTest, ServesOnPortFileAndExitsCleanlyOnSigterm) {
