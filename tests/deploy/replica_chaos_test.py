@@ -28,7 +28,6 @@ collector without leases).
     replica_chaos_test.py BIN_DIR [--seed N] [--keep]
 """
 import argparse
-import hashlib
 import json
 import os
 import random
