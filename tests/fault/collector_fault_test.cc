@@ -149,6 +149,29 @@ class ScriptedWriter final : public v1::WriterService::Service {
                                  v1::PageFailureAck*) override {
     return grpc::Status::OK;
   }
+  // Leases: the one job is claimed once (epoch 1) and then always held.
+  grpc::Status ClaimJobs(grpc::ServerContext*, const v1::ClaimJobsRequest* req,
+                         v1::ClaimJobsResponse* resp) override {
+    absl::MutexLock l(&mu_);
+    if (!claimed_ && !record_.job_id().empty() && record_.state() == v1::PENDING &&
+        req->max_jobs() > 0) {
+      claimed_ = true;
+      v1::ClaimedJob* c = resp->add_jobs();
+      *c->mutable_job() = record_;
+      c->set_lease_epoch(1);
+    }
+    return grpc::Status::OK;
+  }
+  grpc::Status RenewLeases(grpc::ServerContext*, const v1::RenewLeasesRequest* req,
+                           v1::RenewLeasesResponse* resp) override {
+    for (const auto& h : req->leases()) resp->add_held(h.job_id());
+    return grpc::Status::OK;
+  }
+  grpc::Status ReleaseLeases(grpc::ServerContext*, const v1::ReleaseLeasesRequest* req,
+                             v1::ReleaseLeasesResponse* resp) override {
+    resp->set_released(req->leases_size());
+    return grpc::Status::OK;
+  }
   grpc::Status GetStatus(grpc::ServerContext*, const v1::GetStatusRequest*,
                          v1::WriterStatus*) override {
     return grpc::Status::OK;
@@ -197,6 +220,7 @@ class ScriptedWriter final : public v1::WriterService::Service {
   const grpc::Status write_status_;
   mutable absl::Mutex mu_;
   v1::JobRecord record_ ABSL_GUARDED_BY(mu_);
+  bool claimed_ ABSL_GUARDED_BY(mu_) = false;
   int streams_ ABSL_GUARDED_BY(mu_) = 0;
   bool released_ ABSL_GUARDED_BY(mu_) = false;
 };
