@@ -353,35 +353,7 @@ TEST_F(CollectorBoundsTest, ApiThatHangsEndsTheJobFailedAfterTheStallBound) {
   gate->Open();  // Before the API's server stops (it waits for the hanging handler).
 }
 
-// Local TCP ports of the sockets process `pid` holds, so a test can terminate the PostgreSQL
-// backends of its own writer only (pg_stat_activity.client_port).
-std::vector<int> LocalTcpPortsOf(pid_t pid) {
-  std::vector<std::string> inodes;
-  for (int fd = 0; fd < 4096; ++fd) {
-    char target[256];
-    std::string link = absl::StrCat("/proc/", pid, "/fd/", fd);
-    ssize_t n = readlink(link.c_str(), target, sizeof(target) - 1);
-    if (n <= 0) continue;
-    target[n] = '\0';
-    absl::string_view t(target);
-    if (absl::ConsumePrefix(&t, "socket:[") && absl::ConsumeSuffix(&t, "]")) {
-      inodes.emplace_back(t);
-    }
-  }
-  std::vector<int> ports;
-  std::ifstream in(absl::StrCat("/proc/", pid, "/net/tcp"));
-  std::string line;
-  std::getline(in, line);  // header
-  while (std::getline(in, line)) {
-    std::vector<std::string> f = absl::StrSplit(line, ' ', absl::SkipEmpty());
-    if (f.size() < 10) continue;
-    if (std::find(inodes.begin(), inodes.end(), f[9]) == inodes.end()) continue;
-    std::vector<std::string> local = absl::StrSplit(f[1], ':');
-    int port = 0;
-    if (local.size() == 2 && absl::SimpleHexAtoi(local[1], &port)) ports.push_back(port);
-  }
-  return ports;
-}
+using ::etl::testing::LocalTcpPortsOf;
 
 class CollectorFaultTest : public ::testing::Test {
  protected:

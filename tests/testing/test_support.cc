@@ -10,6 +10,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fstream>
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -20,6 +22,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 
 extern char** environ;
@@ -227,6 +231,35 @@ int ChildProcess::WaitFor(double timeout_s) {
     if (r < 0 || absl::Now() > deadline) return -1;
     absl::SleepFor(absl::Milliseconds(10));
   }
+}
+
+std::vector<int> LocalTcpPortsOf(pid_t pid) {
+  std::vector<std::string> inodes;
+  std::string dir = absl::StrCat("/proc/", pid, "/fd");
+  for (int fd = 0; fd < 4096; ++fd) {
+    char target[256];
+    std::string link = absl::StrCat(dir, "/", fd);
+    ssize_t n = readlink(link.c_str(), target, sizeof(target) - 1);
+    if (n <= 0) continue;
+    target[n] = '\0';
+    absl::string_view t(target);
+    if (absl::ConsumePrefix(&t, "socket:[") && absl::ConsumeSuffix(&t, "]")) {
+      inodes.emplace_back(t);
+    }
+  }
+  std::vector<int> ports;
+  std::ifstream in(absl::StrCat("/proc/", pid, "/net/tcp"));
+  std::string line;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    std::vector<std::string> f = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    if (f.size() < 10) continue;
+    if (std::find(inodes.begin(), inodes.end(), f[9]) == inodes.end()) continue;
+    std::vector<std::string> local = absl::StrSplit(f[1], ':');
+    int port = 0;
+    if (local.size() == 2 && absl::SimpleHexAtoi(local[1], &port)) ports.push_back(port);
+  }
+  return ports;
 }
 
 }  // namespace etl::testing

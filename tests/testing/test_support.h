@@ -59,6 +59,11 @@ class ChildProcess {
 // A fresh unique suffix for table/job names so tests never collide (lower case, [a-z0-9]).
 std::string UniqueSuffix();
 
+// Local TCP ports of the sockets process `pid` holds (its side of each connection), so a test can
+// terminate the PostgreSQL backends of its own writer only (pg_stat_activity.client_port) and
+// leave the tests running next to it alone.
+std::vector<int> LocalTcpPortsOf(pid_t pid);
+
 }  // namespace etl::testing
 
 #endif  // ETL_TESTS_TESTING_TEST_SUPPORT_H_

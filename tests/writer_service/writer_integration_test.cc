@@ -2,6 +2,7 @@
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -381,9 +383,11 @@ TEST_F(WriterIntegrationTest, LostConnectionReconnectsAndCommitsEveryRecordOnce)
   std::string job = "lost" + suffix_;
   ASSERT_TRUE(Send({MakePage(job, 0, 10)}).status.ok());
   // Kill the writer's connections, then keep sending: the writer reconnects and retries.
-  ::etl::testing::QueryValue(
+  // Only this process's writer connections: other tests share the server.
+  ::etl::testing::QueryValue(absl::StrCat(
       "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name LIKE "
-      "'etl-writer%'");
+      "'etl-writer%' AND client_port IN (",
+      absl::StrJoin(::etl::testing::LocalTcpPortsOf(getpid()), ","), ")"));
   std::vector<v1::RecordBatch> pages;
   for (int p = 1; p < 200; ++p) pages.push_back(MakePage(job, p, 50));
   SendResult r = Send(pages);
