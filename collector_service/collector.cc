@@ -177,18 +177,29 @@ std::shared_ptr<Job> Collector::AddJob(const std::string& id, const v1::JobSpec&
   env.lease_epoch = lease_epoch;
   std::shared_ptr<Job> replaced;
   std::shared_ptr<Job> job;
+  // Jobs leaving the registry are destroyed after mu_ is released: ~Job joins the job's thread,
+  // whose last step (on_finished) takes mu_.
+  std::vector<std::shared_ptr<Job>> dropped;
   {
     absl::MutexLock l(&mu_);
     if (shutdown_) return nullptr;
     auto it = jobs_.find(id);
     // An older run of a job claimed again (its lease was lost meanwhile): fenced, it stops.
-    if (it != jobs_.end() && !it->second->done()) replaced = it->second;
+    if (it != jobs_.end()) {
+      if (!it->second->done()) replaced = it->second;
+      dropped.push_back(it->second);
+    }
     job = std::make_shared<Job>(id, spec, trace, env, created_ms, resumed);
     jobs_[id] = job;
     // Keep the most recent finished jobs only.
     if (jobs_.size() > 2000) {
       for (auto it2 = jobs_.begin(); it2 != jobs_.end() && jobs_.size() > 1000;) {
-        it2 = it2->second->done() ? jobs_.erase(it2) : std::next(it2);
+        if (it2->second->done()) {
+          dropped.push_back(std::move(it2->second));
+          it2 = jobs_.erase(it2);
+        } else {
+          ++it2;
+        }
       }
     }
   }
@@ -505,10 +516,14 @@ absl::StatusOr<v1::Job> Collector::RetryJob(const std::string& job_id, const Tra
   if (!s.ok()) return FromGrpcStatus(s);
   TraceContext job_trace = trace;
   if (job_trace.request_id.empty()) job_trace.request_id = job_id;
+  std::shared_ptr<Job> dropped;  // Destroyed after mu_ is released (see AddJob).
   {
     absl::MutexLock l(&mu_);
     auto it = jobs_.find(job_id);
-    if (it != jobs_.end() && it->second->done()) jobs_.erase(it);
+    if (it != jobs_.end() && it->second->done()) {
+      dropped = std::move(it->second);
+      jobs_.erase(it);
+    }
     if (!options_.resume_unfinished) registered_[job_id] = job_trace;
   }
   LogInfo("job ", job_id, " retried from ", v1::JobState_Name(record.state()),
