@@ -474,10 +474,11 @@ void Job::Finalize() {
     }
   }
   {
-    // The final state shows at once (GetJob), even while the ledger cannot take it yet.
+    // The final state shows once the ledger has it (or after final_state_wait, with
+    // ledger_write_pending): until then another replica answering from the ledger would still say
+    // RUNNING, so a client that saw the end here and asks elsewhere must not be told otherwise.
     absl::MutexLock l(&mu_);
-    state_ = state;
-    message_ = error.empty() ? "finished" : error;
+    message_ = absl::StrCat("finishing: recording ", v1::JobState_Name(state), " in the ledger");
   }
   PersistState(state, error);
   if (env_.intents->WaitDurable(id_, env_.final_state_wait)) {
