@@ -9,12 +9,20 @@ bin=$1
 command -v nginx >/dev/null || { echo "nginx not installed (scripts/setup installs it): skipped"; exit 77; }
 [ -n "${PGPORT:-}" ] || { echo "no PostgreSQL configured: skipped"; exit 77; }
 work=$(mktemp -d /tmp/etl-nginx-test.XXXXXX)
+# A database of its own: a collector claims every claimable job of its ledger, so tests running at
+# the same time must not share one.
+server_db=${PGDATABASE:-postgres}
+own_db="etl_nginx_$$_${RANDOM}"
+psql -X -q -c "CREATE DATABASE $own_db" >/dev/null
+export PGDATABASE=$own_db
+unset DATABASE_URL
 pids=()
 cleanup() {
   local p
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   rm -rf "$work"
+  PGDATABASE=$server_db psql -X -q -c "DROP DATABASE IF EXISTS $own_db WITH (FORCE)" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 wait_file() {  # wait_file FILE SECONDS: poll until FILE is non-empty

@@ -720,6 +720,13 @@ def main():
     if not os.environ.get("PGPORT"):
         print("no PostgreSQL configured: skipped")
         sys.exit(77)
+    # A database of its own: its collectors claim every claimable job of their ledger, so they must not
+    # see the jobs of tests running at the same time (nor those tests see these).
+    own_db = "etl_chaos_%d_%d" % (os.getpid(), random.randrange(1 << 30))
+    server_db = os.environ.get("PGDATABASE", "postgres")
+    psql("CREATE DATABASE %s" % own_db)
+    os.environ["PGDATABASE"] = own_db
+    os.environ.pop("DATABASE_URL", None)  # The writers then use the PG* environment.
     t = ChaosTest(args)
     rc = 1
     try:
@@ -739,6 +746,9 @@ def main():
                 print("".join(lines[-15:]), end="")
     if rc == 0 and not args.keep:
         shutil.rmtree(t.work, ignore_errors=True)
+    os.environ["PGDATABASE"] = server_db
+    subprocess.run(["psql", "-X", "-q", "-c", "DROP DATABASE IF EXISTS %s WITH (FORCE)" % own_db],
+                   capture_output=True)
     print("wall time %.1fs" % (time.monotonic() - T0))
     sys.exit(rc)
 

@@ -50,13 +50,72 @@ std::unique_ptr<PGconn, PgConnDeleter> Connect() {
 
 }  // namespace
 
-std::string PostgresConnString() {
+namespace {
+
+// The server scripts/test started, as the environment names it.
+std::string ServerConnString() {
   if (const char* url = std::getenv("DATABASE_URL"); url != nullptr && *url != '\0') return url;
   if (const char* host = std::getenv("PGHOST"); host != nullptr && *host != '\0') {
     // libpq reads the rest (PGPORT, PGUSER, PGDATABASE, PGPASSWORD) from the environment itself.
     return absl::StrCat("host=", host);
   }
   return "";
+}
+
+// `conninfo` (a URL or key=value string) with another database.
+std::string WithDatabase(const std::string& conninfo, const std::string& dbname) {
+  PQconninfoOption* opts = PQconninfoParse(conninfo.c_str(), nullptr);
+  std::vector<std::string> parts;
+  for (PQconninfoOption* o = opts; o != nullptr && o->keyword != nullptr; ++o) {
+    if (o->val == nullptr || *o->val == '\0' || std::string(o->keyword) == "dbname") continue;
+    parts.push_back(absl::StrCat(o->keyword, "='", o->val, "'"));
+  }
+  if (opts != nullptr) PQconninfoFree(opts);
+  parts.push_back(absl::StrCat("dbname=", dbname));
+  return absl::StrJoin(parts, " ");
+}
+
+std::string g_server;    // The server's own connection string (for the drop at exit).
+std::string g_database;  // This process's database.
+
+void DropOwnDatabase() {
+  PGconn* conn = PQconnectdb(g_server.c_str());
+  if (PQstatus(conn) == CONNECTION_OK) {
+    PQclear(PQexec(conn, absl::StrCat("DROP DATABASE IF EXISTS ", g_database, " WITH (FORCE)")
+                             .c_str()));
+  }
+  PQfinish(conn);
+}
+
+}  // namespace
+
+// Each test process works in a database of its own on the test server (created on first use,
+// dropped at exit): a collector claims every claimable job of its ledger, so tests that run at
+// the same time must not share one. Child processes get it through DATABASE_URL / PGDATABASE.
+// ETL_TEST_SHARED_DATABASE=1 keeps the server's database.
+std::string PostgresConnString() {
+  static const std::string conninfo = [] {
+    std::string server = ServerConnString();
+    if (server.empty() || std::getenv("ETL_TEST_SHARED_DATABASE") != nullptr) return server;
+    const std::string name = absl::StrCat("etl_", UniqueSuffix());
+    PGconn* conn = PQconnectdb(server.c_str());
+    bool created = false;
+    if (PQstatus(conn) == CONNECTION_OK) {
+      PGresult* res = PQexec(conn, absl::StrCat("CREATE DATABASE ", name).c_str());
+      created = PQresultStatus(res) == PGRES_COMMAND_OK;
+      PQclear(res);
+    }
+    PQfinish(conn);
+    if (!created) return server;  // Connection errors surface in the test that connects.
+    g_server = server;
+    g_database = name;
+    std::atexit(DropOwnDatabase);
+    std::string own = WithDatabase(server, name);
+    setenv("DATABASE_URL", own.c_str(), 1);
+    setenv("PGDATABASE", name.c_str(), 1);
+    return own;
+  }();
+  return conninfo;
 }
 
 std::vector<std::string> Query(const std::string& sql) {
