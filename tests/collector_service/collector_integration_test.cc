@@ -761,10 +761,13 @@ TEST_F(CollectorIntegrationTest, StartJobDuringShutdownIsRefusedBeforeTheLedgerS
   v1::Job job;
   grpc::Status s = stub_->StartJob(&ctx, spec, &job);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
-  // Nothing was registered, so the client's retry elsewhere loads the data once.
-  EXPECT_EQ(etl::testing::QueryValue(absl::StrCat(
-                "SELECT count(*) FROM etl_jobs WHERE cliente_id = '", spec.cliente_id(), "'")),
-            "0");
+  // Nothing was registered, so the client's retry elsewhere loads the data once. (The test's own
+  // database may not even hold the ledger yet.)
+  if (etl::testing::QueryValue("SELECT to_regclass('etl_jobs') IS NOT NULL") == "t") {
+    EXPECT_EQ(etl::testing::QueryValue(absl::StrCat(
+                  "SELECT count(*) FROM etl_jobs WHERE cliente_id = '", spec.cliente_id(), "'")),
+              "0");
+  }
   EXPECT_TRUE(api.requests().empty());
 }
 

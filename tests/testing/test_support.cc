@@ -13,6 +13,7 @@
 #include <fstream>
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -62,17 +63,30 @@ std::string ServerConnString() {
   return "";
 }
 
-// `conninfo` (a URL or key=value string) with another database.
+// `conninfo` (a URL or key=value string) as a postgresql:// URL naming another database (a URL
+// nests inside other connection strings, e.g. as a quoted dbname, where quotes would not).
 std::string WithDatabase(const std::string& conninfo, const std::string& dbname) {
+  auto encode = [](absl::string_view v) {
+    std::string out;
+    for (unsigned char c : v) {
+      if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+        out.push_back(static_cast<char>(c));
+      } else {
+        absl::StrAppend(&out, "%", absl::Hex(c, absl::kZeroPad2));
+      }
+    }
+    return out;
+  };
   PQconninfoOption* opts = PQconninfoParse(conninfo.c_str(), nullptr);
-  std::vector<std::string> parts;
+  std::vector<std::string> params;
   for (PQconninfoOption* o = opts; o != nullptr && o->keyword != nullptr; ++o) {
     if (o->val == nullptr || *o->val == '\0' || std::string(o->keyword) == "dbname") continue;
-    parts.push_back(absl::StrCat(o->keyword, "='", o->val, "'"));
+    params.push_back(absl::StrCat(o->keyword, "=", encode(o->val)));
   }
   if (opts != nullptr) PQconninfoFree(opts);
-  parts.push_back(absl::StrCat("dbname=", dbname));
-  return absl::StrJoin(parts, " ");
+  std::string url = absl::StrCat("postgresql:///", dbname);
+  if (!params.empty()) absl::StrAppend(&url, "?", absl::StrJoin(params, "&"));
+  return url;
 }
 
 std::string g_server;    // The server's own connection string (for the drop at exit).
