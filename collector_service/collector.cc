@@ -734,7 +734,7 @@ void Collector::NoteLeaseCall(const char* what, const grpc::Status& s) {
   }
 }
 
-void Collector::ReleaseLeases() {
+void Collector::ReleaseLeases(absl::Duration timeout) {
   v1::ReleaseLeasesRequest req;
   req.set_owner(replica_id_);
   {
@@ -752,7 +752,7 @@ void Collector::ReleaseLeases() {
   v1::ReleaseLeasesResponse resp;
   grpc::ClientContext ctx;
   // Bounded: if the writer does not answer, the leases simply expire.
-  PrepareWriterContext(&ctx, absl::Seconds(2));
+  PrepareWriterContext(&ctx, timeout);
   grpc::Status s = writer_->ReleaseLeases(&ctx, req, &resp);
   if (!s.ok()) {
     LogWarning("could not release ", req.leases_size(), " lease(s) (", s.error_message(),
@@ -818,7 +818,10 @@ void Collector::Shutdown(absl::Time drain_deadline) {
   }
   for (const auto& job : jobs) job->Join();
   // The jobs stopped unfinished: another replica may claim them at once.
-  ReleaseLeases();
+  // Within the grace: what is left of it, at least 100 ms and at most 2 s (if the writer does not
+  // answer, the leases simply expire).
+  ReleaseLeases(std::clamp(drain_deadline + absl::Milliseconds(300) - absl::Now(),
+                           absl::Milliseconds(100), absl::Seconds(2)));
   if (poll_thread_.joinable()) poll_thread_.join();
   intents_->Shutdown(options_.intents_flush_deadline);
   // Jobs stopped by shutdown are resumable; a lease held for them is released here (last step).

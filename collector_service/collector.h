@@ -177,7 +177,7 @@ class Collector {
   // Deadline of a heartbeat's writer call.
   absl::Duration LeaseCallTimeout() const;
   // Releases the leases of the jobs stopped by shutdown (bounded by a short deadline).
-  void ReleaseLeases();
+  void ReleaseLeases(absl::Duration timeout);
   int FreeSlots() const;
   // Counts and logs (on changes only) the outcome of a heartbeat's writer call.
   void NoteLeaseCall(const char* what, const grpc::Status& s);
