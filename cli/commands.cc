@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "cli/dead_letter_format.h"
 #include "cli/progress_format.h"
+#include "common/grpc_status.h"
 #include "etl.grpc.pb.h"
 #include "google/protobuf/util/json_util.h"
 
@@ -24,46 +25,6 @@ using etl::v1::JobProgress;
 using etl::v1::JobRef;
 using etl::v1::WriterService;
 
-const char* CodeName(grpc::StatusCode code) {
-  switch (code) {
-    case grpc::StatusCode::OK:
-      return "OK";
-    case grpc::StatusCode::CANCELLED:
-      return "CANCELLED";
-    case grpc::StatusCode::UNKNOWN:
-      return "UNKNOWN";
-    case grpc::StatusCode::INVALID_ARGUMENT:
-      return "INVALID_ARGUMENT";
-    case grpc::StatusCode::DEADLINE_EXCEEDED:
-      return "DEADLINE_EXCEEDED";
-    case grpc::StatusCode::NOT_FOUND:
-      return "NOT_FOUND";
-    case grpc::StatusCode::ALREADY_EXISTS:
-      return "ALREADY_EXISTS";
-    case grpc::StatusCode::PERMISSION_DENIED:
-      return "PERMISSION_DENIED";
-    case grpc::StatusCode::RESOURCE_EXHAUSTED:
-      return "RESOURCE_EXHAUSTED";
-    case grpc::StatusCode::FAILED_PRECONDITION:
-      return "FAILED_PRECONDITION";
-    case grpc::StatusCode::ABORTED:
-      return "ABORTED";
-    case grpc::StatusCode::OUT_OF_RANGE:
-      return "OUT_OF_RANGE";
-    case grpc::StatusCode::UNIMPLEMENTED:
-      return "UNIMPLEMENTED";
-    case grpc::StatusCode::INTERNAL:
-      return "INTERNAL";
-    case grpc::StatusCode::UNAVAILABLE:
-      return "UNAVAILABLE";
-    case grpc::StatusCode::DATA_LOSS:
-      return "DATA_LOSS";
-    case grpc::StatusCode::UNAUTHENTICATED:
-      return "UNAUTHENTICATED";
-    default:
-      return "UNKNOWN";
-  }
-}
 
 // main checked ctx.security (CheckChannelSecurity) before any command runs.
 std::shared_ptr<grpc::Channel> Channel(const CommandContext& ctx, const std::string& address) {
@@ -86,7 +47,7 @@ void Prepare(const CommandContext& ctx, grpc::ClientContext* cc, bool deadline) 
 
 int RpcError(const CommandContext& ctx, const char* rpc, const std::string& service,
              const std::string& address, const grpc::Status& st) {
-  *ctx.err << "etlctl: " << rpc << " failed: " << CodeName(st.error_code()) << ": "
+  *ctx.err << "etlctl: " << rpc << " failed: " << GrpcCodeName(st.error_code()) << ": "
            << st.error_message();
   if (st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
     // The server may well be up and waiting on something (a hung writer, a locked table): only an
@@ -196,12 +157,12 @@ bool Follow(const CommandContext& ctx, CollectorService::Stub* stub, const std::
     if (++reconnects > ctx.watch_reconnects) {
       end_live_line();
       *ctx.err << "etlctl: lost the progress stream of job " << job_id << " ("
-               << CodeName(st.error_code()) << ": " << st.error_message()
+               << GrpcCodeName(st.error_code()) << ": " << st.error_message()
                << "); the job may still be running: etlctl status " << job_id << std::endl;
       return false;
     }
     end_live_line();
-    *ctx.err << "etlctl: progress stream interrupted (" << CodeName(st.error_code()) << ": "
+    *ctx.err << "etlctl: progress stream interrupted (" << GrpcCodeName(st.error_code()) << ": "
              << st.error_message() << "); reconnecting..." << std::endl;
     std::this_thread::sleep_for(std::chrono::seconds(1));
   }
@@ -234,7 +195,7 @@ int RunJob(const CommandContext& ctx, const etl::v1::JobSpec& spec, bool detach)
     const bool retriable = st.error_code() == grpc::StatusCode::UNAVAILABLE ||
                            st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
     if (st.ok() || !retriable || attempt >= attempts) break;
-    *ctx.err << "etlctl: StartJob: " << CodeName(st.error_code()) << ": " << st.error_message()
+    *ctx.err << "etlctl: StartJob: " << GrpcCodeName(st.error_code()) << ": " << st.error_message()
              << "; retrying with request id " << spec.request_id() << std::endl;
     std::this_thread::sleep_for(std::chrono::seconds(attempt));
   }
