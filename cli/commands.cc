@@ -25,7 +25,6 @@ using etl::v1::JobProgress;
 using etl::v1::JobRef;
 using etl::v1::WriterService;
 
-
 // main checked ctx.security (CheckChannelSecurity) before any command runs.
 std::shared_ptr<grpc::Channel> Channel(const CommandContext& ctx, const std::string& address) {
   grpc::ChannelArguments args;

@@ -354,7 +354,7 @@ Job::RunOutcome Job::RunOnce() {
       stream.reset();  // Before its context goes.
       writer_.ReleaseWrite(ctx.get());
       ctx = std::make_unique<grpc::ClientContext>();
-          summary.Clear();
+      summary.Clear();
       stream = writer_.OpenWrite(ctx.get(), &summary);
       stream_bytes = 0;
       stream_opened = absl::Now();

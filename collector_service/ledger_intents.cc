@@ -62,7 +62,8 @@ absl::Status LedgerIntents::RecordFailure(const std::string& job_id, const v1::F
   if (it != jobs_.end()) {
     for (QueuedPage& q : it->second.pages) {
       if (q.page.page_number() == page.page_number()) {
-        q = QueuedPage{page, ++seq_, lease_epoch};  // The latest failure of the page replaces the earlier one.
+        q = QueuedPage{page, ++seq_,
+                       lease_epoch};  // The latest failure of the page replaces the earlier one.
         ++wakeups_;
         return absl::OkStatus();
       }

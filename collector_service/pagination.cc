@@ -115,9 +115,8 @@ void PageProducer::ProduceIndexed(PageWindow* window,
     if (remaining <= records || effective_page_size_ == records) return;
     effective_page_size_ = records;
     if (hooks_.message) {
-      hooks_.message(absl::StrCat("the API returns ", records, " records per page (",
-                                  p.page_size(), " requested); following its total of ", *tc,
-                                  " records"));
+      hooks_.message(absl::StrCat("the API returns ", records, " records per page (", p.page_size(),
+                                  " requested); following its total of ", *tc, " records"));
     }
   };
 
@@ -142,8 +141,10 @@ void PageProducer::ProduceIndexed(PageWindow* window,
     } else {
       // Without page 0 the page size cannot be confirmed: indexing with a guess could skip
       // records, so this attempt stops and the job's retry logic tries again.
-      Fatal(absl::StrCat("resuming: page 0 could not be fetched again to confirm the API's page "
-                         "size: ", first.error));
+      Fatal(
+          absl::StrCat("resuming: page 0 could not be fetched again to confirm the API's page "
+                       "size: ",
+                       first.error));
       window->FinishProducing(0);
       return;
     }
@@ -399,7 +400,8 @@ void PageProducer::ProduceChain(PageWindow* window,
     if (!next.empty()) {
       if (next == token && page.records == 0) {
         // An empty page naming itself as the next one: the end of the data, said awkwardly.
-        LogWarning("page ", n, ": an empty page named itself as the next page; treating it as the last");
+        LogWarning("page ", n,
+                   ": an empty page named itself as the next page; treating it as the last");
         next.clear();
       } else if (next == token) {
         // Requesting it again would serve the same records forever: the API loops, and whatever

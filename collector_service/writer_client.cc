@@ -15,7 +15,6 @@ bool IsTerminal(v1::JobState s) {
   return s == v1::SUCCEEDED || s == v1::PARTIAL || s == v1::FAILED || s == v1::CANCELLED;
 }
 
-
 }  // namespace
 
 bool IsLeaseLost(const grpc::Status& status) {

@@ -2,9 +2,9 @@
 
 #include <google/protobuf/util/json_util.h>
 
-#include "absl/strings/ascii.h"
 #include <algorithm>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"

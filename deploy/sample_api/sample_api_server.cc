@@ -452,10 +452,10 @@ void SampleApiServer::HandleCollection(const httplib::Request& req, httplib::Res
     } else if (style == "offset") {
       fields = absl::StrCat("\"offset\":", offset, ",\"limit\":", size, ",\"total\":", n);
     } else if (style == "cursor") {
-      fields = has_next ? absl::StrCat("\"next_cursor\":\"",
-                                       EncodeCursor(collection, next_offset, size),
-                                       "\",\"has_more\":true")
-                        : "\"next_cursor\":null,\"has_more\":false";
+      fields = has_next
+                   ? absl::StrCat("\"next_cursor\":\"", EncodeCursor(collection, next_offset, size),
+                                  "\",\"has_more\":true")
+                   : "\"next_cursor\":null,\"has_more\":false";
     } else if (style == "next_url") {
       fields = has_next ? absl::StrCat("\"next\":\"",
                                        page_url(next_page, Param(req, "relative") != "1"), "\"")

@@ -529,9 +529,9 @@ TEST_F(SampleApiTest, CappedPagesServeAtMostTheCapAndIndexByIt) {
 }
 
 TEST_F(SampleApiTest, BadUtf8AndNonObjectRecordsOnRequest) {
-  auto res = client_->Get((Path("h2", "page") +
-                           "?page=1&page_size=10&total=10&bad_utf8_ids=3&non_object_ids=5,7")
-                              .c_str());
+  auto res = client_->Get(
+      (Path("h2", "page") + "?page=1&page_size=10&total=10&bad_utf8_ids=3&non_object_ids=5,7")
+          .c_str());
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 200);
   EXPECT_THAT(res->body, HasSubstr("\"status\":\"\xC3\x28"));
@@ -554,9 +554,9 @@ TEST_F(SampleApiTest, LoopPagesPointBackAtThemselves) {
   EXPECT_THAT(n2.next, HasSubstr("page=2&"));
   Page n3 = Get(Path("h3", "next_url") + "?page=3&page_size=10&total=100&loop_pages=2");
   EXPECT_THAT(n3.next, HasSubstr("page=4&"));
-  const std::string link = RawLinkHeader(absl::StrCat(
-      "http://127.0.0.1:", server_->port(), Path("h3", "link"),
-      "?page=2&page_size=10&total=100&loop_pages=2"));
+  const std::string link =
+      RawLinkHeader(absl::StrCat("http://127.0.0.1:", server_->port(), Path("h3", "link"),
+                                 "?page=2&page_size=10&total=100&loop_pages=2"));
   EXPECT_THAT(LinkTarget(link, "next"), HasSubstr("page=2&"));
 }
 

@@ -68,7 +68,6 @@ int64_t PeakRssBytes(pid_t pid) {
   return -1;
 }
 
-
 using ::etl::testing::LocalTcpPortsOf;
 using ::etl::testing::TcpProxy;
 

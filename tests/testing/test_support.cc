@@ -10,7 +10,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <fstream>
 #include <algorithm>
 #include <atomic>
 #include <cctype>
@@ -18,13 +17,14 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <random>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 
 extern char** environ;
@@ -95,8 +95,8 @@ std::string g_database;  // This process's database.
 void DropOwnDatabase() {
   PGconn* conn = PQconnectdb(g_server.c_str());
   if (PQstatus(conn) == CONNECTION_OK) {
-    PQclear(PQexec(conn, absl::StrCat("DROP DATABASE IF EXISTS ", g_database, " WITH (FORCE)")
-                             .c_str()));
+    PQclear(PQexec(conn,
+                   absl::StrCat("DROP DATABASE IF EXISTS ", g_database, " WITH (FORCE)").c_str()));
   }
   PQfinish(conn);
 }

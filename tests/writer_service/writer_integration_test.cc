@@ -2,9 +2,9 @@
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 #include <gtest/gtest.h>
-#include <unistd.h>
 #include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -16,8 +16,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
@@ -223,9 +223,8 @@ TEST_F(WriterIntegrationTest, SummaryCountsTheTransactionsThatCommittedTheStream
   EXPECT_GT(c.commit_us.load(), 0);
   const std::string metrics = server_->writer()->RenderMetrics();
   for (const char* name :
-       {"etl_writer_thread_wait_pages_seconds_total",
-        "etl_writer_thread_prepare_seconds_total", "etl_writer_thread_copy_seconds_total",
-        "etl_writer_thread_commit_seconds_total"}) {
+       {"etl_writer_thread_wait_pages_seconds_total", "etl_writer_thread_prepare_seconds_total",
+        "etl_writer_thread_copy_seconds_total", "etl_writer_thread_commit_seconds_total"}) {
     EXPECT_NE(metrics.find(name), std::string::npos) << name;
   }
 }
