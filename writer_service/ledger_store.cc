@@ -85,6 +85,30 @@ std::string LeaseSecondsParam(double seconds) {
   return absl::StrCat(std::min(seconds, 86400.0));
 }
 
+// A lease call's owner: 1 to 200 bytes without NUL.
+absl::Status ValidateOwner(const std::string& owner) {
+  if (owner.empty() || owner.size() > 200 || owner.find('\0') != std::string::npos) {
+    return absl::InvalidArgumentError("owner must be 1 to 200 bytes without NUL");
+  }
+  return absl::OkStatus();
+}
+
+// The leases of a renewal or release, validated and in job id order (rows of several jobs are
+// locked in that order everywhere, see lease_fence.h).
+absl::StatusOr<std::vector<const v1::HeldLease*>> SortedLeases(
+    const google::protobuf::RepeatedPtrField<v1::HeldLease>& held) {
+  if (held.size() > 10000) return absl::InvalidArgumentError("more than 10000 leases in one call");
+  std::vector<const v1::HeldLease*> leases;
+  for (const v1::HeldLease& l : held) {
+    RETURN_IF_ERROR(ValidateJobId(l.job_id()));
+    leases.push_back(&l);
+  }
+  std::sort(leases.begin(), leases.end(), [](const v1::HeldLease* a, const v1::HeldLease* b) {
+    return a->job_id() < b->job_id();
+  });
+  return leases;
+}
+
 // Runs `fn` in a transaction (rolled back on error).
 absl::Status InTransaction(PgConnection* conn, const std::function<absl::Status()>& fn) {
   RETURN_IF_ERROR(conn->Exec("BEGIN"));
@@ -419,10 +443,7 @@ absl::StatusOr<v1::ListJobRecordsResponse> LedgerStore::ListJobRecords(
 }
 
 absl::StatusOr<v1::ClaimJobsResponse> LedgerStore::ClaimJobs(const v1::ClaimJobsRequest& req) {
-  if (req.owner().empty() || req.owner().size() > 200 ||
-      req.owner().find('\0') != std::string::npos) {
-    return absl::InvalidArgumentError("owner must be 1 to 200 bytes without NUL");
-  }
+  RETURN_IF_ERROR(ValidateOwner(req.owner()));
   v1::ClaimJobsResponse resp;
   if (req.max_jobs() <= 0) return resp;
   std::vector<PgParam> params = {PgParam::Text(req.owner()),
@@ -506,16 +527,8 @@ absl::StatusOr<v1::ClaimJobsResponse> LedgerStore::ClaimJobs(const v1::ClaimJobs
 
 absl::StatusOr<v1::RenewLeasesResponse> LedgerStore::RenewLeases(
     const v1::RenewLeasesRequest& req) {
-  if (req.owner().empty()) return absl::InvalidArgumentError("owner is empty");
-  std::vector<const v1::HeldLease*> leases;
-  for (const v1::HeldLease& l : req.leases()) {
-    RETURN_IF_ERROR(ValidateJobId(l.job_id()));
-    leases.push_back(&l);
-  }
-  // Rows of several jobs are locked in job id order everywhere (see lease_fence.h).
-  std::sort(leases.begin(), leases.end(), [](const v1::HeldLease* a, const v1::HeldLease* b) {
-    return a->job_id() < b->job_id();
-  });
+  RETURN_IF_ERROR(ValidateOwner(req.owner()));
+  ASSIGN_OR_RETURN(std::vector<const v1::HeldLease*> leases, SortedLeases(req.leases()));
   const std::string seconds = LeaseSecondsParam(req.lease_seconds());
   v1::RenewLeasesResponse resp;
   RETURN_IF_ERROR(Run([&](PgConnection* conn) -> absl::Status {
@@ -560,15 +573,8 @@ absl::StatusOr<v1::RenewLeasesResponse> LedgerStore::RenewLeases(
 
 absl::StatusOr<v1::ReleaseLeasesResponse> LedgerStore::ReleaseLeases(
     const v1::ReleaseLeasesRequest& req) {
-  if (req.owner().empty()) return absl::InvalidArgumentError("owner is empty");
-  std::vector<const v1::HeldLease*> leases;
-  for (const v1::HeldLease& l : req.leases()) {
-    RETURN_IF_ERROR(ValidateJobId(l.job_id()));
-    leases.push_back(&l);
-  }
-  std::sort(leases.begin(), leases.end(), [](const v1::HeldLease* a, const v1::HeldLease* b) {
-    return a->job_id() < b->job_id();
-  });
+  RETURN_IF_ERROR(ValidateOwner(req.owner()));
+  ASSIGN_OR_RETURN(std::vector<const v1::HeldLease*> leases, SortedLeases(req.leases()));
   v1::ReleaseLeasesResponse resp;
   RETURN_IF_ERROR(Run([&](PgConnection* conn) -> absl::Status {
     resp.Clear();
