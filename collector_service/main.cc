@@ -171,8 +171,17 @@ int main(int argc, char** argv) {
   options.intents.give_up_after =
       absl::Hours(std::max<int32_t>(1, absl::GetFlag(FLAGS_ledger_retry_give_up_hours)));
   options.replica_id = absl::GetFlag(FLAGS_replica_id);
+  // It names this collector in the ledger and, with --send-replica-header, in an HTTP header.
+  if (options.replica_id.size() > 200 ||
+      options.replica_id.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                           "0123456789._:@-") != std::string::npos) {
+    etl::LogError("--replica-id: at most 200 characters of [A-Za-z0-9._:@-]");
+    return 2;
+  }
   options.send_replica_header = absl::GetFlag(FLAGS_send_replica_header);
-  options.lease_duration = absl::Seconds(std::max(1.0, absl::GetFlag(FLAGS_lease_seconds)));
+  const double lease_seconds = absl::GetFlag(FLAGS_lease_seconds);  // NaN and below 1 s: 1 s.
+  options.lease_duration =
+      absl::Seconds(lease_seconds >= 1 ? std::min(lease_seconds, 86400.0) : 1.0);
   options.lease_renew_interval =
       absl::Seconds(std::max(0.1, absl::GetFlag(FLAGS_lease_renew_seconds)));
   if (options.lease_renew_interval * 2 > options.lease_duration) {

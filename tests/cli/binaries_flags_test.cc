@@ -79,6 +79,16 @@ TEST(BinaryFlagsTest, WriterHelpShowsItsDefaults) {
   EXPECT_TRUE(absl::StrContains(c.output, "--fetch-concurrency=VALUE  (default: 4)")) << c.output;
 }
 
+// The replica id names the collector in the ledger and in an HTTP header sent to the APIs: a value
+// that could inject a header line (or is not plain text) is refused before anything starts.
+TEST(BinaryFlagsTest, CollectorRefusesAReplicaIdThatIsNotPlainText) {
+  RunResult r = RunBinary("collector_server",
+                          "--listen=127.0.0.1:0 --writer=127.0.0.1:1 "
+                          "\"--replica-id=$(printf 'c1\\r\\nX-Injected: 1')\"");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_TRUE(absl::StrContains(r.output, "--replica-id")) << r.output;
+}
+
 TEST(EtlctlTest, ValidateAcceptsTheDeployExamplesAndExplainsABadFile) {
   for (const char* f : {"pedidos_por_data.yaml", "clientes_incremental.yaml"}) {
     RunResult r =
