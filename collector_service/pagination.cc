@@ -41,10 +41,6 @@ void PageProducer::Fatal(const std::string& error) {
   hooks_.fatal(error);
 }
 
-void PageProducer::Message(const std::string& message) const {
-  if (hooks_.message) hooks_.message(message);
-}
-
 void PageProducer::Produce(PageWindow* window, const std::vector<v1::CommittedPage>& committed) {
   if (IsChainStyle(*spec_)) {
     ProduceChain(window, committed);

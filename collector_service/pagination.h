@@ -68,7 +68,6 @@ class PageProducer {
  private:
   bool stopping() const { return stop_->load(); }
   void Fatal(const std::string& error);
-  void Message(const std::string& message) const;
 
   const std::string job_id_;
   const v1::JobSpec* const spec_;
