@@ -120,6 +120,9 @@ bool HasJsonNulEscape(absl::string_view json) {
 
 absl::Status PrecheckRecord(absl::string_view json) {
   if (json.empty()) return absl::InvalidArgumentError("empty record (not JSON)");
+  if (json.size() > kMaxPgValueBytes) {
+    return absl::InvalidArgumentError("record larger than PostgreSQL's 1 GB value limit");
+  }
   if (!IsValidUtf8(json)) return absl::InvalidArgumentError("invalid UTF-8");
   if (memchr(json.data(), '\0', json.size()) != nullptr) {
     return absl::InvalidArgumentError("NUL byte in record");

@@ -5,6 +5,7 @@
 #ifndef ETL_WRITER_SERVICE_COPY_TEXT_H_
 #define ETL_WRITER_SERVICE_COPY_TEXT_H_
 
+#include <cstddef>
 #include <string>
 
 #include "absl/status/status.h"
@@ -24,9 +25,13 @@ bool IsValidUtf8(absl::string_view bytes);
 // count.
 bool HasJsonNulEscape(absl::string_view json);
 
+// Largest value PostgreSQL stores in one field (1 GB minus one byte); also within what a binary
+// COPY row can carry (copy_binary.h).
+inline constexpr size_t kMaxPgValueBytes = 0x3FFFFFFF;
+
 // OK when a record may be sent to COPY; INVALID_ARGUMENT with the reason otherwise. Checks what is
-// cheap to check here (invalid UTF-8, NUL bytes, \u0000, empty record); anything else PostgreSQL
-// refuses is found by the writer's isolation retry.
+// cheap to check here (invalid UTF-8, NUL bytes, \u0000, empty record, over kMaxPgValueBytes);
+// anything else PostgreSQL refuses is found by the writer's isolation retry.
 absl::Status PrecheckRecord(absl::string_view json);
 
 // `raw` as valid UTF-8 text for reading in the dead-letter table: invalid sequences and NUL bytes

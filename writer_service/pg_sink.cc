@@ -12,6 +12,7 @@
 #include "common/logging.h"
 #include "common/names.h"
 #include "common/status_macros.h"
+#include "writer_service/copy_binary.h"
 #include "writer_service/copy_text.h"
 #include "writer_service/lease_fence.h"
 #include "writer_service/pg_schema.h"
@@ -194,7 +195,9 @@ absl::StatusOr<std::vector<PageResult>> PgRecordSink::CommitPages(
                            ? absl::InvalidArgumentError(*p.records[r].rejection)
                            : PrecheckRecord(p.records[r].json);
       if (s.ok() && p.records[r].key != nullptr) {
-        if (p.records[r].key->find('\0') != std::string::npos) {
+        if (p.records[r].key->size() > kMaxPgValueBytes) {
+          s = absl::InvalidArgumentError("natural key larger than PostgreSQL's 1 GB value limit");
+        } else if (p.records[r].key->find('\0') != std::string::npos) {
           s = absl::InvalidArgumentError("NUL character in natural key");
         } else if (!IsValidUtf8(*p.records[r].key)) {
           s = absl::InvalidArgumentError("natural key is not valid UTF-8");
@@ -447,35 +450,40 @@ absl::Status PgRecordSink::CommitInTransaction(Work& w, const std::string& batch
 absl::Status PgRecordSink::CopyRecords(const std::string& table, Work& w,
                                        const std::vector<size_t>& page_indexes) {
   const bool merge = !page_indexes.empty() && w.pages[page_indexes[0]].config->mode == v1::MERGE;
-  RETURN_IF_ERROR(
-      conn_->CopyBegin(merge ? MergeStageCopySql()
-                             : absl::StrCat("COPY ", QuoteIdentifier(table),
-                                            " (payload, natural_key, job_id, page_number) "
-                                            "FROM STDIN")));
+  // Binary format: no escaping here, and the backend reads fields by length (see copy_binary.h).
+  RETURN_IF_ERROR(conn_->CopyBegin(
+      absl::StrCat(merge ? MergeStageCopySql()
+                         : absl::StrCat("COPY ", QuoteIdentifier(table),
+                                        " (payload, natural_key, job_id, page_number) FROM STDIN"),
+                   " (FORMAT binary)")));
+  const int16_t fields = merge ? 5 : 4;
   buffer_.clear();
+  AppendCopyBinaryHeader(&buffer_);
+  std::string suffix;
   for (size_t i : page_indexes) {
     const Work::Page& p = w.pages[i];
-    std::string suffix;
-    suffix.push_back('\t');
-    AppendCopyText(&suffix, p.page->job_id);
-    absl::StrAppend(&suffix, "\t", p.page->page_number, merge ? "\t" : "\n");
+    suffix.clear();
+    AppendCopyBinaryText(&suffix, p.page->job_id);
+    AppendCopyBinaryInt8(&suffix, p.page->page_number);
     for (size_t r = 0; r < p.records.size(); ++r) {
       if (p.rejected[r]) continue;
-      AppendCopyText(&buffer_, p.records[r].json);
-      buffer_.push_back('\t');
-      if (p.records[r].key == nullptr) {
-        buffer_.append("\\N");
+      const Work::Record& rec = p.records[r];  // Sizes were checked: see PrecheckRecord.
+      AppendCopyBinaryRow(&buffer_, fields);
+      AppendCopyBinaryJsonb(&buffer_, rec.json);
+      if (rec.key == nullptr) {
+        AppendCopyBinaryNull(&buffer_);
       } else {
-        AppendCopyText(&buffer_, *p.records[r].key);
+        AppendCopyBinaryText(&buffer_, *rec.key);
       }
       buffer_.append(suffix);
-      if (merge) absl::StrAppend(&buffer_, w.merge_position++, "\n");
+      if (merge) AppendCopyBinaryInt8(&buffer_, w.merge_position++);
       if (buffer_.size() >= options_.copy_chunk_bytes) {
         RETURN_IF_ERROR(conn_->CopyPut(buffer_));
         buffer_.clear();
       }
     }
   }
+  AppendCopyBinaryTrailer(&buffer_);
   RETURN_IF_ERROR(conn_->CopyPut(buffer_));
   buffer_.clear();
   return conn_->CopyEnd();
