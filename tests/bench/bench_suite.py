@@ -7,7 +7,8 @@ very same records as a COPY file for `psql \\copy`. Each repetition gets a fresh
 writer/collector processes (so peak RSS is per case) and a CHECKPOINT before it starts.
 
 Measured per repetition: wall time of the load (rows/s), CPU seconds of each process tree from
-/proc (utime+stime, children included), peak RSS (VmHWM) of both services. Reported: medians.
+/proc (utime+stime, children included), peak RSS (VmHWM) of both services, and how busy the whole
+machine's CPU was over the load (/proc/stat: all but idle and iowait). Reported: medians.
 Every process started here is stopped here (finally blocks; SIGTERM/SIGINT end the run cleanly).
 """
 import argparse
@@ -70,6 +71,19 @@ def proc_cpu(pid):
         return 0.0
 
 
+def machine_jiffies():
+    """(busy, total) CPU jiffies of the whole machine from /proc/stat: busy is everything but idle
+    and iowait, so busy / total over a run is how much of all cores the run kept working."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    user, nice, system, idle, iowait, irq, softirq, steal = v
+    return user + nice + system + irq + softirq + steal, sum(v)
+
+
+def busy_share(a, b):
+    return (b[0] - a[0]) / max(1, b[1] - a[1])
+
+
 def tree_cpu(pid):
     """CPU seconds of a process and all its live descendants; children that exited are in the
     parent's cutime/cstime once reaped, so deltas of this are exact for long-lived roots."""
@@ -93,13 +107,16 @@ def status_kib(pid, key):
 
 
 class Proc:
-    """A child process with its log file; stop() ends it (SIGTERM, then SIGKILL)."""
+    """A child process with its log file, in a process group of its own; stop() ends the group
+    (SIGTERM, then SIGKILL), so a --service-wrapper that forks (time, perf stat) leaves nothing
+    behind."""
 
     def __init__(self, name, argv, logdir, env=None):
         self.name = name
         self.log_path = os.path.join(logdir, f"{name}.log")
         self.logf = open(self.log_path, "ab")
-        self.p = subprocess.Popen(argv, stdout=self.logf, stderr=subprocess.STDOUT, env=env)
+        self.p = subprocess.Popen(argv, stdout=self.logf, stderr=subprocess.STDOUT, env=env,
+                                  start_new_session=True)
         self.pid = self.p.pid
         self.rusage = None
 
@@ -130,12 +147,16 @@ class Proc:
     def stop(self, grace=20):
         if not self.running():
             return
-        os.kill(self.pid, signal.SIGTERM)
+        os.killpg(self.pid, signal.SIGTERM)
         try:
             self.wait(grace)
         except TimeoutError:
-            os.kill(self.pid, signal.SIGKILL)
+            os.killpg(self.pid, signal.SIGKILL)
             self.wait(10)
+        try:
+            os.killpg(self.pid, signal.SIGKILL)  # Whatever the wrapper left in the group.
+        except ProcessLookupError:
+            pass
 
 
 def wait_file(path, timeout=30, proc=None):
@@ -355,8 +376,10 @@ http {{
             vals = [r["rss"].get(k) for r in reps_data if r["rss"].get(k)]
             if vals:
                 rss[k] = max(vals)
+        busy = [r["busy"] for r in reps_data if "busy" in r]
         res = {"case": case, "records": records, "rate": statistics.median(rates), "rates": rates,
-               "cpu_per_1m": cpu, "peak_rss_mib": rss}
+               "cpu_per_1m": cpu, "peak_rss_mib": rss,
+               "machine_busy": statistics.median(busy) if busy else None}
         if extra:
             res.update(extra)
         self.results.append(res)
@@ -375,6 +398,7 @@ http {{
                       " job_id text NOT NULL, page_number bigint NOT NULL,"
                       " collected_at timestamptz NOT NULL DEFAULT now())", db)
             before = self.cpu_snapshot({})
+            jif = machine_jiffies()
             t0 = time.time()
             ps = [self.start(f"psql{i}", ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c",
                                           f"\\copy t (payload, job_id, page_number) FROM '{f}'"], env)
@@ -384,12 +408,13 @@ http {{
                     raise RuntimeError(f"\\copy failed; see {p.log_path}")
                 self.procs.remove(p)
             dt = time.time() - t0
+            busy = busy_share(jif, machine_jiffies())
             cpu = self.cpu_delta(before, self.cpu_snapshot({}))
             cpu["client"] = sum(p.cpu_of_exited() for p in ps)
             n = int(self.psql("SELECT count(*) FROM t", db))
             if n != records:
                 raise RuntimeError(f"\\copy loaded {n} of {records}")
-            reps.append({"rate": records / dt, "cpu": cpu, "rss": {}})
+            reps.append({"rate": records / dt, "cpu": cpu, "rss": {}, "busy": busy})
             self.drop_db(db)
         return self.record(f"copy_{sessions}", records, reps)
 
@@ -399,6 +424,7 @@ http {{
         for _ in range(self.a.reps):
             db, env = self.fresh_db()
             before = self.cpu_snapshot({})
+            jif = machine_jiffies()
             t0 = time.time()
             p = self.start("seed", [os.path.join(self.bin, "bench_writer"), "--mode=seed",
                                     f"--url=http://127.0.0.1:{self.api_port}/{pages}/", "--table=t"], env)
@@ -406,12 +432,13 @@ http {{
                 raise RuntimeError(f"seed failed; see {p.log_path}")
             self.procs.remove(p)
             dt = time.time() - t0
+            busy = busy_share(jif, machine_jiffies())
             cpu = self.cpu_delta(before, self.cpu_snapshot({}))
             cpu["client"] = p.cpu_of_exited()
             n = int(self.psql("SELECT count(*) FROM t", db))
             if n != records:
                 raise RuntimeError(f"seed loaded {n} of {records}")
-            reps.append({"rate": records / dt, "cpu": cpu, "rss": {}})
+            reps.append({"rate": records / dt, "cpu": cpu, "rss": {}, "busy": busy})
             self.drop_db(db)
         return self.record("seed", records, reps)
 
@@ -426,6 +453,7 @@ http {{
             w, c, addr = self.start_services(env, writer_flags, collector_flags)
             try:
                 before = self.cpu_snapshot({"writer": w.pid, "collector": c.pid})
+                jif = machine_jiffies()
                 t0 = time.time()
                 runs = [self.start(f"etlctl{j}", self.job_argv(addr, f"j{j}", pages, page_size,
                                                                extra=job_flags), env)
@@ -436,6 +464,7 @@ http {{
                         raise RuntimeError(f"{case}: job failed; see {r.log_path}")
                     self.procs.remove(r)
                 dt = time.time() - t0
+                busy = busy_share(jif, machine_jiffies())
                 cpu = self.cpu_delta(before, self.cpu_snapshot({"writer": w.pid, "collector": c.pid}))
                 cpu["client"] = sum(r.cpu_of_exited() for r in runs)
                 rss = {"writer": status_kib(w.pid, "VmHWM") / 1024,
@@ -448,7 +477,8 @@ http {{
                 n, d = self.psql(f"SELECT count(*), count(DISTINCT payload->>'id') FROM {t}", db).split("|")
                 if int(n) != per_job or int(d) != per_job:
                     raise RuntimeError(f"{case}: {t} holds {n} rows, {d} distinct; expected {per_job}")
-            out.append({"rate": per_job * jobs / dt, "cpu": cpu, "rss": rss, "extra": extra})
+            out.append({"rate": per_job * jobs / dt, "cpu": cpu, "rss": rss, "extra": extra,
+                        "busy": busy})
             self.drop_db(db)
         return out
 
@@ -539,15 +569,17 @@ http {{
         find = {(r["case"], r["records"]): r for r in self.results}
         procs = ["collector", "writer", "postgres", "nginx", "client"]
         lines.append("| case | records | page | rows/s (median) | runs | " +
-                     " | ".join(f"CPU s/1M {p}" for p in procs) + " | peak RSS collector / writer MiB |")
-        lines.append("|" + "---|" * (6 + len(procs)))
+                     " | ".join(f"CPU s/1M {p}" for p in procs) +
+                     " | machine CPU busy | peak RSS collector / writer MiB |")
+        lines.append("|" + "---|" * (7 + len(procs)))
         for r in self.results:
             rss = r["peak_rss_mib"]
             lines.append(
                 f"| {r['case']} | {r['records']:,} | {r.get('page_size', '')} | {r['rate']:,.0f} | "
                 f"{' / '.join(f'{x / 1000:.0f}k' for x in r['rates'])} | " +
                 " | ".join(f"{r['cpu_per_1m'].get(p, 0):.1f}" for p in procs) + " | " +
-                (f"{rss.get('collector', 0):.0f} / {rss.get('writer', 0):.0f}" if rss else "") + " |")
+                (f"{100 * r['machine_busy']:.0f}%" if r.get("machine_busy") is not None else "") +
+                " | " + (f"{rss.get('collector', 0):.0f} / {rss.get('writer', 0):.0f}" if rss else "") + " |")
         lines.append("")
         n = self.a.records[0]
 
