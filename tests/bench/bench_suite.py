@@ -106,6 +106,49 @@ def status_kib(pid, key):
     return 0
 
 
+class WaitSampler:
+    """Samples what the COPY backends of one database wait on (pg_stat_activity, every ~50 ms)
+    while a load runs: "CPU" (running or runnable), a lock, I/O, or the client. With --pg-waits."""
+
+    def __init__(self, env, db):
+        self.counts = {}
+        self.samples = 0
+        self._stop = threading.Event()
+        self._p = subprocess.Popen(["psql", "-X", "-At", "-d", "postgres"], env=env, text=True,
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=subprocess.DEVNULL)
+        self._q = ("SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU') FROM pg_stat_activity "
+                   f"WHERE datname = '{db}' AND state = 'active' AND query ILIKE 'copy%' "
+                   "AND pid <> pg_backend_pid();\nSELECT 'end';\n")
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self):
+        try:
+            while not self._stop.is_set():
+                self._p.stdin.write(self._q)
+                self._p.stdin.flush()
+                for line in self._p.stdout:
+                    line = line.strip()
+                    if line == "end":
+                        break
+                    if line:
+                        self.counts[line] = self.counts.get(line, 0) + 1
+                self.samples += 1
+                self._stop.wait(0.05)
+        except (OSError, ValueError):
+            pass
+
+    def stop(self):
+        self._stop.set()
+        self._t.join(10)
+        self._p.kill()
+        self._p.wait()
+        total = sum(self.counts.values())
+        return {"samples": self.samples, "copy_backends_avg": total / max(1, self.samples),
+                "share": {k: v / max(1, total) for k, v in self.counts.items()}}
+
+
 class Proc:
     """A child process with its log file, in a process group of its own; stop() ends the group
     (SIGTERM, then SIGKILL), so a --service-wrapper that forks (time, perf stat) leaves nothing
@@ -379,7 +422,8 @@ http {{
         busy = [r["busy"] for r in reps_data if "busy" in r]
         res = {"case": case, "records": records, "rate": statistics.median(rates), "rates": rates,
                "cpu_per_1m": cpu, "peak_rss_mib": rss,
-               "machine_busy": statistics.median(busy) if busy else None}
+               "machine_busy": statistics.median(busy) if busy else None,
+               "pg_waits": next((r["waits"] for r in reps_data if r.get("waits")), None)}
         if extra:
             res.update(extra)
         self.results.append(res)
@@ -399,6 +443,7 @@ http {{
                       " collected_at timestamptz NOT NULL DEFAULT now())", db)
             before = self.cpu_snapshot({})
             jif = machine_jiffies()
+            waits = WaitSampler(env, db) if self.a.pg_waits else None
             t0 = time.time()
             ps = [self.start(f"psql{i}", ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c",
                                           f"\\copy t (payload, job_id, page_number) FROM '{f}'"], env)
@@ -409,12 +454,13 @@ http {{
                 self.procs.remove(p)
             dt = time.time() - t0
             busy = busy_share(jif, machine_jiffies())
+            waits = waits.stop() if waits else None
             cpu = self.cpu_delta(before, self.cpu_snapshot({}))
             cpu["client"] = sum(p.cpu_of_exited() for p in ps)
             n = int(self.psql("SELECT count(*) FROM t", db))
             if n != records:
                 raise RuntimeError(f"\\copy loaded {n} of {records}")
-            reps.append({"rate": records / dt, "cpu": cpu, "rss": {}, "busy": busy})
+            reps.append({"rate": records / dt, "cpu": cpu, "rss": {}, "busy": busy, "waits": waits})
             self.drop_db(db)
         return self.record(f"copy_{sessions}", records, reps)
 
@@ -454,6 +500,7 @@ http {{
             try:
                 before = self.cpu_snapshot({"writer": w.pid, "collector": c.pid})
                 jif = machine_jiffies()
+                waits = WaitSampler(env, db) if self.a.pg_waits else None
                 t0 = time.time()
                 runs = [self.start(f"etlctl{j}", self.job_argv(addr, f"j{j}", pages, page_size,
                                                                extra=job_flags), env)
@@ -465,6 +512,7 @@ http {{
                     self.procs.remove(r)
                 dt = time.time() - t0
                 busy = busy_share(jif, machine_jiffies())
+                waits = waits.stop() if waits else None
                 cpu = self.cpu_delta(before, self.cpu_snapshot({"writer": w.pid, "collector": c.pid}))
                 cpu["client"] = sum(r.cpu_of_exited() for r in runs)
                 rss = {"writer": status_kib(w.pid, "VmHWM") / 1024,
@@ -478,7 +526,7 @@ http {{
                 if int(n) != per_job or int(d) != per_job:
                     raise RuntimeError(f"{case}: {t} holds {n} rows, {d} distinct; expected {per_job}")
             out.append({"rate": per_job * jobs / dt, "cpu": cpu, "rss": rss, "extra": extra,
-                        "busy": busy})
+                        "busy": busy, "waits": waits})
             self.drop_db(db)
         return out
 
@@ -581,6 +629,15 @@ http {{
                 (f"{100 * r['machine_busy']:.0f}%" if r.get("machine_busy") is not None else "") +
                 " | " + (f"{rss.get('collector', 0):.0f} / {rss.get('writer', 0):.0f}" if rss else "") + " |")
         lines.append("")
+        for r in self.results:
+            w = r.get("pg_waits")
+            if not w:
+                continue
+            top = sorted(w["share"].items(), key=lambda kv: -kv[1])[:6]
+            lines.append(f"- {r['case']} @ {r['records']:,}: COPY backends active on average "
+                         f"{w['copy_backends_avg']:.2f}; their time: " +
+                         ", ".join(f"{k} {100 * v:.0f}%" for k, v in top) +
+                         f" ({w['samples']} samples)")
         n = self.a.records[0]
 
         def ratio(a, b, target):
@@ -645,6 +702,8 @@ def main():
                          "'valgrind --tool=callgrind --callgrind-out-file=/tmp/{name}.cg'")
     ap.add_argument("--data-dir", default="",
                     help="rendered pages and COPY files, kept between runs (default BUILD/bench-data)")
+    ap.add_argument("--pg-waits", action="store_true",
+                    help="sample what the COPY backends wait on (pg_stat_activity) and report it")
     ap.add_argument("--prepare-only", action="store_true", help="render the data and stop")
     ap.add_argument("--out", default="", help="also write the report (markdown) and raw JSON here")
     a = ap.parse_args()
