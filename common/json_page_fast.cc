@@ -27,9 +27,6 @@
 
 #include "common/json_page_internal.h"
 
-#if defined(__SSE2__)
-#include <emmintrin.h>  // Part of the x86-64 baseline: no run-time check needed.
-#endif
 
 namespace etl {
 namespace json_page_internal {
@@ -93,46 +90,84 @@ void FastPathBuffers::set_implementation(const simdjson::implementation* impleme
 
 namespace {
 
-// Offset of the first byte of [p, end) that is '"', '\\' or a control character (< 0x20); end - p
-// when there is none. Reads up to 15 bytes past `end` (the body's padding) but ignores them.
-inline size_t FindStringSpecial(const char* p, const char* end) {
-  const char* const start = p;
-#if defined(__SSE2__)
-  const __m128i quote = _mm_set1_epi8('"');
-  const __m128i backslash = _mm_set1_epi8('\\');
-  const __m128i below_space = _mm_set1_epi8(0x1F);
-  while (p < end) {
-    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-    const __m128i special =
-        _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
-                     _mm_cmpeq_epi8(_mm_max_epu8(v, below_space), below_space));
-    uint32_t bits = uint32_t(_mm_movemask_epi8(special));
-    const size_t left = size_t(end - p);
-    if (left < 16) bits &= (uint32_t(1) << left) - 1;
-    if (bits != 0) return size_t(p - start) + size_t(__builtin_ctz(bits));
-    p += 16;
+// The number of ASCII digits at the start of [p, end). Reads up to 7 bytes past `end` (the body's
+// padding) but ignores them.
+inline size_t DigitRun(const char* p, const char* end) {
+  const char* q = p;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  constexpr uint64_t kHigh = 0xF0F0F0F0F0F0F0F0u, kThirty = 0x3030303030303030u;
+  constexpr uint64_t kSix = 0x0606060606060606u;
+  while (q < end) {
+    uint64_t x;
+    std::memcpy(&x, q, sizeof x);
+    // A byte is a digit when it is 0x3_ and still 0x3_ plus 6. A byte of 0xFA or more carries
+    // into the next one, but is itself flagged, so the first flagged byte is exact.
+    const uint64_t not_digit = ((x & kHigh) ^ kThirty) | (((x + kSix) & kHigh) ^ kThirty);
+    if (not_digit != 0) {
+      q += __builtin_ctzll(not_digit) / 8;
+      break;
+    }
+    q += 8;
   }
-  return size_t(end - start);
+  return size_t((q < end ? q : end) - p);
 #else
-  for (; p < end; ++p) {
-    const unsigned char c = static_cast<unsigned char>(*p);
-    if (c == '"' || c == '\\' || c < 0x20) break;
-  }
-  return size_t(p - start);
+  while (q < end && *q >= '0' && *q <= '9') ++q;
+  return size_t(q - p);
 #endif
+}
+
+// IsJsonNumber (json_page_internal.h), the same grammar, eight digits at a time. Reads up to 7
+// bytes past the text (the body's padding).
+inline bool IsJsonNumberPadded(absl::string_view text) {
+  const char* p = text.data();
+  const char* const end = p + text.size();
+  if (p < end && *p == '-') ++p;
+  if (p >= end) return false;
+  if (*p == '0') {
+    ++p;
+  } else if (*p >= '1' && *p <= '9') {
+    p += DigitRun(p, end);
+  } else {
+    return false;
+  }
+  if (p < end && *p == '.') {
+    ++p;
+    const size_t digits = DigitRun(p, end);
+    if (digits == 0) return false;
+    p += digits;
+  }
+  if (p < end && (*p == 'e' || *p == 'E')) {
+    ++p;
+    if (p < end && (*p == '+' || *p == '-')) ++p;
+    const size_t digits = DigitRun(p, end);
+    if (digits == 0) return false;
+    p += digits;
+  }
+  return p == end;
+}
+
+bool IsJsonLiteral(absl::string_view text) {
+  return text == "true" || text == "false" || text == "null";
 }
 
 class StructuralWalker {
  public:
+  // `data[len]` must be readable (a std::string's terminating NUL): the token one past the last
+  // reads it, and no token starts with '\0'.
   StructuralWalker(Targets* targets, Captures* captures, FastPathBuffers::State* state,
                    const char* buf, size_t len)
       : targets_(targets),
         captures_(captures),
         state_(state),
         buf_(buf),
-        len_(len),
+        end_(buf + len),
         ix_(state->stage1->structural_indexes.get()),
-        n_(state->stage1->n_structural_indexes) {}
+        n_(state->stage1->n_structural_indexes) {
+    // Tokens n_ and n_ + 1 start at the end of the body (stage 1 allocates room for them), so
+    // that Start(t + 1) needs no bounds check and Char(n_) is '\0'.
+    state->stage1->structural_indexes[n_] = uint32_t(len);
+    state->stage1->structural_indexes[n_ + 1] = uint32_t(len);
+  }
 
   bool WalkDocument() {
     if (n_ == 0) return false;
@@ -143,43 +178,50 @@ class StructuralWalker {
   }
 
  private:
+  // The first byte of token t; '\0' for t == n_.
   char Char(uint32_t t) const { return buf_[ix_[t]]; }
-  // Where token t starts (the end of the body for the one past the last).
-  size_t Start(uint32_t t) const { return t < n_ ? ix_[t] : len_; }
+  const char* Start(uint32_t t) const { return buf_ + ix_[t]; }
   // Tokens [first, i_) as text, without the whitespace that follows them.
-  absl::string_view TextFrom(uint32_t first) const {
-    return TrimRight(buf_ + ix_[first], buf_ + Start(i_));
-  }
-  // The text of scalar token t (a number or a literal).
-  absl::string_view ScalarText(uint32_t t) const {
-    return TrimRight(buf_ + ix_[t], buf_ + Start(t + 1));
+  absl::string_view TextFrom(uint32_t first) const { return TrimRight(Start(first), Start(i_)); }
+  // The text of token t (a number or a literal; a string with its quotes).
+  absl::string_view TokenText(uint32_t t) const { return TrimRight(Start(t), Start(t + 1)); }
+
+  // Whether string token t holds a backslash. Strings are visited in document order, so one
+  // memchr finds the next backslash for all the strings before it.
+  bool HasBackslash(uint32_t t) {
+    const char* s = Start(t);
+    if (next_backslash_ < s) {
+      const void* found = std::memchr(s, '\\', size_t(end_ - s));
+      next_backslash_ = found ? static_cast<const char*>(found) : end_;
+    }
+    return next_backslash_ < Start(t + 1);
   }
 
-  // Checks string token t and, when `want`, sets `*out` to its unescaped value (valid until the
-  // next call). False for anything the full walk might reject.
-  bool ReadString(uint32_t t, bool want, absl::string_view* out) {
-    const absl::string_view token = ScalarText(t);
-    if (token.size() < 2 || token.back() != '"') return false;
-    const char* const begin = token.data() + 1;
-    const char* const end = token.data() + token.size() - 1;  // The closing quote.
-    const char* p = begin + FindStringSpecial(begin, end);
-    if (p == end) {
-      if (want) *out = absl::string_view(begin, size_t(end - begin));
-      return true;
-    }
-    // Escapes: the closing quote must be the first quote not escaped, and no control character.
-    while (p < end) {
-      if (*p != '\\') return false;  // A quote or a control character inside the string.
-      if (end - p < 2) return false;  // The closing quote would be escaped.
-      p += 2;
-      p += FindStringSpecial(p, end);
-    }
-    // Escape sequences are checked (and decoded) by the kernel's unescaper, as in the full walk.
-    uint8_t* dst = state_->Scratch(size_t(end - begin));
-    const uint8_t* dst_end =
-        state_->stage1->parse_string(reinterpret_cast<const uint8_t*>(begin), dst);
+  // Unescapes string token t (which has a backslash) with the stage-1 kernel's unescaper, as the
+  // full walk does; false for an invalid escape. The result is valid until the next call.
+  bool Unescape(uint32_t t, absl::string_view* out) {
+    const char* s = Start(t);
+    uint8_t* dst = state_->Scratch(size_t(Start(t + 1) - s));
+    const uint8_t* dst_end = state_->stage1->parse_string(reinterpret_cast<const uint8_t*>(s + 1), dst);
     if (dst_end == nullptr) return false;
-    if (want) *out = absl::string_view(reinterpret_cast<const char*>(dst), size_t(dst_end - dst));
+    *out = absl::string_view(reinterpret_cast<const char*>(dst), size_t(dst_end - dst));
+    return true;
+  }
+
+  // Checks string token t; nothing is extracted.
+  bool CheckString(uint32_t t) {
+    if (!HasBackslash(t)) return true;  // Stage 1 checked its bytes.
+    absl::string_view ignored;
+    return Unescape(t, &ignored);
+  }
+
+  // Checks string token t and sets `*out` to its value (valid until the next call).
+  bool ReadString(uint32_t t, absl::string_view* out) {
+    if (HasBackslash(t)) return Unescape(t, out);
+    const char* begin = Start(t) + 1;
+    const void* quote = std::memchr(begin, '"', size_t(Start(t + 1) - begin));
+    if (quote == nullptr) return false;
+    *out = absl::string_view(begin, size_t(static_cast<const char*>(quote) - begin));
     return true;
   }
 
@@ -189,8 +231,90 @@ class StructuralWalker {
     captures_->Store(here, JsonScalar{JsonScalar::Kind::kComposite, std::string(TextFrom(first))});
   }
 
+  // Checks the value at token i_ (nesting `depth`) and everything in it, and moves past it;
+  // nothing is captured. The same checks as WalkValue, without recursion.
+  bool SkipValue(size_t depth) {
+    enum class State { kValue, kKey, kAfterValue };
+    State state = State::kValue;
+    size_t open = 0;  // Containers opened here; open_[k] is '}' or ']', the k-th one's end.
+    uint32_t i = i_;
+    bool ok = true;
+    while (ok) {
+      switch (state) {
+        case State::kValue:
+          if (depth + open > kMaxJsonNestingDepth) {
+            ok = false;
+            break;
+          }
+          switch (Char(i)) {
+            case '{':
+              open_[open++] = '}';
+              ++i;
+              if (Char(i) == '}') {
+                ++i;
+                --open;
+                state = State::kAfterValue;
+              } else {
+                state = State::kKey;
+              }
+              break;
+            case '[':
+              open_[open++] = ']';
+              ++i;
+              if (Char(i) == ']') {
+                ++i;
+                --open;
+                state = State::kAfterValue;
+              }
+              break;
+            case '"':
+              ok = CheckString(i);
+              ++i;
+              state = State::kAfterValue;
+              break;
+            case 't':
+            case 'f':
+            case 'n':
+              ok = IsJsonLiteral(TokenText(i));
+              ++i;
+              state = State::kAfterValue;
+              break;
+            default:
+              ok = IsJsonNumberPadded(TokenText(i));
+              ++i;
+              state = State::kAfterValue;
+              break;
+          }
+          break;
+        case State::kKey:
+          ok = Char(i) == '"' && CheckString(i) && Char(i + 1) == ':';
+          i += 2;
+          state = State::kValue;
+          break;
+        case State::kAfterValue: {
+          if (open == 0) {
+            i_ = i;
+            return true;
+          }
+          const char c = Char(i++);
+          if (c == ',') {
+            state = open_[open - 1] == '}' ? State::kKey : State::kValue;
+          } else if (c == open_[open - 1]) {
+            --open;
+          } else {
+            ok = false;
+          }
+          break;
+        }
+      }
+    }
+    return false;
+  }
+
+  // The value at token i_ when a target is at or below it (`mask` != 0): the full walk's logic.
   bool WalkValue(size_t depth, uint32_t mask) {
-    if (depth > kMaxJsonNestingDepth || i_ >= n_) return false;
+    if (mask == 0) return SkipValue(depth);
+    if (depth > kMaxJsonNestingDepth) return false;
     uint32_t here = 0, deeper = 0;
     targets_->Split(mask, depth, &here, &deeper);
     if (here & Bit(kRecords)) return WalkRecords(depth, mask & ~Bit(kRecords));
@@ -198,19 +322,23 @@ class StructuralWalker {
     switch (Char(i_)) {
       case '{': {
         ++i_;
-        if (i_ < n_ && Char(i_) == '}') {
+        if (Char(i_) == '}') {
           ++i_;
         } else {
           while (true) {
-            if (i_ >= n_ || Char(i_) != '"') return false;
-            absl::string_view key;
-            if (!ReadString(i_, deeper != 0, &key)) return false;
+            if (Char(i_) != '"') return false;
+            uint32_t child = 0;
+            if (deeper) {
+              absl::string_view key;
+              if (!ReadString(i_, &key)) return false;
+              child = targets_->ChildByKey(deeper, depth, key);
+            } else if (!CheckString(i_)) {
+              return false;
+            }
             ++i_;
-            if (i_ >= n_ || Char(i_) != ':') return false;
+            if (Char(i_) != ':') return false;
             ++i_;
-            const uint32_t child = deeper ? targets_->ChildByKey(deeper, depth, key) : 0;
             if (!WalkValue(depth + 1, child)) return false;
-            if (i_ >= n_) return false;
             const char c = Char(i_++);
             if (c == ',') continue;
             if (c == '}') break;
@@ -222,7 +350,7 @@ class StructuralWalker {
       }
       case '[': {
         ++i_;
-        if (i_ < n_ && Char(i_) == ']') {
+        if (Char(i_) == ']') {
           ++i_;
         } else {
           size_t index = 0;
@@ -230,7 +358,6 @@ class StructuralWalker {
             const uint32_t child = deeper ? targets_->ChildByIndex(deeper, depth, index) : 0;
             if (!WalkValue(depth + 1, child)) return false;
             ++index;
-            if (i_ >= n_) return false;
             const char c = Char(i_++);
             if (c == ',') continue;
             if (c == ']') break;
@@ -242,7 +369,7 @@ class StructuralWalker {
       }
       case '"': {
         absl::string_view s;
-        if (!ReadString(i_, here != 0, &s)) return false;
+        if (!ReadString(i_, &s)) return false;
         ++i_;
         if (here) captures_->Store(here, JsonScalar{JsonScalar::Kind::kString, std::string(s)});
         return true;
@@ -250,26 +377,19 @@ class StructuralWalker {
       case 't':
       case 'f':
       case 'n': {
-        const absl::string_view text = ScalarText(i_);
-        JsonScalar::Kind kind;
-        if (text == "true" || text == "false") {
-          kind = JsonScalar::Kind::kBool;
-        } else if (text == "null") {
-          kind = JsonScalar::Kind::kNull;
-        } else {
-          return false;
-        }
+        const absl::string_view text = TokenText(i_);
+        if (!IsJsonLiteral(text)) return false;
         ++i_;
-        if (here) {
-          captures_->Store(here, JsonScalar{kind, kind == JsonScalar::Kind::kNull
-                                                      ? std::string()
-                                                      : std::string(text)});
+        if (here && text == "null") {
+          captures_->Store(here, JsonScalar{JsonScalar::Kind::kNull, ""});
+        } else if (here) {
+          captures_->Store(here, JsonScalar{JsonScalar::Kind::kBool, std::string(text)});
         }
         return true;
       }
       default: {
-        const absl::string_view text = ScalarText(i_);
-        if (!IsJsonNumber(text)) return false;
+        const absl::string_view text = TokenText(i_);
+        if (!IsJsonNumberPadded(text)) return false;
         ++i_;
         if (here) captures_->Store(here, JsonScalar{JsonScalar::Kind::kNumber, std::string(text)});
         return true;
@@ -287,7 +407,7 @@ class StructuralWalker {
     uint32_t here = 0, deeper = 0;
     targets_->Split(mask, depth, &here, &deeper);
     ++i_;
-    if (i_ < n_ && Char(i_) == ']') {
+    if (Char(i_) == ']') {
       ++i_;
       return true;
     }
@@ -296,7 +416,6 @@ class StructuralWalker {
       const uint32_t child = deeper ? targets_->ChildByIndex(deeper, depth, index) : 0;
       if (!WalkRecord(depth + 1, child)) return false;
       ++index;
-      if (i_ >= n_) return false;
       const char next = Char(i_++);
       if (next == ',') continue;
       if (next == ']') return true;
@@ -327,10 +446,12 @@ class StructuralWalker {
   Captures* captures_;
   FastPathBuffers::State* state_;
   const char* buf_;
-  size_t len_;
+  const char* end_;
   const uint32_t* ix_;
   uint32_t n_;
   uint32_t i_ = 0;  // The next token.
+  const char* next_backslash_ = nullptr;  // The first backslash at or after the last string read.
+  char open_[kMaxJsonNestingDepth + 2];   // SkipValue's stack of open containers.
 };
 
 }  // namespace
