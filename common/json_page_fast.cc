@@ -218,10 +218,11 @@ class StructuralWalker {
   // Checks string token t and sets `*out` to its value (valid until the next call).
   bool ReadString(uint32_t t, absl::string_view* out) {
     if (HasBackslash(t)) return Unescape(t, out);
-    const char* begin = Start(t) + 1;
-    const void* quote = std::memchr(begin, '"', size_t(Start(t + 1) - begin));
-    if (quote == nullptr) return false;
-    *out = absl::string_view(begin, size_t(static_cast<const char*>(quote) - begin));
+    // Without a backslash the string ends at its first quote after the opening one, which stage 1
+    // made the last byte of the token before any whitespace.
+    const absl::string_view token = TokenText(t);
+    if (token.size() < 2 || token.back() != '"') return false;
+    *out = token.substr(1, token.size() - 2);
     return true;
   }
 
@@ -327,18 +328,21 @@ class StructuralWalker {
         } else {
           while (true) {
             if (Char(i_) != '"') return false;
+            // A target already captured is not looked for again (a later match would store
+            // nothing), so most keys of a record need no reading once its id is found.
+            const uint32_t live = deeper & ~captures_->captured;
             uint32_t child = 0;
-            if (deeper) {
+            if (live) {
               absl::string_view key;
               if (!ReadString(i_, &key)) return false;
-              child = targets_->ChildByKey(deeper, depth, key);
+              child = targets_->ChildByKey(live, depth, key);
             } else if (!CheckString(i_)) {
               return false;
             }
             ++i_;
             if (Char(i_) != ':') return false;
             ++i_;
-            if (!WalkValue(depth + 1, child)) return false;
+            if (!(child ? WalkValue(depth + 1, child) : SkipValue(depth + 1))) return false;
             const char c = Char(i_++);
             if (c == ',') continue;
             if (c == '}') break;
@@ -355,8 +359,9 @@ class StructuralWalker {
         } else {
           size_t index = 0;
           while (true) {
-            const uint32_t child = deeper ? targets_->ChildByIndex(deeper, depth, index) : 0;
-            if (!WalkValue(depth + 1, child)) return false;
+            const uint32_t live = deeper & ~captures_->captured;
+            const uint32_t child = live ? targets_->ChildByIndex(live, depth, index) : 0;
+            if (!(child ? WalkValue(depth + 1, child) : SkipValue(depth + 1))) return false;
             ++index;
             const char c = Char(i_++);
             if (c == ',') continue;
@@ -427,7 +432,7 @@ class StructuralWalker {
     const bool want_id = targets_->enabled & Bit(kId);
     if (want_id) {
       targets_->base[kId] = depth;
-      captures_->captured[kId] = false;
+      captures_->captured &= ~Bit(kId);
       captures_->current_id = JsonScalar{};
       mask |= Bit(kId);
     }

@@ -92,8 +92,8 @@ struct Targets {
   void Split(uint32_t mask, size_t depth, uint32_t* here, uint32_t* deeper) const {
     *here = *deeper = 0;
     if (mask == 0) return;  // Most values of a record: nothing is looked for at or below them.
-    for (int t = 0; t < kTargetCount; ++t) {
-      if (!(mask & Bit(t))) continue;
+    for (uint32_t m = mask; m != 0; m &= m - 1) {
+      const int t = __builtin_ctz(m);
       if (EndsHere(t, depth)) {
         *here |= Bit(t);
       } else {
@@ -103,15 +103,17 @@ struct Targets {
   }
   uint32_t ChildByKey(uint32_t deeper, size_t depth, absl::string_view key) const {
     uint32_t out = 0;
-    for (int t = 0; t < kTargetCount; ++t) {
-      if ((deeper & Bit(t)) && tokens[t][depth - base[t]] == key) out |= Bit(t);
+    for (uint32_t m = deeper; m != 0; m &= m - 1) {
+      const int t = __builtin_ctz(m);
+      if (tokens[t][depth - base[t]] == key) out |= Bit(t);
     }
     return out;
   }
   uint32_t ChildByIndex(uint32_t deeper, size_t depth, size_t index) const {
     uint32_t out = 0;
-    for (int t = 0; t < kTargetCount; ++t) {
-      if ((deeper & Bit(t)) && IsArrayIndex(tokens[t][depth - base[t]], index)) out |= Bit(t);
+    for (uint32_t m = deeper; m != 0; m &= m - 1) {
+      const int t = __builtin_ctz(m);
+      if (IsArrayIndex(tokens[t][depth - base[t]], index)) out |= Bit(t);
     }
     return out;
   }
@@ -122,7 +124,8 @@ struct Captures {
   ParsedPage* page = nullptr;
   bool records_found = false;
   JsonScalar current_id;
-  bool captured[kTargetCount] = {false, false, false, false, false, false};
+  // Targets already stored (Bit(t)); a later match of the same target changes nothing.
+  uint32_t captured = 0;
   absl::Status status;  // Non-JSON problems found while walking (e.g. records not an array).
   size_t max_records = 0;
   bool too_many_records = false;  // Stops both walkers; reported before any JSON error.
@@ -154,9 +157,9 @@ struct Captures {
   // Stores `value` for every target in `here` (first occurrence wins for duplicate keys).
   void Store(uint32_t here, const JsonScalar& value) {
     for (int t = kCursor; t < kTargetCount; ++t) {
-      if (!(here & Bit(t)) || captured[t]) continue;
+      if (!(here & Bit(t)) || (captured & Bit(t))) continue;
       *Slot(t) = value;
-      captured[t] = true;
+      captured |= Bit(t);
     }
   }
 };

@@ -151,7 +151,7 @@ class SimdWalker {
     const bool want_id = targets_->enabled & Bit(kId);
     if (want_id) {
       targets_->base[kId] = depth;
-      captures_->captured[kId] = false;
+      captures_->captured &= ~Bit(kId);
       captures_->current_id = JsonScalar{};
       mask |= Bit(kId);
     }
@@ -387,7 +387,7 @@ class FallbackScanner {
     const bool want_id = targets_->enabled & Bit(kId);
     if (want_id) {
       targets_->base[kId] = depth;
-      captures_->captured[kId] = false;
+      captures_->captured &= ~Bit(kId);
       captures_->current_id = JsonScalar{};
       mask |= Bit(kId);
     }
