@@ -217,7 +217,8 @@ enum class FastOutcome {
               // records, a bare scalar body...): FullWalkParse must run. `page` is garbage.
 };
 
-// The fast path over data[0, len) (capacity >= len + SIMDJSON_PADDING bytes readable).
+// The fast path over data[0, len) (capacity >= len + SIMDJSON_PADDING bytes readable, and
+// data[len] == '\0' as in a std::string).
 FastOutcome FastParse(const ParseRequest& request, FastPathBuffers* buffers, const char* data,
                       size_t len, ParsedPage* page);
 
