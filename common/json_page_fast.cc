@@ -1,22 +1,24 @@
 // The structural fast path of JsonPageParser (see json_page_internal.h).
 //
-// simdjson's stage 1 (UTF-8 validation, strings, the index of every structural character and
-// value start) runs in libsimdjson.so on the kernel simdjson picks for this CPU at run time
-// (icelake/haswell/westmere/fallback); nothing here is compiled for a particular instruction set,
-// so a baseline build runs anywhere. The full walk then spends most of its time in On-Demand's
-// generic iteration code, visiting every value. This engine walks the same structural index
-// directly, one token at a time: the grammar is checked token by token, numbers and literals on
-// their raw text, strings with a 16-byte scan for quotes, backslashes and control characters, and
-// strings with escapes through the same kernel's unescaper as the full walk.
+// simdjson's stage 1 (UTF-8 validation, string boundaries and raw control characters, the index of
+// every structural character and value start) runs in libsimdjson.so on the kernel simdjson picks
+// for this CPU at run time (icelake/haswell/westmere/fallback); On-Demand uses that same stage 1,
+// but its iteration code is compiled into this program for the build's baseline target, and the
+// full walk spends most of its time there, visiting every value. This engine walks stage 1's index
+// directly instead: the grammar token by token (a subtree no pointer looks into is checked by a
+// loop, not a recursion), numbers (eight digits at a time) and literals on their raw text, and
+// escapes through the same kernel's unescaper as the full walk; strings without a backslash need
+// nothing more (one memchr finds the next backslash for all the strings before it). Nothing here
+// is compiled for a particular instruction set, so a baseline build runs on any x86-64 CPU.
 //
-// Exactness: the walk accepts a body only when it is JSON that the full walk also accepts (valid
-// UTF-8, every escape valid, no raw control character in a string, nesting within
-// kMaxJsonNestingDepth, records_path at an array or null, at most max_records records) and then
-// returns the same records (same byte ranges) and captures, because it makes the same decisions
-// (Targets/Captures) in the same order. Anything else, including bodies that are merely unusual
-// (a bare scalar, a records_path that is absent or an object), is declined and the full walk
-// produces the result and the error message. Declining costs one stage 1 pass; being too lax
-// would change results, so every check errs on the side of declining.
+// Exactness: the walk accepts a body only when it is JSON that the full walk also accepts (stage 1
+// passed, every token where the grammar allows it, every number, literal and escape valid,
+// nesting within kMaxJsonNestingDepth, records_path at an array or null, at most max_records
+// records) and then returns the same records (same byte ranges) and captures, because it makes
+// the same decisions (Targets/Captures) in the same order. Anything else, including bodies that
+// are merely unusual (a bare scalar, a records_path that is absent or an object), is declined and
+// the full walk produces the result and the error message. Declining costs one stage 1 pass;
+// being too lax would change results, so every check errs on the side of declining.
 #include <simdjson.h>
 
 #include <cstdint>
@@ -26,7 +28,6 @@
 #include <utility>
 
 #include "common/json_page_internal.h"
-
 
 namespace etl {
 namespace json_page_internal {
@@ -53,8 +54,9 @@ struct FastPathBuffers::State {
       return false;
     }
     const simdjson::implementation* implementation =
-        chosen ? chosen : static_cast<const simdjson::implementation*>(
-                              simdjson::get_active_implementation());
+        chosen
+            ? chosen
+            : static_cast<const simdjson::implementation*>(simdjson::get_active_implementation());
     // Stage 1 does not use the depth stack; the smallest one is allocated.
     if (implementation->create_dom_parser_implementation(capacity, 1, stage1) !=
         simdjson::SUCCESS) {
@@ -202,7 +204,8 @@ class StructuralWalker {
   bool Unescape(uint32_t t, absl::string_view* out) {
     const char* s = Start(t);
     uint8_t* dst = state_->Scratch(size_t(Start(t + 1) - s));
-    const uint8_t* dst_end = state_->stage1->parse_string(reinterpret_cast<const uint8_t*>(s + 1), dst);
+    const uint8_t* dst_end =
+        state_->stage1->parse_string(reinterpret_cast<const uint8_t*>(s + 1), dst);
     if (dst_end == nullptr) return false;
     *out = absl::string_view(reinterpret_cast<const char*>(dst), size_t(dst_end - dst));
     return true;
@@ -454,7 +457,7 @@ class StructuralWalker {
   const char* end_;
   const uint32_t* ix_;
   uint32_t n_;
-  uint32_t i_ = 0;  // The next token.
+  uint32_t i_ = 0;                        // The next token.
   const char* next_backslash_ = nullptr;  // The first backslash at or after the last string read.
   char open_[kMaxJsonNestingDepth + 2];   // SkipValue's stack of open containers.
 };

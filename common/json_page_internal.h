@@ -173,7 +173,7 @@ static_assert(kMaxJsonNestingDepth == 512, "update kTooDeep");
 
 // What a parse is asked for: the pointers and the per-page record limit.
 struct ParseRequest {
-  Targets* targets = nullptr;       // Mutable: the id pointer's anchor moves from record to record.
+  Targets* targets = nullptr;  // Mutable: the id pointer's anchor moves from record to record.
   const std::string* records_path = nullptr;  // For error messages.
   size_t max_records = 0;
 };

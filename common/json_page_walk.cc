@@ -521,8 +521,6 @@ class FallbackScanner {
   std::string error_;
 };
 
-
-
 // "; top-level keys: results (array), count" for messages about a misplaced records_path; "" when
 // the body is not a JSON object.
 std::string DescribeTopLevel(od::parser* parser, const char* data, size_t len, size_t capacity) {
@@ -554,7 +552,6 @@ std::string DescribeTopLevel(od::parser* parser, const char* data, size_t len, s
   if (keys.empty()) return "; the response is an empty object";
   return absl::StrCat("; top-level keys: ", absl::StrJoin(keys, ", "));
 }
-
 
 }  // namespace
 
@@ -633,7 +630,6 @@ absl::StatusOr<ParsedPage> FullWalkParse(const ParseRequest& request, od::parser
   }
   return page;
 }
-
 
 }  // namespace json_page_internal
 }  // namespace etl

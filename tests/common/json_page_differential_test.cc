@@ -57,8 +57,8 @@ Outcome ParseOutcome(JsonPageParser* parser, const std::string& input) {
     o.records.emplace_back(size_t(r.data() - body.data()), r.size());
   }
   o.natural_keys = page->natural_keys;
-  for (const JsonScalar* s : {&page->cursor, &page->next_url, &page->total_pages,
-                              &page->total_count}) {
+  for (const JsonScalar* s :
+       {&page->cursor, &page->next_url, &page->total_pages, &page->total_count}) {
     o.scalars.emplace_back(int(s->kind), s->text);
   }
   o.used_utf8_fallback = page->used_utf8_fallback;
@@ -165,7 +165,8 @@ std::string Order(int i) {
       ",\"cliente_id\":\"bench\",\"status\":\"pago\",\"created_at\":\"2023-01-01T08:39:31Z\","
       "\"customer\":{\"id\":31858,\"name\":\"\xd9\x85\xd8\xad\xd9\x85\xd8\xaf \xf0\x9f\x91\xa9\","
       "\"city\":\"S\xc3\xa3o Paulo\"},\"paid\":false,\"coupon\":null,\"items\":[{\"sku\":\"SKU-",
-      i, "\",\"qty\":1,\"price\":723.68}],\"amount\":8546.90,\"seq53\":9007199254740993,"
+      i,
+      "\",\"qty\":1,\"price\":723.68}],\"amount\":8546.90,\"seq53\":9007199254740993,"
       "\"big_counter\":18446744073709551617,\"note\":\"Entregar na \\\"portaria\\\" \\\\ bloco "
       "B\\tapto 12\\n\\u00e9\\ud83d\\ude00\"}");
 }
@@ -173,46 +174,143 @@ std::string Order(int i) {
 std::vector<std::string> Corpus() {
   std::vector<std::string> c = {
       // Shapes and whitespace.
-      "[]", "{}", "[ ]", "{ }", " \t\r\n[1] \n", "[1,2,3]", "[[],{},\"\",0]", "null", "1", "\"s\"",
-      "true", "", " ", "[1]x", "[1] [2]", "[1],", "{\"data\":[]}", "{\"data\":null}",
-      "{\"data\":{}}", "{\"data\":1}", "{\"data\":\"x\"}", "{\"data\":[1],\"data\":[2]}",
-      "{\"data\" : [ {\"id\" : 1 } , {\"id\":2}\n]\n}\n", "{\"a\":[[1,{\"id\":5}]],\"data\":[]}",
-      "{\"a\":[{\"id\":1},{\"id\":2}]}", "{\"d/x\":[1]}", "{\"items\":{\"records\":[{\"id\":\"r\"}]}}",
+      "[]",
+      "{}",
+      "[ ]",
+      "{ }",
+      " \t\r\n[1] \n",
+      "[1,2,3]",
+      "[[],{},\"\",0]",
+      "null",
+      "1",
+      "\"s\"",
+      "true",
+      "",
+      " ",
+      "[1]x",
+      "[1] [2]",
+      "[1],",
+      "{\"data\":[]}",
+      "{\"data\":null}",
+      "{\"data\":{}}",
+      "{\"data\":1}",
+      "{\"data\":\"x\"}",
+      "{\"data\":[1],\"data\":[2]}",
+      "{\"data\" : [ {\"id\" : 1 } , {\"id\":2}\n]\n}\n",
+      "{\"a\":[[1,{\"id\":5}]],\"data\":[]}",
+      "{\"a\":[{\"id\":1},{\"id\":2}]}",
+      "{\"d/x\":[1]}",
+      "{\"items\":{\"records\":[{\"id\":\"r\"}]}}",
       "[{\"id\":null},{\"id\":true},{\"id\":{\"x\":1}},{\"id\":[1, 2 ]},{},{\"id\":\"\"}]",
       "[{\"id\":1,\"id\":2},{\"x\":{\"id\":3}}]",
       R"({"next_cursor":"c\u00e9","links":{"next":"http://h/?a=1&b=\/"},"meta":{"total_pages":3}, "data":[1]})",
       R"({"meta":{"total_pages":1e400,"x":[1,2]},"next_cursor":{"a":[1,2]},"data":[]})",
       R"({"next_cursor":1,"next_cursor":2,"data":[],"meta":null})",
       // Numbers.
-      "[123456789012345678901234567890]", "[1e400]", "[-1e-400]", "[1E+2]", "[-0]", "[0.5]",
-      "[-0.0e-0]", "[01]", "[1.]", "[.5]", "[-]", "[+1]", "[1e]", "[1e+]", "[0x1]", "[1.5.5]",
-      "[--1]", "[1-]", "[Infinity]", "[NaN]", "[1 2]", "[{\"id\":18446744073709551617}]",
-      "[{\"id\":-9223372036854775809}]", "[{\"id\":1.0}]", "[123456789012345678]",
+      "[123456789012345678901234567890]",
+      "[1e400]",
+      "[-1e-400]",
+      "[1E+2]",
+      "[-0]",
+      "[0.5]",
+      "[-0.0e-0]",
+      "[01]",
+      "[1.]",
+      "[.5]",
+      "[-]",
+      "[+1]",
+      "[1e]",
+      "[1e+]",
+      "[0x1]",
+      "[1.5.5]",
+      "[--1]",
+      "[1-]",
+      "[Infinity]",
+      "[NaN]",
+      "[1 2]",
+      "[{\"id\":18446744073709551617}]",
+      "[{\"id\":-9223372036854775809}]",
+      "[{\"id\":1.0}]",
+      "[123456789012345678]",
       // Literals.
-      "[tru]", "[truex]", "[nul]", "[null1]", "[falsee]", "[True]", "[true false]",
+      "[tru]",
+      "[truex]",
+      "[nul]",
+      "[null1]",
+      "[falsee]",
+      "[True]",
+      "[true false]",
       // Strings and escapes.
-      R"(["a\"b\\c\/\b\f\n\r\t\u0041\u00e9\u4e2d\ud83d\ude00"])", R"(["\u0000"])",
-      R"(["\x"])", R"(["\u12"])", R"(["\u12G4"])", R"(["\ud800"])", R"(["\ud800x"])",
-      R"(["\udc00"])", R"(["\ud800\u0041"])", R"(["\ud800\ud800"])", R"(["\uDBFF\uDFFF"])",
-      R"(["\"])", R"(["\\"])", R"(["a\\\"b"])", R"(["\'"])", R"(["\ "])",
-      "[\"tab\tinside\"]", "[\"nl\ninside\"]", std::string("[\"nul\0inside\"]", 14),
-      std::string("[\"a\",\0]", 7), "[\"\x1f\"]", "[\"\x7f\"]",
-      R"({"da\u0074a":[1,2]})", R"({"d\u0061ta":[{"\u0069d":"k\u00e9"}]})", R"({"da\ta":[1]})",
-      R"({"data\u":[1]})", R"({"data":[{"id\ud800":1}]})", "{\"data\":[{\"id\":\"\\u00\"}]}",
+      R"(["a\"b\\c\/\b\f\n\r\t\u0041\u00e9\u4e2d\ud83d\ude00"])",
+      R"(["\u0000"])",
+      R"(["\x"])",
+      R"(["\u12"])",
+      R"(["\u12G4"])",
+      R"(["\ud800"])",
+      R"(["\ud800x"])",
+      R"(["\udc00"])",
+      R"(["\ud800\u0041"])",
+      R"(["\ud800\ud800"])",
+      R"(["\uDBFF\uDFFF"])",
+      R"(["\"])",
+      R"(["\\"])",
+      R"(["a\\\"b"])",
+      R"(["\'"])",
+      R"(["\ "])",
+      "[\"tab\tinside\"]",
+      "[\"nl\ninside\"]",
+      std::string("[\"nul\0inside\"]", 14),
+      std::string("[\"a\",\0]", 7),
+      "[\"\x1f\"]",
+      "[\"\x7f\"]",
+      R"({"da\u0074a":[1,2]})",
+      R"({"d\u0061ta":[{"\u0069d":"k\u00e9"}]})",
+      R"({"da\ta":[1]})",
+      R"({"data\u":[1]})",
+      R"({"data":[{"id\ud800":1}]})",
+      "{\"data\":[{\"id\":\"\\u00\"}]}",
       "{\"data\":[{\"a\":\"\\\\\"}],\"next_cursor\":\"\\\\\\\"\"}",
       // Invalid UTF-8 (the fallback scanner's path) in keys, values, outside strings.
-      "[\"\xff\"]", "{\"data\":[{\"id\":\"\xc3\"}]}", "{\"d\xff\":[1],\"data\":[2]}",
-      "[\xff]", "[\"\xed\xa0\x80\"]", "[\"\xf4\x90\x80\x80\"]", "[\"\xc0\xaf\"]",
+      "[\"\xff\"]",
+      "{\"data\":[{\"id\":\"\xc3\"}]}",
+      "{\"d\xff\":[1],\"data\":[2]}",
+      "[\xff]",
+      "[\"\xed\xa0\x80\"]",
+      "[\"\xf4\x90\x80\x80\"]",
+      "[\"\xc0\xaf\"]",
       "{\"data\":[{\"id\":1,\"s\":\"bad\xff\xfe\"},{\"id\":\"3\\u0041\"}],\"next_cursor\":\"n\"}",
       // Structure errors.
-      "[1,]", "[,1]", "{\"a\":1,}", "{\"a\"}", "{\"a\":}", "{\"a\" 1}", "{1:2}", "{\"a\":1 \"b\":2}",
-      "[1}", "{\"a\":1]", "[[1]", "[1]]", "\"unterminated", "[\"a]", "{\"data\":[1,2",
-      "{\"data\":[{\"id\":1},{\"id\":2}]", "[\"a\"\"b\"]", "[\"a\"b]", "[1\"a\"]",
-      "[{\"id\":1}{\"id\":2}]", "\xef\xbb\xbf[1]",
+      "[1,]",
+      "[,1]",
+      "{\"a\":1,}",
+      "{\"a\"}",
+      "{\"a\":}",
+      "{\"a\" 1}",
+      "{1:2}",
+      "{\"a\":1 \"b\":2}",
+      "[1}",
+      "{\"a\":1]",
+      "[[1]",
+      "[1]]",
+      "\"unterminated",
+      "[\"a]",
+      "{\"data\":[1,2",
+      "{\"data\":[{\"id\":1},{\"id\":2}]",
+      "[\"a\"\"b\"]",
+      "[\"a\"b]",
+      "[1\"a\"]",
+      "[{\"id\":1}{\"id\":2}]",
+      "\xef\xbb\xbf[1]",
       // Depth at and around the limit.
-      Nested(512, "1"), Nested(513, "1"), Nested(513, ""), Nested(514, ""), "[" + Nested(511, "1") + "]",
-      "[" + Nested(512, "1") + "]", "{\"data\":[" + NestedObjects(511, "1") + "]}",
-      "{\"data\":[" + NestedObjects(512, "1") + "]}", "{\"data\":[" + Nested(100000, "1") + "]}",
+      Nested(512, "1"),
+      Nested(513, "1"),
+      Nested(513, ""),
+      Nested(514, ""),
+      "[" + Nested(511, "1") + "]",
+      "[" + Nested(512, "1") + "]",
+      "{\"data\":[" + NestedObjects(511, "1") + "]}",
+      "{\"data\":[" + NestedObjects(512, "1") + "]}",
+      "{\"data\":[" + Nested(100000, "1") + "]}",
       "[\"\xff\"," + Nested(511, "1") + "]",
   };
   std::string page = "{\"data\":[";
@@ -310,10 +408,12 @@ TEST(JsonPageDifferentialTest, SharedBuffersAcrossEnginesAgree) {
   auto reference = *JsonPageParser::Create(options);
   JsonPageParserPeer::SetEngine(reference.get(), Engine::kFullWalk);
   JsonParseBuffers buffers;
-  const std::vector<std::string> bodies = {
-      "{\"data\":[" + Order(1) + "]}", "{\"data\":[{\"id\":123456789012345678901234567890}]}",
-      "{\"data\":[{\"id\":\"\xff\"}]}", "{\"data\":[" + Order(2) + "," + Order(3) + "]}",
-      "{\"data\":[1,", "{\"data\":[{\"id\":\"x\"}]}"};
+  const std::vector<std::string> bodies = {"{\"data\":[" + Order(1) + "]}",
+                                           "{\"data\":[{\"id\":123456789012345678901234567890}]}",
+                                           "{\"data\":[{\"id\":\"\xff\"}]}",
+                                           "{\"data\":[" + Order(2) + "," + Order(3) + "]}",
+                                           "{\"data\":[1,",
+                                           "{\"data\":[{\"id\":\"x\"}]}"};
   for (int round = 0; round < 2; ++round) {
     for (const std::string& b : bodies) {
       std::string body = b;
@@ -325,14 +425,15 @@ TEST(JsonPageDifferentialTest, SharedBuffersAcrossEnginesAgree) {
           got.records.emplace_back(size_t(r.data() - body.data()), r.size());
         }
         got.natural_keys = page->natural_keys;
-        for (const JsonScalar* s : {&page->cursor, &page->next_url, &page->total_pages,
-                                    &page->total_count}) {
+        for (const JsonScalar* s :
+             {&page->cursor, &page->next_url, &page->total_pages, &page->total_count}) {
           got.scalars.emplace_back(int(s->kind), s->text);
         }
         got.used_utf8_fallback = page->used_utf8_fallback;
       }
       const Outcome want = ParseOutcome(reference.get(), b);
-      EXPECT_TRUE(got == want) << absl::CEscape(b) << "\n" << Describe(got) << "\n"
+      EXPECT_TRUE(got == want) << absl::CEscape(b) << "\n"
+                               << Describe(got) << "\n"
                                << Describe(want);
     }
     buffers.Release();
