@@ -57,7 +57,6 @@ std::optional<int64_t> JsonScalarToInt(const JsonScalar& s) {
   return std::nullopt;
 }
 
-
 using json_page_internal::Bit;
 using json_page_internal::Engine;
 using json_page_internal::FastOutcome;
