@@ -6,14 +6,17 @@
 // located with RFC 6901 JSON pointers ("" = the whole document, "/data/0/id", "~1" = '/', "~0" =
 // '~'); object keys are compared after unescaping, so "da\u0074a" matches "/data".
 //
-// The parser is simdjson On-Demand. The whole document is walked and validated, so a truncated or
-// otherwise malformed body is an error (callers retry it). One exception keeps bad data from
-// costing a whole page: when simdjson rejects a body only because it is not valid UTF-8, a small
-// hand-written scanner (same grammar, no UTF-8 check) extracts the records anyway and
+// The whole document is validated, so a truncated or otherwise malformed body is an error (callers
+// retry it). Two engines share the work (common/json_page_internal.h): a fast path walks the
+// structural index of simdjson's run-time dispatched stage 1 and handles the usual pages; every
+// page it does not prove valid goes to the full walk (simdjson On-Demand visiting every value),
+// which defines the results, so both give the same answer for every body. One exception keeps bad
+// data from costing a whole page: when simdjson rejects a body only because it is not valid UTF-8,
+// a small hand-written scanner (same grammar, no UTF-8 check) extracts the records anyway and
 // ParsedPage::used_utf8_fallback is set; the writer then dead-letters just the records PostgreSQL
 // cannot store.
 //
-// Thread-safety: JsonPageParser holds a reusable simdjson parser: one instance per thread.
+// Thread-safety: JsonPageParser holds reusable parse buffers: one instance per thread.
 // JsonParseBuffers: one Parse at a time per instance. The free functions are thread-safe.
 #ifndef ETL_COMMON_JSON_PAGE_H_
 #define ETL_COMMON_JSON_PAGE_H_
@@ -29,6 +32,10 @@
 #include "absl/strings/string_view.h"
 
 namespace etl {
+
+namespace json_page_internal {
+struct JsonPageParserPeer;
+}  // namespace json_page_internal
 
 // Deepest nesting of arrays/objects accepted in a page (every parser path, the UTF-8 fallback
 // included); deeper pages are DATA_LOSS errors, never a stack overflow.
@@ -80,8 +87,8 @@ struct ParsedPage {
 // Reads a JsonScalar as a non-negative integer ("42", 42, 42.0 are accepted); nullopt otherwise.
 std::optional<int64_t> JsonScalarToInt(const JsonScalar& s);
 
-// The working memory of a parse (simdjson's structural index and string buffer, about five bytes
-// per byte of the largest document parsed so far). Parse can borrow one instead of using the
+// The working memory of a parse (simdjson's structural index, about four bytes per byte of the
+// largest document parsed so far, and the full walk's string buffer when it runs). Parse can borrow one instead of using the
 // parser's own, so that many parsers (one per fetch worker of every job) share a few buffers sized
 // by the number of parses that really run at once.
 class JsonParseBuffers {
@@ -120,13 +127,14 @@ class JsonPageParser {
   absl::StatusOr<ParsedPage> Parse(std::string* body, JsonParseBuffers* buffers = nullptr);
 
   // Frees the parser's internal buffers, which stay sized for the largest document parsed so far
-  // (about five bytes per byte of it); the next Parse allocates them again. For callers that keep a
+  // (about four bytes per byte of it); the next Parse allocates them again. For callers that keep a
   // parser between large documents and care about memory more than a reallocation per document.
   void ReleaseBuffers();
 
   struct Impl;
 
  private:
+  friend struct json_page_internal::JsonPageParserPeer;
   explicit JsonPageParser(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

@@ -1,16 +1,43 @@
 // Page parsing: records by JSON pointer, natural keys, cursor / next-URL / totals extraction, and
 // the invalid-UTF-8 fallback scanner. The first byte picks the pointers; the rest is the body.
-// Invariants: no crash, records are views inside the body, one natural key per record when asked.
+// Invariants: no crash, records are views inside the body, one natural key per record when asked,
+// and the production parse (structural fast path, full walk when it declines) gives exactly what
+// the full walk alone gives: same status, same records (same byte ranges), keys and captures.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
 
 #include "common/json_page.h"
+#include "common/json_page_internal.h"
 
 namespace {
 
 const char* const kRecordPaths[] = {"", "/data", "/a/0", "/d~1x", "/items/records"};
+
+bool SameScalar(const etl::JsonScalar& a, const etl::JsonScalar& b) {
+  return a.kind == b.kind && a.text == b.text;
+}
+
+// Same outcome, records compared as offsets into their own copy of the body.
+bool SameOutcome(const absl::StatusOr<etl::ParsedPage>& a, const std::string& body_a,
+                 const absl::StatusOr<etl::ParsedPage>& b, const std::string& body_b) {
+  if (a.status() != b.status()) return false;
+  if (!a.ok()) return true;
+  if (a->records.size() != b->records.size() || a->natural_keys != b->natural_keys ||
+      a->used_utf8_fallback != b->used_utf8_fallback || !SameScalar(a->cursor, b->cursor) ||
+      !SameScalar(a->next_url, b->next_url) || !SameScalar(a->total_pages, b->total_pages) ||
+      !SameScalar(a->total_count, b->total_count)) {
+    return false;
+  }
+  for (size_t i = 0; i < a->records.size(); ++i) {
+    if (a->records[i].data() - body_a.data() != b->records[i].data() - body_b.data() ||
+        a->records[i].size() != b->records[i].size()) {
+      return false;
+    }
+  }
+  return true;
+}
 
 }  // namespace
 
@@ -25,10 +52,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (selector & 0x40) options.total_pages_path = "/meta/total_pages";
   if (selector & 0x80) options.total_count_path = "/meta/total";
   auto parser = etl::JsonPageParser::Create(options);
-  if (!parser.ok()) abort();
+  auto reference = etl::JsonPageParser::Create(options);
+  if (!parser.ok() || !reference.ok()) abort();
+  etl::json_page_internal::JsonPageParserPeer::SetEngine(
+      reference->get(), etl::json_page_internal::Engine::kFullWalk);
   std::string body(reinterpret_cast<const char*>(data + 1), size - 1);
+  std::string reference_body = body;
+  const auto expected = (*reference)->Parse(&reference_body);
   for (int round = 0; round < 2; ++round) {  // The second round reuses the parser's buffers.
     auto page = (*parser)->Parse(&body);
+    if (!SameOutcome(page, body, expected, reference_body)) abort();
     if (!page.ok()) continue;
     const char* begin = body.data();
     const char* end = begin + body.size();
