@@ -182,6 +182,22 @@ TEST_F(WriteModesTest, AppendKeepsEveryRecordOfEveryRun) {
   EXPECT_EQ(Count(table_), 20);
 }
 
+// Parallel COPY connections take ids 1,000 at a time (no contention on the sequence per row); the
+// ids of one page are still consecutive and unique.
+TEST_F(WriteModesTest, RawTableIdsComeFromACachedSequence) {
+  std::string job = "ids-" + suffix_;
+  Register(job, Spec(v1::APPEND));
+  ASSERT_TRUE(Send({Page(job, 0, Range(0, 10), 1)}).ok());
+  EXPECT_EQ(QueryValue(absl::StrCat("SELECT s.cache_size FROM pg_sequences s WHERE "
+                                    "quote_ident(s.schemaname) || '.' || quote_ident(s.sequencename)"
+                                    " = pg_get_serial_sequence('",
+                                    table_, "', 'id')")),
+            "1000");
+  EXPECT_EQ(QueryValue(absl::StrCat("SELECT count(DISTINCT id) || '/' || (max(id) - min(id)) FROM ",
+                                    table_)),
+            "10/9");
+}
+
 TEST_F(WriteModesTest, DeadLettersKeepExactBytesOfInvalidUtf8) {
   std::string job = "dead-" + suffix_;
   Register(job, Spec(v1::APPEND, ""));
