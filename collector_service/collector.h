@@ -53,7 +53,7 @@ struct CollectorOptions {
   bool adaptive_fetch_concurrency = true;  // Jobs adapt within [1, fetch_concurrency].
   // Page fetches in flight (request, body, parse, batching) across all jobs: bounds the memory
   // of fetching whatever the number of jobs.
-  int max_fetches_in_flight = 8;
+  int max_fetches_in_flight = 6;
   int max_parses_in_flight = 0;  // Parse buffers kept (parses at once); 0 = the number of cores.
   size_t max_message_bytes = size_t(1)
                              << 20;  // Record bytes per RecordBatch before a page is chunked.

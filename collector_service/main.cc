@@ -24,7 +24,7 @@ ABSL_FLAG(int32_t, fetch_concurrency, 4,
 ABSL_FLAG(bool, adaptive_fetch_concurrency, true,
           "jobs adapt their parallel fetches: one more per round of fast answers while the writer "
           "has room, halved on HTTP 429/503 or rising latency");
-ABSL_FLAG(int32_t, max_fetches_in_flight, 8,
+ABSL_FLAG(int32_t, max_fetches_in_flight, 6,
           "page fetches in flight (request, body, parse) across all jobs; bounds fetch memory");
 ABSL_FLAG(int64_t, max_message_bytes, 1 << 20,
           "record bytes per RecordBatch message before a page is chunked");
@@ -130,7 +130,11 @@ absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  etl::TuneAllocatorForFlatMemory();
+  // Typical pages (bodies, parsed batches and their gRPC messages of up to 1 MiB) reuse arena
+  // memory instead of faulting in fresh pages for each page, which cost a third of the collector's
+  // CPU; one arena keeps what stays resident with 8 jobs within the same bound as before.
+  etl::TuneAllocatorForFlatMemory(/*mmap_threshold_bytes=*/1 << 20,
+                                  /*trim_threshold_bytes=*/1 << 20, /*arenas=*/1);
   etl::BlockTerminationSignals();
   etl::ParseFlags(argc, argv, "collector_server: fetches paginated APIs into writer_service");
   if (absl::Status s =

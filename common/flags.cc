@@ -217,10 +217,12 @@ sigset_t TerminationSet() {
 }
 }  // namespace
 
-void TuneAllocatorForFlatMemory() {
+void TuneAllocatorForFlatMemory(size_t mmap_threshold_bytes, size_t trim_threshold_bytes,
+                                int arenas) {
 #ifdef __GLIBC__
-  mallopt(M_MMAP_THRESHOLD, 256 << 10);
-  mallopt(M_ARENA_MAX, 2);
+  mallopt(M_MMAP_THRESHOLD, static_cast<int>(mmap_threshold_bytes));
+  mallopt(M_TRIM_THRESHOLD, static_cast<int>(trim_threshold_bytes));
+  mallopt(M_ARENA_MAX, arenas);
 #endif
 }
 

@@ -34,9 +34,13 @@ void WritePortFile(const std::string& path, int port);
 // Tunes glibc's allocator for services that must keep a flat footprint: pages, parser buffers and
 // gRPC message slices are MiB-sized and short-lived. With glibc's adaptive mmap threshold they soon
 // land in per-thread arenas, whose freed space stays resident and fragments; a fixed threshold
-// keeps them in their own mappings, returned to the OS on free, and few arenas bound what stays
-// resident. Call first thing in main. No-op on other C libraries.
-void TuneAllocatorForFlatMemory();
+// keeps blocks of at least `mmap_threshold_bytes` in their own mappings, returned to the OS on
+// free, an arena returns free space above `trim_threshold_bytes` at its top, and at most `arenas`
+// arenas bound what stays resident. Smaller blocks are reused without page faults: a service whose
+// every page passes through a few such blocks sets the threshold above their size. Call first
+// thing in main. No-op on other C libraries.
+void TuneAllocatorForFlatMemory(size_t mmap_threshold_bytes = 256 << 10,
+                                size_t trim_threshold_bytes = 128 << 10, int arenas = 2);
 
 // Blocks SIGTERM, SIGINT and SIGHUP in the calling thread (call first in main, before any thread
 // starts, so every thread inherits the mask) ...
