@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/escaping.h"
@@ -97,8 +98,8 @@ std::vector<const simdjson::implementation*> Kernels() {
 
 class Differential {
  public:
-  Differential() {
-    for (const PageParseOptions& options : OptionSets()) {
+  explicit Differential(const std::vector<PageParseOptions>& option_sets = OptionSets()) {
+    for (const PageParseOptions& options : option_sets) {
       Set set;
       set.reference = *JsonPageParser::Create(options);
       JsonPageParserPeer::SetEngine(set.reference.get(), Engine::kFullWalk);
@@ -438,6 +439,419 @@ TEST(JsonPageDifferentialTest, SharedBuffersAcrossEnginesAgree) {
     }
     buffers.Release();
   }
+}
+
+// Pointers the default option sets do not use: array indexes inside and outside records, escaped
+// tokens, a records array nested in an array, composite and missing natural keys, a tight limit.
+std::vector<PageParseOptions> PointerOptionSets() {
+  std::vector<PageParseOptions> sets;
+  PageParseOptions a;
+  a.records_path = "/data";
+  a.id_path = "/0";
+  a.cursor_path = "/data/0/id";
+  a.next_url_path = "/items/10";
+  a.total_pages_path = "/a~0b/c~1d";
+  a.total_count_path = "/data/1";
+  sets.push_back(a);
+  PageParseOptions b;
+  b.records_path = "/data/0";
+  b.id_path = "/id/x";
+  b.cursor_path = "/";
+  b.next_url_path = "/data";
+  b.max_records = 2;
+  sets.push_back(b);
+  PageParseOptions c;
+  c.records_path = "/data";
+  c.id_path = "/id";
+  c.cursor_path = "/next_cursor";
+  c.max_records = 3;
+  sets.push_back(c);
+  return sets;
+}
+
+// Bodies aimed at the fast path's shortcuts: backslash runs before quotes, escapes on both sides of
+// every 64-byte block boundary, bodies cut mid-escape / mid-number / mid-literal, number and
+// literal edge cases, bytes that are not JSON whitespace, NUL bytes, invalid UTF-8 (overlongs,
+// UTF-8 encoded surrogates), escaped keys matching pointer tokens, duplicate targets, array-index
+// pointers, the record limit and the nesting limit inside and outside records.
+std::vector<std::string> AdversarialCorpus() {
+  std::vector<std::string> c = {
+      // Backslash runs before a quote, as skipped strings, keys, captured values and natural keys.
+      R"({"data":[{"id":"\\"}],"next_cursor":"\\\""})",
+      R"({"data":[{"id":"\\\\\""}],"next_cursor":"\\\\"})",
+      R"({"data":[{"id":"\\\\\\\\"},{"id":"\"\"\\"}],"next_cursor":"\\\\\\\"x"})",
+      R"({"data":[{"\\":1,"id\\":2,"id":"\\\\\\"}]})",
+      R"({"data":[{"id":"\\\"}]})",
+      R"({"data":[{"id":"a\\\\\\"}],"x":"\\\\\\\\\\"})",
+      R"(["\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\"])",
+      // Cut mid-escape, mid-number, mid-literal, mid-key.
+      "{\"data\":[\"\\",
+      "{\"data\":[\"\\u00",
+      "{\"data\":[\"\\ud83d\\u",
+      "{\"data\":[\"\\\"",
+      "{\"data\":[1e",
+      "{\"data\":[1.",
+      "{\"data\":[-",
+      "{\"data\":[tr",
+      "{\"data\":[null",
+      "{\"data\":null",
+      "{\"data\":nul}",
+      "{\"data\":nullx}",
+      "{\"data\":[true",
+      "[true]",
+      "[false]",
+      "[null]",
+      "{\"da",
+      "{\"data\"",
+      "{\"data\":",
+      "[",
+      "{",
+      "]",
+      "}",
+      ",",
+      ":",
+      "\"",
+      // Numbers.
+      "[-0]",
+      "[-0.0]",
+      "[1E-0]",
+      "[1e+0]",
+      "[0e0]",
+      "[0E+00]",
+      "[1e99999999999999999999]",
+      "[-1e-99999999999999999999]",
+      "[0.e1]",
+      "[2.]",
+      "[-01]",
+      "[00]",
+      "[0.0.0]",
+      "[1e1e1]",
+      "[1e+-1]",
+      "[- 1]",
+      "[1 .5]",
+      "[.]",
+      "[e]",
+      "[-e]",
+      "[0x]",
+      "[1_000]",
+      "[12345678]",
+      "[123456789]",
+      "[1234567.8]",
+      "[12345678.12345678e12345678]",
+      "[1234567\xff]",
+      "[12345678\xff]",
+      "[9\xfa]",
+      "[9:]",
+      "[0/]",
+      "[{\"id\":-0}]",
+      "[{\"id\":1E-0}]",
+      "[{\"id\":12345678901234567}]",
+      "{\"data\":[],\"next_cursor\":-}",
+      "{\"data\":[],\"next_cursor\":1.}",
+      "{\"data\":[],\"next_cursor\":01}",
+      // Literals with trailing letters, wrong case, at the end.
+      "[truex]",
+      "[nullnull]",
+      "[falsey]",
+      "[t]",
+      "[f]",
+      "[n]",
+      "[tru\xc3\xa9]",
+      "[trUe]",
+      "{\"data\":[],\"next_cursor\":truex}",
+      "{\"data\":[],\"next_cursor\":nul}",
+      "{\"data\":[],\"next_cursor\":true}",
+      "{\"data\":[{\"id\":false}]}",
+      // Bytes that are not JSON whitespace.
+      "[1\v]",
+      "[\v1]",
+      "[1\f]",
+      "[\f]",
+      "\v[1]",
+      "[1]\f",
+      "[\xc2\xa0"
+      "1]",
+      "[1\xc2\xa0]",
+      "{\"data\":\v[]}",
+      "{\"data\"\f:[]}",
+      "[true\v]",
+      "[\"a\"\v]",
+      "[1\x85]",
+      // NUL bytes outside strings.
+      std::string("\0[1]", 4),
+      std::string("[1]\0", 4),
+      std::string("[\0]", 3),
+      std::string("[1,\0]", 5),
+      std::string("[1\0]", 4),
+      std::string("[true\0]", 7),
+      std::string("{\"data\":[]\0}", 12),
+      std::string("{\"data\":[],\0\"x\":1}", 18),
+      std::string("\0", 1),
+      // Invalid UTF-8 and edge code points, in values, keys and outside strings.
+      "[\"\xc0\x80\"]",
+      "[\"\xe0\x80\x80\"]",
+      "[\"\xf0\x80\x80\x80\"]",
+      "[\"\xed\xa0\x80\"]",
+      "[\"\xed\xbf\xbf\"]",
+      "[\"\xef\xbf\xbf\"]",
+      "[\"\xf4\x8f\xbf\xbf\"]",
+      "[\"\xf5\x80\x80\x80\"]",
+      "[\"\xe2\x82\"]",
+      "[\"\x80\"]",
+      "{\"data\":[{\"id\":\"\xef\xbf\xbf\"}]}",
+      "{\"data\":[{\"id\":\"\xed\xa0\x80\"}]}",
+      "{\"d\xc3\xa1ta\":[1],\"data\":[2]}",
+      "{\"data\":[1],\"\xff\":2}",
+      "[1]\xff",
+      "\xff[1]",
+      "{\"data\":[1]}\xc3",
+      "{\"data\":[{\"id\":\"\\uffff\"},{\"id\":\"\\ufffe\"},{\"id\":\"\\udbff\\udfff\"}]}",
+      "[\"\\uD834\\uDD1E\\ud834\\udd1e\"]",
+      "[\"\\udc00\\ud800\"]",
+      "[\"\\ud800\\\\u0041\"]",
+      "[\"\\u004\"]",
+      "[\"\\u\"]",
+      "[\"\\U0041\"]",
+      "[\"\\u+041\"]",
+      "[\"\\u 041\"]",
+      // BOM, empty and bare bodies.
+      "\xef\xbb\xbf{\"data\":[]}",
+      "\xef\xbb\xbf",
+      "",
+      " ",
+      "\t\r\n",
+      "\"x\"",
+      "42",
+      "-",
+      "\"",
+      "\"\\\"",
+      "true",
+      "null",
+      "[] ",
+      " {} ",
+      "[]]",
+      "{}}",
+      "[][]",
+      "{}{}",
+      // Escaped keys that match (or nearly match) pointer tokens.
+      R"({"d\u0061ta":[1],"data":[2]})",
+      R"({"\u0064\u0061\u0074\u0061":[{"\u0069\u0064":"x"}]})",
+      R"({"data\u0000":[1]})",
+      R"({"d\/x":[1]})",
+      R"({"d/x":[1],"d\/x":[2]})",
+      R"({"a~b":{"c/d":7},"data":[]})",
+      R"({"a\u007eb":{"c\/d":[7]},"data":[]})",
+      R"({"a~0b":{"c~1d":7},"data":[]})",
+      R"({"data":[{"id\u0000":1,"id":2}]})",
+      R"({"data":[{"i\u0064":"k\"ey"}]})",
+      R"({"data":[{"\"id":1,"id\"":2}]})",
+      // Duplicate targets: the first one wins, records of every occurrence are kept.
+      R"({"next_cursor":"a","next_cursor":"b","data":[]})",
+      R"({"next_cursor":{"x":1},"next_cursor":"b","data":[]})",
+      R"({"meta":{"total_pages":1},"meta":{"total_pages":2},"data":[]})",
+      R"({"meta":{"total_pages":1},"meta":{"total_pages":[bad]},"data":[]})",
+      R"({"meta":{"total_pages":1},"meta":7,"data":[]})",
+      R"({"data":[{"id":1,"id":2,"id":[}]})",
+      R"({"data":[{"id":1,"id":"\x"}]})",
+      R"({"data":[{"id":1,"id":tru}]})",
+      R"({"data":[1],"data":{"x":2}})",
+      R"({"data":[1],"data":3})",
+      R"({"data":[1],"data":null})",
+      R"({"data":null,"data":[1]})",
+      // Array-index pointers, composite and missing keys, nested records arrays.
+      R"({"data":[{"id":1},{"id":2}],"items":[0,1,2,3,4,5,6,7,8,9,"ten",11],"a~b":{"c/d":1}})",
+      R"({"data":[[1,2],[3]],"items":[0,1,2,3,4,5,6,7,8,9],"a~b":{"c/d":[]}})",
+      R"({"data":[[{"id":{"x":"a"}},{"id":{"x":[1]}},{"id":{}},{"id":[]},{"id":null},7]]})",
+      R"({"data":[[{"id":{"x":1,"x":2}}],[]],"":"empty key"})",
+      R"({"data":[["a","b"],"c"]})",
+      R"({"data":[{"0":1},[1,2]]})",
+      R"({"data":[[],null,{},"",0,false]})",
+      R"({"data":[[]]})",
+      R"({"data":[null]})",
+      R"({"data":["x"]})",
+      R"({"data":[{}]})",
+      R"({"data":[[[]]]})",
+      // The record limit: exactly at it, one over, over inside a nested records array.
+      R"({"data":[1,2]})",
+      R"({"data":[1,2,3]})",
+      R"({"data":[1,2,3,4]})",
+      R"({"data":[[1,2],[3]]})",
+      R"({"data":[[1,2,3],[3]]})",
+      R"({"data":[[1,2,3,4]]})",
+      R"({"data":[[1,2,3,x]]})",
+      R"({"data":[1,2,3,x]})",
+      R"({"data":[1,2,3,4,"\x"]})",
+      // Nesting at the limit and one over, inside records, outside them and under a target.
+      "{\"next_cursor\":" + Nested(511, "1") + ",\"data\":[]}",
+      "{\"next_cursor\":" + Nested(512, "1") + ",\"data\":[]}",
+      "{\"x\":" + NestedObjects(511, "[]") + ",\"data\":[]}",
+      "{\"x\":" + NestedObjects(511, "[1]") + ",\"data\":[]}",
+      "{\"data\":[{\"id\":" + Nested(510, "\"k\"") + "}]}",
+      "{\"data\":[{\"id\":" + Nested(511, "\"k\"") + "}]}",
+      "{\"data\":[[" + Nested(510, "") + "]]}",
+      "{\"data\":[[" + Nested(511, "") + "]]}",
+      "{\"data\":[],\"next_cursor\":" + Nested(100000, "") + "}",
+      "{\"data\":[]," + std::string(100000, '[') + "}",
+      Nested(100000, ""),
+      NestedObjects(100000, "1"),
+  };
+  // A captured string, a key and a natural key with escapes on both sides of every 64-byte block
+  // boundary (the stage-1 kernels work in 64-byte blocks, the unescapers in 16/32/64), and
+  // bodies whose size is an exact multiple of 64 ending mid-escape.
+  for (size_t pad = 0; pad < 140; ++pad) {
+    const std::string x(pad, 'x');
+    c.push_back("{\"data\":[{\"id\":\"" + x +
+                "\\\\\\\"\\u00e9\\ud83d\\ude00\"}],\"next_cursor\":\"" + x + "\\\"\"}");
+    c.push_back("{\"" + x + "\\\\\":1,\"data\":[{\"i\\u0064\":\"" + x + "\\/\"}]}");
+    std::string cut = "{\"data\":[\"" + x + "\\";
+    c.push_back(cut);
+    c.push_back(cut + "u00");
+    std::string exact = "{\"data\":[\"" + x + "\"]}";
+    while (exact.size() % 64 != 0) exact += ' ';
+    c.push_back(exact);
+    exact.back() = '\\';
+    c.push_back(exact);
+  }
+  // Strings longer than 64 KiB with escapes every few bytes, captured and skipped.
+  std::string longs;
+  for (int i = 0; i < 4000; ++i) longs += "abcdefghijklm\\\\\\\"\\u00e9\\n";
+  c.push_back("{\"data\":[{\"id\":\"" + longs + "\"},\"" + longs + "\"],\"next_cursor\":\"" +
+              longs + "\"}");
+  c.push_back("{\"data\":[{\"id\":\"" + longs + "\\x\"}]}");
+  c.push_back("{\"data\":[\"" + longs + "\xed\xa0\x80\"]}");
+  c.push_back("{\"data\":[\"" + longs);
+  return c;
+}
+
+TEST(JsonPageDifferentialTest, AdversarialCorpusAgrees) {
+  Differential d;
+  Differential pointers(PointerOptionSets());
+  int taken = 0;
+  for (const std::string& body : AdversarialCorpus()) taken += d.Check(body) + pointers.Check(body);
+  EXPECT_GT(taken, 5000);  // The fast path really judged many of them (not declined every time).
+}
+
+// Every byte that must not be accepted where the fast path looks (NUL, \v, \f, a lone backslash,
+// a quote, a stray UTF-8 lead byte, NBSP's bytes), inserted at and written over every position
+// of a small page.
+TEST(JsonPageDifferentialTest, EveryHostileByteAtEveryPositionAgrees) {
+  Differential d(PointerOptionSets());
+  const std::string page =
+      R"({"data":[{"id":"a\"b","v":[1,-2.5e3,true,null,{}]},{"id":7}],"next_cursor":"c\u00e9",)"
+      R"("items":[0,1,2,3,4,5,6,7,8,9,10]})";
+  const std::string bytes("\0\v\f\\\"\xc2\xa0\x01/", 9);
+  int taken = 0;
+  for (size_t pos = 0; pos <= page.size(); ++pos) {
+    for (char b : bytes) {
+      std::string inserted = page;
+      inserted.insert(pos, 1, b);
+      taken += d.Check(inserted);
+      if (pos < page.size()) {
+        std::string replaced = page;
+        replaced[pos] = b;
+        taken += d.Check(replaced);
+      }
+    }
+  }
+  EXPECT_GT(taken, 300);
+}
+
+ParsedPage ParseOk(JsonPageParser* parser, std::string* body, JsonParseBuffers* buffers) {
+  auto page = parser->Parse(body, buffers);
+  EXPECT_TRUE(page.ok()) << page.status();
+  return page.ok() ? *std::move(page) : ParsedPage();
+}
+
+// One parser and one JsonParseBuffers reused from a large page to tiny and malformed ones: nothing
+// of the large page's structural index leaks into a later, shorter parse.
+TEST(JsonPageDifferentialTest, ReuseFromHugePageToTinyPagesAgrees) {
+  PageParseOptions options;
+  options.records_path = "/data";
+  options.id_path = "/id";
+  options.cursor_path = "/next_cursor";
+  auto parser = *JsonPageParser::Create(options);
+  auto reference = *JsonPageParser::Create(options);
+  JsonPageParserPeer::SetEngine(reference.get(), Engine::kFullWalk);
+  JsonParseBuffers buffers;
+  std::string huge = "{\"data\":[";
+  for (int i = 0; i < 3000; ++i) huge += (i ? "," : "") + Order(i);
+  huge += "],\"next_cursor\":\"end\"}";
+  const std::vector<std::string> tiny = {"{\"data\":[]}",
+                                         "[",
+                                         "{\"data\":[1,",
+                                         "{\"data\":[{\"id\":",
+                                         "{\"data\":[{}]}",
+                                         "{\"data\":[{\"id\":\"k\"}]}",
+                                         "{",
+                                         "{\"data\":[1]} 1",
+                                         "[1]",
+                                         "{\"data\":[\"a\"]"};
+  for (int round = 0; round < 2; ++round) {
+    std::string body = huge;
+    ParsedPage big = ParseOk(parser.get(), &body, round ? &buffers : nullptr);
+    EXPECT_EQ(big.records.size(), 3000u);
+    EXPECT_EQ(big.cursor.text, "end");
+    for (const std::string& t : tiny) {
+      std::string got_body = t, want_body = t;
+      auto got = parser->Parse(&got_body, round ? &buffers : nullptr);
+      auto want = reference->Parse(&want_body);
+      ASSERT_EQ(got.status(), want.status()) << absl::CEscape(t);
+      if (!got.ok()) continue;
+      ASSERT_EQ(got->records.size(), want->records.size()) << absl::CEscape(t);
+      for (size_t i = 0; i < got->records.size(); ++i) {
+        EXPECT_EQ(got->records[i].data() - got_body.data(),
+                  want->records[i].data() - want_body.data());
+        EXPECT_EQ(got->records[i], want->records[i]);
+      }
+      EXPECT_EQ(got->natural_keys, want->natural_keys);
+      EXPECT_EQ(got->cursor.text, want->cursor.text);
+    }
+  }
+}
+
+// Parsers on several threads at once (one parser and one buffer set per thread) give the results
+// of a single-threaded full walk.
+TEST(JsonPageDifferentialTest, ConcurrentParsersAgree) {
+  PageParseOptions options;
+  options.records_path = "/data";
+  options.id_path = "/id";
+  options.cursor_path = "/next_cursor";
+  std::vector<std::string> bodies = AdversarialCorpus();
+  bodies.resize(200);
+  auto reference = *JsonPageParser::Create(options);
+  JsonPageParserPeer::SetEngine(reference.get(), Engine::kFullWalk);
+  std::vector<std::string> want;
+  for (const std::string& b : bodies) want.push_back(Describe(ParseOutcome(reference.get(), b)));
+  std::vector<int> mismatches(2, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {
+      auto parser = *JsonPageParser::Create(options);
+      JsonParseBuffers buffers;
+      for (int round = 0; round < 5; ++round) {
+        for (size_t i = 0; i < bodies.size(); ++i) {
+          std::string body = bodies[i];
+          Outcome o;
+          auto page = parser->Parse(&body, (i + round) % 2 ? &buffers : nullptr);
+          o.status = page.status();
+          if (page.ok()) {
+            for (absl::string_view r : page->records) {
+              o.records.emplace_back(size_t(r.data() - body.data()), r.size());
+            }
+            o.natural_keys = page->natural_keys;
+            for (const JsonScalar* s :
+                 {&page->cursor, &page->next_url, &page->total_pages, &page->total_count}) {
+              o.scalars.emplace_back(int(s->kind), s->text);
+            }
+            o.used_utf8_fallback = page->used_utf8_fallback;
+          }
+          if (Describe(o) != want[i]) ++mismatches[t];
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(mismatches, std::vector<int>({0, 0}));
 }
 
 }  // namespace

@@ -3,10 +3,17 @@
 // Invariants: no crash, records are views inside the body, one natural key per record when asked,
 // and the production parse (structural fast path, full walk when it declines) gives exactly what
 // the full walk alone gives: same status, same records (same byte ranges), keys and captures.
+// Besides, on every input: the fast path alone on one stage-1 kernel (chosen by the input's size,
+// so every kernel this CPU runs gets inputs) either declines or agrees; a second option set with
+// array-index pointers and a tight record limit agrees; and a parser that has just parsed the body
+// parses its first half (stale structural indexes of a longer document must not matter).
+#include <simdjson.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "common/json_page.h"
 #include "common/json_page_internal.h"
@@ -37,6 +44,42 @@ bool SameOutcome(const absl::StatusOr<etl::ParsedPage>& a, const std::string& bo
     }
   }
   return true;
+}
+
+const std::vector<const simdjson::implementation*>& Kernels() {
+  static const auto* kernels = [] {
+    auto* out = new std::vector<const simdjson::implementation*>();
+    for (const simdjson::implementation* k : simdjson::get_available_implementations()) {
+      if (k->supported_by_runtime_system()) out->push_back(k);
+    }
+    return out;
+  }();
+  return *kernels;
+}
+
+// Production and reference parsers for `options` on `input`: they must agree (aborts otherwise),
+// also when the production parser then parses the input's first half.
+void CheckAgreement(const etl::PageParseOptions& options, const std::string& input) {
+  using etl::json_page_internal::Engine;
+  using etl::json_page_internal::JsonPageParserPeer;
+  auto parser = etl::JsonPageParser::Create(options);
+  auto reference = etl::JsonPageParser::Create(options);
+  auto fast = etl::JsonPageParser::Create(options);
+  if (!parser.ok() || !reference.ok() || !fast.ok()) abort();
+  JsonPageParserPeer::SetEngine(reference->get(), Engine::kFullWalk);
+  JsonPageParserPeer::SetEngine(fast->get(), Engine::kFastOnly);
+  JsonPageParserPeer::SetStage1Implementation(fast->get(),
+                                              Kernels()[input.size() % Kernels().size()]);
+  for (const std::string& text : {input, input.substr(0, input.size() / 2)}) {
+    std::string body = text, reference_body = text, fast_body = text;
+    const auto expected = (*reference)->Parse(&reference_body);
+    if (!SameOutcome((*parser)->Parse(&body), body, expected, reference_body)) abort();
+    const auto alone = (*fast)->Parse(&fast_body);
+    if (alone.status().code() != absl::StatusCode::kUnavailable &&
+        !SameOutcome(alone, fast_body, expected, reference_body)) {
+      abort();
+    }
+  }
 }
 
 }  // namespace
@@ -72,5 +115,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     (void)etl::JsonScalarToInt(page->total_pages);
     (void)etl::JsonScalarToInt(page->total_count);
   }
+  CheckAgreement(options, body);
+  etl::PageParseOptions indexes;
+  indexes.records_path = (selector & 1) ? "/data/0" : "/data";
+  indexes.id_path = (selector & 2) ? "/0" : "/id/x";
+  indexes.cursor_path = "/data/1/id";
+  indexes.next_url_path = "/items/10";
+  indexes.total_pages_path = "/a~0b/c~1d";
+  indexes.max_records = 1 + selector % 4;
+  CheckAgreement(indexes, body);
   return 0;
 }
