@@ -432,22 +432,10 @@ class StructuralWalker {
   }
 
   bool WalkRecord(size_t depth, uint32_t mask) {
-    const bool want_id = targets_->enabled & Bit(kId);
-    if (want_id) {
-      targets_->base[kId] = depth;
-      captures_->captured &= ~Bit(kId);
-      captures_->current_id = JsonScalar{};
-      mask |= Bit(kId);
-    }
+    mask = BeginRecord(targets_, captures_, depth, mask);
     const uint32_t first = i_;
     if (!WalkValue(depth, mask)) return false;
-    if (!captures_->Admit()) return false;  // The full walk reports the limit.
-    captures_->page->records.push_back(TextFrom(first));
-    if (want_id) {
-      JsonScalar& id = captures_->current_id;
-      captures_->page->natural_keys.push_back(id.present() ? std::move(id.text) : std::string());
-    }
-    return true;
+    return EndRecord(*targets_, captures_, TextFrom(first));  // The full walk reports the limit.
   }
 
   Targets* targets_;

@@ -164,6 +164,28 @@ struct Captures {
   }
 };
 
+// A record's start, shared by every walker: arms the id pointer (relative to the record at `depth`)
+// and returns the mask to walk the record with.
+inline uint32_t BeginRecord(Targets* targets, Captures* captures, size_t depth, uint32_t mask) {
+  if (!(targets->enabled & Bit(kId))) return mask;
+  targets->base[kId] = depth;
+  captures->captured &= ~Bit(kId);
+  captures->current_id = JsonScalar{};
+  return mask | Bit(kId);
+}
+
+// A record's end: adds its text and (with an id pointer) its natural key. False, with nothing
+// added, once the page holds max_records records.
+inline bool EndRecord(const Targets& targets, Captures* captures, absl::string_view record) {
+  if (!captures->Admit()) return false;
+  captures->page->records.push_back(record);
+  if (targets.enabled & Bit(kId)) {
+    JsonScalar& id = captures->current_id;
+    captures->page->natural_keys.push_back(id.present() ? std::move(id.text) : std::string());
+  }
+  return true;
+}
+
 inline constexpr char kTooDeep[] = "nesting deeper than 512 levels";
 static_assert(kMaxJsonNestingDepth == 512, "update kTooDeep");
 

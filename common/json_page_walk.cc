@@ -148,13 +148,7 @@ class SimdWalker {
   }
 
   error_code WalkRecord(od::value& v, size_t depth, uint32_t mask) {
-    const bool want_id = targets_->enabled & Bit(kId);
-    if (want_id) {
-      targets_->base[kId] = depth;
-      captures_->captured &= ~Bit(kId);
-      captures_->current_id = JsonScalar{};
-      mask |= Bit(kId);
-    }
+    mask = BeginRecord(targets_, captures_, depth, mask);
     std::string_view token = v.raw_json_token();
     const char* start = token.data();
     od::json_type type;
@@ -167,13 +161,7 @@ class SimdWalker {
       record = TrimRight(start, start + token.size());
       SJ_TRY(WalkValue(v, depth, mask));
     }
-    if (!captures_->Admit()) return simdjson::CAPACITY;
-    captures_->page->records.push_back(record);
-    if (want_id) {
-      const JsonScalar& id = captures_->current_id;
-      captures_->page->natural_keys.push_back(id.present() ? id.text : std::string());
-    }
-    return simdjson::SUCCESS;
+    return EndRecord(*targets_, captures_, record) ? simdjson::SUCCESS : simdjson::CAPACITY;
   }
 
   // The key of `field` (unescaped). A key without a backslash is its raw bytes (stage 1 checked
@@ -384,20 +372,11 @@ class FallbackScanner {
   }
 
   bool WalkRecord(size_t depth, uint32_t mask) {
-    const bool want_id = targets_->enabled & Bit(kId);
-    if (want_id) {
-      targets_->base[kId] = depth;
-      captures_->captured &= ~Bit(kId);
-      captures_->current_id = JsonScalar{};
-      mask |= Bit(kId);
-    }
+    mask = BeginRecord(targets_, captures_, depth, mask);
     const char* start = p_;
     if (!WalkValue(depth, mask)) return false;
-    if (!captures_->Admit()) return Fail("too many records");
-    captures_->page->records.push_back(absl::string_view(start, size_t(p_ - start)));
-    if (want_id) {
-      const JsonScalar& id = captures_->current_id;
-      captures_->page->natural_keys.push_back(id.present() ? id.text : std::string());
+    if (!EndRecord(*targets_, captures_, absl::string_view(start, size_t(p_ - start)))) {
+      return Fail("too many records");
     }
     return true;
   }
