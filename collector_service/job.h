@@ -64,7 +64,7 @@ struct JobEnv {
   size_t max_message_bytes = size_t(1) << 20;     // Record bytes per RecordBatch before chunking.
   size_t max_response_bytes = size_t(256) << 20;  // Larger API responses fail the attempt.
   size_t writer_max_message_bytes = size_t(64) << 20;  // The writer's limit (page_fetcher.h).
-  int extra_window_pages = 2;                          // Window = fetch_concurrency + this.
+  int extra_window_pages = 1;                          // Window = fetch_concurrency + this.
   // The window is bounded by bytes too: pages past the next one to send wait while the pages held
   // (fetched, being fetched at the largest page size seen, being sent) reach this.
   size_t max_buffered_bytes = size_t(16) << 20;

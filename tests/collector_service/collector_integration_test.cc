@@ -700,23 +700,23 @@ TEST_F(CollectorIntegrationTest, SlowWriterKeepsCollectorMemoryBounded) {
   size_t served = api.WaitQuiet(absl::Seconds(2), absl::Seconds(60));
   std::cerr << "pages served while the table was locked: " << served << " of 400\n";
   // 400 pages in total; with the writer stalled only the writer's queue, the gRPC flow-control
-  // windows and the collector's window (fetch_concurrency + 2) can hold pages.
+  // windows and the collector's window (fetch_concurrency + 1) can hold pages.
   EXPECT_LT(served, 80u);
   auto live = collector_->collector()->FindJob(job.job_id());
   ASSERT_NE(live, nullptr);
-  EXPECT_LE(live->max_pages_buffered(), spec.fetch_concurrency() + 3);
+  EXPECT_LE(live->max_pages_buffered(), spec.fetch_concurrency() + 2);
   EXPECT_FALSE(live->done());
   lock.Release();
   v1::Job final_job = WaitJob(job.job_id());
   EXPECT_EQ(final_job.state(), v1::SUCCEEDED) << final_job.error();
   ExpectTableExact(final_job.table_name(), api.records());
-  EXPECT_LE(live->max_pages_buffered(), spec.fetch_concurrency() + 3);
+  EXPECT_LE(live->max_pages_buffered(), spec.fetch_concurrency() + 2);
 }
 
 TEST_F(CollectorIntegrationTest, BufferedBytesBoundLimitsPagesHeldEvenWithRoomInTheWindow) {
   // Pages of ~110 kB and a 200 kB byte bound: with the writer stalled, the page being sent plus the
   // next one (always admitted, so the sender never waits on the bound) is all a job may hold,
-  // although fetch_concurrency 4 leaves room for 6 pages in the window.
+  // although fetch_concurrency 4 leaves room for 5 pages in the window.
   RestartServices({"--queue_records=50", "--batch_records=50"}, /*max_buffered_bytes=*/200 * 1000);
   TestApi& api = NewApi(3000, 50, /*pad_bytes=*/2000);  // 60 pages.
   v1::JobSpec spec = PageSpec(api, 50, /*with_total_pages=*/true, /*fetch_concurrency=*/4);
