@@ -511,7 +511,9 @@ http {{
                 extra = during(w, c, db, env) if during else None
                 for r in runs:
                     if r.wait(7200) != 0:
-                        raise RuntimeError(f"{case}: job failed; see {r.log_path}")
+                        with open(r.log_path, errors="replace") as f:
+                            tail = "".join(f.readlines()[-5:])
+                        raise RuntimeError(f"{case}: job failed; see {r.log_path}; it ends:\n{tail}")
                     self.procs.remove(r)
                 dt = time.time() - t0
                 busy = busy_share(jif, machine_jiffies())
