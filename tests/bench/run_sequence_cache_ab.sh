@@ -45,7 +45,7 @@ PY
 
 for _ in $(seq "$reps"); do
   for cache in 1 1000; do
-    psql -X -q -v ON_ERROR_STOP=1 -c "DROP TABLE IF EXISTS t" -c "CREATE TABLE t (
+    PGOPTIONS=--client-min-messages=warning psql -X -q -v ON_ERROR_STOP=1 -c "DROP TABLE IF EXISTS t" -c "CREATE TABLE t (
       id bigserial PRIMARY KEY, payload jsonb NOT NULL, natural_key text, job_id text NOT NULL,
       page_number bigint NOT NULL, collected_at timestamptz NOT NULL DEFAULT now())" \
       -c "ALTER SEQUENCE t_id_seq CACHE $cache" -c "CHECKPOINT"
