@@ -47,10 +47,9 @@ std::string Describe(const Outcome& o) {
   return out;
 }
 
-Outcome ParseOutcome(JsonPageParser* parser, const std::string& input) {
-  std::string body = input;
+// What a parse of `body` gave, with records as offsets into it.
+Outcome OutcomeOf(const absl::StatusOr<ParsedPage>& page, const std::string& body) {
   Outcome o;
-  auto page = parser->Parse(&body);
   o.status = page.status();
   if (!page.ok()) return o;
   for (absl::string_view r : page->records) {
@@ -64,6 +63,12 @@ Outcome ParseOutcome(JsonPageParser* parser, const std::string& input) {
   }
   o.used_utf8_fallback = page->used_utf8_fallback;
   return o;
+}
+
+Outcome ParseOutcome(JsonPageParser* parser, const std::string& input) {
+  std::string body = input;
+  auto page = parser->Parse(&body);
+  return OutcomeOf(page, body);
 }
 
 std::vector<PageParseOptions> OptionSets() {
@@ -419,19 +424,7 @@ TEST(JsonPageDifferentialTest, SharedBuffersAcrossEnginesAgree) {
     for (const std::string& b : bodies) {
       std::string body = b;
       auto page = shared_parser->Parse(&body, &buffers);
-      Outcome got;
-      got.status = page.status();
-      if (page.ok()) {
-        for (absl::string_view r : page->records) {
-          got.records.emplace_back(size_t(r.data() - body.data()), r.size());
-        }
-        got.natural_keys = page->natural_keys;
-        for (const JsonScalar* s :
-             {&page->cursor, &page->next_url, &page->total_pages, &page->total_count}) {
-          got.scalars.emplace_back(int(s->kind), s->text);
-        }
-        got.used_utf8_fallback = page->used_utf8_fallback;
-      }
+      const Outcome got = OutcomeOf(page, body);
       const Outcome want = ParseOutcome(reference.get(), b);
       EXPECT_TRUE(got == want) << absl::CEscape(b) << "\n"
                                << Describe(got) << "\n"
@@ -831,20 +824,8 @@ TEST(JsonPageDifferentialTest, ConcurrentParsersAgree) {
       for (int round = 0; round < 5; ++round) {
         for (size_t i = 0; i < bodies.size(); ++i) {
           std::string body = bodies[i];
-          Outcome o;
           auto page = parser->Parse(&body, (i + round) % 2 ? &buffers : nullptr);
-          o.status = page.status();
-          if (page.ok()) {
-            for (absl::string_view r : page->records) {
-              o.records.emplace_back(size_t(r.data() - body.data()), r.size());
-            }
-            o.natural_keys = page->natural_keys;
-            for (const JsonScalar* s :
-                 {&page->cursor, &page->next_url, &page->total_pages, &page->total_count}) {
-              o.scalars.emplace_back(int(s->kind), s->text);
-            }
-            o.used_utf8_fallback = page->used_utf8_fallback;
-          }
+          const Outcome o = OutcomeOf(page, body);
           if (Describe(o) != want[i]) ++mismatches[t];
         }
       }
