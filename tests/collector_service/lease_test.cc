@@ -38,17 +38,7 @@ namespace {
 using ::etl::testing::ApiRequest;
 using ::etl::testing::ChildProcess;
 using ::etl::testing::TestApi;
-
-// Polls `cond` until it holds or `timeout` passes; returns whether it held.
-template <typename F>
-bool WaitFor(F cond, absl::Duration timeout = absl::Seconds(30)) {
-  absl::Time deadline = absl::Now() + timeout;
-  while (!cond()) {
-    if (absl::Now() > deadline) return false;
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  return true;
-}
+using ::etl::testing::WaitFor;
 
 // A database of its own for one test: created on the test server, dropped at the end.
 class TestDatabase {

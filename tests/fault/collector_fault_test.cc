@@ -50,17 +50,7 @@ using ::etl::testing::ChildProcess;
 using ::etl::testing::PostgresConnString;
 using ::etl::testing::QueryValue;
 using ::etl::testing::TestApi;
-
-// Polls `cond` until it holds or `timeout` passes; returns whether it held.
-template <typename F>
-bool WaitFor(F cond, absl::Duration timeout = absl::Seconds(30)) {
-  absl::Time deadline = absl::Now() + timeout;
-  while (!cond()) {
-    if (absl::Now() > deadline) return false;
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  return true;
-}
+using ::etl::testing::WaitFor;
 
 // A gate the API's fault hook waits on (bounded) until the test opens it.
 class Gate {

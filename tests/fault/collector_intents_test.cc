@@ -38,20 +38,10 @@ using ::etl::testing::ChildProcess;
 using ::etl::testing::QueryValue;
 using ::etl::testing::TcpProxy;
 using ::etl::testing::TestApi;
+using ::etl::testing::WaitFor;
 
 // The most records per page the capping test API returns, whatever is asked.
 constexpr int kCappedPageSize = 10;
-
-// Polls `cond` until it holds or `timeout` passes; returns whether it held.
-template <typename F>
-bool WaitFor(F cond, absl::Duration timeout = absl::Seconds(30)) {
-  absl::Time deadline = absl::Now() + timeout;
-  while (!cond()) {
-    if (absl::Now() > deadline) return false;
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  return true;
-}
 
 class CollectorIntentsTest : public ::testing::Test {
  protected:

@@ -42,18 +42,8 @@ namespace {
 using ::etl::testing::ChildProcess;
 using ::etl::testing::PostgresConnString;
 using ::etl::testing::QueryValue;
+using ::etl::testing::WaitFor;
 using HealthResponse = grpc::health::v1::HealthCheckResponse;
-
-// Polls `cond` until it holds or `timeout` passes; returns whether it held.
-template <typename F>
-bool WaitFor(F cond, absl::Duration timeout = absl::Seconds(20)) {
-  absl::Time deadline = absl::Now() + timeout;
-  while (!cond()) {
-    if (absl::Now() > deadline) return false;
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  return true;
-}
 
 // Peak resident memory of a process (VmHWM), in bytes; -1 when unreadable.
 int64_t PeakRssBytes(pid_t pid) {

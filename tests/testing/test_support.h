@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 
 namespace etl::testing {
 
@@ -55,6 +57,18 @@ class ChildProcess {
   int port_ = 0;
   bool reaped_ = false;
 };
+
+// Polls `cond` every 20 ms until it holds or `timeout` passes; returns whether it held. For
+// conditions a test cannot be told about (another process's state), never as a fixed sleep.
+template <typename F>
+bool WaitFor(F cond, absl::Duration timeout = absl::Seconds(30)) {
+  absl::Time deadline = absl::Now() + timeout;
+  while (!cond()) {
+    if (absl::Now() > deadline) return false;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return true;
+}
 
 // A fresh unique suffix for table/job names so tests never collide (lower case, [a-z0-9]).
 std::string UniqueSuffix();
